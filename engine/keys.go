@@ -56,6 +56,9 @@ func EncodeKeys(names []string, keys Keys) (string, error) {
 
 // DecodeKeys reverses EncodeKeys for the same key names.
 func DecodeKeys(names []string, encoded string) (Keys, error) {
+	if len(names) == 0 && encoded == "" { // EncodeKeys of no keys
+		return Keys{}, nil
+	}
 	keys := make(Keys, len(names))
 	var b strings.Builder
 	i := 0

@@ -150,10 +150,11 @@ func ParseSelector(s, defaultNamespace string) (Selector, error) {
 		rest = rest[end:]
 	}
 	if rest != "" && rest[0] == '[' {
-		if rest[len(rest)-1] != ']' {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
 			return sel, selectorError(s, "encoding", "missing closing ']'")
 		}
-		enc := rest[1 : len(rest)-1]
+		enc := rest[1:end]
 		if enc == "" {
 			return sel, selectorError(s, "encoding", "empty between '[' and ']'")
 		}
@@ -161,7 +162,7 @@ func ParseSelector(s, defaultNamespace string) (Selector, error) {
 			return sel, err
 		}
 		sel.Encoding = strings.ToLower(enc)
-		rest = ""
+		rest = rest[end+1:]
 	}
 	if rest != "" {
 		return sel, selectorError(s, "suffix", "unexpected %q (the order is +aggr, @-version, [encoding])", rest)

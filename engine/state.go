@@ -15,13 +15,27 @@ import (
 // Bucket per bucket ID.
 //
 // Expiry: a State may forget a current value once it is staleness old (age = now − its
-// timestamp), a previous value once it is KeepPrevious.Over old, and a bucket at
-// BucketExpiry; it must not report a value past those ages as found. The engine applies
-// freshness and staleness exactly on top of what a State returns.
+// timestamp) — for a feature with KeepPrevious, once it is max(staleness, KeepPrevious.Over)
+// old, since it may still become a previous version — a previous value once it is
+// KeepPrevious.Over old, and a bucket at BucketExpiry; it must not report a value past those
+// ages as found. The engine applies freshness and staleness exactly on top of what a State
+// returns.
 //
 // "Stale relative to a write" below means a stored value whose timestamp is at or before the
 // write's timestamp minus staleness; Append and Incr treat such a value as absent, so a
 // counter never grows from a value that could no longer be served.
+//
+// Rules every State follows (the conformance suite, engine/statetest, checks them):
+//   - Writes apply in call order: a Set with an older timestamp than the current value's
+//     still replaces it.
+//   - The result of Append and Incr carries the later of the old and the new timestamps.
+//   - Get of a version beyond KeepPrevious.Versions reports not found (the engine rejects
+//     such selectors before asking).
+//   - WindowAdd into a bucket past its BucketExpiry fails with ErrOutOfWindow; a non-finite
+//     x fails with ErrTypeMismatch. Set, Append, Incr and Get of a windowed feature fail with
+//     ErrUnsupported.
+//   - A stored value whose kind differs from the feature's (the feature was deleted and
+//     applied again with another type) counts as absent.
 type State interface {
 	// Get returns the value of an entity: the current one for version 0, the Nth previous
 	// one for version N. found is false when there is none (or it expired).

@@ -234,12 +234,14 @@ func AliveSpan(now time.Time, staleness, granularity time.Duration) WindowSpan {
 	return WindowSpan{First: last - n + 1, Last: last}
 }
 
-// KeptSpan returns every bucket still kept at now: the alive ones plus the dead ones inside
-// DeadGracePeriod. A write to a bucket outside it fails with ErrOutOfWindow.
+// KeptSpan returns every bucket still kept at now: the alive ones plus the dead ones whose
+// BucketExpiry is still ahead. It is derived from BucketExpiry, so the two always agree, for
+// any granularity. A write to a bucket outside it fails with ErrOutOfWindow.
 func KeptSpan(now time.Time, staleness, granularity time.Duration) WindowSpan {
 	alive := AliveSpan(now, staleness, granularity)
-	grace := int64((DeadGracePeriod + granularity - 1) / granularity)
-	return WindowSpan{First: alive.First - grace, Last: alive.Last}
+	// BucketExpiry(id) > now ⇔ the bucket ends after now − staleness − grace.
+	first := BucketID(now.Add(-staleness-DeadGracePeriod), granularity)
+	return WindowSpan{First: min(first, alive.First), Last: alive.Last}
 }
 
 // BucketExpiry returns when a bucket stops being kept: its end + staleness + DeadGracePeriod.

@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/examples"
+	"github.com/osprey-ml/osprey/plugins"
+	_ "github.com/osprey-ml/osprey/plugins/middleware"      // native middlewares
+	_ "github.com/osprey-ml/osprey/plugins/notifier/memory" // "memory" notifier
+	_ "github.com/osprey-ml/osprey/plugins/state/memory"    // "memory" state
+)
+
+func runDev(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var files multiFlag
+	fs.Var(&files, "f", "also apply the manifests in this file or directory (repeatable)")
+	noExamples := fs.Bool("no-examples", false, "do not apply the embedded example manifests")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: osprey dev [-f FILE|DIR]… [-no-examples]\n\nRuns the embedded default: in-process state and notifier, the example features applied, and\na shell on standard input (get, set, append, incr, update, features, describe, help).\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	state, err := plugins.NewState(ctx, "memory", nil)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	notifier, err := plugins.NewNotifier(ctx, "memory", nil)
+	if err != nil {
+		return err
+	}
+	defer notifier.Close()
+	eng := engine.New(state, engine.WithNotifier(notifier), engine.WithLogger(e.log),
+		engine.WithMiddlewareResolver(plugins.Middlewares))
+
+	var ms []engine.Manifest
+	if !*noExamples {
+		if ms, err = embeddedManifests(); err != nil {
+			return err
+		}
+	}
+	if len(files) > 0 {
+		more, err := engine.LoadManifests(files...)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, more...)
+	}
+	for _, m := range ms {
+		if m.Feature == nil {
+			continue
+		}
+		if err := eng.Apply(ctx, m.Feature); err != nil {
+			return fmt.Errorf("%s: %w", m.Pos, err)
+		}
+	}
+	sh := &shell{eng: eng, out: e.stdout}
+	interactive := isTerminal(e.stdin)
+	if interactive {
+		sh.banner()
+	}
+	return sh.run(ctx, e.stdin, interactive)
+}
+
+func embeddedManifests() ([]engine.Manifest, error) {
+	var ms []engine.Manifest
+	err := fs.WalkDir(examples.Manifests, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := examples.Manifests.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		more, err := engine.ParseManifests(data, "examples/"+path)
+		ms = append(ms, more...)
+		return err
+	})
+	return ms, err
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// shell runs engine commands read line by line.
+type shell struct {
+	eng *engine.Engine
+	out io.Writer
+}
+
+func (s *shell) banner() {
+	fmt.Fprintf(s.out, "Osprey %s — embedded default (in-process state). Features:\n", version)
+	s.features()
+	fmt.Fprint(s.out, `
+Try:
+  update fraud.amount card_id=c1 12.5
+  update fraud.amount card_id=c1 40
+  get fraud.amount card_id=c1
+  get fraud.amount+avg card_id=c1
+  set geo.city user_id=u1 Lisbon
+  set geo.city user_id=u1 Porto
+  get geo.city@-1 user_id=u1
+  append fraud.recent_merchants card_id=c1 '["shop-1","shop-2"]'
+  incr user.logins user_id=u1 device=phone 1
+Type help for every command, quit (or Ctrl-D) to stop.
+`)
+}
+
+const shellHelp = `Commands:
+  get SELECTOR KEY=VALUE…                 read a feature (selector: ns.name[+aggr][@-N])
+  set|append|incr|update FQN KEY=VALUE… VALUE [at=TIME]
+                                          write; VALUE is JSON (1.5, "x", [1,2]) or a bare word;
+                                          TIME is RFC 3339 or Unix seconds (default: now)
+  features                                list the applied features
+  describe SELECTOR                       show a feature's descriptor
+  help, quit
+`
+
+func (s *shell) run(ctx context.Context, in io.Reader, interactive bool) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for {
+		if interactive {
+			fmt.Fprint(s.out, "osprey> ")
+		}
+		if !sc.Scan() {
+			if interactive {
+				fmt.Fprintln(s.out)
+			}
+			return sc.Err()
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !interactive {
+			fmt.Fprintln(s.out, "osprey>", line)
+		}
+		words, err := splitWords(line)
+		if err != nil {
+			fmt.Fprintln(s.out, "error:", err)
+			continue
+		}
+		if words[0] == "quit" || words[0] == "exit" {
+			return nil
+		}
+		if err := s.exec(ctx, words); err != nil {
+			fmt.Fprintln(s.out, "error:", err)
+		}
+	}
+}
+
+func (s *shell) exec(ctx context.Context, w []string) error {
+	switch w[0] {
+	case "help":
+		fmt.Fprint(s.out, shellHelp)
+	case "features":
+		s.features()
+	case "describe":
+		if len(w) != 2 {
+			return errors.New("usage: describe SELECTOR")
+		}
+		f, err := s.eng.FeatureDescriptor(ctx, w[1])
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(f, "", "  ")
+		fmt.Fprintln(s.out, string(b))
+	case "get":
+		if len(w) < 2 {
+			return errors.New("usage: get SELECTOR KEY=VALUE…")
+		}
+		keys, rest, err := parseKeys(w[2:])
+		if err != nil {
+			return err
+		}
+		if len(rest) > 0 {
+			return fmt.Errorf("unexpected %q (keys are KEY=VALUE)", rest[0])
+		}
+		res, err := s.eng.Get(ctx, w[1], keys)
+		if err != nil {
+			return err
+		}
+		if !res.Found() {
+			fmt.Fprintf(s.out, "%s: absent\n", w[1])
+			return nil
+		}
+		fresh := "stale"
+		if res.Fresh {
+			fresh = "fresh"
+		}
+		fmt.Fprintf(s.out, "%s = %s  (%s, at %s)\n", w[1], res.Value, fresh, res.Timestamp.Format(time.RFC3339))
+	case "set", "append", "incr", "update":
+		return s.write(ctx, w)
+	default:
+		return fmt.Errorf("unknown command %q (type help)", w[0])
+	}
+	return nil
+}
+
+func (s *shell) write(ctx context.Context, w []string) error {
+	if len(w) < 3 {
+		return fmt.Errorf("usage: %s FQN KEY=VALUE… VALUE [at=TIME]", w[0])
+	}
+	var ts time.Time
+	args := w[2:]
+	if last := args[len(args)-1]; strings.HasPrefix(last, "at=") {
+		t, err := engine.Convert(engine.PrimitiveTimestamp, jsonOrWord(strings.TrimPrefix(last, "at=")))
+		if err != nil {
+			return fmt.Errorf("at: %w", err)
+		}
+		ts, args = t.Time(), args[:len(args)-1]
+	}
+	keys, rest, err := parseKeys(args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return fmt.Errorf("want exactly one VALUE after the keys, got %d", len(rest))
+	}
+	val := jsonOrWord(rest[0])
+	var out engine.Value
+	switch w[0] {
+	case "set":
+		out, err = s.eng.Set(ctx, w[1], keys, val, ts)
+	case "append":
+		out, err = s.eng.Append(ctx, w[1], keys, val, ts)
+	case "incr":
+		out, err = s.eng.Incr(ctx, w[1], keys, val, ts)
+	default:
+		out, err = s.eng.Update(ctx, w[1], keys, val, ts)
+	}
+	if err != nil {
+		return err
+	}
+	if out.IsNull() {
+		fmt.Fprintln(s.out, "ok")
+	} else {
+		fmt.Fprintln(s.out, "ok:", out)
+	}
+	return nil
+}
+
+func (s *shell) features() {
+	for _, f := range s.eng.Features() {
+		fmt.Fprintf(s.out, "  %-26s %s\n", f.FQN, describeFeature(f))
+	}
+}
+
+// parseKeys takes the leading KEY=VALUE words.
+func parseKeys(words []string) (engine.Keys, []string, error) {
+	keys := engine.Keys{}
+	for i, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return keys, words[i:], nil
+		}
+		if _, dup := keys[k]; dup {
+			return nil, nil, fmt.Errorf("key %q given twice", k)
+		}
+		keys[k] = v
+	}
+	return keys, nil, nil
+}
+
+// jsonOrWord decodes s as JSON (numbers kept exact) or, failing that, takes it as a string.
+func jsonOrWord(s string) any {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		return v
+	}
+	return s
+}
+
+// splitWords splits a line at spaces, keeping 'single' and "double" quoted runs together.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	var b strings.Builder
+	var quote rune
+	inWord := false
+	for _, r := range line {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+				if r == '"' {
+					b.WriteRune(r)
+				}
+				continue
+			}
+			b.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+			if r == '"' {
+				b.WriteRune(r) // keep double quotes: "x" is a JSON string
+			}
+		case r == ' ' || r == '\t':
+			if inWord {
+				words = append(words, b.String())
+				b.Reset()
+				inWord = false
+			}
+		default:
+			b.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unclosed %c", quote)
+	}
+	if inWord {
+		words = append(words, b.String())
+	}
+	return words, nil
+}

@@ -1,0 +1,619 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine runs features: it applies their descriptors, plans their pipelines, and serves
+// reads and writes against a State. It is safe for concurrent use; reads and writes take no
+// lock (the applied set is replaced copy-on-write by Apply and Delete).
+type Engine struct {
+	state     State
+	notifier  Notifier
+	resolver  MiddlewareResolver
+	encoders  EncoderResolver
+	now       func() time.Time
+	log       *slog.Logger
+	defaultNS string
+
+	stateBlocks bool
+
+	mu       sync.Mutex // serialises Apply and Delete
+	features atomic.Pointer[map[string]*plan]
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithNotifier publishes a notification for every write (and lets the historian collect
+// windows). Without one, writes are not published.
+func WithNotifier(n Notifier) Option { return func(e *Engine) { e.notifier = n } }
+
+// WithMiddlewareResolver resolves the middlewares that features name.
+func WithMiddlewareResolver(r MiddlewareResolver) Option {
+	return func(e *Engine) { e.resolver = r }
+}
+
+// WithEncoderResolver resolves the encodings selectors name ([hash], …).
+func WithEncoderResolver(r EncoderResolver) Option { return func(e *Engine) { e.encoders = r } }
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithDefaultNamespace sets the namespace of selectors that name none (DefaultNamespace
+// unless set; "" makes a namespace mandatory).
+func WithDefaultNamespace(ns string) Option { return func(e *Engine) { e.defaultNS = ns } }
+
+// New returns an Engine over state.
+func New(state State, opts ...Option) *Engine {
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace}
+	for _, o := range opts {
+		o(e)
+	}
+	b, ok := state.(Blocker)
+	e.stateBlocks = !ok || !b.NonBlocking()
+	empty := map[string]*plan{}
+	e.features.Store(&empty)
+	return e
+}
+
+// State returns the engine's State.
+func (e *Engine) State() State { return e.state }
+
+// plan is an applied feature with its pipeline resolved and ordered.
+type plan struct {
+	f      *Feature
+	stages [StagePostSet + 1][]step
+	// timed is set when a call may block (a middleware, or a State that can), so the
+	// engine arms a timer for the feature's timeout; see RATIONALE.md.
+	timed bool
+}
+
+type step struct {
+	name     string
+	priority int
+	fn       Middleware
+}
+
+// Result is the answer to a Get.
+type Result struct {
+	// FQN of the feature read.
+	FQN string
+	// Value read; Null when there is none (never written, expired, or stale).
+	Value Value
+	// Timestamp of the value (for a window, of its latest update).
+	Timestamp time.Time
+	// Fresh reports whether the value is younger than the feature's freshness.
+	Fresh bool
+}
+
+// Found reports whether a value was served.
+func (r Result) Found() bool { return !r.Value.IsNull() }
+
+// Apply validates f, resolves its middlewares and makes it available, replacing an applied
+// feature of the same FQN. A replacement may not change the primitive, the keys or the window
+// granularity of a feature (stored values would be misread): delete it first. Apply rejects a
+// feature whose dependencies form a cycle with applied features.
+func (e *Engine) Apply(ctx context.Context, f *Feature) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	f = f.Clone()
+	p := &plan{f: f}
+	for i, ref := range f.Middlewares {
+		if e.resolver == nil {
+			return fmt.Errorf("apply %s: spec.middlewares[%d]: no middleware resolver configured for %q", f.FQN, i, ref.Name)
+		}
+		fn, err := e.resolver.ResolveMiddleware(ctx, f, ref)
+		if err != nil {
+			return fmt.Errorf("apply %s: spec.middlewares[%d] (%s): %w", f.FQN, i, ref.Name, err)
+		}
+		for _, st := range ref.Stages {
+			p.stages[st] = append(p.stages[st], step{name: ref.Name, priority: ref.Priority, fn: fn})
+		}
+	}
+	hasSteps := false
+	for st := range p.stages {
+		sort.SliceStable(p.stages[st], func(i, j int) bool { return p.stages[st][i].priority < p.stages[st][j].priority })
+		hasSteps = hasSteps || len(p.stages[st]) > 0
+	}
+	p.timed = hasSteps || e.stateBlocks
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := *e.features.Load()
+	if old, ok := cur[f.FQN]; ok {
+		if err := compatible(old.f, f); err != nil {
+			return fmt.Errorf("apply %s: %w", f.FQN, err)
+		}
+	}
+	if err := checkCycles(cur, f); err != nil {
+		return fmt.Errorf("apply %s: %w", f.FQN, err)
+	}
+	next := maps.Clone(cur)
+	next[f.FQN] = p
+	e.features.Store(&next)
+	e.log.LogAttrs(ctx, slog.LevelInfo, "feature applied", slog.String("fqn", f.FQN),
+		slog.String("primitive", f.Primitive.String()), slog.String("builder", f.Builder.Kind))
+	return nil
+}
+
+// ErrIncompatibleChange is returned by Apply for a replacement that changes how values are
+// stored.
+var ErrIncompatibleChange = errors.New("incompatible change")
+
+func compatible(old, f *Feature) error {
+	switch {
+	case old.Primitive != f.Primitive:
+		return fmt.Errorf("%w: spec.primitive changes from %s to %s; delete the feature first", ErrIncompatibleChange, old.Primitive, f.Primitive)
+	case !slices.Equal(old.Keys, f.Keys):
+		return fmt.Errorf("%w: spec.keys change from %v to %v; delete the feature first", ErrIncompatibleChange, old.Keys, f.Keys)
+	case old.Granularity != f.Granularity:
+		return fmt.Errorf("%w: spec.builder.aggrGranularity changes from %v to %v; delete the feature first", ErrIncompatibleChange, old.Granularity, f.Granularity)
+	}
+	return nil
+}
+
+// checkCycles rejects f if, together with the applied features, its dependencies form a
+// cycle. Dependencies on features not applied yet are allowed.
+func checkCycles(applied map[string]*plan, f *Feature) error {
+	deps := func(fqn string) []string {
+		if fqn == f.FQN {
+			return f.Dependencies
+		}
+		if p, ok := applied[fqn]; ok {
+			return p.f.Dependencies
+		}
+		return nil
+	}
+	const (
+		visiting = 1
+		done     = 2
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(fqn string) error
+	visit = func(fqn string) error {
+		switch state[fqn] {
+		case visiting:
+			i := slices.Index(path, fqn)
+			return fmt.Errorf("dependency cycle: %s", joinArrow(append(slices.Clone(path[i:]), fqn)))
+		case done:
+			return nil
+		}
+		state[fqn] = visiting
+		path = append(path, fqn)
+		for _, d := range deps(fqn) {
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		path = path[:len(path)-1]
+		state[fqn] = done
+		return nil
+	}
+	return visit(f.FQN)
+}
+
+func joinArrow(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += " → "
+		}
+		out += x
+	}
+	return out
+}
+
+// Delete removes an applied feature. Its stored values are left to expire.
+func (e *Engine) Delete(ctx context.Context, fqn string) error {
+	name, err := ParseFQN(fqn, e.defaultNS)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := *e.features.Load()
+	if _, ok := cur[name]; !ok {
+		return fmt.Errorf("delete %s: %w", name, ErrFeatureNotFound)
+	}
+	next := maps.Clone(cur)
+	delete(next, name)
+	e.features.Store(&next)
+	e.log.LogAttrs(ctx, slog.LevelInfo, "feature deleted", slog.String("fqn", name))
+	return nil
+}
+
+// Features returns the applied features sorted by FQN. The pointers are the engine's own:
+// do not modify them.
+func (e *Engine) Features() []*Feature {
+	cur := *e.features.Load()
+	out := make([]*Feature, 0, len(cur))
+	for _, p := range cur {
+		out = append(out, p.f)
+	}
+	slices.SortFunc(out, func(a, b *Feature) int {
+		switch {
+		case a.FQN < b.FQN:
+			return -1
+		case a.FQN > b.FQN:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// FeatureDescriptor returns the applied feature a selector names (its +aggr, @-version and
+// [encoding] are checked against the feature but otherwise ignored). Do not modify it.
+func (e *Engine) FeatureDescriptor(ctx context.Context, selector string) (*Feature, error) {
+	sel, err := ParseSelector(selector, e.defaultNS)
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.lookup(sel.FQN)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.checkSelector(p.f, sel); err != nil {
+		return nil, err
+	}
+	return p.f, nil
+}
+
+func (e *Engine) lookup(fqn string) (*plan, error) {
+	if p, ok := (*e.features.Load())[fqn]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrFeatureNotFound, fqn)
+}
+
+func (e *Engine) checkSelector(f *Feature, sel Selector) error {
+	if sel.Aggr != AggrUnknown {
+		if !f.Windowed() {
+			return fmt.Errorf("%w: selector %s: +%s on %s, which is not windowed", ErrUnsupported, sel, sel.Aggr, f.FQN)
+		}
+		if !f.Aggrs.Has(sel.Aggr) {
+			return fmt.Errorf("%w: selector %s: %s aggregates %s, not %s", ErrUnsupported, sel, f.FQN, f.Aggrs, sel.Aggr)
+		}
+	}
+	if sel.Version > 0 {
+		if f.KeepPrevious == nil {
+			return fmt.Errorf("%w: selector %s: %s keeps no previous versions", ErrVersionOutOfRange, sel, f.FQN)
+		}
+		if sel.Version > f.KeepPrevious.Versions {
+			return fmt.Errorf("%w: selector %s: %s keeps %d previous versions", ErrVersionOutOfRange, sel, f.FQN, f.KeepPrevious.Versions)
+		}
+	}
+	if sel.Encoding != "" {
+		if e.encoders == nil {
+			return fmt.Errorf("%w: selector %s: unknown encoding %q", ErrUnsupported, sel, sel.Encoding)
+		}
+		if _, err := e.encoders.Encoder(sel.Encoding); err != nil {
+			return fmt.Errorf("%w: selector %s: %w", ErrUnsupported, sel, err)
+		}
+	}
+	return nil
+}
+
+// Get reads the feature a selector names for one entity. An absent, expired or stale value
+// is reported as a Result with a Null Value and no error.
+func (e *Engine) Get(ctx context.Context, selector string, keys Keys) (Result, error) {
+	sel, err := ParseSelector(selector, e.defaultNS)
+	if err != nil {
+		return Result{}, err
+	}
+	p, err := e.lookup(sel.FQN)
+	if err != nil {
+		return Result{}, err
+	}
+	f := p.f
+	if err := e.checkSelector(f, sel); err != nil {
+		return Result{}, err
+	}
+	ekeys, err := EncodeKeys(f.Keys, keys)
+	if err != nil {
+		return Result{}, fmt.Errorf("get %s: %w", f.FQN, err)
+	}
+	if p.timed {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+		defer cancel()
+	}
+	res, err := e.get(ctx, p, sel, keys, ekeys)
+	if err != nil {
+		return Result{}, fmt.Errorf("get %s: %w", sel, err)
+	}
+	return res, nil
+}
+
+func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekeys string) (Result, error) {
+	f := p.f
+	now := e.now()
+	res := Result{FQN: f.FQN}
+	var call *Call
+	if pre := p.stages[StagePreGet]; len(pre) > 0 {
+		call = &Call{Op: OpGet, Stage: StagePreGet, Feature: f, Selector: sel, Keys: keys, EncodedKeys: ekeys, Timestamp: now}
+		v, err := runSteps(ctx, call, pre, Null)
+		if err != nil {
+			return res, err
+		}
+		if !v.IsNull() {
+			res.Value, res.Timestamp, res.Fresh = v, now, true
+			return e.finishGet(ctx, p, call, sel, res)
+		}
+	}
+	if f.Windowed() {
+		span := AliveSpan(now, f.Staleness, f.Granularity)
+		buckets, err := e.state.WindowBuckets(ctx, f, ekeys, span)
+		if err != nil {
+			return res, fmt.Errorf("state: %w", err)
+		}
+		if r, updated, ok := Aggregate(buckets, span, f.Aggrs); ok {
+			res.Timestamp = updated
+			res.Fresh = now.Sub(updated) < f.Freshness
+			if sel.Aggr != AggrUnknown {
+				res.Value = Float(r.Get(sel.Aggr))
+			} else {
+				res.Value = Window(r)
+			}
+		}
+	} else {
+		v, ts, found, err := e.state.Get(ctx, f, ekeys, sel.Version)
+		if err != nil {
+			return res, fmt.Errorf("state: %w", err)
+		}
+		limit := f.Staleness
+		if sel.Version > 0 {
+			limit = f.KeepPrevious.Over
+		}
+		switch age := now.Sub(ts); {
+		case !found, age >= limit:
+		case v.kind != Kind(f.Primitive):
+			e.log.LogAttrs(ctx, slog.LevelWarn, "stored value has the wrong type; not served",
+				slog.String("fqn", f.FQN), slog.String("want", f.Primitive.String()), slog.String("got", v.kind.String()))
+		default:
+			res.Value, res.Timestamp, res.Fresh = v, ts, age < f.Freshness
+		}
+	}
+	return e.finishGet(ctx, p, call, sel, res)
+}
+
+func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selector, res Result) (Result, error) {
+	if post := p.stages[StagePostGet]; len(post) > 0 {
+		if call == nil {
+			call = &Call{Op: OpGet, Feature: p.f, Selector: sel, Timestamp: e.now()}
+		}
+		c := *call
+		c.Stage, c.Fresh = StagePostGet, res.Fresh
+		v, err := runSteps(ctx, &c, post, res.Value)
+		if err != nil {
+			return res, err
+		}
+		res.Value = v
+	}
+	if sel.Encoding != "" && !res.Value.IsNull() {
+		enc, err := e.encoders.Encoder(sel.Encoding)
+		if err != nil {
+			return res, err
+		}
+		if res.Value, err = enc(res.Value); err != nil {
+			return res, fmt.Errorf("encoding %s: %w", sel.Encoding, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// runSteps runs a stage's middlewares in order, stopping at the first error or at the end of
+// ctx.
+func runSteps(ctx context.Context, call *Call, steps []step, v Value) (Value, error) {
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return Null, fmt.Errorf("%s middleware %s: %w", call.Stage, s.name, err)
+		}
+		out, err := s.fn(ctx, call, v)
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+				err = fmt.Errorf("%w (%w)", ctxErr, err)
+			}
+			return Null, fmt.Errorf("%s middleware %s: %w", call.Stage, s.name, err)
+		}
+		v = out
+	}
+	return v, nil
+}
+
+// Set writes the current value of an entity. For a windowed feature it adds val to the
+// window, like Update. A zero ts means now.
+func (e *Engine) Set(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	return e.write(ctx, OpSet, fqn, keys, val, ts)
+}
+
+// Append appends val (one element or a list of them) to a list feature's value and returns
+// the resulting list. A zero ts means now.
+func (e *Engine) Append(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	return e.write(ctx, OpAppend, fqn, keys, val, ts)
+}
+
+// Incr adds by to an int or float feature's value (from 0 when absent or stale) and returns
+// the result; for a windowed feature it adds by to the window, like Update. A zero ts means
+// now.
+func (e *Engine) Incr(ctx context.Context, fqn string, keys Keys, by any, ts time.Time) (Value, error) {
+	return e.write(ctx, OpIncr, fqn, keys, by, ts)
+}
+
+// Update writes val the way the feature's type calls for: added to the window for windowed
+// features, appended for lists, set for scalars. It returns the value after the write (Null
+// for a window add). A zero ts means now.
+func (e *Engine) Update(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	return e.write(ctx, OpUpdate, fqn, keys, val, ts)
+}
+
+func (e *Engine) write(ctx context.Context, op Op, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	name, err := ParseFQN(fqn, e.defaultNS)
+	if err != nil {
+		return Null, err
+	}
+	p, err := e.lookup(name)
+	if err != nil {
+		return Null, err
+	}
+	f := p.f
+	ekeys, err := EncodeKeys(f.Keys, keys)
+	if err != nil {
+		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+	}
+	now := e.now()
+	if ts.IsZero() {
+		ts = now
+	}
+	v, err := e.convertWrite(op, f, val)
+	if err != nil {
+		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+	}
+	if p.timed {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+		defer cancel()
+	}
+	out, err := e.writePlanned(ctx, op, p, keys, ekeys, v, ts, now)
+	if err != nil {
+		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+	}
+	return out, nil
+}
+
+// convertWrite converts a write's input to what the state takes for op.
+func (e *Engine) convertWrite(op Op, f *Feature, val any) (Value, error) {
+	switch {
+	case f.Windowed():
+		if op == OpAppend {
+			return Null, fmt.Errorf("%w: append to windowed feature (use update)", ErrUnsupported)
+		}
+		return Convert(f.Primitive, val)
+	case f.Primitive.IsList() && (op == OpAppend || op == OpUpdate):
+		if isList(val) {
+			return Convert(f.Primitive, val)
+		}
+		el, err := Convert(f.Primitive.Elem(), val)
+		if err != nil {
+			return Null, err
+		}
+		return Convert(f.Primitive, []any{el.Interface()})
+	case op == OpAppend:
+		return Null, fmt.Errorf("%w: append to %s feature (append needs a list)", ErrUnsupported, f.Primitive)
+	case op == OpIncr && !f.Primitive.IsNumeric():
+		return Null, fmt.Errorf("%w: incr of %s feature (incr needs int or float)", ErrUnsupported, f.Primitive)
+	}
+	return Convert(f.Primitive, val)
+}
+
+func isList(x any) bool {
+	switch v := x.(type) {
+	case nil, string:
+		return false
+	case Value:
+		return v.kind.valid() && Primitive(v.kind).IsList()
+	case []any, []int64, []float64, []string, []bool, []int, []time.Time:
+		return true
+	}
+	return reflectIsList(x)
+}
+
+func (k Kind) valid() bool { return k <= KindTimestampList }
+
+func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (Value, error) {
+	f := p.f
+	var call *Call
+	if pre := p.stages[StagePreSet]; len(pre) > 0 {
+		call = &Call{Op: op, Stage: StagePreSet, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
+		want := v.kind
+		var err error
+		if v, err = runSteps(ctx, call, pre, v); err != nil {
+			return Null, err
+		}
+		if v.kind != want {
+			return Null, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, v.kind, want)
+		}
+	}
+	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts}
+	var out Value
+	var err error
+	switch {
+	case f.Windowed():
+		id := BucketID(ts, f.Granularity)
+		if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
+			return Null, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
+		}
+		x, _ := v.Number()
+		if err = e.state.WindowAdd(ctx, f, ekeys, x, ts); err == nil {
+			n.Windowed, n.Bucket = true, id
+			n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
+		}
+	case op == OpSet:
+		out = v
+		err = e.state.Set(ctx, f, ekeys, v, ts)
+	case op == OpAppend:
+		out, err = e.state.Append(ctx, f, ekeys, v, ts)
+	case op == OpIncr:
+		out, err = e.state.Incr(ctx, f, ekeys, v, ts)
+	default:
+		out, err = e.state.Update(ctx, f, ekeys, v, ts)
+	}
+	if err != nil {
+		return Null, fmt.Errorf("state: %w", err)
+	}
+	if post := p.stages[StagePostSet]; len(post) > 0 {
+		if call == nil {
+			call = &Call{Op: op, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
+		}
+		c := *call
+		c.Stage = StagePostSet
+		if out, err = runSteps(ctx, &c, post, out); err != nil {
+			return Null, err
+		}
+	}
+	n.Value = out
+	if e.notifier != nil {
+		if err := e.notifier.Publish(ctx, n); err != nil {
+			return out, fmt.Errorf("written, but not published for the historian: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return out, fmt.Errorf("written, but past the deadline: %w", err)
+	}
+	return out, nil
+}
+
+// DeadBuckets returns the buckets of a windowed feature that have left the window but are
+// still kept (for DeadGracePeriod), across all entities: what the historian collects.
+func (e *Engine) DeadBuckets(ctx context.Context, fqn string) ([]RawBucket, error) {
+	p, err := e.lookup(fqn)
+	if err != nil {
+		return nil, err
+	}
+	f := p.f
+	if !f.Windowed() {
+		return nil, fmt.Errorf("%w: %s is not windowed", ErrUnsupported, f.FQN)
+	}
+	now := e.now()
+	alive := AliveSpan(now, f.Staleness, f.Granularity)
+	kept := KeptSpan(now, f.Staleness, f.Granularity)
+	return e.state.DeadWindowBuckets(ctx, f, WindowSpan{First: kept.First, Last: alive.First - 1})
+}

@@ -1,0 +1,76 @@
+package engine_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// The benchmarks of BENCHMARKS.md: the engine over the in-process store.
+
+func BenchmarkGetScalar(b *testing.B) {
+	fx := newFixture(b, engine.WithNotifier(nil))
+	fx.clock.Set(time.Now())
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
+	k := engine.Keys{"id": "user-42"}
+	if _, err := fx.e.Set(ctx, "bench.score", k, 0.5, time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := fx.e.Get(ctx, "bench.score", k)
+		if err != nil || !res.Found() {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+func BenchmarkUpdateScalar(b *testing.B) {
+	fx := newFixture(b)
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
+	k := engine.Keys{"id": "user-42"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fx.e.Update(ctx, "bench.score", k, 0.5, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func windowBench(b *testing.B) (*fixture, engine.Keys) {
+	fx := newFixture(b)
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.apply(b, windowed("bench.amount"))
+	k := engine.Keys{"id": "card-1"}
+	now := time.Now()
+	for i := range 60 { // one value in each of the 60 live buckets
+		if _, err := fx.e.Update(ctx, "bench.amount", k, float64(i), now.Add(-time.Duration(i)*time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return fx, k
+}
+
+func BenchmarkUpdateWindowed(b *testing.B) {
+	fx, k := windowBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fx.e.Update(ctx, "bench.amount", k, 12.5, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetWindowed60(b *testing.B) {
+	fx, k := windowBench(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := fx.e.Get(ctx, "bench.amount", k)
+		if err != nil || res.Value.Window().Count < 59 {
+			b.Fatal(res, err)
+		}
+	}
+}

@@ -1,0 +1,754 @@
+package engine
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// manifestDoc builds a one-document Osprey manifest of kind with body (metadata and spec, indented
+// by the caller as top-level YAML).
+func manifestDoc(kind, body string) string {
+	return "apiVersion: osprey.dev/v1alpha1\nkind: " + kind + "\n" + body
+}
+
+// manifestMinimal is the smallest valid Feature body; tests append spec fields to it.
+const manifestMinimal = `metadata:
+  name: f
+  namespace: ns
+spec:
+  primitive: int
+  freshness: 1m
+  staleness: 1h
+  keys: [id]
+`
+
+func mustParseManifests(t *testing.T, src string) []Manifest {
+	t.Helper()
+	ms, err := ParseManifests([]byte(src), "t.yaml")
+	if err != nil {
+		t.Fatalf("ParseManifests: %v\ninput:\n%s", err, src)
+	}
+	return ms
+}
+
+func TestParseManifestsFeature(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want *Feature
+	}{
+		{
+			name: "manifestMinimal gets defaults",
+			src:  manifestDoc("Feature", "metadata:\n  name: clicks\nspec:\n  primitive: int\n  freshness: 1m\n  staleness: 1h\n  keys: [user_id]\n"),
+			want: &Feature{FQN: "default.clicks", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"user_id"}, Builder: Builder{Kind: BuilderSourceless}},
+		},
+		{
+			name: "names are lower-cased, keys are not",
+			src:  manifestDoc("Feature", "metadata:\n  name: Clicks\n  namespace: Web\nspec:\n  primitive: '[]String'\n  freshness: 1m\n  staleness: 1h\n  keys: [UserID]\n"),
+			want: &Feature{FQN: "web.clicks", Primitive: PrimitiveStringList, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"UserID"}, Builder: Builder{Kind: BuilderSourceless}},
+		},
+		{
+			name: "everything",
+			src: manifestDoc("Feature", `metadata:
+  name: spend
+  namespace: fraud
+  labels: {team: risk, tier: 1}
+spec:
+  primitive: float
+  freshness: 30s
+  staleness: 2h
+  timeout: 150ms
+  keys: [card_id, merchant_id]
+  dataSource: fraud.transactions
+  builder:
+    kind: wasm
+    module: m.wasm
+    aggr: [SUM, mean, count]
+    aggrGranularity: 5m
+    config: {field: amount, scale: 2}
+  middlewares:
+    - name: clamp
+      stages: [pre-set, PostGet]
+      priority: 0x10
+      config: {max: "100"}
+    - name: audit
+      module: audit.wasm
+      stages: [postSet]
+  dependencies: [other, geo.city]
+`),
+			want: &Feature{FQN: "fraud.spend", Primitive: PrimitiveFloat, Freshness: 30 * time.Second, Staleness: 2 * time.Hour,
+				Timeout: 150 * time.Millisecond, Keys: []string{"card_id", "merchant_id"}, DataSource: "fraud.transactions",
+				Aggrs: AggrSet(0).With(AggrSum).With(AggrAvg).With(AggrCount), Granularity: 5 * time.Minute,
+				Builder: Builder{Kind: "wasm", Module: "m.wasm", Config: map[string]string{"field": "amount", "scale": "2"}},
+				Middlewares: []MiddlewareRef{
+					{Name: "clamp", Stages: []Stage{StagePreSet, StagePostGet}, Priority: 16, Config: map[string]string{"max": "100"}},
+					{Name: "audit", Module: "audit.wasm", Stages: []Stage{StagePostSet}},
+				},
+				Dependencies: []string{"fraud.other", "geo.city"},
+				Labels:       map[string]string{"team": "risk", "tier": "1"}},
+		},
+		{
+			name: "module without kind is wasm; bare dataSource is in the feature's namespace",
+			src:  manifestDoc("Feature", manifestMinimal+"  dataSource: rows\n  builder: {module: x.wasm}\n"),
+			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"id"}, DataSource: "ns.rows", Builder: Builder{Kind: "wasm", Module: "x.wasm"}},
+		},
+		{
+			name: "dataSource as a mapping; plugin builder kind kept",
+			src:  manifestDoc("Feature", manifestMinimal+"  dataSource: {name: Rows, namespace: src}\n  builder: {kind: streaming}\n"),
+			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"id"}, DataSource: "src.rows", Builder: Builder{Kind: "streaming"}},
+		},
+		{
+			name: "keepPrevious, and null fields are absent",
+			src:  manifestDoc("Feature", manifestMinimal+"  keepPrevious: {versions: 2, over: 24h}\n  timeout: ~\n  builder:\n  dataSource: null\n"),
+			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"id"}, KeepPrevious: &KeepPrevious{Versions: 2, Over: 24 * time.Hour},
+				Builder: Builder{Kind: BuilderSourceless}},
+		},
+		{
+			name: "anchors, aliases and merge keys",
+			src: `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: f, namespace: ns}
+spec:
+  <<: &times {freshness: 1m, staleness: 1h, primitive: float}
+  primitive: int
+  keys: &keys [id]
+  builder:
+    config:
+      <<: [{a: "1"}, {a: "2", b: "2"}]
+      c: "3"
+`,
+			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: DefaultTimeout, Keys: []string{"id"},
+				Builder: Builder{Kind: BuilderSourceless, Config: map[string]string{"a": "1", "b": "2", "c": "3"}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := mustParseManifests(t, tt.src)
+			if len(ms) != 1 {
+				t.Fatalf("got %d manifests, want 1", len(ms))
+			}
+			m := ms[0]
+			if m.Kind != ManifestFeature || m.DataSource != nil || m.APIVersion != APIVersion {
+				t.Fatalf("got kind %q, apiVersion %q, data source %v", m.Kind, m.APIVersion, m.DataSource)
+			}
+			if !reflect.DeepEqual(m.Feature, tt.want) {
+				t.Errorf("feature:\n got %+v\nwant %+v", m.Feature, tt.want)
+			}
+			if m.FQN() != tt.want.FQN {
+				t.Errorf("FQN() = %q, want %q", m.FQN(), tt.want.FQN)
+			}
+		})
+	}
+}
+
+func TestParseManifestsDataSource(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want *DataSource
+	}{
+		{
+			name: "map config, string schema",
+			src: manifestDoc("DataSource", `metadata: {name: tx, namespace: fraud, labels: {team: risk}}
+spec:
+  kind: streaming
+  config: {topic: tx, partitions: 3}
+  keyFields: [card_id]
+  timestampField: ts
+  schema: proto://tx.v1.Transaction
+`),
+			want: &DataSource{FQN: "fraud.tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "partitions": "3"},
+				KeyFields: []string{"card_id"}, TimestampField: "ts", Schema: "proto://tx.v1.Transaction", Labels: map[string]string{"team": "risk"}},
+		},
+		{
+			name: "mapping schema becomes JSON",
+			src:  manifestDoc("DataSource", "metadata: {name: tx}\nspec:\n  kind: rest\n  schema:\n    type: object\n    required: [id]\n"),
+			want: &DataSource{FQN: "default.tx", Kind: "rest", Schema: `{"required":["id"],"type":"object"}`},
+		},
+		{
+			name: "RaptorML list config and Kubernetes fields",
+			src: `apiVersion: k8s.raptor.ml/v1alpha1
+kind: DataSource
+metadata:
+  name: card-tx
+  namespace: my-ns
+  uid: 0a1b
+  annotations: {a: b}
+spec:
+  kind: streaming
+  replicas: 3
+  resources: {limits: {cpu: "1"}}
+  config:
+    - {name: topic, value: tx}
+    - {name: empty, value: ""}
+    - {name: nothing, value: ~}
+status: {ready: true}
+`,
+			want: &DataSource{FQN: "my_ns.card_tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "empty": "", "nothing": ""}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := mustParseManifests(t, tt.src)
+			if len(ms) != 1 || ms[0].Kind != ManifestDataSource || ms[0].Feature != nil {
+				t.Fatalf("got %+v, want one DataSource", ms)
+			}
+			if !reflect.DeepEqual(ms[0].DataSource, tt.want) {
+				t.Errorf("data source:\n got %+v\nwant %+v", ms[0].DataSource, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseManifestsRaptor(t *testing.T) {
+	const raptor = `apiVersion: k8s.raptor.ml/v1alpha1
+kind: Feature
+metadata:
+  name: card-spend
+  namespace: fraud-v1
+spec:
+  primitive: float
+  freshness: 1m
+  staleness: 1h
+  timeout: 200ms
+  keys: [card_id]
+  dataSource: {name: card-transactions, namespace: fraud-v1}
+  builder:
+    kind: %KIND%
+    aggrGranularity: 1m
+    aggr: [sum, count, avg, max]
+    runtime: python3.11
+    packages: [numpy]
+%EXTRA%`
+	mk := func(kind, extra string) string {
+		return strings.NewReplacer("%KIND%", kind, "%EXTRA%", extra).Replace(raptor)
+	}
+	tests := []struct {
+		name     string
+		src      string
+		wantKind string
+		wantErr  string
+	}{
+		{name: "streaming with a module", src: mk("streaming", "    module: card_spend.wasm\n"), wantKind: "streaming"},
+		{name: "rest keeps its kind", src: mk("rest", ""), wantKind: "rest"},
+		{name: "headless is sourceless", src: mk("headless", ""), wantKind: BuilderSourceless},
+		{name: "blank code is no code", src: mk("streaming", "    code: \"  \"\n"), wantKind: "streaming"},
+		{name: "python code", src: mk("streaming", "    code: |\n      def handler(row, ctx):\n          return row['amount']\n"),
+			wantErr: "t.yaml: document 1 (line 19): spec.builder.code: RaptorML Python programs cannot run in Osprey; compile the handler to a Wasm module and set spec.builder.module (see docs/migrating-from-raptor.md)"},
+		{name: "model builder", src: mk("model", ""), wantErr: "document 1 (line 14): spec.builder.kind: builder kind model is not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := ParseManifests([]byte(tt.src), "t.yaml")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalidManifest) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := ms[0].Feature
+			if ms[0].APIVersion != RaptorAPIVersion || f.FQN != "fraud_v1.card_spend" || f.DataSource != "fraud_v1.card_transactions" ||
+				f.Builder.Kind != tt.wantKind || f.Aggrs != AggrSet(0).With(AggrSum).With(AggrCount).With(AggrAvg).With(AggrMax) {
+				t.Errorf("got %+v (apiVersion %s)", f, ms[0].APIVersion)
+			}
+		})
+	}
+}
+
+func TestParseManifestsErrors(t *testing.T) {
+	feature := func(spec string) string { return manifestDoc("Feature", manifestMinimal+spec) }
+	tests := []struct {
+		name string
+		src  string
+		want []string // each must appear in the error, in this order
+	}{
+		// Documents and top-level fields.
+		{"not a mapping", "[1, 2]\n", []string{"t.yaml: document 1 (line 1): must be a mapping with apiVersion, kind, metadata and spec, not a list"}},
+		{"scalar document", "hello\n", []string{"document 1 (line 1): must be a mapping"}},
+		{"apiVersion missing", "kind: Feature\n", []string{"document 1 (line 1): apiVersion: missing (want osprey.dev/v1alpha1)"}},
+		{"apiVersion unknown", "apiVersion: v1\nkind: Feature\n", []string{`apiVersion: unsupported apiVersion "v1" (want osprey.dev/v1alpha1, or k8s.raptor.ml/v1alpha1 for a RaptorML manifest)`}},
+		{"kind missing", "apiVersion: osprey.dev/v1alpha1\n", []string{"kind: missing (want Feature or DataSource)"}},
+		{"kind misspelt", manifestDoc("feature", manifestMinimal), []string{`(line 2): kind: unknown kind "feature" (did you mean Feature?)`}},
+		{"kind unknown", manifestDoc("Pod", manifestMinimal), []string{`kind: unknown kind "Pod" (want Feature or DataSource)`}},
+		{"kind Model", manifestDoc("Model", manifestMinimal), []string{"(line 2): kind: Model is not supported yet"}},
+		{"kind Plugin", manifestDoc("Plugin", manifestMinimal), []string{"kind: Plugin is not supported yet"}},
+		{"unknown top field", manifestDoc("Feature", manifestMinimal+"status: {}\n"), []string{"(line 11): status: unknown field"}},
+		{"metadata missing", manifestDoc("Feature", "spec: {}\n"), []string{"metadata: missing"}},
+		{"spec missing", manifestDoc("Feature", "metadata: {name: f}\n"), []string{"spec: missing"}},
+		{"spec not a mapping", manifestDoc("Feature", "metadata: {name: f}\nspec: [a]\n"), []string{"(line 4): spec: must be a mapping, not a list"}},
+		{"duplicate field", manifestDoc("Feature", manifestMinimal+"  primitive: float\n"), []string{"(line 11): spec.primitive: duplicate field (first at line 7)"}},
+		{"non-string field name", manifestDoc("Feature", manifestMinimal+"  [a]: b\n"), []string{"(line 11): spec: field names must be strings, not a list"}},
+		{"bad merge", manifestDoc("Feature", manifestMinimal+"  <<: [1]\n"), []string{"spec: a merge (<<) must name a mapping or a list of mappings"}},
+
+		// metadata
+		{"name missing", manifestDoc("Feature", "metadata: {namespace: x}\nspec: {}\n"), []string{"(line 3): metadata.name: missing"}},
+		{"name with dash", manifestDoc("Feature", "metadata: {name: card-spend}\nspec: {}\n"), []string{`metadata.name: "card-spend" has '-' at offset 4 (want letters, digits and '_'); use '_' instead of '-'`}},
+		{"name with underscore at end", manifestDoc("Feature", "metadata: {name: f_}\nspec: {}\n"), []string{`metadata.name: "f_" starts or ends with '_'`}},
+		{"namespace invalid", manifestDoc("Feature", "metadata: {name: f, namespace: 'a.b'}\nspec: {}\n"), []string{`metadata.namespace: "a.b" has '.'`}},
+		{"bad namespace is reported once", manifestDoc("Feature", "metadata: {name: f, namespace: -x}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: [id], dataSource: rows, dependencies: [g]}\n"), []string{
+			`metadata.namespace: "-x" has '-' at offset 0 (want letters, digits and '_'); use '_' instead of '-'`}},
+		{"name not a string", manifestDoc("Feature", "metadata: {name: [f]}\nspec: {}\n"), []string{"metadata.name: must be a string, not a list"}},
+		{"unknown metadata field", manifestDoc("Feature", "metadata: {name: f, annotations: {}}\nspec: {}\n"), []string{"metadata.annotations: unknown field"}},
+		{"label not a string", manifestDoc("Feature", "metadata: {name: f, labels: {a: {b: c}}}\nspec: {}\n"), []string{"metadata.labels.a: must be a string, not a mapping"}},
+		{"odd label name", manifestDoc("Feature", "metadata: {name: f, labels: {app.kubernetes.io/name: ~}}\nspec: {}\n"), []string{`metadata.labels["app.kubernetes.io/name"]: must be a string, not null`}},
+
+		// Feature spec: decoding.
+		{"unknown spec field", feature("  freshnes: 1m\n"), []string{"(line 11): spec.freshnes: unknown field (did you mean freshness?)"}},
+		{"unknown field, no suggestion", feature("  colour: blue\n"), []string{"spec.colour: unknown field"}},
+		{"required fields", manifestDoc("Feature", "metadata: {name: f}\nspec: {timeout: 1s}\n"), []string{
+			"(line 4): spec.primitive: missing", "(line 4): spec.freshness: missing", "(line 4): spec.staleness: missing", "(line 4): spec.keys: missing"}},
+		{"bad primitive", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: decimal, freshness: 1m, staleness: 1h, keys: [id]}\n"), []string{`spec.primitive: unknown primitive "decimal"`}},
+		{"bad duration", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 10, staleness: 1h, keys: [id]}\n"), []string{`spec.freshness: invalid duration "10" (want a Go duration such as 500ms, 10s, 1m or 720h)`}},
+		{"duration not a string", feature("  timeout: {a: 1}\n"), []string{"spec.timeout: must be a string, not a mapping"}},
+		{"keys not a list", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: id}\n"), []string{`spec.keys: must be a list, not "id"`}},
+		{"key not a string", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: [a, [b]]}\n"), []string{"spec.keys[1]: must be a string, not a list"}},
+		{"keepPrevious fields", feature("  keepPrevious: {versions: many, count: 1}\n"), []string{
+			"spec.keepPrevious.count: unknown field", `spec.keepPrevious.versions: must be an integer, not "many"`, "spec.keepPrevious.over: missing"}},
+		{"keepPrevious versions out of range", feature("  keepPrevious: {versions: 99999999999, over: 1h}\n"), []string{"spec.keepPrevious.versions: 99999999999 is out of range"}},
+		{"dataSource with two dots", feature("  dataSource: a.b.c\n"), []string{`spec.dataSource: "a.b.c" has more than one '.'`}},
+		{"dataSource bad namespace", feature("  dataSource: _a.b\n"), []string{`spec.dataSource: namespace of "_a.b": "_a" starts or ends with '_'`}},
+		{"dataSource bad name", feature("  dataSource: 'a.b c'\n"), []string{`spec.dataSource: name of "a.b c": "b c" has ' '`}},
+		{"dataSource mapping without name", feature("  dataSource: {namespace: x}\n"), []string{"spec.dataSource.name: missing"}},
+		{"dataSource mapping bad field", feature("  dataSource: {name: x, kind: y}\n"), []string{"spec.dataSource.kind: unknown field"}},
+		{"dataSource with dash in osprey", feature("  dataSource: {name: card-tx}\n"), []string{"spec.dataSource.name: \"card-tx\" has '-'"}},
+		{"builder not a mapping", feature("  builder: wasm\n"), []string{`spec.builder: must be a mapping with kind, module, aggr, aggrGranularity and config, not "wasm"`}},
+		{"builder unknown field", feature("  builder: {runtime: python}\n"), []string{"spec.builder.runtime: unknown field"}},
+		{"builder code in an osprey manifest", feature("  builder: {code: 'def handler(row, ctx): pass'}\n"), []string{"(line 11): spec.builder.code: RaptorML Python programs cannot run in Osprey"}},
+		{"builder kind empty", feature("  builder: {kind: ''}\n"), []string{"spec.builder.kind: empty"}},
+		{"wasm without module", feature("  builder: {kind: wasm}\n"), []string{"(line 11): spec.builder.module: missing: builder kind wasm needs the module to run"}},
+		{"sourceless with module", feature("  builder: {kind: sourceless, module: m.wasm}\n"), []string{"spec.builder.module: set with builder kind sourceless, which runs no program"}},
+		{"empty module", feature("  builder: {module: ''}\n"), []string{"spec.builder.module: empty"}},
+		{"unknown aggregation", feature("  builder: {aggr: [sum, median]}\n"), []string{`spec.builder.aggr[1]: unknown aggregation "median"`}},
+		{"duplicate aggregation", feature("  builder: {aggr: [avg, sum, mean]}\n"), []string{"spec.builder.aggr[2]: duplicate aggregation avg (also spec.builder.aggr[0]; mean is an alias of avg)"}},
+		{"aggr not a list", feature("  builder: {aggr: sum}\n"), []string{`spec.builder.aggr: must be a list, not "sum"`}},
+		{"config not a map", feature("  builder: {config: [a]}\n"), []string{"spec.builder.config: must be a mapping of names to strings, not a list"}},
+		{"middlewares not a list", feature("  middlewares: {name: x}\n"), []string{"spec.middlewares: must be a list, not a mapping"}},
+		{"middleware fields", feature("  middlewares:\n    - name: x\n      stages: [preGet, during, preget]\n      priority: high\n      order: 1\n"), []string{
+			"(line 13): spec.middlewares[0].stages[1]: unknown stage \"during\"",
+			"(line 13): spec.middlewares[0].stages[2]: duplicate stage preGet",
+			"(line 14): spec.middlewares[0].priority: must be an integer, not \"high\"",
+			"(line 15): spec.middlewares[0].order: unknown field"}},
+		{"middleware not a mapping", feature("  middlewares: [x]\n"), []string{"spec.middlewares[0]: must be a mapping"}},
+		{"dependency invalid", feature("  dependencies: [a+b]\n"), []string{`spec.dependencies[0]: name of "a+b"`}},
+		{"dependency duplicate", feature("  dependencies: [x, ns.x]\n"), []string{"spec.dependencies[1]: duplicate dependency ns.x"}},
+
+		// Feature spec: Validate's errors keep their field path and get a line.
+		{"staleness < freshness", manifestDoc("Feature", "metadata: {name: f}\nspec:\n  primitive: int\n  keys: [id]\n  freshness: 1h\n  staleness: 1m\n"), []string{
+			"t.yaml: document 1 (line 8): spec.staleness: must be ≥ spec.freshness (1m0s < 1h0m0s)"}},
+		{"negative freshness", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: -1m, staleness: 1h, keys: [id]}\n"), []string{"(line 4): spec.freshness: must be a positive duration, e.g. 1m"}},
+		{"zero timeout", feature("  timeout: 0s\n"), []string{"(line 11): spec.timeout: must be a positive duration"}},
+		{"empty keys", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: []}\n"), []string{"(line 4): spec.keys: at least one key is required"}},
+		{"duplicate keys", manifestDoc("Feature", "metadata: {name: f}\nspec:\n  primitive: int\n  freshness: 1m\n  staleness: 1h\n  keys:\n    - a\n    - b\n    - a\n"), []string{
+			`(line 11): spec.keys[2]: duplicate key "a"`}},
+		{"invalid key", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: [a-b]}\n"), []string{`spec.keys[0]: "a-b" has '-'`}},
+		{"aggr on a string", manifestDoc("Feature", "metadata: {name: f}\nspec:\n  primitive: string\n  freshness: 1m\n  staleness: 1h\n  keys: [id]\n  builder:\n    aggr: [count]\n    aggrGranularity: 1m\n"), []string{
+			"(line 10): spec.builder.aggr: window aggregations need an int or float primitive, not string"}},
+		{"aggr without granularity", feature("  builder: {aggr: [sum]}\n"), []string{"spec.builder.aggrGranularity: required with spec.builder.aggr"}},
+		{"granularity without aggr", feature("  builder: {aggrGranularity: 1m}\n"), []string{"spec.builder.aggrGranularity: set without spec.builder.aggr"}},
+		{"keepPrevious on a window", feature("  keepPrevious: {versions: 1, over: 1h}\n  builder: {aggr: [sum], aggrGranularity: 1m}\n"), []string{"(line 11): spec.keepPrevious: not supported on a windowed feature"}},
+		{"keepPrevious versions", feature("  keepPrevious:\n    versions: 0\n    over: 1h\n"), []string{"(line 12): spec.keepPrevious.versions: must be between 1 and 65536"}},
+		{"self dependency", feature("  dependencies: [f]\n"), []string{"spec.dependencies[0]: a feature cannot depend on itself"}},
+		{"middleware without name", feature("  middlewares:\n    - stages: [preGet]\n"), []string{"(line 12): spec.middlewares[0].name: missing"}},
+		{"middleware without stages", feature("  middlewares:\n    - name: x\n"), []string{"(line 12): spec.middlewares[0].stages: at least one of preGet"}},
+
+		// DataSource spec.
+		{"data source kind missing", manifestDoc("DataSource", "metadata: {name: s}\nspec: {keyFields: [a]}\n"), []string{"(line 4): spec.kind: missing"}},
+		{"data source kind blank", manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: ' '}\n"), []string{"(line 4): spec.kind: missing"}},
+		{"data source unknown field", manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest, replicas: 2}\n"), []string{"spec.replicas: unknown field"}},
+		{"data source key field duplicate", manifestDoc("DataSource", "metadata: {name: s}\nspec:\n  kind: rest\n  keyFields: [a, b, a]\n"), []string{
+			`(line 6): spec.keyFields[2]: duplicate key field "a" (also spec.keyFields[0])`}},
+		{"data source key field empty", manifestDoc("DataSource", "metadata: {name: s}\nspec:\n  kind: rest\n  keyFields: ['']\n"), []string{"spec.keyFields[0]: empty field name"}},
+		{"data source schema list", manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest, schema: [a]}\n"), []string{"spec.schema: must be a string or a mapping, not a list"}},
+		{"data source config entry", manifestDoc("DataSource", "metadata: {name: s}\nspec:\n  kind: rest\n  config:\n    - {value: x}\n    - {name: a}\n    - {name: b, value: 1, from: env}\n    - {name: b, value: 2}\n    - x\n"), []string{
+			"(line 7): spec.config[0].name: missing",
+			"(line 8): spec.config[1].value: missing",
+			"(line 9): spec.config[2].from: unknown field",
+			`(line 10): spec.config[3].name: duplicate config entry "b" (also spec.config[2])`,
+			"(line 11): spec.config[4]: must be a mapping with name and value"}},
+		{"data source secret", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: DataSource\nmetadata: {name: s}\nspec:\n  kind: rest\n  config:\n    - name: token\n      secretKeyRef: {name: s, key: k}\n", []string{
+			"(line 8): spec.config[0].secretKeyRef: Kubernetes secret references are not supported"}},
+
+		// Several documents: every document's errors are reported.
+		{"errors in two documents", manifestDoc("Feature", "metadata: {name: a}\nspec: {}\n") + "---\n---\n" + manifestDoc("DataSource", "metadata: {name: b}\nspec: {}\n"), []string{
+			"document 1 (line 4): spec.primitive: missing", "document 3 (line 10): spec.kind: missing"}},
+		{"duplicate feature", manifestDoc("Feature", manifestMinimal) + "---\n" + manifestDoc("Feature", strings.Replace(manifestMinimal, "name: f", "name: F", 1)), []string{
+			"document 2 (line 12): metadata.name: Feature ns.f is defined twice (first at t.yaml: document 1 (line 1))"}},
+		{"feature and data source may share a name", manifestDoc("Feature", manifestMinimal) + "---\n" + manifestDoc("DataSource", "metadata: {name: f, namespace: ns}\nspec: {kind: rest}\n") + "---\n[]\n", []string{
+			"document 3 (line 17): must be a mapping"}},
+		{"syntax error", manifestDoc("Feature", manifestMinimal) + "---\nkind: [\n", []string{"t.yaml: document 2 (line 12): invalid YAML: did not find expected node content"}},
+		{"merge-key bomb", `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata:
+  name: f
+  labels:
+    m0: &m0 {x: "1"}
+    m1: &m1 {<<: [*m0,*m0,*m0,*m0,*m0,*m0,*m0,*m0,*m0,*m0]}
+    m2: &m2 {<<: [*m1,*m1,*m1,*m1,*m1,*m1,*m1,*m1,*m1,*m1]}
+    m3: &m3 {<<: [*m2,*m2,*m2,*m2,*m2,*m2,*m2,*m2,*m2,*m2]}
+    m4: &m4 {<<: [*m3,*m3,*m3,*m3,*m3,*m3,*m3,*m3,*m3,*m3]}
+    m5: &m5 {<<: [*m4,*m4,*m4,*m4,*m4,*m4,*m4,*m4,*m4,*m4]}
+spec:
+  <<: *m5
+`, []string{"document 1 (line 1): too large: more than 100000 YAML nodes, counting each use of an alias"}},
+		{"self merge", manifestDoc("Feature", "metadata: {name: f}\nspec: &s {<<: *s, primitive: int}\n"), []string{"(line 4): spec: merges (<<) nest more than 32 deep (does an anchor merge itself?)"}},
+		{"schema alias bomb", manifestDoc("DataSource", `metadata: {name: s}
+spec:
+  kind: rest
+  schema:
+    a: &a [x,x,x,x,x,x,x,x,x,x]
+    b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]
+    c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]
+    d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]
+    e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]
+    f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]
+`), []string{"(line 7): spec.schema: invalid inline schema: document contains excessive aliasing"}},
+		{"huge list", manifestDoc("Feature", "metadata: {name: f}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: ["+strings.Repeat("a,", 100_001)+"]}\n"), []string{
+			"document 1 (line 1): too large: more than 100000 YAML nodes"}},
+		{"schema not JSON", manifestDoc("DataSource", "metadata: {name: s}\nspec:\n  kind: rest\n  schema: {max: .inf}\n"), []string{"(line 6): spec.schema: an inline schema must be representable as JSON"}},
+		{"aliases into unknown structure are not expanded", `a: &a ["x","x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]
+apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: f}
+spec: {keys: *c, primitive: int, freshness: 1m, staleness: 1h}
+`, []string{"(line 1): a: unknown field", "(line 2): b: unknown field", "(line 2): spec.keys[0]: must be a string, not a list"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := ParseManifests([]byte(tt.src), "t.yaml")
+			if err == nil {
+				t.Fatalf("no error, want %q; got %d manifests", tt.want, len(ms))
+			}
+			if ms != nil {
+				t.Errorf("got %d manifests with an error, want none", len(ms))
+			}
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Errorf("error %v does not wrap ErrInvalidManifest", err)
+			}
+			var me *ManifestError
+			if !errors.As(err, &me) {
+				t.Errorf("error %v is not a *ManifestError", err)
+			}
+			msg := err.Error()
+			rest := msg
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("error:\n%s\nwant (in order):\n%s", msg, strings.Join(tt.want, "\n"))
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
+
+func TestManifestErrorWrapsFieldError(t *testing.T) {
+	_, err := ParseManifests([]byte(manifestDoc("Feature", manifestMinimal+"  timeout: 0s\n")), "x.yaml")
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Path != "spec.timeout" {
+		t.Fatalf("error %v: want a *FieldError for spec.timeout, got %v", err, fe)
+	}
+	if !errors.Is(err, ErrInvalidFeature) || !errors.Is(err, ErrInvalidManifest) {
+		t.Errorf("error %v should wrap ErrInvalidFeature and ErrInvalidManifest", err)
+	}
+	var me *ManifestError
+	if !errors.As(err, &me) || me.Path != "spec.timeout" || me.Pos != (ManifestPosition{Source: "x.yaml", Document: 1, Line: 11}) {
+		t.Errorf("ManifestError = %+v", me)
+	}
+
+	_, err = ParseManifests([]byte(manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest, keyFields: [a, a]}\n")), "x.yaml")
+	if !errors.Is(err, ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != "spec.keyFields[1]" {
+		t.Errorf("error %v: want ErrInvalidDataSource and a *FieldError for spec.keyFields[1]", err)
+	}
+}
+
+func TestParseManifestsEmpty(t *testing.T) {
+	for _, src := range []string{"", "\n", "# comment only\n", "---\n", "---\n---\n...\n", "~\n", "null\n---\n# x\n"} {
+		ms, err := ParseManifests([]byte(src), "empty.yaml")
+		if err != nil || len(ms) != 0 {
+			t.Errorf("ParseManifests(%q) = %v, %v; want nothing", src, ms, err)
+		}
+	}
+}
+
+func TestParseManifestsPositions(t *testing.T) {
+	src := "# header\n---\n" + manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest}\n") + "---\n---\n" + manifestDoc("Feature", manifestMinimal)
+	ms := mustParseManifests(t, src)
+	want := []ManifestPosition{{"p.yaml", 1, 3}, {"p.yaml", 3, 9}}
+	if len(ms) != 2 {
+		t.Fatalf("got %d manifests", len(ms))
+	}
+	for i, m := range ms {
+		m.Pos.Source = "p.yaml"
+		if m.Pos != want[i] {
+			t.Errorf("manifest %d at %+v, want %+v", i, m.Pos, want[i])
+		}
+	}
+	if got := (ManifestPosition{"a.yaml", 2, 14}).String(); got != "a.yaml: document 2 (line 14)" {
+		t.Errorf("String() = %q", got)
+	}
+	for _, tt := range []struct {
+		p    ManifestPosition
+		want string
+	}{
+		{ManifestPosition{"a.yaml", 0, 0}, "a.yaml"},
+		{ManifestPosition{"a.yaml", 0, 3}, "a.yaml: line 3"},
+		{ManifestPosition{"", 1, 0}, "document 1"},
+		{ManifestPosition{}, ""},
+	} {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("%+v.String() = %q, want %q", tt.p, got, tt.want)
+		}
+	}
+	e := &ManifestError{Msg: "boom"}
+	if e.Error() != "boom" || !errors.Is(e, ErrInvalidManifest) {
+		t.Errorf("ManifestError{Msg} = %q", e.Error())
+	}
+}
+
+func TestParseManifestsTooLarge(t *testing.T) {
+	data := make([]byte, MaxManifestSize+1)
+	_, err := ParseManifests(data, "big.yaml")
+	if !errors.Is(err, ErrInvalidManifest) || !strings.Contains(err.Error(), "big.yaml: larger than") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestParseManifestsManyErrors(t *testing.T) {
+	var b strings.Builder
+	for range 150 {
+		b.WriteString("---\n[]\n")
+	}
+	_, err := ParseManifests([]byte(b.String()), "many.yaml")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if n := strings.Count(err.Error(), "\n"); n != maxManifestErrors {
+		t.Errorf("%d lines, want %d", n+1, maxManifestErrors+1)
+	}
+	if !strings.HasSuffix(err.Error(), "… and 50 more errors") {
+		t.Errorf("error ends %q", err.Error()[len(err.Error())-40:])
+	}
+}
+
+func TestLoadManifests(t *testing.T) {
+	ms, err := LoadManifests("testdata/manifests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range ms {
+		got = append(got, filepath.Base(m.Pos.Source)+":"+string(m.Kind)+":"+m.FQN())
+	}
+	want := []string{
+		"derived.yml:Feature:fraud.spend_ratio",
+		"derived.yml:Feature:default.clicks",
+		"fraud.yaml:DataSource:fraud.transactions",
+		"fraud.yaml:Feature:fraud.card_spend",
+		"fraud.yaml:Feature:fraud.last_country",
+		"raptor.yaml:DataSource:legacy_fraud.card_transactions",
+		"raptor.yaml:Feature:legacy_fraud.card_spend",
+		"raptor.yaml:Feature:legacy_fraud.card_label",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("loaded\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	spend := ms[3].Feature
+	if spend.Builder.Kind != "wasm" || spend.Aggrs.String() != "sum,count,max,avg" || spend.DataSource != "fraud.transactions" {
+		t.Errorf("fraud.card_spend = %+v", spend)
+	}
+	if ds := ms[2].DataSource; ds.Config["brokers"] != "kafka-1:9092,kafka-2:9092" || ds.Config["partitions"] != "12" || ds.Schema != "{\"type\": \"object\"}\n" {
+		t.Errorf("fraud.transactions = %+v", ds)
+	}
+	if f := ms[7].Feature; f.Builder.Kind != BuilderSourceless {
+		t.Errorf("headless feature = %+v", f)
+	}
+
+	// A file is loaded whatever its extension; paths keep their order.
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.manifest", manifestDoc("Feature", manifestMinimal))
+	b := write("b.YML", manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest}\n"))
+	write(".hidden.yaml", "garbage: [")
+	write("readme.md", "# not yaml")
+	if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ms, err = LoadManifests(b, a)
+	if err != nil || len(ms) != 2 || ms[0].Kind != ManifestDataSource || ms[1].Kind != ManifestFeature {
+		t.Errorf("LoadManifests(b, a) = %+v, %v", ms, err)
+	}
+	ms, err = LoadManifests(dir) // only b.YML: a.manifest has another extension
+	if err != nil || len(ms) != 1 || ms[0].Pos.Source != b {
+		t.Errorf("LoadManifests(dir) = %+v, %v", ms, err)
+	}
+
+	// Duplicates across files.
+	_, err = LoadManifests(a, a)
+	if !errors.Is(err, ErrInvalidManifest) || !strings.Contains(err.Error(), "Feature ns.f is defined twice (first at "+a+": document 1 (line 1))") {
+		t.Errorf("duplicate: %v", err)
+	}
+}
+
+func TestLoadManifestsErrors(t *testing.T) {
+	empty := t.TempDir()
+	missing := filepath.Join(empty, "missing.yaml")
+	_, err := LoadManifests(missing, empty, "testdata/manifests/invalid/staleness.yaml")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if !errors.Is(err, ErrInvalidManifest) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v should wrap ErrInvalidManifest and fs.ErrNotExist", err)
+	}
+	for _, want := range []string{
+		missing + ": no such file or directory",
+		empty + ": directory has no *.yaml or *.yml files",
+		"testdata/manifests/invalid/staleness.yaml: document 2 (line 21): spec.staleness",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error:\n%v\nwant %q", err, want)
+		}
+	}
+}
+
+// TestManifestFixtures checks each file in testdata/manifests/invalid against its "# want:"
+// comments: each must appear in the error.
+func TestManifestFixtures(t *testing.T) {
+	files, err := filepath.Glob("testdata/manifests/invalid/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wants []string
+			for _, line := range strings.Split(string(data), "\n") {
+				if w, ok := strings.CutPrefix(line, "# want: "); ok {
+					wants = append(wants, w)
+				}
+			}
+			if len(wants) == 0 {
+				t.Fatal("fixture has no '# want:' line")
+			}
+			_, err = ParseManifests(data, filepath.Base(file))
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Fatalf("error = %v, want ErrInvalidManifest", err)
+			}
+			for _, w := range wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error:\n%v\nwant %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDataSourceValidateAndClone(t *testing.T) {
+	ds := &DataSource{FQN: "a.b", Kind: "rest", Config: map[string]string{"k": "v"}, KeyFields: []string{"id"}, Labels: map[string]string{"l": "1"}}
+	if err := ds.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := ds.Clone()
+	c.Config["k"], c.KeyFields[0], c.Labels["l"] = "x", "x", "x"
+	if ds.Config["k"] != "v" || ds.KeyFields[0] != "id" || ds.Labels["l"] != "1" {
+		t.Errorf("Clone shares state: %+v", ds)
+	}
+	for _, tt := range []struct {
+		ds   DataSource
+		path string
+	}{
+		{DataSource{FQN: "", Kind: "rest"}, "metadata.name"},
+		{DataSource{FQN: "a.b+sum", Kind: "rest"}, "metadata.name"},
+		{DataSource{FQN: "a.b"}, "spec.kind"},
+		{DataSource{FQN: "a.b", Kind: "rest", Config: map[string]string{"": "x"}}, "spec.config"},
+		{DataSource{FQN: "a.b", Kind: "rest", KeyFields: []string{"a", " "}}, "spec.keyFields[1]"},
+	} {
+		err := tt.ds.Validate()
+		var fe *FieldError
+		if !errors.Is(err, ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != tt.path {
+			t.Errorf("Validate(%+v) = %v, want a FieldError for %s", tt.ds, err, tt.path)
+		}
+	}
+}
+
+func TestManifestSuggest(t *testing.T) {
+	known := []string{"freshness", "staleness", "keys", "primitive", "dataSource"}
+	for _, tt := range []struct{ in, want string }{
+		{"freshnes", "freshness"},
+		{"Staleness", "staleness"},
+		{"datasource", "dataSource"},
+		{"key", "keys"},
+		{"k", ""},
+		{"colour", ""},
+		{strings.Repeat("x", 100), ""},
+	} {
+		if got := manifestSuggest(tt.in, known); got != tt.want {
+			t.Errorf("manifestSuggest(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseManifests(f *testing.F) {
+	files, _ := filepath.Glob("testdata/manifests/*.y*ml")
+	more, _ := filepath.Glob("testdata/manifests/invalid/*.yaml")
+	for _, file := range append(files, more...) {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(manifestDoc("Feature", manifestMinimal)))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := ParseManifests(data, "fuzz.yaml")
+		if err != nil {
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Fatalf("error %v does not wrap ErrInvalidManifest", err)
+			}
+			if ms != nil {
+				t.Fatalf("manifests returned with an error")
+			}
+			return
+		}
+		for _, m := range ms {
+			switch {
+			case m.Kind == ManifestFeature && m.Feature != nil && m.DataSource == nil:
+				if err := m.Feature.Validate(); err != nil {
+					t.Fatalf("accepted an invalid feature: %v", err)
+				}
+			case m.Kind == ManifestDataSource && m.DataSource != nil && m.Feature == nil:
+				if err := m.DataSource.Validate(); err != nil {
+					t.Fatalf("accepted an invalid data source: %v", err)
+				}
+			default:
+				t.Fatalf("inconsistent manifest %+v", m)
+			}
+		}
+	})
+}
