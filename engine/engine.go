@@ -26,6 +26,7 @@ type Engine struct {
 	defaultNS string
 
 	stateBlocks bool
+	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
 
 	mu       sync.Mutex // serialises Apply and Delete
 	features atomic.Pointer[map[string]*plan]
@@ -64,6 +65,7 @@ func New(state State, opts ...Option) *Engine {
 	}
 	b, ok := state.(Blocker)
 	e.stateBlocks = !ok || !b.NonBlocking()
+	e.aggregator, _ = state.(WindowAggregator)
 	empty := map[string]*plan{}
 	e.features.Store(&empty)
 	return e
@@ -357,12 +359,11 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 		}
 	}
 	if f.Windowed() {
-		span := AliveSpan(now, f.Staleness, f.Granularity)
-		buckets, err := e.state.WindowBuckets(ctx, f, ekeys, span)
+		r, updated, ok, err := e.window(ctx, f, ekeys, AliveSpan(now, f.Staleness, f.Granularity))
 		if err != nil {
 			return res, fmt.Errorf("state: %w", err)
 		}
-		if r, updated, ok := Aggregate(buckets, span, f.Aggrs); ok {
+		if ok {
 			res.Timestamp = updated
 			res.Fresh = now.Sub(updated) < f.Freshness
 			if sel.Aggr != AggrUnknown {
@@ -390,6 +391,23 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 		}
 	}
 	return e.finishGet(ctx, p, call, sel, res)
+}
+
+// window aggregates an entity's window, pushed down into the State when it can.
+func (e *Engine) window(ctx context.Context, f *Feature, ekeys string, span WindowSpan) (WindowResult, time.Time, bool, error) {
+	if e.aggregator == nil {
+		buckets, err := e.state.WindowBuckets(ctx, f, ekeys, span)
+		if err != nil {
+			return WindowResult{}, time.Time{}, false, err
+		}
+		r, updated, ok := Aggregate(buckets, span, f.Aggrs)
+		return r, updated, ok, nil
+	}
+	b, err := e.aggregator.WindowAggregate(ctx, f, ekeys, span)
+	if err != nil || b.Count == 0 {
+		return WindowResult{}, time.Time{}, false, err
+	}
+	return WindowResult{Aggrs: f.Aggrs, Sum: b.Sum, Count: b.Count, Min: b.Min, Max: b.Max}, b.Updated, true, nil
 }
 
 func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selector, res Result) (Result, error) {

@@ -74,3 +74,41 @@ func BenchmarkGetWindowed60(b *testing.B) {
 		}
 	}
 }
+
+// blockingState hides the in-process store's NonBlocking and WindowAggregate, as a networked
+// State would not offer the first: the engine then arms the timeout timer on every call.
+type blockingState struct{ engine.State }
+
+// BenchmarkGetScalarTimed is BenchmarkGetScalar with the timeout timer armed: the cost the
+// engine avoids for non-blocking stores (RATIONALE.md).
+func BenchmarkGetScalarTimed(b *testing.B) {
+	fx := newFixture(b)
+	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now))
+	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
+	k := engine.Keys{"id": "user-42"}
+	if _, err := fx.e.Set(ctx, "bench.score", k, 0.5, time.Time{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := fx.e.Get(ctx, "bench.score", k)
+		if err != nil || !res.Found() {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkGetWindowed60Copy is BenchmarkGetWindowed60 without the push-down: the buckets
+// are copied out of the store and aggregated by the engine.
+func BenchmarkGetWindowed60Copy(b *testing.B) {
+	fx, k := windowBench(b)
+	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now))
+	fx.apply(b, windowed("bench.amount"))
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := fx.e.Get(ctx, "bench.amount", k)
+		if err != nil || res.Value.Window().Count < 59 {
+			b.Fatal(res, err)
+		}
+	}
+}

@@ -77,6 +77,14 @@ type State interface {
 	Close() error
 }
 
+// WindowAggregator is implemented by a State that can aggregate a window where the buckets
+// live: WindowAggregate returns the entity's buckets in span merged into one (Count 0 when
+// there are none), in one round trip and without copying the buckets out. The engine uses it
+// for windowed reads when the State provides it, and WindowBuckets otherwise.
+type WindowAggregator interface {
+	WindowAggregate(ctx context.Context, f *Feature, keys string, span WindowSpan) (Bucket, error)
+}
+
 // Blocker is implemented by a State that never blocks: each call finishes in bounded time
 // without waiting on I/O or another process. The engine then skips arming a timer for a
 // feature's timeout on calls that run nothing else that can block (see RATIONALE.md).

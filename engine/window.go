@@ -61,8 +61,13 @@ const AllAggrs = AggrSet(1<<AggrSum | 1<<AggrCount | 1<<AggrMin | 1<<AggrMax | 1
 // Has reports whether a is in the set.
 func (s AggrSet) Has(a AggrFn) bool { return a != AggrUnknown && s&(1<<a) != 0 }
 
-// With returns the set with a added.
-func (s AggrSet) With(a AggrFn) AggrSet { return s | 1<<a }
+// With returns the set with a added; AggrUnknown and out-of-range values are ignored.
+func (s AggrSet) With(a AggrFn) AggrSet {
+	if a == AggrUnknown || a > AggrAvg {
+		return s
+	}
+	return s | 1<<a
+}
 
 // Fns returns the aggregations in the set in the order sum, count, min, max, avg.
 func (s AggrSet) Fns() []AggrFn {

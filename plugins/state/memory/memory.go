@@ -424,6 +424,31 @@ func (s *State) WindowBuckets(_ context.Context, f *engine.Feature, keys string,
 	return slices.Clone(e.buckets[i:j]), nil
 }
 
+// WindowAggregate folds the entity's buckets in span into one, under the shard's read lock,
+// without copying them: the engine's push-down of a windowed read (engine.WindowAggregator).
+func (s *State) WindowAggregate(_ context.Context, f *engine.Feature, keys string, span engine.WindowSpan) (engine.Bucket, error) {
+	var acc engine.Bucket
+	if err := s.check("window aggregate", f, true); err != nil {
+		return acc, err
+	}
+	first := max(span.First, firstKept(s.now().UnixNano(), f))
+	if first > span.Last {
+		return acc, nil
+	}
+	sh := s.shardFor(f.FQN, keys)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e := sh.get(f.FQN, keys)
+	if e == nil {
+		return acc, nil
+	}
+	i, j := bucketRange(e.buckets, first, span.Last)
+	for k := i; k < j; k++ {
+		acc.Merge(e.buckets[k])
+	}
+	return acc, nil
+}
+
 // DeadWindowBuckets returns the unexpired buckets in span of every entity of a windowed
 // feature. It walks only that feature's entities, one shard at a time, and stops with ctx's
 // error if ctx ends between shards.
