@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 func BenchmarkGetScalar(b *testing.B) {
 	fx := newFixture(b, engine.WithNotifier(nil))
 	fx.clock.Set(time.Now())
-	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now), quiet)
 	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
 	k := engine.Keys{"id": "user-42"}
 	if _, err := fx.e.Set(ctx, "bench.score", k, 0.5, time.Time{}); err != nil {
@@ -29,7 +30,7 @@ func BenchmarkGetScalar(b *testing.B) {
 
 func BenchmarkUpdateScalar(b *testing.B) {
 	fx := newFixture(b)
-	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now), quiet)
 	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
 	k := engine.Keys{"id": "user-42"}
 	b.ReportAllocs()
@@ -42,7 +43,7 @@ func BenchmarkUpdateScalar(b *testing.B) {
 
 func windowBench(b *testing.B) (*fixture, engine.Keys) {
 	fx := newFixture(b)
-	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now))
+	fx.e = engine.New(fx.e.State(), engine.WithClock(time.Now), quiet)
 	fx.apply(b, windowed("bench.amount"))
 	k := engine.Keys{"id": "card-1"}
 	now := time.Now()
@@ -83,7 +84,7 @@ type blockingState struct{ engine.State }
 // engine avoids for non-blocking stores (RATIONALE.md).
 func BenchmarkGetScalarTimed(b *testing.B) {
 	fx := newFixture(b)
-	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now))
+	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now), quiet)
 	fx.apply(b, scalar("bench.score", engine.PrimitiveFloat))
 	k := engine.Keys{"id": "user-42"}
 	if _, err := fx.e.Set(ctx, "bench.score", k, 0.5, time.Time{}); err != nil {
@@ -102,7 +103,7 @@ func BenchmarkGetScalarTimed(b *testing.B) {
 // are copied out of the store and aggregated by the engine.
 func BenchmarkGetWindowed60Copy(b *testing.B) {
 	fx, k := windowBench(b)
-	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now))
+	fx.e = engine.New(blockingState{fx.e.State()}, engine.WithClock(time.Now), quiet)
 	fx.apply(b, windowed("bench.amount"))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -112,3 +113,5 @@ func BenchmarkGetWindowed60Copy(b *testing.B) {
 		}
 	}
 }
+
+var quiet = engine.WithLogger(slog.New(slog.DiscardHandler))
