@@ -1,0 +1,80 @@
+// Package abi is the Osprey host↔guest contract in Go: the version, the names of exports and
+// imports, and the binary codec of ABI.md. It has no dependencies and builds for every
+// GOOS/GOARCH, including wasip1/wasm, so that guests and the host share one implementation.
+//
+// Encoding appends to a caller-owned []byte; decoding reads from a caller-owned []byte with a
+// sticky error (check Decoder.Err once at the end) and allocates only for strings and lists.
+package abi
+
+// The ABI version this package implements (ABI.md §1).
+const (
+	Major = 1
+	Minor = 0
+	// Version is what a guest's osprey_abi_version returns: Major<<16 | Minor.
+	Version = Major<<16 | Minor
+)
+
+// VersionMajor and VersionMinor split a value returned by osprey_abi_version.
+func VersionMajor(v uint32) uint16 { return uint16(v >> 16) }
+
+// VersionMinor returns the minor part of a version.
+func VersionMinor(v uint32) uint16 { return uint16(v) }
+
+// Export and import names (ABI.md §2, §3).
+const (
+	ExportMemory      = "memory"
+	ExportVersion     = "osprey_abi_version"
+	ExportAlloc       = "osprey_alloc"
+	ExportProgram     = "osprey_program"
+	ExportMiddleware  = "osprey_middleware"
+	ExportInitialize  = "_initialize"
+	HostModule        = "osprey"
+	ImportGetFeature  = "get_feature"
+	ImportResult      = "result"
+	ImportLog         = "log"
+	ImportNow         = "now"
+	WASIModule        = "wasi_snapshot_preview1"
+	MaxMessageSize    = 16 << 20
+	maxUvarint32Bytes = 5
+)
+
+// Call kinds (first byte of an input message).
+const (
+	CallProgram    uint8 = 1
+	CallMiddleware uint8 = 2
+)
+
+// Response statuses (first byte of a response).
+const (
+	StatusOK       uint8 = 0
+	StatusError    uint8 = 1
+	StatusRejected uint8 = 2
+)
+
+// Middleware stages and operations (ABI.md §4.2); the numbering matches the engine's.
+const (
+	StagePreGet  uint8 = 1
+	StagePostGet uint8 = 2
+	StagePreSet  uint8 = 3
+	StagePostSet uint8 = 4
+
+	OpGet    uint8 = 1
+	OpSet    uint8 = 2
+	OpAppend uint8 = 3
+	OpIncr   uint8 = 4
+	OpUpdate uint8 = 5
+)
+
+// Program result flags (ABI.md §4.1).
+const (
+	FlagKeys      uint8 = 1 << 0
+	FlagTimestamp uint8 = 1 << 1
+)
+
+// Log levels, as log/slog's.
+const (
+	LevelDebug int32 = -4
+	LevelInfo  int32 = 0
+	LevelWarn  int32 = 4
+	LevelError int32 = 8
+)

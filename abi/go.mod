@@ -1,0 +1,3 @@
+module github.com/osprey-ml/osprey/abi
+
+go 1.26

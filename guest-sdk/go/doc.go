@@ -1,0 +1,2 @@
+// Package osprey is placeholder.
+package osprey
