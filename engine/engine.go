@@ -28,9 +28,21 @@ type Engine struct {
 	stateBlocks bool
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
 
+	programs   ProgramLoader
+	refreshSem chan struct{} // bounds background recomputes
+	refreshing sync.Map      // address → struct{}: one recompute per address at a time
+	background sync.WaitGroup
+	closed     atomic.Bool
+
 	mu       sync.Mutex // serialises Apply and Delete
 	features atomic.Pointer[map[string]*plan]
+	sources  atomic.Pointer[map[string]*DataSource]
 }
+
+// MaxBackgroundRefreshes bounds the recomputes of stale on-request features running at
+// once; a stale read that finds them all busy serves the stale value without scheduling
+// one (the next read tries again).
+const MaxBackgroundRefreshes = 64
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -68,7 +80,18 @@ func New(state State, opts ...Option) *Engine {
 	e.aggregator, _ = state.(WindowAggregator)
 	empty := map[string]*plan{}
 	e.features.Store(&empty)
+	noSources := map[string]*DataSource{}
+	e.sources.Store(&noSources)
+	e.refreshSem = make(chan struct{}, MaxBackgroundRefreshes)
 	return e
+}
+
+// Close waits for background recomputes to finish and stops scheduling new ones. It does
+// not close the State or the Notifier, which belong to the caller.
+func (e *Engine) Close() error {
+	e.closed.Store(true)
+	e.background.Wait()
+	return nil
 }
 
 // State returns the engine's State.
@@ -78,9 +101,13 @@ func (e *Engine) State() State { return e.state }
 type plan struct {
 	f      *Feature
 	stages [StagePostSet + 1][]step
-	// timed is set when a call may block (a middleware, or a State that can), so the
-	// engine arms a timer for the feature's timeout; see RATIONALE.md.
+	// timed is set when a call may block (a middleware, a program, or a State that can),
+	// so the engine arms a timer for the feature's timeout; see RATIONALE.md.
 	timed bool
+	// program computes the feature's values (nil for sourceless features).
+	program Program
+	// onRequest: the program runs when the feature is read (it has no data source).
+	onRequest bool
 }
 
 type step struct {
@@ -126,12 +153,26 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 			p.stages[st] = append(p.stages[st], step{name: ref.Name, priority: ref.Priority, fn: fn})
 		}
 	}
+	if f.Builder.Kind != BuilderSourceless {
+		if e.programs == nil {
+			return fmt.Errorf("apply %s: spec.builder.kind: %w: no program runtime is configured for builder %q", f.FQN, ErrUnsupported, f.Builder.Kind)
+		}
+		prog, err := e.programs.LoadProgram(ctx, f)
+		if err != nil {
+			return fmt.Errorf("apply %s: spec.builder: %w", f.FQN, err)
+		}
+		p.program = prog
+		p.onRequest = f.DataSource == ""
+		if p.onRequest && f.Windowed() {
+			return fmt.Errorf("%w %s: spec.builder.aggr: a feature computed on request (a program and no spec.dataSource) cannot be windowed", ErrInvalidFeature, f.FQN)
+		}
+	}
 	hasSteps := false
 	for st := range p.stages {
 		sort.SliceStable(p.stages[st], func(i, j int) bool { return p.stages[st][i].priority < p.stages[st][j].priority })
 		hasSteps = hasSteps || len(p.stages[st]) > 0
 	}
-	p.timed = hasSteps || e.stateBlocks
+	p.timed = hasSteps || e.stateBlocks || p.program != nil
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -143,6 +184,11 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 	}
 	if err := checkCycles(cur, f); err != nil {
 		return fmt.Errorf("apply %s: %w", f.FQN, err)
+	}
+	if f.DataSource != "" {
+		if _, ok := (*e.sources.Load())[f.DataSource]; !ok {
+			return fmt.Errorf("apply %s: spec.dataSource: %w: data source %s is not applied (apply its DataSource manifest first)", f.FQN, ErrFeatureNotFound, f.DataSource)
+		}
 	}
 	next := maps.Clone(cur)
 	next[f.FQN] = p
@@ -381,7 +427,22 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 		if sel.Version > 0 {
 			limit = f.KeepPrevious.Over
 		}
-		switch age := now.Sub(ts); {
+		age := now.Sub(ts)
+		if p.onRequest && sel.Version == 0 {
+			switch {
+			case !found || age >= limit || v.kind != Kind(f.Primitive):
+				// Nothing servable: compute now, within this call's deadline.
+				r, err := e.compute(ctx, p, keys, ekeys, now)
+				if err != nil {
+					return res, err
+				}
+				return e.finishGet(ctx, p, call, sel, r)
+			case age >= f.Freshness:
+				// Stale but servable: serve it and recompute in the background.
+				e.refresh(p, keys, ekeys)
+			}
+		}
+		switch {
 		case !found, age >= limit:
 		case v.kind != Kind(f.Primitive):
 			e.log.LogAttrs(ctx, slog.LevelWarn, "stored value has the wrong type; not served",
@@ -391,6 +452,60 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 		}
 	}
 	return e.finishGet(ctx, p, call, sel, res)
+}
+
+// compute runs an on-request feature's program for one entity and writes the result through
+// the feature's pipeline, returning it as a read would.
+func (e *Engine) compute(ctx context.Context, p *plan, keys Keys, ekeys string, now time.Time) (Result, error) {
+	res := Result{FQN: p.f.FQN}
+	out, ok, err := e.run(ctx, p, &ProgramCall{Keys: keys, Timestamp: now})
+	if err != nil {
+		return res, err
+	}
+	if out.Value.IsNull() {
+		return res, nil
+	}
+	if ok != ekeys {
+		return res, fmt.Errorf("%w: the program returned a value for other keys (%v) than asked (%v)", ErrInvalidKeys, out.Keys, keys)
+	}
+	v, err := e.writePlanned(ctx, OpUpdate, p, keys, ekeys, out.Value, out.Timestamp, now)
+	if err != nil {
+		return res, err
+	}
+	res.Value, res.Timestamp, res.Fresh = v, out.Timestamp, now.Sub(out.Timestamp) < p.f.Freshness
+	return res, nil
+}
+
+// refresh recomputes a stale on-request value in the background, at most once per address
+// at a time and at most MaxBackgroundRefreshes at once.
+func (e *Engine) refresh(p *plan, keys Keys, ekeys string) {
+	if e.closed.Load() {
+		return
+	}
+	addr := p.f.FQN + "\x00" + ekeys
+	if _, busy := e.refreshing.LoadOrStore(addr, struct{}{}); busy {
+		return
+	}
+	select {
+	case e.refreshSem <- struct{}{}:
+	default:
+		e.refreshing.Delete(addr)
+		return
+	}
+	keys = maps.Clone(keys)
+	e.background.Add(1)
+	go func() {
+		defer func() {
+			<-e.refreshSem
+			e.refreshing.Delete(addr)
+			e.background.Done()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), p.f.Timeout)
+		defer cancel()
+		if _, err := e.compute(ctx, p, keys, ekeys, e.now()); err != nil {
+			e.log.LogAttrs(ctx, slog.LevelWarn, "background recompute failed", slog.String("fqn", p.f.FQN), slog.Any("error", err))
+		}
+	}()
 }
 
 // window aggregates an entity's window, pushed down into the State when it can.

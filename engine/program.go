@@ -1,0 +1,427 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Row is one input row for feature programs: field name → value.
+type Row map[string]Value
+
+// RowFromMap converts loosely typed input (a decoded JSON object) into a Row:
+// json.Number and Go numbers become int when they are whole and fit (and were not written
+// with a fraction or exponent), float otherwise; strings, bools and time.Time keep their
+// kind; lists take the kind of their elements (all of one kind; numbers mixing int and float
+// become floats); null becomes Null. Objects and mixed lists are errors naming the field.
+func RowFromMap(m map[string]any) (Row, error) {
+	row := make(Row, len(m))
+	names := slices.Sorted(maps.Keys(m))
+	for _, name := range names {
+		v, err := inferValue(m[name])
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", name, err)
+		}
+		row[name] = v
+	}
+	return row, nil
+}
+
+func inferValue(x any) (Value, error) {
+	switch v := x.(type) {
+	case nil:
+		return Null, nil
+	case Value:
+		return v, nil
+	case string:
+		return String(v), nil
+	case bool:
+		return Bool(v), nil
+	case time.Time:
+		return Convert(PrimitiveTimestamp, v)
+	case json.Number:
+		if n, err := v.Int64(); err == nil {
+			return Int(n), nil
+		}
+		return Convert(PrimitiveFloat, v)
+	case float64, float32:
+		return Convert(PrimitiveFloat, v)
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return Convert(PrimitiveInt, v)
+	case []any:
+		if len(v) == 0 {
+			return Null, fmt.Errorf("%w: an empty list has no element type", ErrTypeMismatch)
+		}
+		var elem Kind
+		for i, e := range v {
+			ev, err := inferValue(e)
+			if err != nil {
+				return Null, fmt.Errorf("element %d: %w", i, err)
+			}
+			k := ev.kind
+			switch {
+			case k == KindNull || k >= KindIntList:
+				return Null, fmt.Errorf("%w: element %d is %s (lists hold scalars)", ErrTypeMismatch, i, k)
+			case i == 0 || k == elem:
+				elem = k
+			case (k == KindInt && elem == KindFloat) || (k == KindFloat && elem == KindInt):
+				elem = KindFloat
+			default:
+				return Null, fmt.Errorf("%w: list mixes %s and %s", ErrTypeMismatch, elem, k)
+			}
+		}
+		return Convert(Primitive(elem).List(), v)
+	}
+	if isList(x) {
+		return Null, fmt.Errorf("%w: unsupported list type %T", ErrTypeMismatch, x)
+	}
+	return Null, fmt.Errorf("%w: unsupported value %s", ErrTypeMismatch, describe(x))
+}
+
+// FeatureReader reads features; the engine hands one to a program, restricted to the
+// program's declared dependencies.
+type FeatureReader interface {
+	Get(ctx context.Context, selector string, keys Keys) (Result, error)
+}
+
+// ProgramCall is one run of a feature program.
+type ProgramCall struct {
+	// Keys is the entity, when the caller knows it (on-request computation); empty for a
+	// row whose program says which entity it belongs to.
+	Keys Keys
+	// Timestamp is the row's time, or the request's.
+	Timestamp time.Time
+	// Row is the input row; nil when the feature is computed on request.
+	Row Row
+	// Reader reads the features the program depends on.
+	Reader FeatureReader
+}
+
+// ProgramResult is what a program computed. A Null Value means: write nothing.
+type ProgramResult struct {
+	Value Value
+	// Keys is the entity the value belongs to; nil means the call's keys.
+	Keys Keys
+	// Timestamp is the value's time; zero means the call's timestamp.
+	Timestamp time.Time
+}
+
+// Program computes a feature's values. Run must honour ctx's deadline and be safe for
+// concurrent use.
+type Program interface {
+	Run(ctx context.Context, call *ProgramCall) (ProgramResult, error)
+}
+
+// ProgramLoader prepares the program of a feature whose builder runs one ("wasm"), when the
+// feature is applied: it compiles and checks the module, so that a bad one is refused then.
+// A loader returns an error wrapping ErrUnsupported for builder kinds it does not run.
+type ProgramLoader interface {
+	LoadProgram(ctx context.Context, f *Feature) (Program, error)
+}
+
+// WithPrograms sets the loader of feature programs (the Wasm host). Without one, only
+// sourceless features can be applied.
+func WithPrograms(l ProgramLoader) Option { return func(e *Engine) { e.programs = l } }
+
+// depReader is the FeatureReader a program gets: the engine, limited to f's dependencies.
+type depReader struct {
+	e *Engine
+	f *Feature
+}
+
+func (r depReader) Get(ctx context.Context, selector string, keys Keys) (Result, error) {
+	sel, err := ParseSelector(selector, r.e.defaultNS)
+	if err != nil {
+		return Result{}, err
+	}
+	if !slices.Contains(r.f.Dependencies, sel.FQN) {
+		return Result{}, fmt.Errorf("%w: %s reads %s, which is not in its spec.dependencies", ErrUnsupported, r.f.FQN, sel.FQN)
+	}
+	return r.e.Get(ctx, selector, keys)
+}
+
+// run runs p's program and checks what it returned: the value converted to the feature's
+// type, the keys complete, the timestamp set.
+func (e *Engine) run(ctx context.Context, p *plan, call *ProgramCall) (ProgramResult, string, error) {
+	f := p.f
+	call.Reader = depReader{e: e, f: f}
+	res, err := p.program.Run(ctx, call)
+	if err != nil {
+		return res, "", fmt.Errorf("program: %w", err)
+	}
+	if res.Value.IsNull() {
+		return res, "", nil
+	}
+	if res.Value, err = e.convertWrite(OpUpdate, f, res.Value); err != nil {
+		return res, "", fmt.Errorf("program returned a bad value: %w", err)
+	}
+	if res.Keys == nil {
+		res.Keys = call.Keys
+	}
+	if res.Keys == nil && call.Row != nil {
+		res.Keys = keysFromRow(f, call.Row)
+	}
+	ekeys, err := EncodeKeys(f.Keys, res.Keys)
+	if err != nil {
+		return res, "", fmt.Errorf("program result: %w", err)
+	}
+	if res.Timestamp.IsZero() {
+		res.Timestamp = call.Timestamp
+	}
+	return res, ekeys, nil
+}
+
+// keysFromRow takes a feature's keys from the row fields of the same names, when the
+// program did not say which entity its value belongs to.
+func keysFromRow(f *Feature, row Row) Keys {
+	keys := make(Keys, len(f.Keys))
+	for _, k := range f.Keys {
+		if v, ok := row[k]; ok && !v.IsNull() {
+			if v.kind == KindString {
+				keys[k] = v.str
+			} else {
+				keys[k] = v.String()
+			}
+		}
+	}
+	return keys
+}
+
+// DryRunResult is what a program would write.
+type DryRunResult struct {
+	FQN string
+	// Value is Null when the program writes nothing for this row.
+	Value     Value
+	Keys      Keys
+	Timestamp time.Time
+}
+
+// DryRun runs a feature's program on a sample row (or, with a nil row, as on request for
+// keys) and its preSet middlewares, and returns what would be written. Nothing is written
+// and nothing is published.
+func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts time.Time) (DryRunResult, error) {
+	name, err := ParseFQN(fqn, e.defaultNS)
+	if err != nil {
+		return DryRunResult{}, err
+	}
+	p, err := e.lookup(name)
+	if err != nil {
+		return DryRunResult{}, err
+	}
+	if p.program == nil {
+		return DryRunResult{}, fmt.Errorf("dry run %s: %w: the feature has no program (builder %s)", name, ErrUnsupported, p.f.Builder.Kind)
+	}
+	if ts.IsZero() {
+		ts = e.now()
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
+	defer cancel()
+	res, ekeys, err := e.run(ctx, p, &ProgramCall{Keys: keys, Timestamp: ts, Row: row})
+	if err != nil {
+		return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
+	}
+	out := DryRunResult{FQN: name, Value: res.Value, Keys: res.Keys, Timestamp: res.Timestamp}
+	if res.Value.IsNull() {
+		return out, nil
+	}
+	if pre := p.stages[StagePreSet]; len(pre) > 0 {
+		call := &Call{Op: OpUpdate, Stage: StagePreSet, Feature: p.f, Keys: res.Keys, EncodedKeys: ekeys, Timestamp: res.Timestamp}
+		if out.Value, err = runSteps(ctx, call, pre, res.Value); err != nil {
+			return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
+		}
+	}
+	return out, nil
+}
+
+// IngestError is the failure of one row for one feature.
+type IngestError struct {
+	Row int
+	FQN string
+	Err error
+}
+
+func (e *IngestError) Error() string {
+	return fmt.Sprintf("row %d: %s: %v", e.Row, e.FQN, e.Err)
+}
+
+func (e *IngestError) Unwrap() error { return e.Err }
+
+// IngestResult summarises an Ingest.
+type IngestResult struct {
+	// Rows is the number of rows received, Written the number of values written.
+	Rows, Written int
+	// Skipped counts program runs that wrote nothing (the program returned Null).
+	Skipped int
+}
+
+// Ingest runs the programs of every feature fed by a data source on each row, then writes
+// what they computed. It runs in two phases so that bad input never leaves a partial write:
+// first every program runs on every row and every result is checked (types, keys); if any
+// fails, nothing is written and the error lists the failures (each an *IngestError). Then
+// the values are written through each feature's pipeline; a failure there (the State, a
+// middleware) is returned with the values written before it counted in the result.
+func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestResult, error) {
+	res := IngestResult{Rows: len(rows)}
+	name, err := ParseFQN(source, e.defaultNS)
+	if err != nil {
+		return res, fmt.Errorf("ingest: data source: %w", err)
+	}
+	ds, fed := e.source(name)
+	if ds == nil {
+		return res, fmt.Errorf("ingest %s: %w: data source not applied", name, ErrFeatureNotFound)
+	}
+	type write struct {
+		p   *plan
+		res ProgramResult
+	}
+	var writes []write
+	var errs []error
+	now := e.now()
+	for i, row := range rows {
+		ts, err := rowTime(ds, row, now)
+		if err != nil {
+			errs = append(errs, &IngestError{Row: i, FQN: name, Err: err})
+			continue
+		}
+		for _, p := range fed {
+			rctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
+			out, _, err := e.run(rctx, p, &ProgramCall{Timestamp: ts, Row: row})
+			cancel()
+			switch {
+			case err != nil:
+				errs = append(errs, &IngestError{Row: i, FQN: p.f.FQN, Err: err})
+			case out.Value.IsNull():
+				res.Skipped++
+			default:
+				writes = append(writes, write{p, out})
+			}
+		}
+		if len(errs) >= 100 {
+			errs = append(errs, fmt.Errorf("stopped after %d errors", len(errs)))
+			break
+		}
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("ingest %s: nothing written: %w", name, joinErrors(errs))
+	}
+	for _, w := range writes {
+		if _, err := e.Update(ctx, w.p.f.FQN, w.res.Keys, w.res.Value, w.res.Timestamp); err != nil {
+			return res, fmt.Errorf("ingest %s: %d of %d values written: %w", name, res.Written, len(writes), err)
+		}
+		res.Written++
+	}
+	return res, nil
+}
+
+// rowTime returns a row's timestamp: the data source's timestampField when it names one and
+// the row has it, else now.
+func rowTime(ds *DataSource, row Row, now time.Time) (time.Time, error) {
+	if ds.TimestampField == "" {
+		return now, nil
+	}
+	v, ok := row[ds.TimestampField]
+	if !ok || v.IsNull() {
+		return now, nil
+	}
+	t, err := Convert(PrimitiveTimestamp, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("field %q (the timestampField): %w", ds.TimestampField, err)
+	}
+	return t.Time(), nil
+}
+
+type joinedErrors []error
+
+func (j joinedErrors) Error() string {
+	s := ""
+	for i, err := range j {
+		if i > 0 {
+			s += "; "
+		}
+		s += err.Error()
+	}
+	return s
+}
+
+func (j joinedErrors) Unwrap() []error { return j }
+
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return joinedErrors(errs)
+}
+
+// ApplyDataSource makes a data source available to features and Ingest, replacing one of
+// the same FQN.
+func (e *Engine) ApplyDataSource(ctx context.Context, ds *DataSource) error {
+	if err := ds.Validate(); err != nil {
+		return err
+	}
+	ds = ds.Clone()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := maps.Clone(*e.sources.Load())
+	next[ds.FQN] = ds
+	e.sources.Store(&next)
+	return nil
+}
+
+// DeleteDataSource removes a data source that no applied feature uses.
+func (e *Engine) DeleteDataSource(ctx context.Context, fqn string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cur := *e.sources.Load()
+	if _, ok := cur[fqn]; !ok {
+		return fmt.Errorf("delete data source %s: %w", fqn, ErrFeatureNotFound)
+	}
+	var users []string
+	for _, p := range *e.features.Load() {
+		if p.f.DataSource == fqn {
+			users = append(users, p.f.FQN)
+		}
+	}
+	if len(users) > 0 {
+		sort.Strings(users)
+		return fmt.Errorf("delete data source %s: %w: still feeds %v", fqn, ErrUnsupported, users)
+	}
+	next := maps.Clone(cur)
+	delete(next, fqn)
+	e.sources.Store(&next)
+	return nil
+}
+
+// DataSources returns the applied data sources sorted by FQN. Do not modify them.
+func (e *Engine) DataSources() []*DataSource {
+	cur := *e.sources.Load()
+	out := make([]*DataSource, 0, len(cur))
+	for _, fqn := range slices.Sorted(maps.Keys(cur)) {
+		out = append(out, cur[fqn])
+	}
+	return out
+}
+
+// source returns a data source and the plans of the features it feeds, in FQN order.
+func (e *Engine) source(fqn string) (*DataSource, []*plan) {
+	ds := (*e.sources.Load())[fqn]
+	if ds == nil {
+		return nil, nil
+	}
+	var fed []*plan
+	for _, p := range *e.features.Load() {
+		if p.f.DataSource == fqn && p.program != nil {
+			fed = append(fed, p)
+		}
+	}
+	slices.SortFunc(fed, func(a, b *plan) int {
+		if a.f.FQN < b.f.FQN {
+			return -1
+		}
+		return 1
+	})
+	return ds, fed
+}
