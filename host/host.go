@@ -1,0 +1,304 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// BuilderWasm is the builder kind of features whose programs are Wasm modules.
+const BuilderWasm = "wasm"
+
+// Defaults for a Host's limits.
+const (
+	DefaultMaxModuleSize = 32 << 20
+	DefaultMemoryCeiling = 64 << 20
+	DefaultMemoryLimit   = 32 << 20
+	pageSize             = 64 << 10
+)
+
+// Sentinel errors; the messages that wrap them name the feature and what is wrong.
+var (
+	// ErrModule: a module is malformed or breaks the ABI (missing export, wrong signature,
+	// unknown ABI version, forbidden import, too large). Returned when a feature is applied.
+	ErrModule = errors.New("invalid module")
+	// ErrTrap: a guest trapped (unreachable, out-of-bounds access, division by zero, stack
+	// overflow), exited (a Go panic or os.Exit) or broke the protocol during a call.
+	ErrTrap = errors.New("guest failed")
+	// ErrModuleNotFound: a module reference names no module the Host has.
+	ErrModuleNotFound = errors.New("module not found")
+)
+
+// Host runs Wasm feature programs and middlewares. Create it with New; Close releases it.
+type Host struct {
+	cfg   config
+	log   *slog.Logger
+	cache wazero.CompilationCache
+
+	mu       sync.Mutex
+	blobs    map[string][]byte           // digest ref → module bytes
+	runtimes map[uint32]*runtimeForLimit // memory limit in pages → runtime
+	modules  map[moduleKey]*module       // compiled modules with their pools
+	closed   bool
+}
+
+type config struct {
+	cacheDir        string
+	maxModuleSize   int
+	memoryCeiling   int
+	maxInstances    int
+	resolvePath     func(ref string) ([]byte, error)
+	withTermination bool
+	initTimeout     time.Duration
+}
+
+// Option configures a Host.
+type Option func(*config)
+
+// WithCompilationCache keeps compiled machine code in dir, so that a module compiles once
+// per machine rather than once per process (~40 ms instead of ~1 s for a Go guest).
+func WithCompilationCache(dir string) Option { return func(c *config) { c.cacheDir = dir } }
+
+// WithMaxModuleSize sets the largest module accepted, in bytes (DefaultMaxModuleSize).
+func WithMaxModuleSize(n int) Option { return func(c *config) { c.maxModuleSize = n } }
+
+// WithMemoryCeiling sets the host-wide cap on a module's memory, in bytes
+// (DefaultMemoryCeiling); a manifest's memoryLimit may ask for less, not more.
+func WithMemoryCeiling(n int) Option { return func(c *config) { c.memoryCeiling = n } }
+
+// WithMaxInstances caps the instances of one module (default 2 × GOMAXPROCS); a call that
+// finds them all busy waits for one, within its deadline.
+func WithMaxInstances(n int) Option { return func(c *config) { c.maxInstances = n } }
+
+// WithInitTimeout bounds instantiating a module: its start function, _initialize and
+// osprey_abi_version (default 10 s).
+func WithInitTimeout(d time.Duration) Option { return func(c *config) { c.initTimeout = d } }
+
+// WithModuleResolver resolves module references that are not digests (for example paths
+// relative to a manifest) to module bytes.
+func WithModuleResolver(fn func(ref string) ([]byte, error)) Option {
+	return func(c *config) { c.resolvePath = fn }
+}
+
+// withoutTermination compiles guests without wazero's termination checks, so runaway
+// guests cannot be stopped. Only for measuring what the checks cost (BENCHMARKS.md).
+func withoutTermination() Option { return func(c *config) { c.withTermination = false } }
+
+// New returns a Host. ctx is used only while New runs.
+func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
+	cfg := config{maxModuleSize: DefaultMaxModuleSize, memoryCeiling: DefaultMemoryCeiling,
+		maxInstances: 2 * runtime.GOMAXPROCS(0), withTermination: true, initTimeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.maxModuleSize <= 0 || cfg.memoryCeiling < pageSize || cfg.maxInstances < 1 {
+		return nil, fmt.Errorf("host: invalid limits (module size %d, memory ceiling %d, instances %d)", cfg.maxModuleSize, cfg.memoryCeiling, cfg.maxInstances)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Host{cfg: cfg, log: log, blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{}, modules: map[moduleKey]*module{}}
+	if cfg.cacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("host: compilation cache %s: %w", cfg.cacheDir, err)
+		}
+		h.cache = c
+	} else {
+		h.cache = wazero.NewCompilationCache()
+	}
+	return h, nil
+}
+
+// Close closes every instance and runtime.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	var errs []error
+	for _, m := range h.modules {
+		m.pool.close(ctx)
+	}
+	for _, rt := range h.runtimes {
+		errs = append(errs, rt.r.Close(ctx))
+	}
+	errs = append(errs, h.cache.Close(ctx))
+	return errors.Join(errs...)
+}
+
+// AddModule stores module bytes and returns their reference, "sha256:<hex>", for use in a
+// feature's builder.module or a middleware's module. The module is checked when a feature
+// using it is applied.
+func (h *Host) AddModule(wasm []byte) (string, error) {
+	if len(wasm) > h.cfg.maxModuleSize {
+		return "", fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrModule, len(wasm), h.cfg.maxModuleSize)
+	}
+	sum := sha256.Sum256(wasm)
+	ref := "sha256:" + hex.EncodeToString(sum[:])
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.blobs[ref]; !ok {
+		h.blobs[ref] = append([]byte(nil), wasm...)
+	}
+	return ref, nil
+}
+
+// moduleBytes returns the bytes a reference names.
+func (h *Host) moduleBytes(ref string) ([]byte, error) {
+	h.mu.Lock()
+	b, ok := h.blobs[ref]
+	h.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	if strings.HasPrefix(ref, "sha256:") || h.cfg.resolvePath == nil {
+		return nil, fmt.Errorf("%w: %q", ErrModuleNotFound, ref)
+	}
+	b, err := h.cfg.resolvePath(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrModuleNotFound, ref, err)
+	}
+	if len(b) > h.cfg.maxModuleSize {
+		return nil, fmt.Errorf("%w: %q is %d bytes, more than the %d allowed", ErrModule, ref, len(b), h.cfg.maxModuleSize)
+	}
+	return b, nil
+}
+
+// runtimeForLimit is a wazero runtime for one memory limit: wazero limits memory per
+// runtime, so modules with different limits live in different runtimes (sharing the
+// compilation cache).
+type runtimeForLimit struct {
+	r     wazero.Runtime
+	pages uint32
+}
+
+func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtimeForLimit, error) {
+	if rt, ok := h.runtimes[pages]; ok {
+		return rt, nil
+	}
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(pages).
+		WithCloseOnContextDone(h.cfg.withTermination).
+		WithCompilationCache(h.cache)
+	r := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, fmt.Errorf("host: wasi: %w", err)
+	}
+	if err := h.instantiateHostModule(ctx, r); err != nil {
+		r.Close(ctx)
+		return nil, err
+	}
+	rt := &runtimeForLimit{r: r, pages: pages}
+	h.runtimes[pages] = rt
+	return rt, nil
+}
+
+// memoryLimit returns the memory limit asked for by a config (key memoryLimit: bytes, or a
+// number with Ki, Mi or Gi), checked against the host's ceiling, in pages.
+func (h *Host) memoryLimit(cfg map[string]string, path string) (uint32, error) {
+	n := DefaultMemoryLimit
+	if s, ok := cfg["memoryLimit"]; ok {
+		v, err := parseSize(s)
+		if err != nil {
+			return 0, fmt.Errorf("%s.memoryLimit: %w", path, err)
+		}
+		n = v
+	}
+	if n > h.cfg.memoryCeiling {
+		return 0, fmt.Errorf("%s.memoryLimit: %d bytes is above the host's ceiling of %d", path, n, h.cfg.memoryCeiling)
+	}
+	if n < pageSize {
+		return 0, fmt.Errorf("%s.memoryLimit: %d bytes is less than one 64 KiB page", path, n)
+	}
+	return uint32(n / pageSize), nil
+}
+
+func parseSize(s string) (int, error) {
+	mult := 1
+	num := strings.TrimSpace(s)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	var n int
+	if _, err := fmt.Sscanf(num, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != num {
+		return 0, fmt.Errorf("%q is not a size (want bytes, or a number with Ki, Mi or Gi, e.g. 32Mi)", s)
+	}
+	if n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// LoadProgram compiles and checks the program of a feature with builder "wasm" (it
+// implements engine.ProgramLoader).
+func (h *Host) LoadProgram(ctx context.Context, f *engine.Feature) (engine.Program, error) {
+	if f.Builder.Kind != BuilderWasm {
+		return nil, fmt.Errorf("%w: builder kind %q (this host runs %q)", engine.ErrUnsupported, f.Builder.Kind, BuilderWasm)
+	}
+	if f.Builder.Module == "" {
+		return nil, fmt.Errorf("module: missing (the .wasm file or a sha256: reference)")
+	}
+	pages, err := h.memoryLimit(f.Builder.Config, "spec.builder.config")
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.load(ctx, f.Builder.Module, pages, roleProgram)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", f.Builder.Module, err)
+	}
+	return &program{m: m, fqn: f.FQN}, nil
+}
+
+// ResolveMiddleware resolves a Wasm middleware (ref.Module set). For a native one it
+// returns an error wrapping engine.ErrUnsupported; Resolver combines both kinds.
+func (h *Host) ResolveMiddleware(ctx context.Context, f *engine.Feature, ref engine.MiddlewareRef) (engine.Middleware, error) {
+	if ref.Module == "" {
+		return nil, fmt.Errorf("%w: middleware %q is not a Wasm module", engine.ErrUnsupported, ref.Name)
+	}
+	pages, err := h.memoryLimit(ref.Config, "config")
+	if err != nil {
+		return nil, err
+	}
+	m, err := h.load(ctx, ref.Module, pages, roleMiddleware)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", ref.Module, err)
+	}
+	mw := &middleware{m: m, name: ref.Name}
+	return mw.run, nil
+}
+
+// Resolver returns a MiddlewareResolver that resolves Wasm middlewares with h and native
+// ones with native.
+func (h *Host) Resolver(native engine.MiddlewareResolver) engine.MiddlewareResolver {
+	return engine.MiddlewareResolverFunc(func(ctx context.Context, f *engine.Feature, ref engine.MiddlewareRef) (engine.Middleware, error) {
+		if ref.Module != "" {
+			return h.ResolveMiddleware(ctx, f, ref)
+		}
+		if native == nil {
+			return nil, fmt.Errorf("%w: native middleware %q: no native middlewares configured", engine.ErrUnsupported, ref.Name)
+		}
+		return native.ResolveMiddleware(ctx, f, ref)
+	})
+}

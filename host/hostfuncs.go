@@ -1,0 +1,146 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/osprey-ml/osprey/abi"
+)
+
+// instantiateHostModule provides the "osprey" imports (ABI.md §3) in a runtime. They are Go
+// module functions taking the raw stack (no reflection: ~240 ns a round trip instead of
+// ~3 µs).
+func (h *Host) instantiateHostModule(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder(abi.HostModule)
+	def := func(name string, fn api.GoModuleFunc) {
+		sig := hostImports[name]
+		b.NewFunctionBuilder().WithGoModuleFunction(fn, sig[0], sig[1]).Export(name)
+	}
+	def(abi.ImportGetFeature, h.getFeature)
+	def(abi.ImportResult, resultSlot)
+	def(abi.ImportLog, h.guestLog)
+	def(abi.ImportNow, func(_ context.Context, _ api.Module, stack []uint64) {
+		stack[0] = uint64(time.Now().UnixNano())
+	})
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("host: host module: %w", err)
+	}
+	return nil
+}
+
+// guestFault is a guest breaking the protocol inside a host function (a pointer outside its
+// memory, a malformed encoding): the call fails and the instance is discarded.
+type guestFault struct{ msg string }
+
+func (g guestFault) Error() string { return g.msg }
+
+func fault(format string, args ...any) { panic(guestFault{fmt.Sprintf(format, args...)}) }
+
+func callingInstance(ctx context.Context, fn string) *instance {
+	inst, _ := ctx.Value(instanceKey{}).(*instance)
+	if inst == nil || inst.fqn == "" {
+		fault("%s.%s called outside a program or middleware call (e.g. during _initialize)", abi.HostModule, fn)
+	}
+	return inst
+}
+
+func read(mod api.Module, ptr, n uint32, what string) []byte {
+	b, ok := mod.Memory().Read(ptr, n)
+	if !ok {
+		fault("%s at %#x (%d bytes) is outside the guest's memory", what, ptr, n)
+	}
+	return b
+}
+
+// deliver hands a result to the guest by the result-slot convention and returns n for it.
+func (inst *instance) deliver(mod api.Module, outPtr, outCap uint32, b []byte, failed bool) uint64 {
+	n := int32(len(b))
+	if failed {
+		inst.held = append(inst.held[:0], b...)
+		return uint64(uint32(-n))
+	}
+	if uint32(len(b)) <= outCap {
+		if !mod.Memory().Write(outPtr, b) {
+			fault("output buffer at %#x (%d bytes) is outside the guest's memory", outPtr, outCap)
+		}
+		inst.held = inst.held[:0]
+		return uint64(uint32(n))
+	}
+	inst.held = append(inst.held[:0], b...)
+	return uint64(uint32(n))
+}
+
+// getFeature: (sel_ptr, sel_len, keys_ptr, keys_len, out_ptr, out_cap) -> i32.
+func (h *Host) getFeature(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := callingInstance(ctx, abi.ImportGetFeature)
+	sel := string(read(mod, uint32(stack[0]), uint32(stack[1]), "selector"))
+	d := abi.NewDecoder(read(mod, uint32(stack[2]), uint32(stack[3]), "keys"))
+	kvs := d.Keys()
+	if err := d.Done(); err != nil {
+		fault("get_feature keys: %v", err)
+	}
+	outPtr, outCap := uint32(stack[4]), uint32(stack[5])
+	if inst.reader == nil {
+		stack[0] = inst.deliver(mod, outPtr, outCap, []byte("get_feature: this call cannot read features"), true)
+		return
+	}
+	res, err := inst.reader.Get(ctx, sel, keysToEngine(kvs))
+	if err != nil {
+		stack[0] = inst.deliver(mod, outPtr, outCap, []byte(err.Error()), true)
+		return
+	}
+	r := abi.GetResult{Found: res.Found(), Fresh: res.Fresh}
+	if r.Found {
+		r.Value = valueToABI(res.Value)
+		r.Timestamp = res.Timestamp.UnixNano()
+	}
+	inst.scratch = abi.AppendGetResult(inst.scratch[:0], &r)
+	stack[0] = inst.deliver(mod, outPtr, outCap, inst.scratch, false)
+}
+
+// resultSlot: (out_ptr, out_cap) -> i32.
+func resultSlot(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := callingInstance(ctx, abi.ImportResult)
+	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
+	if len(inst.held) == 0 || uint32(len(inst.held)) > outCap {
+		stack[0] = uint64(uint32(0xFFFFFFFF)) // -1
+		return
+	}
+	if !mod.Memory().Write(outPtr, inst.held) {
+		fault("result buffer at %#x (%d bytes) is outside the guest's memory", outPtr, outCap)
+	}
+	stack[0] = uint64(uint32(len(inst.held)))
+	inst.held = inst.held[:0]
+}
+
+// guestLog: (level, msg_ptr, msg_len, attrs_ptr, attrs_len).
+func (h *Host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
+	inst := callingInstance(ctx, abi.ImportLog)
+	level := slog.Level(int32(uint32(stack[0])))
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	msg := string(read(mod, uint32(stack[1]), uint32(stack[2]), "log message"))
+	attrs := []slog.Attr{slog.String("fqn", inst.fqn)}
+	if n := uint32(stack[4]); n > 0 {
+		d := abi.NewDecoder(read(mod, uint32(stack[3]), n, "log attributes"))
+		row := d.Row()
+		if err := d.Done(); err != nil {
+			fault("log attributes: %v", err)
+		}
+		for _, f := range row {
+			v, err := valueToEngine(f.Value)
+			if err != nil {
+				attrs = append(attrs, slog.String(f.Name, "!"+err.Error()))
+				continue
+			}
+			attrs = append(attrs, slog.Any(f.Name, v.Interface()))
+		}
+	}
+	h.log.LogAttrs(ctx, level, msg, attrs...)
+}

@@ -1,0 +1,254 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/osprey-ml/osprey/abi"
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// instance is one instantiation of a module. It serves one call at a time.
+type instance struct {
+	m       *module
+	mod     api.Module
+	mem     api.Memory
+	alloc   api.Function
+	entry   map[role]api.Function
+	bufPtr  uint32 // the input region osprey_alloc last returned
+	bufCap  uint32
+	stack   [2]uint64
+	scratch []byte // host-side encoding buffer
+	stderr  *guestOutput
+
+	// Set for the duration of a call (host functions read them).
+	fqn    string
+	reader engine.FeatureReader
+	held   []byte // the result slot (ABI §3)
+}
+
+// instanceKey carries the calling instance to host functions through the call's context.
+type instanceKey struct{}
+
+func (m *module) newInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{m: m, entry: map[role]api.Function{}}
+	stdout := &guestOutput{inst: inst, level: slog.LevelInfo, stream: "stdout"}
+	inst.stderr = &guestOutput{inst: inst, level: slog.LevelWarn, stream: "stderr"}
+	cfg := wazero.NewModuleConfig().
+		WithName("").                // anonymous: a module has many instances
+		WithStartFunctions().        // _initialize is called below, under our checks
+		WithSysWalltime().           // clocks …
+		WithSysNanotime().           //
+		WithRandSource(rand.Reader). // … and randomness; no FS, env, args or real sleep
+		WithStdout(stdout).
+		WithStderr(inst.stderr)
+	mod, err := m.rt.r.InstantiateModule(ctx, m.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: instantiate: %v", ErrModule, err)
+	}
+	inst.mod = mod
+	inst.mem = mod.ExportedMemory(abi.ExportMemory)
+	inst.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	for _, r := range []role{roleProgram, roleMiddleware} {
+		if f := mod.ExportedFunction(r.export()); f != nil {
+			inst.entry[r] = f
+		}
+	}
+	fail := func(err error) (*instance, error) {
+		mod.Close(context.Background())
+		return nil, err
+	}
+	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
+		if _, err := f.Call(ctx); err != nil {
+			return fail(fmt.Errorf("%w: %s failed: %v%s", ErrModule, abi.ExportInitialize, err, inst.stderr.tail()))
+		}
+	}
+	res, err := mod.ExportedFunction(abi.ExportVersion).Call(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %s failed: %v", ErrModule, abi.ExportVersion, err))
+	}
+	v := uint32(res[0])
+	if abi.VersionMajor(v) != abi.Major {
+		return fail(fmt.Errorf("%w: ABI version %d.%d is not supported; this host implements %d.x", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.Major))
+	}
+	return inst, nil
+}
+
+func (inst *instance) close() { inst.mod.Close(context.Background()) }
+
+// input makes room for n bytes of input in guest memory (ABI §2 "Input").
+func (inst *instance) input(ctx context.Context, n int) (uint32, error) {
+	if n > abi.MaxMessageSize {
+		return 0, fmt.Errorf("input of %d bytes exceeds the %d-byte limit", n, abi.MaxMessageSize)
+	}
+	if uint32(n) <= inst.bufCap && inst.bufPtr != 0 {
+		return inst.bufPtr, nil
+	}
+	inst.stack[0] = uint64(n)
+	if err := inst.alloc.CallWithStack(ctx, inst.stack[:]); err != nil {
+		return 0, err
+	}
+	ptr := uint32(inst.stack[0])
+	if ptr == 0 {
+		return 0, fmt.Errorf("%w: %s(%d) returned 0", ErrTrap, abi.ExportAlloc, n)
+	}
+	if _, ok := inst.mem.Read(ptr, uint32(n)); !ok {
+		return 0, fmt.Errorf("%w: %s(%d) returned %#x, outside memory", ErrTrap, abi.ExportAlloc, n, ptr)
+	}
+	inst.bufPtr, inst.bufCap = ptr, uint32(n)
+	return ptr, nil
+}
+
+// guestError is a failure the guest reported in its response: the instance is fine.
+type guestError struct{ err error }
+
+func (e guestError) Error() string { return e.err.Error() }
+func (e guestError) Unwrap() error { return e.err }
+
+// call runs one entry point on an instance from the pool. decode reads the response from
+// guest memory before the instance serves anything else; it returns a guestError for a
+// failure the guest reported, any other error for a broken protocol.
+func (m *module) call(ctx context.Context, r role, fqn string, reader engine.FeatureReader, input []byte, decode func(out []byte) error) error {
+	inst, err := m.pool.get(ctx)
+	if err != nil {
+		return err
+	}
+	healthy := false
+	defer func() {
+		if healthy {
+			m.pool.put(inst)
+		} else {
+			m.pool.discard(inst)
+		}
+	}()
+	cctx := context.WithValue(ctx, instanceKey{}, inst)
+	ptr, err := inst.input(cctx, len(input))
+	if err != nil {
+		return m.callError(ctx, inst, abi.ExportAlloc, err)
+	}
+	inst.mem.Write(ptr, input)
+	inst.fqn, inst.reader = fqn, reader
+	inst.stack[0], inst.stack[1] = uint64(ptr), uint64(len(input))
+	err = inst.entry[r].CallWithStack(cctx, inst.stack[:])
+	inst.fqn, inst.reader, inst.held = "", nil, nil
+	if err != nil {
+		return m.callError(ctx, inst, r.export(), err)
+	}
+	packed := inst.stack[0]
+	outPtr, outLen := uint32(packed>>32), uint32(packed)
+	out, ok := inst.mem.Read(outPtr, outLen)
+	if !ok || outLen == 0 {
+		return fmt.Errorf("%w: %s returned a response at %#x (%d bytes), outside memory or empty", ErrTrap, r.export(), outPtr, outLen)
+	}
+	err = decode(out)
+	var ge guestError
+	healthy = err == nil || errors.As(err, &ge)
+	if err != nil && !healthy {
+		return fmt.Errorf("%w: malformed response: %v", ErrTrap, err)
+	}
+	return err
+}
+
+// callError turns a failed call into an error: the caller's deadline or cancellation when
+// that is what stopped the guest, otherwise a trap or an exit, with the guest's last words
+// on stderr (a Go panic's message) when there are any.
+func (m *module) callError(ctx context.Context, inst *instance, fn string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%s stopped: %w", fn, ctxErr)
+	}
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			return fmt.Errorf("%s stopped: %w", fn, context.DeadlineExceeded)
+		case sys.ExitCodeContextCanceled:
+			return fmt.Errorf("%s stopped: %w", fn, context.Canceled)
+		}
+		return fmt.Errorf("%w: %s: the guest exited with code %d%s", ErrTrap, fn, exit.ExitCode(), inst.stderr.tail())
+	}
+	if errors.Is(err, ErrTrap) || errors.Is(err, ErrModule) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v%s", ErrTrap, fn, firstLine(err.Error()), inst.stderr.tail())
+}
+
+func firstLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// guestOutput logs what a guest writes to stdout or stderr, line by line, with the FQN of
+// the feature it was running for, and keeps the last lines of stderr for error messages.
+type guestOutput struct {
+	inst   *instance
+	level  slog.Level
+	stream string
+
+	mu      sync.Mutex
+	partial []byte
+	last    []string
+}
+
+const maxLine = 4096
+
+func (g *guestOutput) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.partial = append(g.partial, p...)
+	for {
+		i := bytes.IndexByte(g.partial, '\n')
+		if i < 0 && len(g.partial) < maxLine {
+			break
+		}
+		if i < 0 {
+			i = maxLine
+		}
+		line := string(g.partial[:i])
+		g.partial = g.partial[min(i+1, len(g.partial)):]
+		g.inst.m.h.log.LogAttrs(context.Background(), g.level, "guest "+g.stream,
+			slog.String("fqn", g.inst.fqn), slog.String("line", line))
+		g.last = append(g.last, line)
+		if len(g.last) > 8 {
+			g.last = g.last[1:]
+		}
+	}
+	return len(p), nil
+}
+
+// tail returns the last lines written, formatted to end an error message.
+func (g *guestOutput) tail() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	lines := g.last
+	if len(g.partial) > 0 {
+		lines = append(lines, string(g.partial))
+	}
+	for i, l := range lines { // start at the panic or fatal error when there is one
+		if bytes.HasPrefix([]byte(l), []byte("panic:")) || bytes.HasPrefix([]byte(l), []byte("fatal error:")) {
+			lines = lines[i:]
+			break
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	out := ": "
+	for i, l := range lines {
+		if i > 0 {
+			out += " | "
+		}
+		out += l
+	}
+	return out
+}
