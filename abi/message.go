@@ -59,20 +59,56 @@ func (d *Decoder) Keys() []KV {
 	if n == 0 {
 		return nil
 	}
-	keys := make([]KV, n)
-	for i := range keys {
-		keys[i].Name = d.String()
-		keys[i].Value = d.String()
-		for j := 0; j < i && d.err == nil; j++ {
-			if keys[j].Name == keys[i].Name {
-				d.fail(errorf("duplicate key %q", keys[i].Name))
-			}
+	keys := make([]KV, 0, min(n, prealloc))
+	var seen map[string]struct{}
+	for ; n > 0 && d.err == nil; n-- {
+		k := KV{Name: d.String(), Value: d.String()}
+		if d.err != nil {
+			break
 		}
+		var dup bool
+		if seen, dup = seenBefore(seen, k.Name, len(keys), func(i int) string { return keys[i].Name }); dup {
+			d.fail(errorf("duplicate key %q", k.Name))
+			break
+		}
+		keys = append(keys, k)
 	}
 	if d.err != nil {
 		return nil
 	}
 	return keys
+}
+
+// prealloc bounds the elements a decoder allocates ahead of decoding them: a count is
+// checked against the bytes left, but an element can take more memory than wire bytes.
+const prealloc = 64
+
+// dupPairs is the count up to which duplicate names are found by comparing pairs; above it a
+// map keeps the check linear.
+const dupPairs = 16
+
+// seenBefore reports whether name equals one of the n names before it (nameAt(i) returns the
+// i-th). It returns the map to pass for the next name, built once n reaches dupPairs.
+func seenBefore(seen map[string]struct{}, name string, n int, nameAt func(int) string) (map[string]struct{}, bool) {
+	if seen == nil && n >= dupPairs {
+		seen = make(map[string]struct{}, 2*n)
+		for i := range n {
+			seen[nameAt(i)] = struct{}{}
+		}
+	}
+	if seen == nil {
+		for i := range n {
+			if nameAt(i) == name {
+				return nil, true
+			}
+		}
+		return nil, false
+	}
+	if _, ok := seen[name]; ok {
+		return seen, true
+	}
+	seen[name] = struct{}{}
+	return seen, false
 }
 
 // AppendRow appends a Row encoding.
@@ -91,15 +127,20 @@ func (d *Decoder) Row() []Field {
 	if n == 0 {
 		return nil
 	}
-	row := make([]Field, n)
-	for i := range row {
-		row[i].Name = d.String()
-		row[i].Value = d.Value()
-		for j := 0; j < i && d.err == nil; j++ {
-			if row[j].Name == row[i].Name {
-				d.fail(errorf("duplicate field %q", row[i].Name))
-			}
+	row := make([]Field, 0, min(n, prealloc))
+	var seen map[string]struct{}
+	for ; n > 0 && d.err == nil; n-- {
+		f := Field{Name: d.String()}
+		f.Value = d.Value()
+		if d.err != nil {
+			break
 		}
+		var dup bool
+		if seen, dup = seenBefore(seen, f.Name, len(row), func(i int) string { return row[i].Name }); dup {
+			d.fail(errorf("duplicate field %q", f.Name))
+			break
+		}
+		row = append(row, f)
 	}
 	if d.err != nil {
 		return nil
@@ -202,6 +243,12 @@ type Response struct {
 // too. For StatusOK the returned Decoder is positioned at the body.
 func DecodeResponse(b []byte) (Response, *Decoder) {
 	d := NewDecoder(b)
+	return d.Response(), d
+}
+
+// Response reads a response header (see DecodeResponse) from d, which the caller may keep
+// on its stack to decode without allocating.
+func (d *Decoder) Response() Response {
 	r := Response{Status: d.U8()}
 	switch r.Status {
 	case StatusOK:
@@ -213,7 +260,7 @@ func DecodeResponse(b []byte) (Response, *Decoder) {
 			d.fail(errorf("unknown response status %d", r.Status))
 		}
 	}
-	return r, d
+	return r
 }
 
 // ProgramResult decodes a program response body.

@@ -107,7 +107,30 @@ func appendRow(b []byte, row engine.Row) []byte {
 	b = abi.AppendUvarint(b, uint64(len(row)))
 	for name, v := range row {
 		b = abi.AppendString(b, name)
-		b = abi.AppendValue(b, valueToABI(v))
+		b = appendValue(b, v)
 	}
 	return b
+}
+
+// appendValue encodes an engine value directly, without building an abi.Value (a large
+// struct) for scalars: the per-field cost of encoding a row.
+func appendValue(b []byte, v engine.Value) []byte {
+	switch v.Kind() {
+	case engine.KindNull:
+		return append(b, byte(abi.TagNull))
+	case engine.KindInt:
+		return abi.AppendI64(append(b, byte(abi.TagInt)), v.Int())
+	case engine.KindFloat:
+		return abi.AppendF64(append(b, byte(abi.TagFloat)), v.Float())
+	case engine.KindString:
+		return abi.AppendString(append(b, byte(abi.TagString)), v.Str())
+	case engine.KindBool:
+		if v.Bool() {
+			return append(b, byte(abi.TagBool), 1)
+		}
+		return append(b, byte(abi.TagBool), 0)
+	case engine.KindTimestamp:
+		return abi.AppendI64(append(b, byte(abi.TagTimestamp)), v.Time().UnixNano())
+	}
+	return abi.AppendValue(b, valueToABI(v))
 }

@@ -52,6 +52,8 @@ type Host struct {
 	runtimes map[uint32]*runtimeForLimit // memory limit in pages → runtime
 	modules  map[moduleKey]*module       // compiled modules with their pools
 	closed   bool
+
+	instances sync.Map // api.Module → *instance, for host functions
 }
 
 type config struct {

@@ -22,7 +22,7 @@ func (h *Host) instantiateHostModule(ctx context.Context, r wazero.Runtime) erro
 		b.NewFunctionBuilder().WithGoModuleFunction(fn, sig[0], sig[1]).Export(name)
 	}
 	def(abi.ImportGetFeature, h.getFeature)
-	def(abi.ImportResult, resultSlot)
+	def(abi.ImportResult, h.resultSlot)
 	def(abi.ImportLog, h.guestLog)
 	def(abi.ImportNow, func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(time.Now().UnixNano())
@@ -41,8 +41,11 @@ func (g guestFault) Error() string { return g.msg }
 
 func fault(format string, args ...any) { panic(guestFault{fmt.Sprintf(format, args...)}) }
 
-func callingInstance(ctx context.Context, fn string) *instance {
-	inst, _ := ctx.Value(instanceKey{}).(*instance)
+// callingInstance finds the instance a host function was called from (a map lookup per
+// host call rather than a context value per guest call: host calls are the rarer).
+func (h *Host) callingInstance(mod api.Module, fn string) *instance {
+	v, _ := h.instances.Load(mod)
+	inst, _ := v.(*instance)
 	if inst == nil || inst.fqn == "" {
 		fault("%s.%s called outside a program or middleware call (e.g. during _initialize)", abi.HostModule, fn)
 	}
@@ -77,9 +80,10 @@ func (inst *instance) deliver(mod api.Module, outPtr, outCap uint32, b []byte, f
 
 // getFeature: (sel_ptr, sel_len, keys_ptr, keys_len, out_ptr, out_cap) -> i32.
 func (h *Host) getFeature(ctx context.Context, mod api.Module, stack []uint64) {
-	inst := callingInstance(ctx, abi.ImportGetFeature)
+	inst := h.callingInstance(mod, abi.ImportGetFeature)
 	sel := string(read(mod, uint32(stack[0]), uint32(stack[1]), "selector"))
-	d := abi.NewDecoder(read(mod, uint32(stack[2]), uint32(stack[3]), "keys"))
+	var d abi.Decoder
+	d.Reset(read(mod, uint32(stack[2]), uint32(stack[3]), "keys"))
 	kvs := d.Keys()
 	if err := d.Done(); err != nil {
 		fault("get_feature keys: %v", err)
@@ -104,8 +108,8 @@ func (h *Host) getFeature(ctx context.Context, mod api.Module, stack []uint64) {
 }
 
 // resultSlot: (out_ptr, out_cap) -> i32.
-func resultSlot(ctx context.Context, mod api.Module, stack []uint64) {
-	inst := callingInstance(ctx, abi.ImportResult)
+func (h *Host) resultSlot(_ context.Context, mod api.Module, stack []uint64) {
+	inst := h.callingInstance(mod, abi.ImportResult)
 	outPtr, outCap := uint32(stack[0]), uint32(stack[1])
 	if len(inst.held) == 0 || uint32(len(inst.held)) > outCap {
 		stack[0] = uint64(uint32(0xFFFFFFFF)) // -1
@@ -120,7 +124,7 @@ func resultSlot(ctx context.Context, mod api.Module, stack []uint64) {
 
 // guestLog: (level, msg_ptr, msg_len, attrs_ptr, attrs_len).
 func (h *Host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
-	inst := callingInstance(ctx, abi.ImportLog)
+	inst := h.callingInstance(mod, abi.ImportLog)
 	level := slog.Level(int32(uint32(stack[0])))
 	if !h.log.Enabled(ctx, level) {
 		return
@@ -128,7 +132,8 @@ func (h *Host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
 	msg := string(read(mod, uint32(stack[1]), uint32(stack[2]), "log message"))
 	attrs := []slog.Attr{slog.String("fqn", inst.fqn)}
 	if n := uint32(stack[4]); n > 0 {
-		d := abi.NewDecoder(read(mod, uint32(stack[3]), n, "log attributes"))
+		var d abi.Decoder
+		d.Reset(read(mod, uint32(stack[3]), n, "log attributes"))
 		row := d.Row()
 		if err := d.Done(); err != nil {
 			fault("log attributes: %v", err)

@@ -36,9 +36,6 @@ type instance struct {
 	held   []byte // the result slot (ABI §3)
 }
 
-// instanceKey carries the calling instance to host functions through the call's context.
-type instanceKey struct{}
-
 func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	inst := &instance{m: m, entry: map[role]api.Function{}}
 	stdout := &guestOutput{inst: inst, level: slog.LevelInfo, stream: "stdout"}
@@ -56,6 +53,7 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%w: instantiate: %v", ErrModule, err)
 	}
 	inst.mod = mod
+	m.h.instances.Store(mod, inst)
 	inst.mem = mod.ExportedMemory(abi.ExportMemory)
 	inst.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	for _, r := range []role{roleProgram, roleMiddleware} {
@@ -64,7 +62,7 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		}
 	}
 	fail := func(err error) (*instance, error) {
-		mod.Close(context.Background())
+		inst.close()
 		return nil, err
 	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
@@ -83,7 +81,10 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-func (inst *instance) close() { inst.mod.Close(context.Background()) }
+func (inst *instance) close() {
+	inst.m.h.instances.Delete(inst.mod)
+	inst.mod.Close(context.Background())
+}
 
 // input makes room for n bytes of input in guest memory (ABI §2 "Input").
 func (inst *instance) input(ctx context.Context, n int) (uint32, error) {
@@ -114,48 +115,51 @@ type guestError struct{ err error }
 func (e guestError) Error() string { return e.err.Error() }
 func (e guestError) Unwrap() error { return e.err }
 
-// call runs one entry point on an instance from the pool. decode reads the response from
-// guest memory before the instance serves anything else; it returns a guestError for a
-// failure the guest reported, any other error for a broken protocol.
-func (m *module) call(ctx context.Context, r role, fqn string, reader engine.FeatureReader, input []byte, decode func(out []byte) error) error {
+// begin runs one entry point on an instance from the pool and returns the instance and a
+// view of its response in guest memory. The caller decodes the response, then calls end
+// with the instance and whether it is still healthy. On error there is nothing to end.
+func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.FeatureReader, input []byte) (*instance, []byte, error) {
 	inst, err := m.pool.get(ctx)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	healthy := false
-	defer func() {
-		if healthy {
-			m.pool.put(inst)
-		} else {
-			m.pool.discard(inst)
-		}
-	}()
-	cctx := context.WithValue(ctx, instanceKey{}, inst)
-	ptr, err := inst.input(cctx, len(input))
+	ptr, err := inst.input(ctx, len(input))
 	if err != nil {
-		return m.callError(ctx, inst, abi.ExportAlloc, err)
+		err = m.callError(ctx, inst, abi.ExportAlloc, err)
+		m.pool.discard(inst)
+		return nil, nil, err
 	}
 	inst.mem.Write(ptr, input)
 	inst.fqn, inst.reader = fqn, reader
 	inst.stack[0], inst.stack[1] = uint64(ptr), uint64(len(input))
-	err = inst.entry[r].CallWithStack(cctx, inst.stack[:])
-	inst.fqn, inst.reader, inst.held = "", nil, nil
+	err = inst.entry[r].CallWithStack(ctx, inst.stack[:])
+	inst.fqn, inst.reader, inst.held = "", nil, inst.held[:0]
 	if err != nil {
-		return m.callError(ctx, inst, r.export(), err)
+		err = m.callError(ctx, inst, r.export(), err)
+		m.pool.discard(inst)
+		return nil, nil, err
 	}
 	packed := inst.stack[0]
 	outPtr, outLen := uint32(packed>>32), uint32(packed)
 	out, ok := inst.mem.Read(outPtr, outLen)
 	if !ok || outLen == 0 {
-		return fmt.Errorf("%w: %s returned a response at %#x (%d bytes), outside memory or empty", ErrTrap, r.export(), outPtr, outLen)
+		m.pool.discard(inst)
+		return nil, nil, fmt.Errorf("%w: %s returned a response at %#x (%d bytes), outside memory or empty", ErrTrap, r.export(), outPtr, outLen)
 	}
-	err = decode(out)
+	return inst, out, nil
+}
+
+// end returns an instance after its response was decoded. decodeErr is what decoding
+// returned: nil or a guestError keep the instance; anything else (a malformed response)
+// discards it and is returned as ErrTrap.
+func (m *module) end(inst *instance, decodeErr error) error {
 	var ge guestError
-	healthy = err == nil || errors.As(err, &ge)
-	if err != nil && !healthy {
-		return fmt.Errorf("%w: malformed response: %v", ErrTrap, err)
+	if decodeErr == nil || errors.As(decodeErr, &ge) {
+		m.pool.put(inst)
+		return decodeErr
 	}
-	return err
+	m.pool.discard(inst)
+	return fmt.Errorf("%w: malformed response: %v", ErrTrap, decodeErr)
 }
 
 // callError turns a failed call into an error: the caller's deadline or cancellation when

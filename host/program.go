@@ -31,34 +31,42 @@ func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.Pro
 	b = appendRow(b, call.Row)
 	*bp = b
 
-	var res engine.ProgramResult
-	err := p.m.call(ctx, roleProgram, p.fqn, call.Reader, b, func(out []byte) error {
-		resp, d := abi.DecodeResponse(out)
-		if err := d.Err(); err != nil {
-			return err
-		}
-		if resp.Status != abi.StatusOK {
-			return guestError{fmt.Errorf("the program failed: %s", resp.Message)}
-		}
-		r := d.ProgramResult()
-		if err := d.Done(); err != nil {
-			return err
-		}
-		v, err := valueToEngine(r.Value)
-		if err != nil {
-			return guestError{fmt.Errorf("the program returned a bad value: %w", err)}
-		}
-		res.Value = v
-		if r.HasKeys {
-			res.Keys = keysToEngine(r.Keys)
-		}
-		if r.HasTimestamp {
-			res.Timestamp = time.Unix(0, r.Timestamp).UTC()
-		}
-		return nil
-	})
+	inst, out, err := p.m.begin(ctx, roleProgram, p.fqn, call.Reader, b)
 	if err != nil {
+		return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, err)
+	}
+	res, err := decodeProgramResponse(out)
+	if err = p.m.end(inst, err); err != nil {
 		return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, unwrapGuest(err))
+	}
+	return res, nil
+}
+
+func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {
+	var res engine.ProgramResult
+	var d abi.Decoder
+	d.Reset(out)
+	resp := d.Response()
+	if err := d.Err(); err != nil {
+		return res, err
+	}
+	if resp.Status != abi.StatusOK {
+		return res, guestError{fmt.Errorf("the program failed: %s", resp.Message)}
+	}
+	r := d.ProgramResult()
+	if err := d.Done(); err != nil {
+		return res, err
+	}
+	v, err := valueToEngine(r.Value)
+	if err != nil {
+		return res, guestError{fmt.Errorf("the program returned a bad value: %w", err)}
+	}
+	res.Value = v
+	if r.HasKeys {
+		res.Keys = keysToEngine(r.Keys)
+	}
+	if r.HasTimestamp {
+		res.Timestamp = time.Unix(0, r.Timestamp).UTC()
 	}
 	return res, nil
 }
@@ -77,33 +85,40 @@ func (mw *middleware) run(ctx context.Context, call *engine.Call, v engine.Value
 	b = abi.AppendString(b, call.Feature.FQN)
 	b = appendKeys(b, call.Keys)
 	b = abi.AppendI64(b, call.Timestamp.UnixNano())
-	b = abi.AppendValue(b, valueToABI(v))
+	b = appendValue(b, v)
 	*bp = b
 
-	var out engine.Value
-	err := mw.m.call(ctx, roleMiddleware, call.Feature.FQN, nil, b, func(resp []byte) error {
-		r, d := abi.DecodeResponse(resp)
-		if err := d.Err(); err != nil {
-			return err
-		}
-		switch r.Status {
-		case abi.StatusRejected:
-			return guestError{fmt.Errorf("%w: %s", engine.ErrRejected, r.Message)}
-		case abi.StatusError:
-			return guestError{fmt.Errorf("the middleware failed: %s", r.Message)}
-		}
-		val := d.Value()
-		if err := d.Done(); err != nil {
-			return err
-		}
-		var err error
-		if out, err = valueToEngine(val); err != nil {
-			return guestError{fmt.Errorf("the middleware returned a bad value: %w", err)}
-		}
-		return nil
-	})
+	inst, resp, err := mw.m.begin(ctx, roleMiddleware, call.Feature.FQN, nil, b)
 	if err != nil {
+		return engine.Null, fmt.Errorf("wasm middleware %s: %w", mw.name, err)
+	}
+	out, err := decodeMiddlewareResponse(resp)
+	if err = mw.m.end(inst, err); err != nil {
 		return engine.Null, fmt.Errorf("wasm middleware %s: %w", mw.name, unwrapGuest(err))
+	}
+	return out, nil
+}
+
+func decodeMiddlewareResponse(resp []byte) (engine.Value, error) {
+	var d abi.Decoder
+	d.Reset(resp)
+	r := d.Response()
+	if err := d.Err(); err != nil {
+		return engine.Null, err
+	}
+	switch r.Status {
+	case abi.StatusRejected:
+		return engine.Null, guestError{fmt.Errorf("%w: %s", engine.ErrRejected, r.Message)}
+	case abi.StatusError:
+		return engine.Null, guestError{fmt.Errorf("the middleware failed: %s", r.Message)}
+	}
+	val := d.Value()
+	if err := d.Done(); err != nil {
+		return engine.Null, err
+	}
+	out, err := valueToEngine(val)
+	if err != nil {
+		return engine.Null, guestError{fmt.Errorf("the middleware returned a bad value: %w", err)}
 	}
 	return out, nil
 }

@@ -1,0 +1,4 @@
+package host
+
+// WithoutTermination exposes withoutTermination to the benchmarks.
+var WithoutTermination = withoutTermination
