@@ -68,3 +68,97 @@ func BenchmarkHostProgramWAT(b *testing.B) { benchProgram(b, wb.NoopProgram()) }
 func BenchmarkHostProgramWATNoTermination(b *testing.B) {
 	benchProgram(b, wb.NoopProgram(), host.WithoutTermination())
 }
+
+// BenchmarkGoGuestCall10Fields is the per-call number: a standard-Go guest
+// (guest-sdk/go) whose program does nothing, called through the host with a 10-field row:
+// host → guest → host. Compare with BenchmarkRawNoop (the floor) from the same run.
+func BenchmarkGoGuestCall10Fields(b *testing.B) {
+	benchProgram(b, buildGuest(b, "host/testdata/guests/noop"))
+}
+
+// BenchmarkGoGuestAmount runs the fraud example's program (reads four of the ten fields).
+func BenchmarkGoGuestAmount(b *testing.B) {
+	row := engine.Row{}
+	for k, v := range tenFields {
+		row[k] = v
+	}
+	h := newHost(b)
+	p := load(b, h, "bench.amount", buildGuest(b, "examples/fraud/amount"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	call := &engine.ProgramCall{Timestamp: time.Now(), Row: row}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Run(ctx, call); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGoGuestParallel calls the no-op Go guest from every core at once (one instance
+// per goroutine from the pool): 1e9 / (ns/op) is calls per second on the machine.
+func BenchmarkGoGuestParallel(b *testing.B) {
+	h := newHost(b)
+	p := load(b, h, "bench.par", buildGuest(b, "host/testdata/guests/noop"))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		call := &engine.ProgramCall{Timestamp: time.Now(), Row: tenFields}
+		for pb.Next() {
+			if _, err := p.Run(ctx, call); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkCompileCold compiles a Go guest with an empty compilation cache.
+func BenchmarkCompileCold(b *testing.B) {
+	wasm := buildGuest(b, "examples/fraud/amount")
+	ctx := context.Background()
+	for b.Loop() {
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true))
+		if _, err := r.CompileModule(ctx, wasm); err != nil {
+			b.Fatal(err)
+		}
+		r.Close(ctx)
+	}
+}
+
+// BenchmarkCompileCached compiles it again from a warm on-disk compilation cache (a host
+// restart with host.WithCompilationCache).
+func BenchmarkCompileCached(b *testing.B) {
+	wasm := buildGuest(b, "examples/fraud/amount")
+	ctx := context.Background()
+	cache, err := wazero.NewCompilationCacheWithDir(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	compile := func() {
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCloseOnContextDone(true).WithCompilationCache(cache))
+		if _, err := r.CompileModule(ctx, wasm); err != nil {
+			b.Fatal(err)
+		}
+		r.Close(ctx)
+	}
+	compile() // warm
+	for b.Loop() {
+		compile()
+	}
+}
+
+// BenchmarkInstantiate creates an instance of a compiled Go guest the way the pool does:
+// instantiate with the host's WASI, run _initialize, check osprey_abi_version.
+func BenchmarkInstantiate(b *testing.B) {
+	h := newHost(b, host.WithMaxInstances(1<<20))
+	p := load(b, h, "bench.inst", buildGuest(b, "examples/fraud/amount"))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := host.NewInstanceForBenchmark(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,4 +1,20 @@
 package host
 
+import (
+	"context"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
 // WithoutTermination exposes withoutTermination to the benchmarks.
 var WithoutTermination = withoutTermination
+
+// NewInstanceForBenchmark instantiates (and closes) one more instance of a program's module.
+func NewInstanceForBenchmark(ctx context.Context, p engine.Program) error {
+	inst, err := p.(*program).m.newInstance(ctx)
+	if err != nil {
+		return err
+	}
+	inst.close()
+	return nil
+}

@@ -61,7 +61,6 @@ type config struct {
 	maxModuleSize   int
 	memoryCeiling   int
 	maxInstances    int
-	resolvePath     func(ref string) ([]byte, error)
 	withTermination bool
 	initTimeout     time.Duration
 }
@@ -87,12 +86,6 @@ func WithMaxInstances(n int) Option { return func(c *config) { c.maxInstances = 
 // WithInitTimeout bounds instantiating a module: its start function, _initialize and
 // osprey_abi_version (default 10 s).
 func WithInitTimeout(d time.Duration) Option { return func(c *config) { c.initTimeout = d } }
-
-// WithModuleResolver resolves module references that are not digests (for example paths
-// relative to a manifest) to module bytes.
-func WithModuleResolver(fn func(ref string) ([]byte, error)) Option {
-	return func(c *config) { c.resolvePath = fn }
-}
 
 // withoutTermination compiles guests without wazero's termination checks, so runaway
 // guests cannot be stopped. Only for measuring what the checks cost (BENCHMARKS.md).
@@ -168,17 +161,7 @@ func (h *Host) moduleBytes(ref string) ([]byte, error) {
 	if ok {
 		return b, nil
 	}
-	if strings.HasPrefix(ref, "sha256:") || h.cfg.resolvePath == nil {
-		return nil, fmt.Errorf("%w: %q", ErrModuleNotFound, ref)
-	}
-	b, err := h.cfg.resolvePath(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %w", ErrModuleNotFound, ref, err)
-	}
-	if len(b) > h.cfg.maxModuleSize {
-		return nil, fmt.Errorf("%w: %q is %d bytes, more than the %d allowed", ErrModule, ref, len(b), h.cfg.maxModuleSize)
-	}
-	return b, nil
+	return nil, fmt.Errorf("%w: %q (add it with AddModule, or load manifests with AddManifestModules)", ErrModuleNotFound, ref)
 }
 
 // runtimeForLimit is a wazero runtime for one memory limit: wazero limits memory per

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -223,36 +224,32 @@ func (g *guestOutput) Write(p []byte) (int, error) {
 		g.inst.m.h.log.LogAttrs(context.Background(), g.level, "guest "+g.stream,
 			slog.String("fqn", g.inst.fqn), slog.String("line", line))
 		g.last = append(g.last, line)
-		if len(g.last) > 8 {
+		if len(g.last) > 256 {
 			g.last = g.last[1:]
 		}
 	}
 	return len(p), nil
 }
 
-// tail returns the last lines written, formatted to end an error message.
+// tail summarises what the guest last wrote, to end an error message: the last "panic:" or
+// "fatal error:" line (a Go guest's dying words, before its stack trace) with the line after
+// it, or else the last three lines.
 func (g *guestOutput) tail() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	lines := g.last
 	if len(g.partial) > 0 {
-		lines = append(lines, string(g.partial))
+		lines = append(lines[:len(lines):len(lines)], string(g.partial))
 	}
-	for i, l := range lines { // start at the panic or fatal error when there is one
-		if bytes.HasPrefix([]byte(l), []byte("panic:")) || bytes.HasPrefix([]byte(l), []byte("fatal error:")) {
-			lines = lines[i:]
+	pick := lines[max(0, len(lines)-3):]
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "panic:") || strings.HasPrefix(lines[i], "fatal error:") {
+			pick = lines[i:min(i+2, len(lines))]
 			break
 		}
 	}
-	if len(lines) == 0 {
+	if len(pick) == 0 {
 		return ""
 	}
-	out := ": "
-	for i, l := range lines {
-		if i > 0 {
-			out += " | "
-		}
-		out += l
-	}
-	return out
+	return ": " + strings.Join(pick, " | ")
 }
