@@ -3,16 +3,75 @@ package abi
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
+	"strconv"
 	"unicode/utf8"
 )
 
 // ErrMalformed is wrapped by every decoding error.
 var ErrMalformed = errors.New("abi: malformed message")
 
+// MalformedError is the type of decoding errors: it wraps ErrMalformed and says what is
+// wrong and where.
+type MalformedError struct{ Msg string }
+
+// Error returns "abi: malformed message: " and the message.
+func (e *MalformedError) Error() string { return ErrMalformed.Error() + ": " + e.Msg }
+
+// Unwrap returns ErrMalformed.
+func (e *MalformedError) Unwrap() error { return ErrMalformed }
+
+// errorf formats a MalformedError. It understands the verbs this package uses — %d for
+// integers, %q for strings, %#x for bytes — rather than calling fmt, so that a guest
+// linking this package does not link fmt (about 0.7 MB of WebAssembly).
 func errorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+	var b []byte
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		if c != '%' || i+1 == len(format) || len(args) == 0 {
+			b = append(b, c)
+			continue
+		}
+		i++
+		hex := false
+		if format[i] == '#' && i+1 < len(format) {
+			hex = true
+			i++
+		}
+		verb := format[i]
+		arg := args[0]
+		args = args[1:]
+		switch a := arg.(type) {
+		case string:
+			if verb == 'q' {
+				b = strconv.AppendQuote(b, a)
+			} else {
+				b = append(b, a...)
+			}
+			continue
+		case int:
+			b = strconv.AppendInt(b, int64(a), 10)
+			continue
+		case int64:
+			b = strconv.AppendInt(b, a, 10)
+			continue
+		}
+		var u uint64
+		switch a := arg.(type) {
+		case uint8:
+			u = uint64(a)
+		case Tag:
+			u = uint64(a)
+		case uint64:
+			u = a
+		}
+		if hex {
+			b = strconv.AppendUint(append(b, "0x"...), u, 16)
+		} else {
+			b = strconv.AppendUint(b, u, 10)
+		}
+	}
+	return &MalformedError{Msg: string(b)}
 }
 
 // AppendUvarint appends x as unsigned LEB128.
@@ -106,7 +165,8 @@ func (d *Decoder) bool() uint8 {
 	return b
 }
 
-// Uvarint reads an unsigned LEB128 number.
+// Uvarint reads an unsigned LEB128 number in its minimal (shortest) encoding; a padded
+// encoding such as 0x80 0x00 for 0 is an error.
 func (d *Decoder) Uvarint() uint64 {
 	if d.err != nil {
 		return 0
@@ -114,6 +174,12 @@ func (d *Decoder) Uvarint() uint64 {
 	x, n := binary.Uvarint(d.buf[d.off:])
 	if n <= 0 {
 		d.fail(errorf("bad uvarint at byte %d", d.off))
+		return 0
+	}
+	if n > 1 && d.buf[d.off+n-1] == 0 {
+		// A last byte of 0 adds nothing: the shorter encoding was possible. Accepting it would
+		// give one message two encodings (ABI.md: uvarints are minimal).
+		d.fail(errorf("non-minimal uvarint at byte %d", d.off))
 		return 0
 	}
 	d.off += n

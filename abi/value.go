@@ -86,12 +86,22 @@ type Value struct {
 	W      Window
 }
 
-// Constructors for the scalar kinds.
-func Null() Value              { return Value{} }
-func Int(v int64) Value        { return Value{Tag: TagInt, I: v} }
-func Float(v float64) Value    { return Value{Tag: TagFloat, F: v} }
-func String(v string) Value    { return Value{Tag: TagString, S: v} }
+// Null returns the null Value.
+func Null() Value { return Value{} }
+
+// Int returns an int Value.
+func Int(v int64) Value { return Value{Tag: TagInt, I: v} }
+
+// Float returns a float Value.
+func Float(v float64) Value { return Value{Tag: TagFloat, F: v} }
+
+// String returns a string Value.
+func String(v string) Value { return Value{Tag: TagString, S: v} }
+
+// Timestamp returns a timestamp Value from Unix nanoseconds.
 func Timestamp(ns int64) Value { return Value{Tag: TagTimestamp, I: ns} }
+
+// Bool returns a bool Value.
 func Bool(v bool) Value {
 	if v {
 		return Value{Tag: TagBool, I: 1}
@@ -181,10 +191,12 @@ func (d *Decoder) Value() Value {
 			v.Floats[i] = d.F64()
 		}
 	case TagStringList:
+		// A string costs 1 byte on the wire and 16 in memory: grow with what is actually
+		// decoded rather than trusting the count.
 		n := d.count(1)
-		v.Strs = make([]string, n)
-		for i := range v.Strs {
-			v.Strs[i] = d.String()
+		v.Strs = make([]string, 0, min(n, prealloc))
+		for ; n > 0 && d.err == nil; n-- {
+			v.Strs = append(v.Strs, d.String())
 		}
 	case TagBoolList:
 		n := d.count(1)
@@ -210,7 +222,9 @@ func (d *Decoder) Value() Value {
 	return v
 }
 
-// SkipValue advances past a Value without decoding it (no allocation).
+// SkipValue advances past a Value without decoding it and without allocating. It accepts
+// exactly the encodings Value accepts (strings are checked for valid UTF-8), so a message
+// scanned with SkipValue is as well-formed as one decoded with Value.
 func (d *Decoder) SkipValue() {
 	tag := Tag(d.U8())
 	switch tag {
@@ -218,14 +232,14 @@ func (d *Decoder) SkipValue() {
 	case TagInt, TagTimestamp, TagFloat:
 		d.skip(8)
 	case TagString:
-		d.skip(d.count(1))
+		d.StringBytes()
 	case TagBool:
 		d.bool()
 	case TagIntList, TagFloatList, TagTimestampList:
 		d.skip(d.count(8) * 8)
 	case TagStringList:
 		for n := d.count(1); n > 0 && d.err == nil; n-- {
-			d.skip(d.count(1))
+			d.StringBytes()
 		}
 	case TagBoolList:
 		for n := d.count(1); n > 0 && d.err == nil; n-- {

@@ -21,14 +21,14 @@ import (
 	_ "github.com/osprey-ml/osprey/plugins/state/memory"    // "memory" state
 )
 
-func runDev(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+func runShell(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var files multiFlag
 	fs.Var(&files, "f", "also apply the manifests in this file or directory (repeatable)")
 	noExamples := fs.Bool("no-examples", false, "do not apply the embedded example manifests")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey dev [-f FILE|DIR]… [-no-examples]\n\nRuns the embedded default: in-process state and notifier, the example features applied, and\na shell on standard input (get, set, append, incr, update, features, describe, help).\n\nFlags:")
+		fmt.Fprintln(e.stderr, "Usage: osprey shell [-f FILE|DIR]… [-no-examples]\n\nRuns an engine in this process — in-process state and notifier, the sourceless example\nfeatures applied, no server — with a shell on standard input (get, set, append, incr,\nupdate, features, describe, help).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -61,8 +61,8 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		ms = append(ms, more...)
 	}
 	for _, m := range ms {
-		if m.Feature == nil {
-			continue
+		if m.Feature == nil || usesWasm(m.Feature) {
+			continue // programs and Wasm middlewares need the Wasm host: osprey dev
 		}
 		if err := eng.Apply(ctx, m.Feature); err != nil {
 			return fmt.Errorf("%s: %w", m.Pos, err)
@@ -74,6 +74,18 @@ func runDev(ctx context.Context, e *env, args []string) error {
 		sh.banner()
 	}
 	return sh.run(ctx, e.stdin, interactive)
+}
+
+func usesWasm(f *engine.Feature) bool {
+	if f.Builder.Module != "" {
+		return true
+	}
+	for _, m := range f.Middlewares {
+		if m.Module != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func embeddedManifests() ([]engine.Manifest, error) {
@@ -118,14 +130,14 @@ func (s *shell) banner() {
 	s.features()
 	fmt.Fprint(s.out, `
 Try:
-  update fraud.amount card_id=c1 12.5
-  update fraud.amount card_id=c1 40
-  get fraud.amount card_id=c1
-  get fraud.amount+avg card_id=c1
+  update shop.spend card_id=c1 12.5
+  update shop.spend card_id=c1 40
+  get shop.spend card_id=c1
+  get shop.spend+avg card_id=c1
   set geo.city user_id=u1 Lisbon
   set geo.city user_id=u1 Porto
   get geo.city@-1 user_id=u1
-  append fraud.recent_merchants card_id=c1 '["shop-1","shop-2"]'
+  append shop.recent_merchants card_id=c1 '["shop-1","shop-2"]'
   incr user.logins user_id=u1 device=phone 1
 Type help for every command, quit (or Ctrl-D) to stop.
 `)

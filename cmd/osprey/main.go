@@ -34,8 +34,19 @@ type env struct {
 
 func commands() []command {
 	return []command{
-		{"dev", "run the embedded default (in-process state) with the example features, and an interactive shell", runDev},
+		{"dev", "run the embedded default: the API with in-process state and the examples built and applied", runDev},
+		{"serve", "serve the API (Connect, gRPC, gRPC-Web on one port)", runServe},
+		{"shell", "an engine in this process with an interactive shell (no server)", runShell},
 		{"validate", "parse and validate manifests: osprey validate FILE|DIR…", runValidate},
+		{"apply", "apply manifests and their Wasm modules to a host: osprey apply -f FILE|DIR…", clientCommand("apply", "-f FILE|DIR…", 0, nil)},
+		{"get", "read a feature: osprey get SELECTOR KEY=VALUE…", clientCommand("get", "SELECTOR KEY=VALUE…", 1, runGet)},
+		{"set", "set a value: osprey set FQN KEY=VALUE… VALUE", clientCommand("set", "FQN KEY=VALUE… VALUE", 2, runWrite("set"))},
+		{"append", "append to a list: osprey append FQN KEY=VALUE… VALUE", clientCommand("append", "FQN KEY=VALUE… VALUE", 2, runWrite("append"))},
+		{"incr", "increment a number: osprey incr FQN KEY=VALUE… BY", clientCommand("incr", "FQN KEY=VALUE… BY", 2, runWrite("incr"))},
+		{"update", "update (set, append or add to the window): osprey update FQN KEY=VALUE… VALUE", clientCommand("update", "FQN KEY=VALUE… VALUE", 2, runWrite("update"))},
+		{"ingest", "send rows (JSON Lines, - for stdin) to a data source: osprey ingest SOURCE ROWS.jsonl", clientCommand("ingest", "SOURCE ROWS.jsonl|-", 2, runIngest)},
+		{"features", "list the features and data sources: osprey features [NAMESPACE]", clientCommand("features", "[NAMESPACE]", 0, runFeatures)},
+		{"dry-run", "run a program on a row, writing nothing: osprey dry-run FQN ROW.json|'{…}' [KEY=VALUE…]", clientCommand("dry-run", "FQN ROW.json|'{…}' [KEY=VALUE…]", 1, runDryRun)},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "osprey", version)
 			return nil

@@ -18,17 +18,17 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 
 func TestDevShell(t *testing.T) {
 	script := `
-update fraud.amount card_id=c1 12.5
-update fraud.amount card_id=c1 40 at=2000-01-01T00:00:00Z
-update fraud.amount card_id=c1 40
-get fraud.amount+avg card_id=c1
-get fraud.amount+max card_id=c1
+update shop.spend card_id=c1 12.5
+update shop.spend card_id=c1 40 at=2000-01-01T00:00:00Z
+update shop.spend card_id=c1 40
+get shop.spend+avg card_id=c1
+get shop.spend+max card_id=c1
 set geo.city user_id=u1 Lisbon
 set geo.city user_id=u1 "Porto Santo"
 get geo.city@-1 user_id=u1
 get geo.city user_id=u1
-append fraud.recent_merchants card_id=c1 '["a","b"]'
-append fraud.recent_merchants card_id=c1 c
+append shop.recent_merchants card_id=c1 '["a","b"]'
+append shop.recent_merchants card_id=c1 c
 incr user.logins user_id=u1 device=phone 2
 incr user.logins user_id=u1 device=phone 3
 get user.logins user_id=u1
@@ -38,24 +38,24 @@ get nope.nope id=1
 frobnicate
 get geo.city user_id=nobody
 `
-	code, out, errOut := runCLI(t, script, "dev")
+	code, out, errOut := runCLI(t, script, "shell")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"older than the window",            // the 2000 write is refused, not dropped silently
-		"fraud.amount+avg = 26.25  (fresh", // (12.5+40)/2
-		"fraud.amount+max = 40  (fresh",    //
-		`geo.city@-1 = "Lisbon"`,           // previous version
-		`geo.city = "Porto Santo"`,         // quoted words
-		`ok: ["a" "b" "c"]`,                // append of a list then an element
-		"ok: 5",                            // incr 2 + 3
-		`missing key "device"`,             // keys are required
-		"user.logins = 5",                  //
-		`ok: "3"`,                          // a number for a string feature is its text
-		"feature not found: nope.nope",     //
-		`unknown command "frobnicate"`,     //
-		"geo.city: absent",                 //
+		"older than the window",          // the 2000 write is refused, not dropped silently
+		"shop.spend+avg = 26.25  (fresh", // (12.5+40)/2
+		"shop.spend+max = 40  (fresh",    //
+		`geo.city@-1 = "Lisbon"`,         // previous version
+		`geo.city = "Porto Santo"`,       // quoted words
+		`ok: ["a" "b" "c"]`,              // append of a list then an element
+		"ok: 5",                          // incr 2 + 3
+		`missing key "device"`,           // keys are required
+		"user.logins = 5",                //
+		`ok: "3"`,                        // a number for a string feature is its text
+		"feature not found: nope.nope",   //
+		`unknown command "frobnicate"`,   //
+		"geo.city: absent",               //
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -65,7 +65,7 @@ get geo.city user_id=nobody
 
 func TestValidate(t *testing.T) {
 	code, out, errOut := runCLI(t, "", "validate", "../../examples/quickstart")
-	if code != 0 || !strings.Contains(out, "fraud.amount") || !strings.Contains(out, "window=1h0m0s/1m0s") {
+	if code != 0 || !strings.Contains(out, "shop.spend") || !strings.Contains(out, "window=1h0m0s/1m0s") {
 		t.Fatalf("validate examples: exit %d\n%s%s", code, out, errOut)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

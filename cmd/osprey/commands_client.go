@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/osprey-ml/osprey/engine"
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+)
+
+// clientCommand wraps a client command's parsing and dialling.
+func clientCommand(name, usage string, minArgs int, body func(ctx context.Context, e *env, c *clients, args []string, fs *flag.FlagSet) error) func(context.Context, *env, []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		fs := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.SetOutput(e.stderr)
+		var cf clientFlags
+		cf.register(fs)
+		var extra func() error
+		if name == "apply" {
+			var files multiFlag
+			fs.Var(&files, "f", "a manifest file or directory (repeatable)")
+			extra = func() error { return applyFiles(ctx, e, &cf, files) }
+		}
+		at := ""
+		if name == "set" || name == "append" || name == "incr" || name == "update" {
+			fs.StringVar(&at, "at", "", "the value's timestamp (RFC 3339; default now)")
+		}
+		fs.Usage = func() {
+			fmt.Fprintf(e.stderr, "Usage: osprey %s %s\n\nFlags:\n", name, usage)
+			fs.PrintDefaults()
+		}
+		pos, err := parseClientArgs(fs, args)
+		if err != nil {
+			return err
+		}
+		if extra != nil {
+			return extra()
+		}
+		if len(pos) < minArgs {
+			fs.Usage()
+			return fmt.Errorf("want %s", usage)
+		}
+		c, err := cf.dial()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+		defer cancel()
+		if at != "" {
+			pos = append(pos, "at="+at)
+		}
+		if err := body(ctx, e, c, pos, fs); err != nil {
+			return serverError(err)
+		}
+		return nil
+	}
+}
+
+// keyArgs parses KEY=VALUE words.
+func keyArgs(words []string) (map[string]string, error) {
+	keys := map[string]string{}
+	for _, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: keys are KEY=VALUE", w)
+		}
+		keys[k] = v
+	}
+	return keys, nil
+}
+
+func runGet(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
+	keys, err := keyArgs(args[1:])
+	if err != nil {
+		return err
+	}
+	res, err := c.engine.Get(ctx, connect.NewRequest(&ospreyv1.GetRequest{Selector: args[0], Keys: keys}))
+	if err != nil {
+		return err
+	}
+	m := res.Msg
+	return c.print(e.stdout, m, func() {
+		if !m.Found {
+			fmt.Fprintf(e.stdout, "%s: absent\n", args[0])
+			return
+		}
+		fresh := "stale"
+		if m.Fresh {
+			fresh = "fresh"
+		}
+		fmt.Fprintf(e.stdout, "%s = %s  (%s, at %s)\n", args[0], formatValue(m.Value), fresh, m.Timestamp.AsTime().Format(time.RFC3339))
+	})
+}
+
+func runWrite(op string) func(context.Context, *env, *clients, []string, *flag.FlagSet) error {
+	return func(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
+		words := args[1:]
+		var at string
+		if n := len(words); n > 0 && strings.HasPrefix(words[n-1], "at=") {
+			at, words = strings.TrimPrefix(words[n-1], "at="), words[:n-1]
+		}
+		if len(words) == 0 {
+			return fmt.Errorf("want FQN KEY=VALUE… VALUE")
+		}
+		keys, err := keyArgs(words[:len(words)-1])
+		if err != nil {
+			return err
+		}
+		v, err := jsonValue(words[len(words)-1])
+		if err != nil {
+			return err
+		}
+		ts, err := timestampFlag(at)
+		if err != nil {
+			return err
+		}
+		var fqn string
+		var out *ospreyv1.Value
+		switch op {
+		case "set":
+			res, err := c.engine.Set(ctx, connect.NewRequest(&ospreyv1.SetRequest{Fqn: args[0], Keys: keys, Value: v, Timestamp: ts}))
+			if err != nil {
+				return err
+			}
+			fqn, out = res.Msg.Fqn, res.Msg.Value
+			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+		case "append":
+			res, err := c.engine.Append(ctx, connect.NewRequest(&ospreyv1.AppendRequest{Fqn: args[0], Keys: keys, Value: v, Timestamp: ts}))
+			if err != nil {
+				return err
+			}
+			fqn, out = res.Msg.Fqn, res.Msg.Value
+			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+		case "incr":
+			res, err := c.engine.Incr(ctx, connect.NewRequest(&ospreyv1.IncrRequest{Fqn: args[0], Keys: keys, Value: v, Timestamp: ts}))
+			if err != nil {
+				return err
+			}
+			fqn, out = res.Msg.Fqn, res.Msg.Value
+			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+		default:
+			res, err := c.engine.Update(ctx, connect.NewRequest(&ospreyv1.UpdateRequest{Fqn: args[0], Keys: keys, Value: v, Timestamp: ts}))
+			if err != nil {
+				return err
+			}
+			fqn, out = res.Msg.Fqn, res.Msg.Value
+			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+		}
+	}
+}
+
+func printWrite(w io.Writer, fqn string, v *ospreyv1.Value) {
+	if v == nil {
+		fmt.Fprintf(w, "ok %s\n", fqn)
+		return
+	}
+	fmt.Fprintf(w, "ok %s = %s\n", fqn, formatValue(v))
+}
+
+func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
+	ns := ""
+	if len(args) > 0 {
+		ns = args[0]
+	}
+	res, err := c.registry.ListFeatures(ctx, connect.NewRequest(&ospreyv1.ListFeaturesRequest{Namespace: ns}))
+	if err != nil {
+		return err
+	}
+	return c.print(e.stdout, res.Msg, func() {
+		for _, ds := range res.Msg.DataSources {
+			fmt.Fprintf(e.stdout, "%-28s data source  kind=%s keys=%v\n", ds.Fqn, ds.Kind, ds.KeyFields)
+		}
+		for _, f := range res.Msg.Features {
+			line := fmt.Sprintf("%-28s %-11s keys=%v fresh<%v stale≥%v builder=%s", f.Fqn, f.Primitive, f.Keys,
+				f.Freshness.AsDuration(), f.Staleness.AsDuration(), f.GetBuilder().GetKind())
+			if len(f.Aggregations) > 0 {
+				line += fmt.Sprintf(" aggr=%s/%v", strings.Join(f.Aggregations, ","), f.Granularity.AsDuration())
+			}
+			if f.DataSource != "" {
+				line += " source=" + f.DataSource
+			}
+			fmt.Fprintln(e.stdout, line)
+		}
+	})
+}
+
+// readRows reads JSON Lines (one object a line; blank lines skipped) from a file or "-".
+func readRows(stdin io.Reader, path string) ([]*structpb.Struct, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var rows []*structpb.Struct
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		s, err := structpb.NewStruct(m)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
+		}
+		rows = append(rows, s)
+	}
+	return rows, sc.Err()
+}
+
+const ingestBatch = 500
+
+func runIngest(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
+	rows, err := readRows(e.stdin, args[1])
+	if err != nil {
+		return err
+	}
+	total := &ospreyv1.IngestResponse{}
+	for start := 0; start < len(rows); start += ingestBatch {
+		batch := rows[start:min(start+ingestBatch, len(rows))]
+		res, err := c.ingest.Ingest(ctx, connect.NewRequest(&ospreyv1.IngestRequest{Source: args[0], Rows: batch}))
+		if err != nil {
+			return fmt.Errorf("rows %d–%d: %w", start+1, start+len(batch), serverError(err))
+		}
+		total.Rows += res.Msg.Rows
+		total.Written += res.Msg.Written
+		total.Skipped += res.Msg.Skipped
+	}
+	return c.print(e.stdout, total, func() {
+		fmt.Fprintf(e.stdout, "ingested %d rows into %s: %d values written, %d skipped\n", total.Rows, args[0], total.Written, total.Skipped)
+	})
+}
+
+func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
+	req := &ospreyv1.DryRunRequest{Fqn: args[0]}
+	var keyWords []string
+	for _, a := range args[1:] {
+		switch {
+		case strings.HasPrefix(a, "{"):
+			var m map[string]any
+			if err := json.Unmarshal([]byte(a), &m); err != nil {
+				return fmt.Errorf("row: %w", err)
+			}
+			s, err := structpb.NewStruct(m)
+			if err != nil {
+				return fmt.Errorf("row: %w", err)
+			}
+			req.Row = s
+		case strings.Contains(a, "="):
+			keyWords = append(keyWords, a)
+		default:
+			rows, err := readRows(e.stdin, a)
+			if err != nil {
+				return err
+			}
+			if len(rows) != 1 {
+				return fmt.Errorf("%s: want one row, found %d", a, len(rows))
+			}
+			req.Row = rows[0]
+		}
+	}
+	keys, err := keyArgs(keyWords)
+	if err != nil {
+		return err
+	}
+	req.Keys = keys
+	res, err := c.registry.DryRun(ctx, connect.NewRequest(req))
+	if err != nil {
+		return err
+	}
+	m := res.Msg
+	return c.print(e.stdout, m, func() {
+		if !m.Writes {
+			fmt.Fprintf(e.stdout, "%s: the program writes nothing for this row\n", m.Fqn)
+			return
+		}
+		fmt.Fprintf(e.stdout, "%s %v would be %s at %s (nothing written)\n", m.Fqn, m.Keys, formatValue(m.Value), m.Timestamp.AsTime().Format(time.RFC3339))
+	})
+}
+
+// applyFiles uploads each manifest file with the modules it names, building Go guests
+// from source first where a module path names a directory (or a .wasm file that does not
+// exist next to a directory of the same name).
+func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) error {
+	if len(paths) == 0 {
+		return fmt.Errorf("want -f FILE|DIR")
+	}
+	c, err := cf.dial()
+	if err != nil {
+		return err
+	}
+	files, err := manifestFiles(paths)
+	if err != nil {
+		return err
+	}
+	var all []*ospreyv1.AppliedObject
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		ms, err := engine.ParseManifests(data, file)
+		if err != nil {
+			return err
+		}
+		modules := map[string][]byte{}
+		for _, m := range ms {
+			if m.Feature == nil {
+				continue
+			}
+			refs := []string{m.Feature.Builder.Module}
+			for _, mw := range m.Feature.Middlewares {
+				refs = append(refs, mw.Module)
+			}
+			for _, ref := range refs {
+				if ref == "" || strings.HasPrefix(ref, "sha256:") || modules[ref] != nil {
+					continue
+				}
+				b, err := moduleBytes(ctx, e, filepath.Dir(file), ref)
+				if err != nil {
+					return fmt.Errorf("%s: %w", m.Pos, err)
+				}
+				modules[ref] = b
+			}
+		}
+		actx, cancel := context.WithTimeout(ctx, cf.timeout)
+		res, err := c.registry.ApplyFeature(actx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: data, Modules: modules}))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, serverError(err))
+		}
+		all = append(all, res.Msg.Applied...)
+	}
+	out := &ospreyv1.ApplyFeatureResponse{Applied: all}
+	return c.print(e.stdout, out, func() {
+		for _, a := range all {
+			fmt.Fprintf(e.stdout, "%s %s %s\n", strings.ToLower(a.Kind), a.Fqn, a.Action)
+		}
+	})
+}
+
+// manifestFiles expands directories to their *.yaml and *.yml files, in name order.
+func manifestFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		var found []string
+		for _, de := range entries {
+			ext := strings.ToLower(filepath.Ext(de.Name()))
+			if !de.IsDir() && (ext == ".yaml" || ext == ".yml") {
+				found = append(found, filepath.Join(p, de.Name()))
+			}
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%s: no *.yaml or *.yml files", p)
+		}
+		sort.Strings(found)
+		files = append(files, found...)
+	}
+	return files, nil
+}
+
+// moduleBytes reads a module a manifest names. When the path is a directory of Go source,
+// or a .wasm file with a directory of Go source of the same name beside it (amount.wasm and
+// amount/), the guest is built from that source first — always, so that a stale .wasm is
+// never uploaded; Go's build cache keeps a rebuild of unchanged source fast.
+func moduleBytes(ctx context.Context, e *env, dir, ref string) ([]byte, error) {
+	path := ref
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, ref)
+	}
+	for _, src := range []string{path, strings.TrimSuffix(path, ".wasm")} {
+		if goFiles, _ := filepath.Glob(filepath.Join(src, "*.go")); len(goFiles) > 0 {
+			return buildGoGuest(ctx, e, src)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", ref, err)
+	}
+	return b, nil
+}
+
+// buildGoGuest builds a Go guest with the standard toolchain.
+func buildGoGuest(ctx context.Context, e *env, src string) ([]byte, error) {
+	out, err := os.CreateTemp("", "osprey-guest-*.wasm")
+	if err != nil {
+		return nil, err
+	}
+	out.Close()
+	defer os.Remove(out.Name())
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-o", out.Name(), ".")
+	cmd.Dir = abs
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build Go guest %s: %v\n%s", src, err, msg)
+	}
+	e.log.Info("built Go guest", "source", src)
+	return os.ReadFile(out.Name())
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/plugins"
+	"github.com/osprey-ml/osprey/server"
+)
+
+// serveConfig is what `osprey serve` and `osprey dev` run with. Each field is a flag, an
+// OSPREY_* environment variable and a key of the optional YAML config file; a flag beats
+// the environment, which beats the file, which beats the default.
+type serveConfig struct {
+	Listen          string `yaml:"listen"`
+	State           string `yaml:"state"`
+	StateConfig     string `yaml:"state-config"`
+	Notifier        string `yaml:"notifier"`
+	NotifierConfig  string `yaml:"notifier-config"`
+	DataDir         string `yaml:"data-dir"`
+	Tokens          string `yaml:"tokens"`
+	CORSOrigins     string `yaml:"cors-origins"`
+	MaxMessageBytes int    `yaml:"max-message-bytes"`
+	MemoryCeiling   string `yaml:"memory-ceiling"`
+}
+
+func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve Connect, gRPC and gRPC-Web on (env OSPREY_LISTEN)")
+	fs.StringVar(&c.State, "state", "memory", "state provider by name: "+strings.Join(plugins.StateNames(), ", ")+" (env OSPREY_STATE)")
+	fs.StringVar(&c.StateConfig, "state-config", "", "state provider config, key=value,… (env OSPREY_STATE_CONFIG)")
+	fs.StringVar(&c.Notifier, "notifier", "memory", "notifier by name: "+strings.Join(plugins.NotifierNames(), ", ")+" (env OSPREY_NOTIFIER)")
+	fs.StringVar(&c.NotifierConfig, "notifier-config", "", "notifier config, key=value,… (env OSPREY_NOTIFIER_CONFIG)")
+	fs.StringVar(&c.DataDir, "data-dir", dataDir, "directory for the registry and the module compilation cache; empty keeps them in memory (env OSPREY_DATA_DIR)")
+	fs.StringVar(&c.Tokens, "tokens", "", "bearer tokens, token:read or token:write, comma-separated; empty: no auth (env OSPREY_TOKENS)")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "browser origins allowed, comma-separated, or * (env OSPREY_CORS_ORIGINS)")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest request message (env OSPREY_MAX_MESSAGE_BYTES)")
+	fs.StringVar(&c.MemoryCeiling, "memory-ceiling", "64Mi", "the most memory one Wasm module may have (env OSPREY_MEMORY_CEILING)")
+	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
+}
+
+// resolve applies the config file and the environment under the flags set explicitly.
+func (c *serveConfig) resolve(fs *flag.FlagSet, file string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	values := map[string]string{}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("config %s: %w", file, err)
+		}
+		for k, v := range m {
+			if fs.Lookup(k) == nil || k == "config" {
+				return fmt.Errorf("config %s: unknown key %q", file, k)
+			}
+			values[k] = fmt.Sprint(v)
+		}
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "OSPREY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			values[f.Name] = v
+		}
+	})
+	names := make([]string, 0, len(values))
+	for k := range values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if set[k] || k == "config" {
+			continue
+		}
+		if err := fs.Set(k, values[k]); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func parseKV(s, what string) (plugins.Config, error) {
+	cfg := plugins.Config{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not key=value", what, part)
+		}
+		cfg[k] = v
+	}
+	return cfg, nil
+}
+
+func parseTokens(s string) (map[string]server.Scope, error) {
+	tokens := map[string]server.Scope{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		tok, scope, ok := strings.Cut(part, ":")
+		switch {
+		case !ok || tok == "":
+			return nil, fmt.Errorf("tokens: %q: want token:read or token:write", part)
+		case scope == "read":
+			tokens[tok] = server.ScopeRead
+		case scope == "write":
+			tokens[tok] = server.ScopeWrite
+		default:
+			return nil, fmt.Errorf("tokens: scope %q: want read or write", scope)
+		}
+	}
+	return tokens, nil
+}
+
+// stack is a running host: providers, Wasm host, engine and server.
+type stack struct {
+	state    engine.State
+	notifier engine.Notifier
+	host     *host.Host
+	engine   *engine.Engine
+	server   *server.Server
+}
+
+func (s *stack) close() {
+	s.engine.Close()
+	s.host.Close(context.Background())
+	s.notifier.Close()
+	s.state.Close()
+}
+
+func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
+	stateCfg, err := parseKV(c.StateConfig, "state-config")
+	if err != nil {
+		return nil, err
+	}
+	notifierCfg, err := parseKV(c.NotifierConfig, "notifier-config")
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := parseTokens(c.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	var origins []string
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	st, err := plugins.NewState(ctx, c.State, stateCfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &stack{state: st}
+	fail := func(err error) (*stack, error) {
+		if s.host != nil {
+			s.host.Close(context.Background())
+		}
+		if s.notifier != nil {
+			s.notifier.Close()
+		}
+		st.Close()
+		return nil, err
+	}
+	if s.notifier, err = plugins.NewNotifier(ctx, c.Notifier, notifierCfg); err != nil {
+		return fail(err)
+	}
+	ceiling, err := hostSize(c.MemoryCeiling)
+	if err != nil {
+		return fail(fmt.Errorf("memory-ceiling: %w", err))
+	}
+	hostOpts := []host.Option{host.WithMemoryCeiling(ceiling)}
+	var store server.Store
+	if c.DataDir != "" {
+		hostOpts = append(hostOpts, host.WithCompilationCache(filepath.Join(c.DataDir, "cache")))
+		ds, err := server.NewDirStore(filepath.Join(c.DataDir, "registry"))
+		if err != nil {
+			return fail(err)
+		}
+		store = ds
+	}
+	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
+		return fail(err)
+	}
+	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host),
+		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithLogger(e.log))
+	s.server, err = server.New(server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
+		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, Logger: e.log})
+	if err != nil {
+		s.engine.Close()
+		return fail(err)
+	}
+	return s, nil
+}
+
+func hostSize(s string) (int, error) {
+	mult := 1
+	for suffix, m := range map[string]int{"Gi": 1 << 30, "Mi": 1 << 20, "Ki": 1 << 10} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+		}
+	}
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size such as 64Mi", s)
+	}
+	return n * mult, nil
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var c serveConfig
+	cfgFile := c.register(fs, "")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: osprey serve [flags]\n\nServes the Osprey API (Connect, gRPC, gRPC-Web) on one port.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := c.resolve(fs, *cfgFile); err != nil {
+		return err
+	}
+	s, err := newStack(ctx, e, &c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	e.log.Info("serving", "addr", "http://"+ln.Addr().String(), "state", c.State, "notifier", c.Notifier)
+	s.server.SetReady(true)
+	return serveUntilDone(ctx, s.server, ln)
+}
+
+func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) error {
+	err := srv.Serve(ctx, ln)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// waitReady polls /healthz until the server answers.
+func waitReady(ctx context.Context, addr string) error {
+	hc := h2cClient()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := newRequest(ctx, "http://"+addr+"/healthz")
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("the server at %s did not become ready", addr)
+}

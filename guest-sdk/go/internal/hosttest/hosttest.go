@@ -1,0 +1,97 @@
+//go:build !wasip1
+
+// Package hosttest is a fake Osprey host for native tests of the SDK: it implements the
+// host functions of ABI §3 over Go slices, with the result-slot convention, and records
+// what the guest asked for.
+package hosttest
+
+import (
+	"testing"
+
+	"github.com/osprey-ml/osprey/abi"
+	"github.com/osprey-ml/osprey/guest-sdk/go/internal/core"
+)
+
+// Host is a fake host. Set the fields before calls; read the records after.
+type Host struct {
+	// Get answers get_feature. Nil answers every read with Found false.
+	Get func(selector string, keys []abi.KV) (abi.GetResult, error)
+	// RawGet, when set, answers get_feature instead of Get with the encoded result, or an
+	// error message when failed is true.
+	RawGet func(selector string, keys []byte) (result []byte, failed bool)
+	// Nanos is what now returns.
+	Nanos int64
+
+	// Gets records the get_feature calls.
+	Gets []GetCall
+	// Logs records the log calls.
+	Logs []Log
+
+	tb   testing.TB
+	slot core.Slot
+}
+
+// GetCall is one recorded get_feature call.
+type GetCall struct {
+	Selector string
+	Keys     []abi.KV
+	RawKeys  []byte
+}
+
+// Log is one recorded log call.
+type Log struct {
+	Level int32
+	Msg   string
+	Attrs []abi.Field
+}
+
+// Install makes h the SDK's host until the test ends, and returns h.
+func Install(tb testing.TB, h *Host) *Host {
+	h.tb = tb
+	tb.Cleanup(core.SetHost(h))
+	return h
+}
+
+// GetFeature implements core.Host.
+func (h *Host) GetFeature(sel string, keys, out []byte) int32 {
+	var d abi.Decoder
+	d.Reset(keys)
+	kvs := d.Keys()
+	if err := d.Done(); err != nil {
+		// The real host traps: the guest broke the protocol.
+		h.tb.Errorf("get_feature(%q): malformed keys %x: %v", sel, keys, err)
+	}
+	h.Gets = append(h.Gets, GetCall{Selector: sel, Keys: kvs, RawKeys: append([]byte(nil), keys...)})
+	if h.RawGet != nil {
+		res, failed := h.RawGet(sel, keys)
+		return h.slot.Return(out, res, failed)
+	}
+	r := abi.GetResult{}
+	if h.Get != nil {
+		var err error
+		if r, err = h.Get(sel, kvs); err != nil {
+			return h.slot.Return(out, []byte(err.Error()), true)
+		}
+	}
+	return h.slot.Return(out, abi.AppendGetResult(nil, &r), false)
+}
+
+// Result implements core.Host.
+func (h *Host) Result(out []byte) int32 { return h.slot.Fetch(out) }
+
+// Log implements core.Host.
+func (h *Host) Log(level int32, msg string, attrs []byte) {
+	l := Log{Level: level, Msg: msg}
+	if len(attrs) > 0 {
+		var d abi.Decoder
+		d.Reset(attrs)
+		l.Attrs = d.Row()
+		if err := d.Done(); err != nil {
+			h.tb.Errorf("log(%q): malformed attributes %x: %v", msg, attrs, err)
+		}
+	}
+	h.Logs = append(h.Logs, l)
+}
+
+// Now implements core.Host.
+func (h *Host) Now() int64 { return h.Nanos }

@@ -1,0 +1,264 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/osprey-ml/osprey/engine"
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+)
+
+// This file converts between the engine's types and the osprey.v1 messages. Every function
+// is pure and safe for concurrent use.
+
+// valueToProto converts an engine value; Null becomes nil (an unset Value field). A window
+// carries only the aggregations the feature declares (engine.WindowResult.Aggrs).
+func valueToProto(v engine.Value) *ospreyv1.Value {
+	switch v.Kind() {
+	case engine.KindNull:
+		return nil
+	case engine.KindInt:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_IntValue{IntValue: v.Int()}}
+	case engine.KindFloat:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_FloatValue{FloatValue: v.Float()}}
+	case engine.KindString:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_StringValue{StringValue: v.Str()}}
+	case engine.KindBool:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_BoolValue{BoolValue: v.Bool()}}
+	case engine.KindTimestamp:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_TimestampValue{TimestampValue: timestamppb.New(v.Time())}}
+	case engine.KindIntList:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_IntList{IntList: &ospreyv1.IntList{Values: slices.Clone(v.Ints())}}}
+	case engine.KindFloatList:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_FloatList{FloatList: &ospreyv1.FloatList{Values: slices.Clone(v.Floats())}}}
+	case engine.KindStringList:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_StringList{StringList: &ospreyv1.StringList{Values: slices.Clone(v.Strs())}}}
+	case engine.KindBoolList:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_BoolList{BoolList: &ospreyv1.BoolList{Values: slices.Clone(v.Bools())}}}
+	case engine.KindTimestampList:
+		ts := v.Times()
+		out := make([]*timestamppb.Timestamp, len(ts))
+		for i, t := range ts {
+			out[i] = timestamppb.New(t)
+		}
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_TimestampList{TimestampList: &ospreyv1.TimestampList{Values: out}}}
+	case engine.KindWindow:
+		return &ospreyv1.Value{Kind: &ospreyv1.Value_Window{Window: windowToProto(v.Window())}}
+	}
+	return nil
+}
+
+// windowToProto sets the aggregations r.Aggrs names, and only those.
+func windowToProto(r engine.WindowResult) *ospreyv1.WindowResult {
+	out := &ospreyv1.WindowResult{}
+	for _, a := range r.Aggrs.Fns() {
+		x := r.Get(a)
+		switch a {
+		case engine.AggrSum:
+			out.Sum = &x
+		case engine.AggrCount:
+			out.Count = &x
+		case engine.AggrMin:
+			out.Min = &x
+		case engine.AggrMax:
+			out.Max = &x
+		case engine.AggrAvg:
+			out.Avg = &x
+		}
+	}
+	return out
+}
+
+// timeToProto converts a timestamp; the zero time becomes nil (unset).
+func timeToProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// timeFromProto converts an optional request timestamp; unset gives the zero time (the
+// engine's "now").
+func timeFromProto(ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, err
+	}
+	return ts.AsTime(), nil
+}
+
+func durationToProto(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// errNoValue is returned by valueFromProto for an unset or null value.
+var errNoValue = fmt.Errorf("missing (a number, string, bool or list)")
+
+// valueFromProto turns a loosely typed JSON value into what engine.Convert takes: numbers
+// stay float64 (engine.Convert accepts a whole float64 within ±2^53 for an int feature),
+// strings stay strings (a string holding a number is converted, or not, by the feature's
+// type), lists become []any. Objects and nulls are not values.
+func valueFromProto(v *structpb.Value) (any, error) {
+	if v == nil {
+		return nil, errNoValue
+	}
+	switch k := v.GetKind().(type) {
+	case nil, *structpb.Value_NullValue:
+		return nil, errNoValue
+	case *structpb.Value_NumberValue:
+		return k.NumberValue, nil
+	case *structpb.Value_StringValue:
+		return k.StringValue, nil
+	case *structpb.Value_BoolValue:
+		return k.BoolValue, nil
+	case *structpb.Value_ListValue:
+		elems := k.ListValue.GetValues()
+		out := make([]any, len(elems))
+		for i, e := range elems {
+			switch e.GetKind().(type) {
+			case *structpb.Value_ListValue, *structpb.Value_StructValue:
+				return nil, fmt.Errorf("element %d: lists hold numbers, strings, bools or timestamps, not lists or objects", i)
+			}
+			x, err := valueFromProto(e)
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %w", i, err)
+			}
+			out[i] = x
+		}
+		return out, nil
+	case *structpb.Value_StructValue:
+		return nil, fmt.Errorf("an object is not a feature value (want a number, string, bool or list)")
+	}
+	return nil, fmt.Errorf("unsupported JSON value %T", v.GetKind())
+}
+
+// maxExactInt is the largest magnitude below which every whole float64 is an exact integer.
+const maxExactInt = 1 << 53
+
+// rowValue turns a row field into what engine.RowFromMap takes. A whole number within ±2^53
+// becomes an int (as json.Number "42"), any other number a float: JSON, and so
+// google.protobuf.Struct, keeps no difference between 42 and 42.0. Objects are refused by
+// RowFromMap.
+func rowValue(v *structpb.Value) any {
+	switch k := v.GetKind().(type) {
+	case nil, *structpb.Value_NullValue:
+		return nil
+	case *structpb.Value_NumberValue:
+		f := k.NumberValue
+		if f == math.Trunc(f) && math.Abs(f) <= maxExactInt {
+			return json.Number(strconv.FormatInt(int64(f), 10))
+		}
+		return f
+	case *structpb.Value_ListValue:
+		elems := k.ListValue.GetValues()
+		out := make([]any, len(elems))
+		for i, e := range elems {
+			out[i] = rowValue(e)
+		}
+		return out
+	}
+	return v.AsInterface()
+}
+
+// fieldError is a problem with one field of a request, e.g. rows[3].amount.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+func (e *fieldError) Unwrap() error { return e.err }
+
+// rowFromProto converts an input row. The error is a *fieldError naming the field as
+// path.name (path is "rows[3]" or "row").
+func rowFromProto(path string, s *structpb.Struct) (engine.Row, error) {
+	fields := s.GetFields()
+	m := make(map[string]any, len(fields))
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[name]
+		if _, ok := v.GetKind().(*structpb.Value_StructValue); ok {
+			return nil, &fieldError{field: path + "." + name, err: fmt.Errorf("%w: an object is not a row value (want a number, string, bool, null or a list of one kind)", engine.ErrTypeMismatch)}
+		}
+		m[name] = rowValue(v)
+	}
+	row, err := engine.RowFromMap(m)
+	if err == nil {
+		return row, nil
+	}
+	// RowFromMap names the field in its message; find it again to name it our way.
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		if _, ferr := engine.RowFromMap(map[string]any{name: m[name]}); ferr != nil {
+			if inner := unwrapOnce(ferr); inner != nil {
+				ferr = inner
+			}
+			return nil, &fieldError{field: path + "." + name, err: ferr}
+		}
+	}
+	return nil, &fieldError{field: path, err: err}
+}
+
+// unwrapOnce returns the error err wraps with a single %w, or nil.
+func unwrapOnce(err error) error {
+	u, ok := err.(interface{ Unwrap() error })
+	if !ok {
+		return nil
+	}
+	return u.Unwrap()
+}
+
+// featureToProto describes an applied feature.
+func featureToProto(f *engine.Feature) *ospreyv1.Feature {
+	out := &ospreyv1.Feature{
+		Fqn:          f.FQN,
+		Primitive:    f.Primitive.String(),
+		Granularity:  durationToProto(f.Granularity),
+		Freshness:    durationToProto(f.Freshness),
+		Staleness:    durationToProto(f.Staleness),
+		Timeout:      durationToProto(f.Timeout),
+		Keys:         slices.Clone(f.Keys),
+		DataSource:   f.DataSource,
+		Builder:      &ospreyv1.Builder{Kind: f.Builder.Kind, Module: f.Builder.Module},
+		Dependencies: slices.Clone(f.Dependencies),
+		Labels:       maps.Clone(f.Labels),
+	}
+	for _, a := range f.Aggrs.Fns() {
+		out.Aggregations = append(out.Aggregations, a.String())
+	}
+	if kp := f.KeepPrevious; kp != nil {
+		out.KeepPrevious = &ospreyv1.KeepPrevious{Versions: int32(kp.Versions), Over: durationToProto(kp.Over)}
+	}
+	for _, m := range f.Middlewares {
+		mw := &ospreyv1.Middleware{Name: m.Name, Module: m.Module, Priority: int32(m.Priority)}
+		for _, st := range m.Stages {
+			mw.Stages = append(mw.Stages, st.String())
+		}
+		out.Middlewares = append(out.Middlewares, mw)
+	}
+	return out
+}
+
+// dataSourceToProto describes an applied data source.
+func dataSourceToProto(ds *engine.DataSource) *ospreyv1.DataSource {
+	return &ospreyv1.DataSource{
+		Fqn:            ds.FQN,
+		Kind:           ds.Kind,
+		KeyFields:      slices.Clone(ds.KeyFields),
+		TimestampField: ds.TimestampField,
+		Schema:         ds.Schema,
+		Labels:         maps.Clone(ds.Labels),
+	}
+}

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/host"
+)
+
+// Error codes. Every error a handler returns is a *connect.Error whose code follows this
+// table (first match wins), whose message names the offending request field where there is
+// one ("selector: invalid selector \"x+\": aggregation: empty after '+'"), and which then
+// also carries a google.rpc.BadRequest detail with that field. Messages never carry stack
+// traces; a panic is reported as a bare "internal error" and logged with its stack.
+//
+//	cause                                              code
+//	-------------------------------------------------  -------------------
+//	context.DeadlineExceeded (feature timeout, client   DeadlineExceeded
+//	  deadline, a middleware or program too slow)
+//	context.Canceled (the client went away)            Canceled
+//	engine.ErrInvalidSelector, ErrInvalidKeys,          InvalidArgument
+//	  ErrInvalidManifest, ErrInvalidFeature,
+//	  ErrInvalidDataSource; a bad row, value shape,
+//	  timestamp or module map; host.ErrModule
+//	engine.ErrFeatureNotFound (feature, data source)    NotFound
+//	engine.ErrTypeMismatch, ErrUnsupported,             FailedPrecondition
+//	  ErrIncompatibleChange, ErrRejected;
+//	  host.ErrModuleNotFound; Wasm without a Host
+//	engine.ErrVersionOutOfRange, ErrOutOfWindow         OutOfRange
+//	an oversized message or request                     ResourceExhausted
+//	missing or unknown bearer token                     Unauthenticated
+//	token without the scope the call needs              PermissionDenied
+//	network errors reaching the state or registry       Unavailable
+//	  store; a server shutting down; Watch without a
+//	  Notifier is Unimplemented
+//	anything else (host.ErrTrap, a panic, a bug)        Internal
+//
+// The line between InvalidArgument and FailedPrecondition: InvalidArgument means the
+// request is wrong whatever the server holds (a malformed selector, a key the feature does
+// not declare, a manifest that does not validate); FailedPrecondition means the request is
+// well formed but does not fit the feature as applied (a value of the wrong type, Append to
+// a scalar, +avg on an unwindowed feature, a middleware refusing the value, a change that
+// would misread stored values). A middleware rejection is therefore FailedPrecondition:
+// the value is well formed, the feature's rules refuse it. ErrUnsupported is never
+// Unimplemented, which is kept for a server that lacks a capability (Watch without a
+// Notifier). ErrVersionOutOfRange and ErrOutOfWindow are both OutOfRange: the request asks
+// past a range the feature keeps (@-N beyond keepPrevious, a timestamp older than the
+// window plus its grace period), and fixing it means asking within that range.
+
+// fieldNames names the request fields that an RPC's errors are attributed to; "" leaves
+// errors of that kind unattributed.
+type fieldNames struct {
+	selector  string // engine.ErrInvalidSelector: the selector or FQN
+	keys      string // engine.ErrInvalidKeys
+	value     string // engine.ErrTypeMismatch, engine.ErrRejected
+	timestamp string // engine.ErrOutOfWindow
+}
+
+// codeOf returns the code of an error per the table above.
+func codeOf(err error) connect.Code {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Code()
+	}
+	var fe *fieldError
+	if errors.As(err, &fe) { // a malformed request field, whatever the cause
+		return connect.CodeInvalidArgument
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return connect.CodeCanceled
+	case errors.Is(err, engine.ErrInvalidSelector), errors.Is(err, engine.ErrInvalidKeys),
+		errors.Is(err, engine.ErrInvalidManifest), errors.Is(err, engine.ErrInvalidFeature),
+		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule):
+		return connect.CodeInvalidArgument
+	case errors.Is(err, engine.ErrFeatureNotFound):
+		return connect.CodeNotFound
+	case errors.Is(err, engine.ErrTypeMismatch), errors.Is(err, engine.ErrUnsupported),
+		errors.Is(err, engine.ErrIncompatibleChange), errors.Is(err, engine.ErrRejected),
+		errors.Is(err, host.ErrModuleNotFound):
+		return connect.CodeFailedPrecondition
+	case errors.Is(err, engine.ErrVersionOutOfRange), errors.Is(err, engine.ErrOutOfWindow):
+		return connect.CodeOutOfRange
+	case isUnavailable(err):
+		return connect.CodeUnavailable
+	}
+	return connect.CodeInternal
+}
+
+// isUnavailable reports network failures: a state store or registry store out of reach.
+func isUnavailable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, net.ErrClosed)
+}
+
+// fieldOf returns the request field an error is about, or "".
+func fieldOf(err error, names fieldNames) string {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		return fe.field
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ""
+	case errors.Is(err, engine.ErrInvalidSelector):
+		return names.selector
+	case errors.Is(err, engine.ErrInvalidKeys):
+		return names.keys
+	case errors.Is(err, engine.ErrTypeMismatch), errors.Is(err, engine.ErrRejected):
+		return names.value
+	case errors.Is(err, engine.ErrOutOfWindow):
+		return names.timestamp
+	}
+	return ""
+}
+
+// rpcError turns any error into a *connect.Error per the table above: the code, a message
+// prefixed with the request field it names (a *fieldError already is), and a
+// google.rpc.BadRequest detail with that field.
+func rpcError(err error, names fieldNames) *connect.Error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	code := codeOf(err)
+	field := fieldOf(err, names)
+	msg := err.Error()
+	if field != "" && !strings.HasPrefix(msg, field+":") {
+		msg = field + ": " + msg
+	}
+	return withField(connect.NewError(code, errors.New(msg)), field, msg)
+}
+
+// invalid returns an InvalidArgument error about one request field.
+func invalid(field string, format string, args ...any) *connect.Error {
+	msg := field + ": " + fmt.Sprintf(format, args...)
+	return withField(connect.NewError(connect.CodeInvalidArgument, errors.New(msg)), field, msg)
+}
+
+// withField attaches a google.rpc.BadRequest detail naming field, when there is one.
+func withField(ce *connect.Error, field, msg string) *connect.Error {
+	if field == "" {
+		return ce
+	}
+	detail, err := connect.NewErrorDetail(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}},
+	})
+	if err == nil {
+		ce.AddDetail(detail)
+	}
+	return ce
+}

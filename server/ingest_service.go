@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/osprey-ml/osprey/engine"
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
+)
+
+// ingestService implements osprey.v1.IngestService. It is safe for concurrent use.
+type ingestService struct {
+	ospreyv1connect.UnimplementedIngestServiceHandler
+	s *Server
+}
+
+// Ingest runs the programs of the features a data source feeds on each row and writes what
+// they computed; when any row fails, nothing is written.
+func (is *ingestService) Ingest(ctx context.Context, req *connect.Request[ospreyv1.IngestRequest]) (*connect.Response[ospreyv1.IngestResponse], error) {
+	s := is.s
+	m := req.Msg
+	rows := make([]engine.Row, len(m.GetRows()))
+	for i, r := range m.GetRows() {
+		row, err := rowFromProto(fmt.Sprintf("rows[%d]", i), r)
+		if err != nil {
+			return nil, rpcError(err, fieldNames{})
+		}
+		rows[i] = row
+	}
+	res, err := s.eng.Ingest(ctx, m.GetSource(), rows)
+	if err != nil {
+		if ce := rowErrors(err); ce != nil {
+			return nil, ce
+		}
+		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{selector: "source"})
+	}
+	return connect.NewResponse(&ospreyv1.IngestResponse{Rows: int64(res.Rows), Written: int64(res.Written), Skipped: int64(res.Skipped)}), nil
+}
+
+// rowErrors reports an Ingest that failed on some rows (and so wrote nothing):
+// InvalidArgument, with a field violation rows[i] per failure — unless time ran out, which
+// is DeadlineExceeded. It returns nil when err holds no row failure.
+func rowErrors(err error) *connect.Error {
+	var failures []*engine.IngestError
+	collectIngestErrors(err, &failures)
+	if len(failures) == 0 {
+		return nil
+	}
+	code := connect.CodeInvalidArgument
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = connect.CodeDeadlineExceeded
+	}
+	ce := connect.NewError(code, err)
+	br := &errdetails.BadRequest{}
+	for _, f := range failures {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Field: fmt.Sprintf("rows[%d]", f.Row), Description: f.FQN + ": " + f.Err.Error()})
+	}
+	if d, derr := connect.NewErrorDetail(br); derr == nil {
+		ce.AddDetail(d)
+	}
+	return ce
+}
+
+// collectIngestErrors gathers the *engine.IngestError in an error tree.
+func collectIngestErrors(err error, out *[]*engine.IngestError) {
+	switch e := err.(type) {
+	case nil:
+		return
+	case *engine.IngestError:
+		*out = append(*out, e)
+		return
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			collectIngestErrors(x, out)
+		}
+	case interface{ Unwrap() error }:
+		collectIngestErrors(e.Unwrap(), out)
+	}
+}

@@ -1,0 +1,592 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/osprey-ml/osprey/engine"
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
+)
+
+// Actions reported by ApplyFeature.
+const (
+	actionCreated   = "created"
+	actionUpdated   = "updated"
+	actionUnchanged = "unchanged"
+)
+
+// manifestSource names ApplyFeature's manifest in error messages ("manifest: document 2
+// (line 14): spec.staleness: …").
+const manifestSource = "manifest"
+
+// objectKey names a registry object.
+type objectKey struct{ kind, fqn string }
+
+// storedObject is what the Store holds for an object, as far as this server knows.
+type storedObject struct {
+	manifest []byte   // canonical manifest (see manifest.go)
+	modules  []string // module references
+}
+
+// registry serialises the calls that change the set of applied objects and keeps track of
+// what the Store holds. Its fields are guarded by mu.
+type registry struct {
+	mu     sync.Mutex
+	store  Store // nil: nothing is persisted
+	stored map[objectKey]storedObject
+	// modules holds the bytes of the modules stored objects name, so that an object naming
+	// a module by digest alone can be stored again. Only kept with a Store.
+	modules map[string][]byte
+}
+
+func newRegistry(store Store) *registry {
+	return &registry{store: store, stored: map[objectKey]storedObject{}, modules: map[string][]byte{}}
+}
+
+// forget drops the module bytes no stored object names. Callers hold mu.
+func (r *registry) forgetUnusedModules() {
+	used := map[string]bool{}
+	for _, o := range r.stored {
+		for _, ref := range o.modules {
+			used[ref] = true
+		}
+	}
+	maps.DeleteFunc(r.modules, func(ref string, _ []byte) bool { return !used[ref] })
+}
+
+// registryService implements osprey.v1.RegistryService. It is safe for concurrent use;
+// ApplyFeature and DeleteFeature are serialised.
+type registryService struct {
+	ospreyv1connect.UnimplementedRegistryServiceHandler
+	s *Server
+}
+
+// applyStep is one manifest document of an ApplyFeature on its way to being applied.
+type applyStep struct {
+	m         engine.Manifest
+	key       objectKey
+	canonical []byte
+	modules   map[string][]byte // every module the object names, by reference, when known
+	action    string
+	oldF      *engine.Feature
+	oldDS     *engine.DataSource
+}
+
+// ApplyFeature applies manifests with the Wasm modules they name. The whole request is
+// checked (parse, validation, modules) before anything is applied, and a failure while
+// applying (a module that does not compile, a middleware that does not resolve, an
+// incompatible change, the store) undoes what the request had applied: a request applies
+// entirely or not at all. Data sources are applied before features. An object identical to
+// the applied one is left alone ("unchanged").
+func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest]) (*connect.Response[ospreyv1.ApplyFeatureResponse], error) {
+	s := rs.s
+	m := req.Msg
+	if len(bytes.TrimSpace(m.GetManifest())) == 0 {
+		return nil, invalid("manifest", "empty (want Feature and DataSource YAML documents)")
+	}
+	ms, err := engine.ParseManifests(m.GetManifest(), manifestSource)
+	if err != nil {
+		return nil, manifestError(err)
+	}
+	if len(ms) == 0 {
+		return nil, invalid("manifest", "holds no Feature or DataSource document")
+	}
+
+	s.reg.mu.Lock()
+	defer s.reg.mu.Unlock()
+
+	steps := make([]*applyStep, len(ms))
+	for i, mf := range ms {
+		st := &applyStep{m: mf, key: objectKey{string(mf.Kind), mf.FQN()}}
+		if err := s.resolveModules(st, m.GetModules()); err != nil {
+			return nil, err
+		}
+		canonical, err := manifestOf(st.m)
+		if err != nil {
+			return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
+		}
+		st.canonical = canonical
+		steps[i] = st
+	}
+	if err := s.decideActions(steps); err != nil {
+		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
+	}
+
+	var undo []func(context.Context)
+	rollback := func() {
+		uctx := context.WithoutCancel(ctx)
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i](uctx)
+		}
+	}
+	// Data sources first, so that the features of the same request find theirs.
+	for _, kind := range []engine.ManifestKind{engine.ManifestDataSource, engine.ManifestFeature} {
+		for _, st := range steps {
+			if st.m.Kind != kind || st.action == actionUnchanged {
+				continue
+			}
+			u, err := s.applyObject(ctx, st)
+			if err != nil {
+				rollback()
+				return nil, applyError(st, err)
+			}
+			undo = append(undo, u)
+		}
+	}
+	if err := s.persist(ctx, steps, &undo); err != nil {
+		rollback()
+		return nil, s.fail(ctx, req.Spec().Procedure, fmt.Errorf("nothing was applied: %w", err), fieldNames{})
+	}
+
+	out := &ospreyv1.ApplyFeatureResponse{}
+	for _, st := range steps {
+		out.Applied = append(out.Applied, &ospreyv1.AppliedObject{Kind: st.key.kind, Fqn: st.key.fqn, Action: st.action})
+		s.log.LogAttrs(ctx, slog.LevelInfo, "registry: applied", slog.String("kind", st.key.kind),
+			slog.String("fqn", st.key.fqn), slog.String("action", st.action))
+	}
+	return connect.NewResponse(out), nil
+}
+
+// manifestError reports a manifest that does not parse or validate: InvalidArgument, with
+// one field violation per problem.
+func manifestError(err error) *connect.Error {
+	ce := connect.NewError(connect.CodeInvalidArgument, err)
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok && !isManifestError(err) {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	br := &errdetails.BadRequest{}
+	for _, e := range errs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: "manifest", Description: e.Error()})
+	}
+	if d, derr := connect.NewErrorDetail(br); derr == nil {
+		ce.AddDetail(d)
+	}
+	return ce
+}
+
+func isManifestError(err error) bool {
+	_, ok := err.(*engine.ManifestError)
+	return ok
+}
+
+// resolveModules replaces the module paths a feature names by the digests of the modules
+// the request carries under those paths (adding them to the Host), and collects the
+// bytes of every module the object names for the Store.
+func (s *Server) resolveModules(st *applyStep, provided map[string][]byte) error {
+	f := st.m.Feature
+	if f == nil {
+		return nil
+	}
+	type ref struct {
+		path string
+		ptr  *string
+	}
+	refs := []ref{{"spec.builder.module", &f.Builder.Module}}
+	for j := range f.Middlewares {
+		refs = append(refs, ref{fmt.Sprintf("spec.middlewares[%d].module", j), &f.Middlewares[j].Module})
+	}
+	for _, r := range refs {
+		name := *r.ptr
+		if name == "" {
+			continue
+		}
+		at := fmt.Sprintf("%s: %s", st.m.Pos, r.path)
+		if s.host == nil {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+				"%s: names the Wasm module %q, but this server has no Wasm host: it applies sourceless features and native middlewares only", at, name))
+		}
+		field := "modules[" + strconv.Quote(name) + "]"
+		b, ok := provided[name]
+		switch {
+		case ok && strings.HasPrefix(name, digestPrefix):
+			if got := moduleRef(b); got != name {
+				return invalid(field, "the bytes have digest %s, not the one they are sent under", got)
+			}
+		case ok:
+		case strings.HasPrefix(name, digestPrefix):
+			// A module the server should already have.
+			if b, ok = s.reg.modules[name]; !ok && s.reg.store != nil {
+				return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+					"%s: module %s is not in this server's registry; send its bytes in %s", at, name, field))
+			}
+		default:
+			return invalid(field, "missing: %s names it; send the module's bytes under that key", at)
+		}
+		if ok {
+			digest, err := s.host.AddModule(b)
+			if err != nil {
+				ce := rpcError(fmt.Errorf("%s: %w", field, err), fieldNames{})
+				return withField(ce, field, ce.Message())
+			}
+			*r.ptr = digest
+			if s.reg.store != nil {
+				if st.modules == nil {
+					st.modules = map[string][]byte{}
+				}
+				st.modules[digest] = b
+			}
+		}
+	}
+	return nil
+}
+
+// decideActions compares each object with the applied one of the same name.
+func (s *Server) decideActions(steps []*applyStep) error {
+	features := map[string]*engine.Feature{}
+	for _, f := range s.eng.Features() {
+		features[f.FQN] = f
+	}
+	sources := map[string]*engine.DataSource{}
+	for _, ds := range s.eng.DataSources() {
+		sources[ds.FQN] = ds
+	}
+	for _, st := range steps {
+		var old []byte
+		var err error
+		switch {
+		case st.m.Feature != nil:
+			if f := features[st.key.fqn]; f != nil {
+				st.oldF = f.Clone()
+				old, err = featureManifest(f)
+			}
+		default:
+			if ds := sources[st.key.fqn]; ds != nil {
+				st.oldDS = ds.Clone()
+				old, err = dataSourceManifest(ds)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case st.oldF == nil && st.oldDS == nil:
+			st.action = actionCreated
+		case bytes.Equal(old, st.canonical):
+			st.action = actionUnchanged
+		default:
+			st.action = actionUpdated
+		}
+	}
+	return nil
+}
+
+// applyObject applies one object and returns how to undo it.
+func (s *Server) applyObject(ctx context.Context, st *applyStep) (func(context.Context), error) {
+	fqn := st.key.fqn
+	if ds := st.m.DataSource; ds != nil {
+		if err := s.eng.ApplyDataSource(ctx, ds); err != nil {
+			return nil, err
+		}
+		old := st.oldDS
+		return func(ctx context.Context) {
+			var err error
+			if old != nil {
+				err = s.eng.ApplyDataSource(ctx, old)
+			} else {
+				err = s.eng.DeleteDataSource(ctx, fqn)
+			}
+			s.logUndo(ctx, "DataSource", fqn, err)
+		}, nil
+	}
+	if err := s.eng.Apply(ctx, st.m.Feature); err != nil {
+		return nil, err
+	}
+	old := st.oldF
+	return func(ctx context.Context) {
+		var err error
+		if old != nil {
+			err = s.eng.Apply(ctx, old)
+		} else {
+			err = s.eng.Delete(ctx, fqn)
+		}
+		s.logUndo(ctx, "Feature", fqn, err)
+	}, nil
+}
+
+func (s *Server) logUndo(ctx context.Context, kind, fqn string, err error) {
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "registry: could not undo a partly applied request",
+			slog.String("kind", kind), slog.String("fqn", fqn), slog.Any("error", err))
+	}
+}
+
+// applyError reports an object the engine refused. Its code follows the cause, except that
+// a missing data source is FailedPrecondition (apply it first) and a cause the engine does
+// not classify (an unknown middleware, a module that fails to start) is InvalidArgument:
+// the manifest names something this server cannot apply.
+func applyError(st *applyStep, err error) *connect.Error {
+	err = fmt.Errorf("%s: %w", st.m.Pos, err)
+	code := codeOf(err)
+	switch code {
+	case connect.CodeNotFound:
+		code = connect.CodeFailedPrecondition
+	case connect.CodeInternal, connect.CodeUnknown:
+		code = connect.CodeInvalidArgument
+	}
+	ce := connect.NewError(code, err)
+	if code == connect.CodeInvalidArgument {
+		return withField(ce, "manifest", err.Error())
+	}
+	return ce
+}
+
+// persist saves the objects of a request to the Store (those whose stored manifest
+// differs), adding to undo how to restore the Store's previous content.
+func (s *Server) persist(ctx context.Context, steps []*applyStep, undo *[]func(context.Context)) error {
+	r := s.reg
+	if r.store == nil {
+		return nil
+	}
+	sctx := context.WithoutCancel(ctx)
+	for _, st := range steps {
+		prev, had := r.stored[st.key]
+		if had && bytes.Equal(prev.manifest, st.canonical) {
+			continue
+		}
+		mods := st.modules
+		if err := r.store.Save(sctx, st.key.kind, st.key.fqn, st.canonical, mods); err != nil {
+			return err
+		}
+		key := st.key
+		prevModules := map[string][]byte{}
+		for _, ref := range prev.modules {
+			prevModules[ref] = r.modules[ref]
+		}
+		*undo = append(*undo, func(ctx context.Context) {
+			var err error
+			if had {
+				err = r.store.Save(ctx, key.kind, key.fqn, prev.manifest, prevModules)
+				r.stored[key] = prev
+			} else {
+				err = r.store.Delete(ctx, key.kind, key.fqn)
+				delete(r.stored, key)
+			}
+			if err != nil {
+				s.log.LogAttrs(ctx, slog.LevelError, "registry: could not restore the store after a failed request",
+					slog.String("kind", key.kind), slog.String("fqn", key.fqn), slog.Any("error", err))
+			}
+		})
+		obj := storedObject{manifest: st.canonical}
+		for ref, b := range mods {
+			obj.modules = append(obj.modules, ref)
+			r.modules[ref] = b
+		}
+		r.stored[st.key] = obj
+	}
+	r.forgetUnusedModules()
+	return nil
+}
+
+// DeleteFeature removes an applied feature (and its stored manifest). When no feature has
+// the name but a data source does, it removes the data source, which no feature may use.
+func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Request[ospreyv1.DeleteFeatureRequest]) (*connect.Response[ospreyv1.DeleteFeatureResponse], error) {
+	s := rs.s
+	proc := req.Spec().Procedure
+	name := req.Msg.GetFqn()
+	names := fieldNames{selector: "fqn"}
+	if _, err := engine.ParseFQN(name, engine.DefaultNamespace); err != nil {
+		return nil, s.fail(ctx, proc, err, names)
+	}
+	s.reg.mu.Lock()
+	defer s.reg.mu.Unlock()
+	f, err := s.eng.FeatureDescriptor(ctx, name)
+	if errors.Is(err, engine.ErrFeatureNotFound) {
+		if done, derr := s.deleteDataSource(ctx, name); done || derr != nil {
+			if derr != nil {
+				return nil, s.fail(ctx, proc, derr, names)
+			}
+			return connect.NewResponse(&ospreyv1.DeleteFeatureResponse{}), nil
+		}
+	}
+	if err != nil {
+		return nil, s.fail(ctx, proc, err, names)
+	}
+	old := f.Clone()
+	if err := s.eng.Delete(ctx, old.FQN); err != nil {
+		return nil, s.fail(ctx, proc, err, names)
+	}
+	if err := s.unstore(ctx, objectKey{string(engine.ManifestFeature), old.FQN}); err != nil {
+		if aerr := s.eng.Apply(context.WithoutCancel(ctx), old); aerr != nil {
+			s.logUndo(ctx, "Feature", old.FQN, aerr)
+		}
+		return nil, s.fail(ctx, proc, fmt.Errorf("nothing was deleted: %w", err), names)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: deleted", slog.String("kind", "Feature"), slog.String("fqn", old.FQN))
+	return connect.NewResponse(&ospreyv1.DeleteFeatureResponse{}), nil
+}
+
+// deleteDataSource deletes the data source name names, if one is applied. The engine does
+// not say which default namespace it resolves bare names in, so a bare name is looked up in
+// engine.DefaultNamespace. Callers hold s.reg.mu.
+func (s *Server) deleteDataSource(ctx context.Context, name string) (bool, error) {
+	fqn, err := engine.ParseFQN(name, engine.DefaultNamespace)
+	if err != nil {
+		return false, nil
+	}
+	var old *engine.DataSource
+	for _, ds := range s.eng.DataSources() {
+		if ds.FQN == fqn {
+			old = ds.Clone()
+		}
+	}
+	if old == nil {
+		return false, nil
+	}
+	if err := s.eng.DeleteDataSource(ctx, fqn); err != nil {
+		return true, err
+	}
+	if err := s.unstore(ctx, objectKey{string(engine.ManifestDataSource), fqn}); err != nil {
+		if aerr := s.eng.ApplyDataSource(context.WithoutCancel(ctx), old); aerr != nil {
+			s.logUndo(ctx, "DataSource", fqn, aerr)
+		}
+		return true, fmt.Errorf("nothing was deleted: %w", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: deleted", slog.String("kind", "DataSource"), slog.String("fqn", fqn))
+	return true, nil
+}
+
+// unstore removes an object from the Store. Callers hold s.reg.mu.
+func (s *Server) unstore(ctx context.Context, key objectKey) error {
+	r := s.reg
+	if r.store == nil {
+		return nil
+	}
+	if err := r.store.Delete(context.WithoutCancel(ctx), key.kind, key.fqn); err != nil {
+		return err
+	}
+	delete(r.stored, key)
+	r.forgetUnusedModules()
+	return nil
+}
+
+// ListFeatures lists the applied features and data sources, optionally of one namespace.
+func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Request[ospreyv1.ListFeaturesRequest]) (*connect.Response[ospreyv1.ListFeaturesResponse], error) {
+	ns := strings.ToLower(strings.TrimSpace(req.Msg.GetNamespace()))
+	if ns != "" {
+		if err := engine.ValidName(ns); err != nil {
+			return nil, invalid("namespace", "%v", err)
+		}
+	}
+	in := func(fqn string) bool { return ns == "" || strings.HasPrefix(fqn, ns+".") }
+	out := &ospreyv1.ListFeaturesResponse{}
+	for _, f := range rs.s.eng.Features() {
+		if in(f.FQN) {
+			out.Features = append(out.Features, featureToProto(f))
+		}
+	}
+	for _, ds := range rs.s.eng.DataSources() {
+		if in(ds.FQN) {
+			out.DataSources = append(out.DataSources, dataSourceToProto(ds))
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
+// DryRun runs a feature's program on a sample row (or for keys) and its preSet middlewares,
+// and returns what would be written. Nothing is written.
+func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospreyv1.DryRunRequest]) (*connect.Response[ospreyv1.DryRunResponse], error) {
+	s := rs.s
+	m := req.Msg
+	var row engine.Row
+	if m.GetRow() != nil {
+		var err error
+		if row, err = rowFromProto("row", m.GetRow()); err != nil {
+			return nil, rpcError(err, fieldNames{})
+		}
+	}
+	ts, err := timeFromProto(m.GetTimestamp())
+	if err != nil {
+		return nil, invalid("timestamp", "%v", err)
+	}
+	res, err := s.eng.DryRun(ctx, m.GetFqn(), engine.Keys(m.GetKeys()), row, ts)
+	if err != nil {
+		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{selector: "fqn", keys: "keys", value: "row"})
+	}
+	return connect.NewResponse(&ospreyv1.DryRunResponse{
+		Fqn:       res.FQN,
+		Value:     valueToProto(res.Value),
+		Keys:      res.Keys,
+		Timestamp: timeToProto(res.Timestamp),
+		Writes:    !res.Value.IsNull(),
+	}), nil
+}
+
+// restore applies what the Store holds: data sources first, then features. An object that
+// does not apply is logged and skipped; it stays in the Store.
+func (s *Server) restore(ctx context.Context) error {
+	r := s.reg
+	objs, err := r.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("registry store: load: %w", err)
+	}
+	applied := 0
+	for _, o := range objs {
+		key := objectKey{o.Kind, o.FQN}
+		r.stored[key] = storedObject{manifest: o.Manifest, modules: slicesOfKeys(o.Modules)}
+		for ref, b := range o.Modules {
+			r.modules[ref] = b
+		}
+		if err := s.restoreObject(ctx, o); err != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "registry: a stored object does not apply; skipped (it stays in the store)",
+				slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
+			continue
+		}
+		applied++
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: restored", slog.Int("applied", applied), slog.Int("stored", len(objs)))
+	return nil
+}
+
+func slicesOfKeys(m map[string][]byte) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (s *Server) restoreObject(ctx context.Context, o StoredObject) error {
+	ms, err := engine.ParseManifests(o.Manifest, "registry "+o.Kind+" "+o.FQN)
+	if err != nil {
+		return err
+	}
+	if len(ms) != 1 || string(ms[0].Kind) != o.Kind || ms[0].FQN() != o.FQN {
+		return fmt.Errorf("the stored manifest does not hold exactly the %s %s", o.Kind, o.FQN)
+	}
+	m := ms[0]
+	if canonical, err := manifestOf(m); err == nil {
+		s.reg.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: canonical, modules: slicesOfKeys(o.Modules)}
+	}
+	if len(o.Modules) > 0 {
+		if s.host == nil {
+			return errors.New("it names Wasm modules, and this server has no Wasm host")
+		}
+		for ref, b := range o.Modules {
+			got, err := s.host.AddModule(b)
+			if err != nil {
+				return fmt.Errorf("module %s: %w", ref, err)
+			}
+			if got != ref {
+				return fmt.Errorf("module %s: the host digests it as %s", ref, got)
+			}
+		}
+	}
+	if m.DataSource != nil {
+		return s.eng.ApplyDataSource(ctx, m.DataSource)
+	}
+	return s.eng.Apply(ctx, m.Feature)
+}

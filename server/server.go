@@ -1,0 +1,396 @@
+// Package server serves Osprey's public API, osprey.v1 (EngineService, RegistryService and
+// IngestService), over one port: Connect (JSON and binary), gRPC over h2c and gRPC-Web,
+// with gRPC reflection (grpcurl and buf curl work without proto files), gRPC health,
+// GET /healthz, CORS for configured browser origins, message size limits and bearer tokens.
+//
+// Errors carry the codes tabled in errors.go and name the request field at fault. Panics
+// are recovered, logged with their stack and answered with Internal; the server keeps
+// serving. Serve shuts down gracefully: it stops accepting, ends Watch streams, drains
+// in-flight calls and returns.
+//
+//	s, err := server.New(server.Config{Engine: eng, Host: h, Notifier: n, Registry: store})
+//	...
+//	err = s.Serve(ctx, ln) // until ctx is done
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
+	"github.com/osprey-ml/osprey/host"
+)
+
+// DefaultMaxMessageBytes is the default largest request message: enough for a Wasm module
+// (host.DefaultMaxModuleSize) in an ApplyFeature.
+const DefaultMaxMessageBytes = 32 << 20
+
+// DefaultShutdownTimeout is how long Serve waits, by default, for in-flight calls to finish
+// once its context is done.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// requestSlack is what a request body may hold beyond its largest message: the framing of
+// the gRPC and Connect envelopes, and the few small messages of a reflection stream.
+const requestSlack = 1 << 20
+
+// Config configures a Server. Only Engine is required.
+type Config struct {
+	// Engine serves the calls. Required. The Server does not close it.
+	Engine *engine.Engine
+	// Host accepts the Wasm modules of ApplyFeature requests (AddModule). Without one,
+	// ApplyFeature refuses manifests that name modules, with FailedPrecondition. The engine
+	// must have been built with the same Host as its program loader and middleware
+	// resolver. The Server does not close it.
+	Host *host.Host
+	// Notifier feeds Watch: the Server subscribes to it for its whole life with a consumer
+	// group of its own ("watch-<random>"), so every replica sees every change. Without one,
+	// Watch answers Unimplemented. The Server does not close it.
+	Notifier engine.Notifier
+	// Registry persists what ApplyFeature and DeleteFeature change; New applies everything
+	// it holds again (data sources first). Nil keeps the registry in memory only.
+	Registry Store
+	// Tokens maps bearer tokens to their scope. Empty: no authentication. Otherwise
+	// writes, Ingest and the registry need a ScopeWrite token and reads a ScopeRead (or
+	// ScopeWrite) one; gRPC health, reflection and /healthz need none.
+	Tokens map[string]Scope
+	// CORSOrigins are the browser origins allowed to call the API ("https://app.example.com",
+	// "https://*.example.com", or "*" for any). Empty: no cross-origin calls.
+	CORSOrigins []string
+	// MaxMessageBytes caps each request message (DefaultMaxMessageBytes when 0); larger
+	// messages and requests fail with ResourceExhausted.
+	MaxMessageBytes int
+	// ShutdownTimeout bounds how long Serve drains in-flight calls after its context is
+	// done (DefaultShutdownTimeout when 0).
+	ShutdownTimeout time.Duration
+	// Logger receives the server's logs (slog.Default() when nil).
+	Logger *slog.Logger
+}
+
+// Server serves the osprey.v1 API over an Engine. Create it with New. Its methods are safe
+// for concurrent use.
+type Server struct {
+	eng             *engine.Engine
+	host            *host.Host
+	log             *slog.Logger
+	maxBytes        int
+	shutdownTimeout time.Duration
+
+	handler http.Handler
+	health  *grpchealth.StaticChecker
+	ready   atomic.Bool
+	watch   *watchHub // nil without a Notifier
+	reg     *registry
+
+	// streams is cancelled by Close: every streaming call (Watch, health Watch,
+	// reflection) runs under a context that ends with it.
+	streams      context.Context
+	closeStreams context.CancelFunc
+	closeOnce    sync.Once
+	serving      atomic.Bool
+}
+
+// serviceNames are the services the Server registers, for reflection and health.
+var serviceNames = []string{
+	ospreyv1connect.EngineServiceName,
+	ospreyv1connect.RegistryServiceName,
+	ospreyv1connect.IngestServiceName,
+}
+
+// streamingProcedures are the procedures whose calls may last until the server closes.
+var streamingProcedures = map[string]bool{
+	ospreyv1connect.EngineServiceWatchProcedure:                      true,
+	"/grpc.health.v1.Health/Watch":                                   true,
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+}
+
+// New returns a Server for cfg. When cfg.Registry is set, New applies every object it holds
+// (data sources first); an object that no longer applies is logged and skipped (it stays in
+// the store), while a store that cannot be read fails New. The Server starts ready (see
+// SetReady).
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("server: Config.Engine is required")
+	}
+	if cfg.MaxMessageBytes < 0 {
+		return nil, fmt.Errorf("server: Config.MaxMessageBytes is negative (%d)", cfg.MaxMessageBytes)
+	}
+	if cfg.ShutdownTimeout < 0 {
+		return nil, fmt.Errorf("server: Config.ShutdownTimeout is negative (%v)", cfg.ShutdownTimeout)
+	}
+	s := &Server{
+		eng:             cfg.Engine,
+		host:            cfg.Host,
+		log:             cfg.Logger,
+		maxBytes:        cfg.MaxMessageBytes,
+		shutdownTimeout: cfg.ShutdownTimeout,
+		reg:             newRegistry(cfg.Registry),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With(slog.String("component", "server"))
+	if s.maxBytes == 0 {
+		s.maxBytes = DefaultMaxMessageBytes
+	}
+	if s.shutdownTimeout == 0 {
+		s.shutdownTimeout = DefaultShutdownTimeout
+	}
+	auth, err := newAuthenticator(cfg.Tokens)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if cfg.Registry != nil {
+		if err := s.restore(context.Background()); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	s.streams, s.closeStreams = context.WithCancel(context.Background())
+	s.health = grpchealth.NewStaticChecker(serviceNames...)
+	s.SetReady(true)
+
+	h, err := s.routes(auth)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if h, err = withCORS(cfg.CORSOrigins, h); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.handler = s.recoverHTTP(h)
+
+	if cfg.Notifier != nil {
+		s.watch = newWatchHub(cfg.Notifier, "watch-"+strings.ToLower(rand.Text()), s.log)
+	}
+	return s, nil
+}
+
+// routes builds the handler of every procedure and endpoint.
+func (s *Server) routes(auth *authenticator) (http.Handler, error) {
+	opts := []connect.HandlerOption{
+		connect.WithReadMaxBytes(s.maxBytes),
+		connect.WithRecover(s.recovered),
+		connect.WithInterceptors(logInterceptor{s.log}),
+	}
+	if auth != nil {
+		opts = append(opts, connect.WithRequestGate(auth.gate))
+	}
+	mux := http.NewServeMux()
+	mux.Handle(ospreyv1connect.NewEngineServiceHandler(&engineService{s: s}, opts...))
+	mux.Handle(ospreyv1connect.NewRegistryServiceHandler(&registryService{s: s}, opts...))
+	mux.Handle(ospreyv1connect.NewIngestServiceHandler(&ingestService{s: s}, opts...))
+
+	infra := []connect.HandlerOption{connect.WithReadMaxBytes(s.maxBytes), connect.WithRecover(s.recovered)}
+	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, infra...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, infra...))
+	mux.Handle(grpchealth.NewHandler(s.health, infra...))
+	mux.HandleFunc("GET /healthz", s.healthz)
+
+	limit := int64(s.maxBytes) + requestSlack
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
+		if streamingProcedures[r.URL.Path] {
+			// Close ends the call: its context is cancelled (for handlers waiting on it) and
+			// its request body closed (for handlers blocked reading the next message).
+			ctx, cancel := context.WithCancel(r.Context())
+			body := r.Body
+			stop := context.AfterFunc(s.streams, func() {
+				cancel()
+				if body != nil {
+					body.Close()
+				}
+			})
+			defer func() { stop(); cancel() }()
+			r = r.WithContext(ctx)
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+// Handler returns the handler of every procedure and endpoint, for use with an http.Server
+// of the caller's (which must enable HTTP/1 and unencrypted HTTP/2 for gRPC, as Serve does)
+// or httptest. The same handler is returned on every call.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetReady sets what GET /healthz (200 or 503) and gRPC health (SERVING or NOT_SERVING)
+// report. A Server is ready from New on; Serve reports it not ready once it starts shutting
+// down. Call SetReady(false) before Serve to hold traffic off until, say, a warm-up is done.
+func (s *Server) SetReady(ready bool) {
+	s.ready.Store(ready)
+	status := grpchealth.StatusNotServing
+	if ready {
+		status = grpchealth.StatusServing
+	}
+	s.health.SetStatus("", status)
+	for _, name := range serviceNames {
+		s.health.SetStatus(name, status)
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !s.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready")
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// Serve serves on ln (HTTP/1.1 and unencrypted HTTP/2, so gRPC works without TLS) until ctx
+// is done, then shuts down gracefully: it reports not ready, stops accepting, ends the
+// streaming calls (Watch answers Unavailable), waits up to Config.ShutdownTimeout for
+// in-flight calls, and closes the Server. It returns nil after a clean shutdown, and an
+// error when ln fails or in-flight calls outlive the timeout (they are then cut off). Serve
+// closes ln. A Server serves once: call Serve at most once, and not after Close.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("server: Serve called twice")
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.handler,
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("serving", slog.String("addr", ln.Addr().String()),
+		slog.String("protocols", "connect, grpc (h2c), grpc-web"))
+
+	select {
+	case err := <-errc:
+		s.Close()
+		return fmt.Errorf("server: serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", slog.Duration("timeout", s.shutdownTimeout))
+	s.SetReady(false)
+	s.Close() // ends streaming calls, so that only unary calls remain to drain
+	sctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+		err = fmt.Errorf("server: shutdown: in-flight calls did not finish within %v: %w", s.shutdownTimeout, err)
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("server: serve: %w", serr)
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+// Close ends the Server's streaming calls (Watch answers Unavailable) and its Notifier
+// subscription. Serve calls it; call it yourself when serving through Handler. Unary calls
+// still in flight finish. Close does not close the Engine, Host, Notifier or Store. It is
+// idempotent and always returns nil.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeStreams()
+		if s.watch != nil {
+			s.watch.close()
+		}
+	})
+	return nil
+}
+
+// recovered is the connect.WithRecover handler: it logs the panic with its stack and
+// answers Internal without either.
+func (s *Server) recovered(ctx context.Context, spec connect.Spec, _ http.Header, p any) error {
+	s.log.LogAttrs(ctx, slog.LevelError, "panic in handler", slog.String("procedure", spec.Procedure),
+		slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
+
+// recoverHTTP recovers panics outside the RPC handlers (CORS, routing, /healthz): it logs
+// them and answers 500, so that one bad request never takes the process down.
+func (s *Server) recoverHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler { //nolint:errorlint // a sentinel panic value
+				panic(p)
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving HTTP", slog.String("path", r.URL.Path),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			http.Error(w, "internal error", http.StatusInternalServerError)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fail converts an error for the client (see errors.go) and logs those that are the
+// server's fault.
+func (s *Server) fail(ctx context.Context, procedure string, err error, names fieldNames) error {
+	ce := rpcError(err, names)
+	if ce.Code() == connect.CodeInternal || ce.Code() == connect.CodeUnknown {
+		s.log.LogAttrs(ctx, slog.LevelError, "call failed", slog.String("procedure", procedure), slog.Any("error", err))
+	}
+	return ce
+}
+
+// logInterceptor logs each call at debug level, with its duration and code.
+type logInterceptor struct{ log *slog.Logger }
+
+func (l logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if !l.log.Enabled(ctx, slog.LevelDebug) {
+			return next(ctx, req)
+		}
+		start := time.Now()
+		res, err := next(ctx, req)
+		l.done(ctx, req.Spec().Procedure, req.Peer().Protocol, start, err)
+		return res, err
+	}
+}
+
+func (l logInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (l logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if !l.log.Enabled(ctx, slog.LevelDebug) {
+			return next(ctx, conn)
+		}
+		start := time.Now()
+		err := next(ctx, conn)
+		l.done(ctx, conn.Spec().Procedure, conn.Peer().Protocol, start, err)
+		return err
+	}
+}
+
+func (l logInterceptor) done(ctx context.Context, procedure, protocol string, start time.Time, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	l.log.LogAttrs(ctx, slog.LevelDebug, "call", slog.String("procedure", procedure), slog.String("protocol", protocol),
+		slog.String("code", code), slog.Duration("duration", time.Since(start)))
+}

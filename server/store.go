@@ -1,0 +1,342 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// Store persists what ApplyFeature applied, so that a restarted server applies it again: one
+// self-contained osprey.dev/v1alpha1 manifest per object (its Wasm modules named by their
+// "sha256:<hex>" digests) and the bytes of those modules.
+//
+// Implementations must be safe for concurrent use. The server serialises its own calls.
+type Store interface {
+	// Save stores (or replaces) an object: kind is "Feature" or "DataSource", fqn its
+	// "namespace.name", manifest its YAML document, and modules the bytes of every module
+	// the manifest names, by reference ("sha256:<hex>"). Save is atomic: a crash leaves the
+	// old object or the new one.
+	Save(ctx context.Context, kind, fqn string, manifest []byte, modules map[string][]byte) error
+	// Delete removes an object; deleting one that is not stored is not an error.
+	Delete(ctx context.Context, kind, fqn string) error
+	// Load returns every stored object, data sources first, then features, each group
+	// sorted by FQN.
+	Load(ctx context.Context) ([]StoredObject, error)
+}
+
+// StoredObject is one object a Store holds.
+type StoredObject struct {
+	// Kind is "Feature" or "DataSource".
+	Kind string
+	// FQN is the object's "namespace.name".
+	FQN string
+	// Manifest is the object's YAML document.
+	Manifest []byte
+	// Modules holds the bytes of the modules the manifest names, by reference.
+	Modules map[string][]byte
+}
+
+// DirStore is a Store in a local directory:
+//
+//	<dir>/objects/Feature/<fqn>.yaml      one manifest per object
+//	<dir>/objects/DataSource/<fqn>.yaml
+//	<dir>/modules/sha256/<hex>.wasm       module bytes by digest, shared between objects
+//
+// An object file is a manifest whose leading comment lists the modules it needs
+// ("# module: sha256:<hex>"); it can be applied as it is to a server that has them. Every
+// file is written to a temporary file, synced and renamed into place; modules are written
+// before the object naming them, and a module no object names is removed after each Save
+// and Delete. Module bytes are checked against their digest when saved and when loaded.
+//
+// A DirStore is safe for concurrent use by one process; two processes must not share a
+// directory.
+type DirStore struct {
+	dir string
+	mu  sync.Mutex
+}
+
+// NewDirStore returns a Store in dir, creating the directory if needed.
+func NewDirStore(dir string) (*DirStore, error) {
+	if dir == "" {
+		return nil, errors.New("registry store: empty directory name")
+	}
+	for _, sub := range []string{
+		filepath.Join(dir, "objects", string(engine.ManifestFeature)),
+		filepath.Join(dir, "objects", string(engine.ManifestDataSource)),
+		filepath.Join(dir, "modules", "sha256"),
+	} {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return nil, fmt.Errorf("registry store: %w", err)
+		}
+	}
+	return &DirStore{dir: dir}, nil
+}
+
+const (
+	storeModuleLine = "# module: "
+	digestPrefix    = "sha256:"
+)
+
+func checkObject(kind, fqn string) error {
+	if kind != string(engine.ManifestFeature) && kind != string(engine.ManifestDataSource) {
+		return fmt.Errorf("registry store: kind %q (want Feature or DataSource)", kind)
+	}
+	if got, err := engine.ParseFQN(fqn, ""); err != nil || got != fqn {
+		return fmt.Errorf("registry store: %q is not a lower-case namespace.name", fqn)
+	}
+	return nil
+}
+
+// digestHex returns the hex digest of a "sha256:<hex>" reference.
+func digestHex(ref string) (string, error) {
+	h, ok := strings.CutPrefix(ref, digestPrefix)
+	if !ok || len(h) != 2*sha256.Size {
+		return "", fmt.Errorf("module reference %q: want sha256:<64 hex digits>", ref)
+	}
+	if _, err := hex.DecodeString(h); err != nil || strings.ToLower(h) != h {
+		return "", fmt.Errorf("module reference %q: want sha256:<64 lower-case hex digits>", ref)
+	}
+	return h, nil
+}
+
+func moduleRef(b []byte) string {
+	sum := sha256.Sum256(b)
+	return digestPrefix + hex.EncodeToString(sum[:])
+}
+
+func (d *DirStore) objectPath(kind, fqn string) string {
+	return filepath.Join(d.dir, "objects", kind, fqn+".yaml")
+}
+
+func (d *DirStore) modulePath(hexDigest string) string {
+	return filepath.Join(d.dir, "modules", "sha256", hexDigest+".wasm")
+}
+
+// Save implements Store.
+func (d *DirStore) Save(ctx context.Context, kind, fqn string, manifest []byte, modules map[string][]byte) error {
+	if err := checkObject(kind, fqn); err != nil {
+		return err
+	}
+	refs := slices.Sorted(maps.Keys(modules))
+	for _, ref := range refs {
+		if _, err := digestHex(ref); err != nil {
+			return fmt.Errorf("registry store: save %s %s: %w", kind, fqn, err)
+		}
+		if got := moduleRef(modules[ref]); got != ref {
+			return fmt.Errorf("registry store: save %s %s: module %s: the bytes have digest %s", kind, fqn, ref, got)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ref := range refs {
+		h, _ := digestHex(ref)
+		path := d.modulePath(h)
+		if _, err := os.Stat(path); err == nil {
+			continue
+		}
+		if err := writeFileAtomic(path, modules[ref]); err != nil {
+			return fmt.Errorf("registry store: save %s %s: module %s: %w", kind, fqn, ref, err)
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# osprey registry object: %s %s\n", kind, fqn)
+	for _, ref := range refs {
+		b.WriteString(storeModuleLine + ref + "\n")
+	}
+	b.Write(manifest)
+	if err := writeFileAtomic(d.objectPath(kind, fqn), b.Bytes()); err != nil {
+		return fmt.Errorf("registry store: save %s %s: %w", kind, fqn, err)
+	}
+	return d.collectGarbage()
+}
+
+// Delete implements Store.
+func (d *DirStore) Delete(ctx context.Context, kind, fqn string) error {
+	if err := checkObject(kind, fqn); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	path := d.objectPath(kind, fqn)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("registry store: delete %s %s: %w", kind, fqn, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("registry store: delete %s %s: %w", kind, fqn, err)
+	}
+	return d.collectGarbage()
+}
+
+// Load implements Store.
+func (d *DirStore) Load(ctx context.Context) ([]StoredObject, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []StoredObject
+	for _, kind := range []string{string(engine.ManifestDataSource), string(engine.ManifestFeature)} {
+		names, err := d.objectNames(kind)
+		if err != nil {
+			return nil, err
+		}
+		for _, fqn := range names {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			path := d.objectPath(kind, fqn)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("registry store: load %s %s: %w", kind, fqn, err)
+			}
+			obj := StoredObject{Kind: kind, FQN: fqn, Manifest: data, Modules: map[string][]byte{}}
+			for _, ref := range moduleRefs(data) {
+				h, err := digestHex(ref)
+				if err != nil {
+					return nil, fmt.Errorf("registry store: load %s: %w", path, err)
+				}
+				b, err := os.ReadFile(d.modulePath(h))
+				if err != nil {
+					return nil, fmt.Errorf("registry store: load %s: module %s: %w", path, ref, err)
+				}
+				if got := moduleRef(b); got != ref {
+					return nil, fmt.Errorf("registry store: load %s: module %s is corrupt (its bytes have digest %s)", path, ref, got)
+				}
+				obj.Modules[ref] = b
+			}
+			out = append(out, obj)
+		}
+	}
+	return out, nil
+}
+
+// objectNames returns the FQNs of the stored objects of a kind, sorted.
+func (d *DirStore) objectNames(kind string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(d.dir, "objects", kind))
+	if err != nil {
+		return nil, fmt.Errorf("registry store: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		fqn, ok := strings.CutSuffix(name, ".yaml")
+		if !ok || strings.HasPrefix(name, ".") || e.IsDir() {
+			continue
+		}
+		names = append(names, fqn)
+	}
+	return names, nil
+}
+
+// moduleRefs reads the module references from an object file's leading comment.
+func moduleRefs(data []byte) []string {
+	var refs []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		if ref, ok := strings.CutPrefix(line, storeModuleLine); ok {
+			refs = append(refs, strings.TrimSpace(ref))
+		}
+	}
+	return refs
+}
+
+// collectGarbage removes module files no object names. Callers hold d.mu.
+func (d *DirStore) collectGarbage() error {
+	used := map[string]bool{}
+	for _, kind := range []string{string(engine.ManifestDataSource), string(engine.ManifestFeature)} {
+		names, err := d.objectNames(kind)
+		if err != nil {
+			return err
+		}
+		for _, fqn := range names {
+			data, err := os.ReadFile(d.objectPath(kind, fqn))
+			if err != nil {
+				return fmt.Errorf("registry store: %w", err)
+			}
+			for _, ref := range moduleRefs(data) {
+				if h, err := digestHex(ref); err == nil {
+					used[h] = true
+				}
+			}
+		}
+	}
+	dir := filepath.Join(d.dir, "modules", "sha256")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("registry store: %w", err)
+	}
+	for _, e := range entries {
+		h, ok := strings.CutSuffix(e.Name(), ".wasm")
+		if !ok || used[h] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("registry store: remove unused module: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it to
+// path, then syncs the directory: a crash leaves the old file or the new one.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
