@@ -63,17 +63,31 @@ func benchProgram(b *testing.B, wasm []byte, opts ...host.Option) {
 // does no work, so this is the host's own overhead.
 func BenchmarkHostProgramWAT(b *testing.B) { benchProgram(b, wb.NoopProgram()) }
 
-// BenchmarkHostProgramWATNoTermination: the same without the termination checks (and so
-// without wazero's per-call watcher goroutine): what stopping runaway guests costs.
-func BenchmarkHostProgramWATNoTermination(b *testing.B) {
-	benchProgram(b, wb.NoopProgram(), host.WithoutTermination())
+// BenchmarkHostProgramWATWazeroStop: the same with wazero's own termination checks instead
+// of the host's instrumentation.
+func BenchmarkHostProgramWATWazeroStop(b *testing.B) {
+	benchProgram(b, wb.NoopProgram(), host.WithWazeroStop)
 }
+
+// BenchmarkHostProgramWATNoStop: the same with no way to stop the guest: the floor.
+func BenchmarkHostProgramWATNoStop(b *testing.B) { benchProgram(b, wb.NoopProgram(), host.WithoutStop) }
 
 // BenchmarkGoGuestCall10Fields is the per-call number: a standard-Go guest
 // (guest-sdk/go) whose program does nothing, called through the host with a 10-field row:
 // host → guest → host. Compare with BenchmarkRawNoop (the floor) from the same run.
 func BenchmarkGoGuestCall10Fields(b *testing.B) {
 	benchProgram(b, buildGuest(b, "host/testdata/guests/noop"))
+}
+
+// BenchmarkGoGuestCall10FieldsWazeroStop: the same with wazero's termination checks, which
+// call out to Go at every loop header the guest runs.
+func BenchmarkGoGuestCall10FieldsWazeroStop(b *testing.B) {
+	benchProgram(b, buildGuest(b, "host/testdata/guests/noop"), host.WithWazeroStop)
+}
+
+// BenchmarkGoGuestCall10FieldsNoStop: the same with no way to stop the guest: the floor.
+func BenchmarkGoGuestCall10FieldsNoStop(b *testing.B) {
+	benchProgram(b, buildGuest(b, "host/testdata/guests/noop"), host.WithoutStop)
 }
 
 // BenchmarkGoGuestAmount runs the fraud example's program (reads four of the ten fields).

@@ -6,8 +6,11 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 )
 
-// WithoutTermination exposes withoutTermination to the benchmarks.
-var WithoutTermination = withoutTermination
+// Stop modes for the benchmarks.
+var (
+	WithWazeroStop = withStopMode(stopWazero)
+	WithoutStop    = withStopMode(stopNone)
+)
 
 // NewInstanceForBenchmark instantiates (and closes) one more instance of a program's module.
 func NewInstanceForBenchmark(ctx context.Context, p engine.Program) error {

@@ -57,13 +57,27 @@ type Host struct {
 }
 
 type config struct {
-	cacheDir        string
-	maxModuleSize   int
-	memoryCeiling   int
-	maxInstances    int
-	withTermination bool
-	initTimeout     time.Duration
+	cacheDir      string
+	maxModuleSize int
+	memoryCeiling int
+	maxInstances  int
+	stop          stopMode
+	initTimeout   time.Duration
 }
+
+// stopMode is how the host stops a guest that overruns its deadline (RATIONALE.md).
+type stopMode int
+
+const (
+	// stopInstrument: a check of an exported global at every loop header, compiled into the
+	// module by host/internal/instrument; the deadline sets the global. The default.
+	stopInstrument stopMode = iota
+	// stopWazero: wazero's WithCloseOnContextDone, which calls out to Go at every loop
+	// header. Kept for the benchmarks that justify the default.
+	stopWazero
+	// stopNone: no way to stop a guest. Only for measuring the floor.
+	stopNone
+)
 
 // Option configures a Host.
 type Option func(*config)
@@ -87,14 +101,14 @@ func WithMaxInstances(n int) Option { return func(c *config) { c.maxInstances = 
 // osprey_abi_version (default 10 s).
 func WithInitTimeout(d time.Duration) Option { return func(c *config) { c.initTimeout = d } }
 
-// withoutTermination compiles guests without wazero's termination checks, so runaway
-// guests cannot be stopped. Only for measuring what the checks cost (BENCHMARKS.md).
-func withoutTermination() Option { return func(c *config) { c.withTermination = false } }
+// withStopMode selects how runaway guests are stopped; only benchmarks use anything but the
+// default.
+func withStopMode(m stopMode) Option { return func(c *config) { c.stop = m } }
 
 // New returns a Host. ctx is used only while New runs.
 func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
 	cfg := config{maxModuleSize: DefaultMaxModuleSize, memoryCeiling: DefaultMemoryCeiling,
-		maxInstances: 2 * runtime.GOMAXPROCS(0), withTermination: true, initTimeout: 10 * time.Second}
+		maxInstances: 2 * runtime.GOMAXPROCS(0), initTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -178,7 +192,7 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtimeForLimit, 
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(pages).
-		WithCloseOnContextDone(h.cfg.withTermination).
+		WithCloseOnContextDone(h.cfg.stop == stopWazero).
 		WithCompilationCache(h.cache)
 	r := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {

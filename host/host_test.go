@@ -69,7 +69,7 @@ func TestRejectedAtApply(t *testing.T) {
 		cfg  map[string]string
 		want string
 	}{
-		{"garbage", []byte("not wasm at all"), nil, nil, "does not compile"},
+		{"garbage", []byte("not wasm at all"), nil, nil, "not a WebAssembly binary module"},
 		{"no memory", wb.MissingExport("memory"), nil, nil, "missing export memory"},
 		{"no version", wb.MissingExport("osprey_abi_version"), nil, nil, "missing export osprey_abi_version"},
 		{"no alloc", wb.MissingExport("osprey_alloc"), nil, nil, "missing export osprey_alloc"},
@@ -85,7 +85,7 @@ func TestRejectedAtApply(t *testing.T) {
 		{"memory over limit", wb.BigMemory(100), nil, map[string]string{"memoryLimit": "4Mi"}, "over limit"},
 		{"limit over ceiling", wb.NoopProgram(), nil, map[string]string{"memoryLimit": "1GiB"}, "above the host's ceiling"},
 		{"bad limit", wb.NoopProgram(), nil, map[string]string{"memoryLimit": "lots"}, "spec.builder.config.memoryLimit"},
-		{"start loops", wb.InfiniteLoopStart(), nil, nil, "instantiate"},
+		{"start function", wb.InfiniteLoopStart(), nil, nil, "start function is not allowed"},
 	}
 	def := newHost(t, host.WithInitTimeout(200*time.Millisecond))
 	for _, tt := range tests {

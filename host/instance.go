@@ -16,6 +16,7 @@ import (
 
 	"github.com/osprey-ml/osprey/abi"
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/host/internal/instrument"
 )
 
 // instance is one instantiation of a module. It serves one call at a time.
@@ -30,6 +31,10 @@ type instance struct {
 	stack   [2]uint64
 	scratch []byte // host-side encoding buffer
 	stderr  *guestOutput
+	// stop is the instrumented module's stop global (nil in the other stop modes); once
+	// set, the instance traps at its next loop header and is never used again.
+	stop     api.MutableGlobal
+	poisoned bool
 
 	// Set for the duration of a call (host functions read them).
 	fqn    string
@@ -55,6 +60,11 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	}
 	inst.mod = mod
 	m.h.instances.Store(mod, inst)
+	if g, ok := mod.ExportedGlobal(instrument.StopExport).(api.MutableGlobal); ok {
+		inst.stop = g
+	}
+	disarm := inst.arm(ctx)
+	defer disarm()
 	inst.mem = mod.ExportedMemory(abi.ExportMemory)
 	inst.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	for _, r := range []role{roleProgram, roleMiddleware} {
@@ -80,6 +90,21 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		return fail(fmt.Errorf("%w: ABI version %d.%d is not supported; this host implements %d.x", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.Major))
 	}
 	return inst, nil
+}
+
+// arm makes the end of ctx stop the instance's guest code (in the instrumented stop mode;
+// wazero's own mode watches ctx itself). The returned func disarms; if the stop already
+// fired, the instance is poisoned and will be discarded.
+func (inst *instance) arm(ctx context.Context) (disarm func()) {
+	if inst.stop == nil || ctx.Done() == nil {
+		return func() {}
+	}
+	cancel := context.AfterFunc(ctx, func() { inst.stop.Set(1) })
+	return func() {
+		if !cancel() {
+			inst.poisoned = true
+		}
+	}
 }
 
 func (inst *instance) close() {
@@ -124,6 +149,8 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 	if err != nil {
 		return nil, nil, err
 	}
+	disarm := inst.arm(ctx)
+	defer disarm()
 	ptr, err := inst.input(ctx, len(input))
 	if err != nil {
 		err = m.callError(ctx, inst, abi.ExportAlloc, err)
@@ -156,7 +183,11 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 func (m *module) end(inst *instance, decodeErr error) error {
 	var ge guestError
 	if decodeErr == nil || errors.As(decodeErr, &ge) {
-		m.pool.put(inst)
+		if inst.poisoned { // stopped just as it finished: the answer stands, the instance goes
+			m.pool.discard(inst)
+		} else {
+			m.pool.put(inst)
+		}
 		return decodeErr
 	}
 	m.pool.discard(inst)

@@ -14,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/osprey-ml/osprey/abi"
+	"github.com/osprey-ml/osprey/host/internal/instrument"
 )
 
 // role is what a module is used as.
@@ -81,6 +82,13 @@ func (h *Host) compile(ctx context.Context, key moduleKey, b []byte) (*module, e
 	rt, err := h.runtimeFor(ctx, key.pages)
 	if err != nil {
 		return nil, err
+	}
+	if h.cfg.stop == stopInstrument {
+		res, err := instrument.Instrument(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrModule, err)
+		}
+		b = res.Wasm
 	}
 	compiled, err := rt.r.CompileModule(ctx, b)
 	if err != nil {

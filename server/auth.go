@@ -13,7 +13,7 @@ import (
 	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
 )
 
-// Scope is what a bearer token allows.
+// Scope is what a bearer token allows. It is a plain value, safe to share.
 type Scope uint8
 
 // Token scopes. ScopeWrite implies ScopeRead.

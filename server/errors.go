@@ -18,42 +18,52 @@ import (
 // Error codes. Every error a handler returns is a *connect.Error whose code follows this
 // table (first match wins), whose message names the offending request field where there is
 // one ("selector: invalid selector \"x+\": aggregation: empty after '+'"), and which then
-// also carries a google.rpc.BadRequest detail with that field. Messages never carry stack
-// traces; a panic is reported as a bare "internal error" and logged with its stack.
+// also carries a google.rpc.BadRequest detail naming that field. Messages never carry stack
+// traces; a panic is answered with a bare "internal error" and logged with its stack.
 //
-//	cause                                              code
-//	-------------------------------------------------  -------------------
-//	context.DeadlineExceeded (feature timeout, client   DeadlineExceeded
-//	  deadline, a middleware or program too slow)
-//	context.Canceled (the client went away)            Canceled
-//	engine.ErrInvalidSelector, ErrInvalidKeys,          InvalidArgument
+//	cause                                                 code
+//	----------------------------------------------------  ------------------
+//	context.DeadlineExceeded: the feature's timeout (a     DeadlineExceeded
+//	  slow middleware, program or state) or the client's
+//	context.Canceled: the client went away                 Canceled
+//	engine.ErrInvalidSelector, ErrInvalidKeys,             InvalidArgument
 //	  ErrInvalidManifest, ErrInvalidFeature,
-//	  ErrInvalidDataSource; a bad row, value shape,
-//	  timestamp or module map; host.ErrModule
-//	engine.ErrFeatureNotFound (feature, data source)    NotFound
-//	engine.ErrTypeMismatch, ErrUnsupported,             FailedPrecondition
+//	  ErrInvalidDataSource; host.ErrModule; a malformed
+//	  value, row, timestamp or modules entry; an empty
+//	  GetMany; a module the manifest names but the
+//	  request lacks; a manifest naming an unknown
+//	  middleware
+//	engine.ErrFeatureNotFound: feature or data source      NotFound
+//	engine.ErrTypeMismatch, ErrUnsupported,                FailedPrecondition
 //	  ErrIncompatibleChange, ErrRejected;
-//	  host.ErrModuleNotFound; Wasm without a Host
-//	engine.ErrVersionOutOfRange, ErrOutOfWindow         OutOfRange
-//	an oversized message or request                     ResourceExhausted
-//	missing or unknown bearer token                     Unauthenticated
-//	token without the scope the call needs              PermissionDenied
-//	network errors reaching the state or registry       Unavailable
-//	  store; a server shutting down; Watch without a
-//	  Notifier is Unimplemented
-//	anything else (host.ErrTrap, a panic, a bug)        Internal
+//	  host.ErrModuleNotFound; a manifest naming a data
+//	  source not applied; Wasm modules sent to a server
+//	  without a Host
+//	engine.ErrVersionOutOfRange, ErrOutOfWindow            OutOfRange
+//	a message over MaxMessageBytes, a GetMany over its     ResourceExhausted
+//	  limits, a Watch client that reads too slowly
+//	no bearer token, or an unknown one                     Unauthenticated
+//	a token without the scope the call needs               PermissionDenied
+//	a network error (the state or registry store out of    Unavailable
+//	  reach); a server shutting down (Watch)
+//	Watch on a server without a Notifier                   Unimplemented
+//	anything else: host.ErrTrap (a guest failed), a        Internal
+//	  panic, a registry store failing, a bug
 //
-// The line between InvalidArgument and FailedPrecondition: InvalidArgument means the
-// request is wrong whatever the server holds (a malformed selector, a key the feature does
-// not declare, a manifest that does not validate); FailedPrecondition means the request is
-// well formed but does not fit the feature as applied (a value of the wrong type, Append to
-// a scalar, +avg on an unwindowed feature, a middleware refusing the value, a change that
-// would misread stored values). A middleware rejection is therefore FailedPrecondition:
-// the value is well formed, the feature's rules refuse it. ErrUnsupported is never
-// Unimplemented, which is kept for a server that lacks a capability (Watch without a
-// Notifier). ErrVersionOutOfRange and ErrOutOfWindow are both OutOfRange: the request asks
-// past a range the feature keeps (@-N beyond keepPrevious, a timestamp older than the
-// window plus its grace period), and fixing it means asking within that range.
+// Where InvalidArgument ends and FailedPrecondition begins: InvalidArgument means the
+// request is wrong whatever the server holds (a malformed selector, keys that do not match
+// the feature's, a manifest that does not validate); FailedPrecondition means the request
+// is well formed but does not fit the feature as applied (a value of the wrong type, Append
+// to a scalar, +max on a feature that does not aggregate max, a change that would misread
+// stored values). A middleware's rejection (engine.ErrRejected) is therefore
+// FailedPrecondition: the value is well formed and the feature's rules refuse it.
+// ErrUnsupported is never Unimplemented, which is kept for a capability the server lacks.
+// ErrVersionOutOfRange and ErrOutOfWindow are both OutOfRange: the request asks beyond a
+// range the feature keeps (@-N past keepPrevious, a timestamp older than the window plus
+// its grace period), and is fixed by asking within it. Ingest is the exception to the
+// type rule: a row that fails (its program, its types, its keys) makes the call
+// InvalidArgument, with a rows[i] field violation per failure, since the rows are the
+// request.
 
 // fieldNames names the request fields that an RPC's errors are attributed to; "" leaves
 // errors of that kind unattributed.

@@ -48,7 +48,8 @@ const DefaultShutdownTimeout = 30 * time.Second
 // the gRPC and Connect envelopes, and the few small messages of a reflection stream.
 const requestSlack = 1 << 20
 
-// Config configures a Server. Only Engine is required.
+// Config configures a Server. Only Engine is required. New reads it once (copying Tokens and
+// CORSOrigins); changing it afterwards has no effect.
 type Config struct {
 	// Engine serves the calls. Required. The Server does not close it.
 	Engine *engine.Engine
@@ -277,7 +278,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("serving", slog.String("addr", ln.Addr().String()),
+	s.log.Info("listening", slog.String("addr", ln.Addr().String()),
 		slog.String("protocols", "connect, grpc (h2c), grpc-web"))
 
 	select {
@@ -309,10 +310,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // idempotent and always returns nil.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeStreams()
 		if s.watch != nil {
 			s.watch.close()
 		}
+		s.closeStreams()
 	})
 	return nil
 }
@@ -334,7 +335,7 @@ func (s *Server) recoverHTTP(next http.Handler) http.Handler {
 			if p == nil {
 				return
 			}
-			if p == http.ErrAbortHandler { //nolint:errorlint // a sentinel panic value
+			if p == http.ErrAbortHandler { // net/http aborts a response quietly with it
 				panic(p)
 			}
 			s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving HTTP", slog.String("path", r.URL.Path),

@@ -37,7 +37,7 @@ type Store interface {
 	Load(ctx context.Context) ([]StoredObject, error)
 }
 
-// StoredObject is one object a Store holds.
+// StoredObject is one object a Store holds. It is plain data: Load hands out fresh copies.
 type StoredObject struct {
 	// Kind is "Feature" or "DataSource".
 	Kind string

@@ -183,9 +183,14 @@ func (s *Server) serveWatch(ctx context.Context, req *connect.Request[ospreyv1.W
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			select {
+			case <-s.watch.done: // Close cancels streaming calls too
+				return errShuttingDown()
+			default:
+				return ctx.Err()
+			}
 		case <-s.watch.done:
-			return connect.NewError(connect.CodeUnavailable, errors.New("the server is shutting down; watch again"))
+			return errShuttingDown()
 		case n := <-w.ch:
 			if err := stream.Send(s.watchResponse(ctx, f, n)); err != nil {
 				return err
@@ -201,6 +206,10 @@ func (s *Server) serveWatch(ctx context.Context, req *connect.Request[ospreyv1.W
 				fmt.Errorf("watch %s: the client read too slowly and %d changes could not be delivered; watch again", f.FQN, s.watch.lost(w)))
 		}
 	}
+}
+
+func errShuttingDown() error {
+	return connect.NewError(connect.CodeUnavailable, errors.New("the server is shutting down; watch again"))
 }
 
 // watchResponse describes one change.

@@ -47,6 +47,7 @@ func commands() []command {
 		{"ingest", "send rows (JSON Lines, - for stdin) to a data source: osprey ingest SOURCE ROWS.jsonl", clientCommand("ingest", "SOURCE ROWS.jsonl|-", 2, runIngest)},
 		{"features", "list the features and data sources: osprey features [NAMESPACE]", clientCommand("features", "[NAMESPACE]", 0, runFeatures)},
 		{"dry-run", "run a program on a row, writing nothing: osprey dry-run FQN ROW.json|'{…}' [KEY=VALUE…]", clientCommand("dry-run", "FQN ROW.json|'{…}' [KEY=VALUE…]", 1, runDryRun)},
+		{"bench", "load-test a running host against a bare connect-go baseline", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "osprey", version)
 			return nil

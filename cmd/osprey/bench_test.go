@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startBenchStack serves an in-process host (in-memory state, the sourceless example
+// features applied) on 127.0.0.1 and returns its address.
+func startBenchStack(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: slog.New(slog.DiscardHandler)}
+	s, err := newStack(ctx, e, &serveConfig{State: "memory", Notifier: "memory", MemoryCeiling: "64Mi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := embeddedManifests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Feature != nil && m.Feature.FQN == "shop.spend" {
+			if err := s.engine.Apply(ctx, m.Feature); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.server.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		s.close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func TestBench(t *testing.T) {
+	addr := startBenchStack(t)
+	o := &benchOptions{addr: addr, protocol: "connect", selector: "shop.spend+avg", keys: keysFlag{"card_id": "c1"},
+		concurrency: 4, connections: 2, duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond,
+		rate: 500, many: 10, output: "json", setup: true, rounds: 2}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	rep, err := bench(context.Background(), o, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if err := rep.err(); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Found || rep.GetResponseBytes == 0 || rep.GetManyResponseBytes <= rep.GetResponseBytes {
+		t.Errorf("setup: found=%v, Get %d B, GetMany %d B", rep.Found, rep.GetResponseBytes, rep.GetManyResponseBytes)
+	}
+	if len(rep.Phases) != 3 || len(rep.Targets) != 4 {
+		t.Fatalf("%d phases, %d targets; want 3 and 4", len(rep.Phases), len(rep.Targets))
+	}
+	for _, p := range rep.Phases {
+		for who, s := range map[string]benchStats{"baseline": p.Baseline, "osprey": p.Osprey} {
+			if s.Calls == 0 || s.Throughput <= 0 || s.Errors != 0 {
+				t.Errorf("%s %s %s: %d calls, %.0f/s, %d errors (%s)", p.Call, p.Loop, who, s.Calls, s.Throughput, s.Errors, s.FirstError)
+			}
+			if !(0 < s.P50US && s.P50US <= s.P99US && s.P99US <= s.P999US && s.P999US <= s.MaxUS) {
+				t.Errorf("%s %s %s: p50 %.0fµs, p99 %.0fµs, p99.9 %.0fµs, max %.0fµs", p.Call, p.Loop, who, s.P50US, s.P99US, s.P999US, s.MaxUS)
+			}
+			if p.Loop == "open" && !(0 < s.FromDueP50US && s.FromDueP50US <= s.FromDueP99US) {
+				t.Errorf("%s %s %s: from due p50 %.0fµs, p99 %.0fµs", p.Call, p.Loop, who, s.FromDueP50US, s.FromDueP99US)
+			}
+		}
+	}
+	for _, v := range rep.Targets {
+		if !(v.Ratio > 0) {
+			t.Errorf("%s: ratio %v", v.Target, v.Ratio)
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.writeText(&text)
+	t.Log("\n" + text.String())
+	for _, want := range []string{"Get closed c=4", "Get open 500/s", "GetMany 10×1 open 500/s", "osprey/baseline", "PASS"} {
+		if want == "PASS" {
+			if !strings.Contains(text.String(), "PASS") && !strings.Contains(text.String(), "FAIL") {
+				t.Errorf("no verdicts:\n%s", text.String())
+			}
+			continue
+		}
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+}
+
+func TestBenchHistogram(t *testing.T) {
+	h := newHistogram()
+	for i := 1; i <= 100_000; i++ {
+		h.record(time.Duration(i) * time.Microsecond) // 1µs … 100ms, uniform
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {0.999, 99900 * time.Microsecond}} {
+		got := h.quantile(c.q)
+		if d := float64(got-c.want) / float64(c.want); d < -0.01 || d > 0.01 {
+			t.Errorf("q%v = %v, want %v ± 1 %%", c.q, got, c.want)
+		}
+	}
+	for _, v := range []int64{0, 1, 255, 256, 257, 1000, 1 << 20, 1<<40 - 1, 1 << 41} {
+		i := histIndex(v)
+		if i < 0 || i >= histBuckets {
+			t.Fatalf("histIndex(%d) = %d out of range", v, i)
+		}
+		if v < 1<<40 {
+			if got := histValue(i); math64Abs(got-v) > v/128+1 {
+				t.Errorf("histValue(histIndex(%d)) = %d", v, got)
+			}
+		}
+	}
+	if h.max.Load() != int64(100*time.Millisecond) || h.mean() != 50000500*time.Nanosecond {
+		t.Errorf("max %v, mean %v", time.Duration(h.max.Load()), h.mean())
+	}
+}
+
+func math64Abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func TestBenchFlags(t *testing.T) {
+	var k keysFlag
+	if err := k.Set("a=1,b=2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Set("c=3"); err != nil {
+		t.Fatal(err)
+	}
+	if k.String() != "a=1,b=2,c=3" {
+		t.Errorf("keys %q", k.String())
+	}
+	if err := k.Set("nope"); err == nil {
+		t.Error("key without = accepted")
+	}
+	for in, want := range map[string]float64{"2000": 2000, "2000/s": 2000, "auto": 0, "0.5": 0.5} {
+		if got, err := parseRate(in); err != nil || got != want {
+			t.Errorf("parseRate(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := parseRate("-1"); err == nil {
+		t.Error("negative rate accepted")
+	}
+	if selectorFQN("fraud.amount+avg") != "fraud.amount" || selectorFQN("geo.city@-1") != "geo.city" || selectorFQN("x") != "x" {
+		t.Error("selectorFQN")
+	}
+	if code, _, errOut := runCLI(t, "", "bench", "--output", "yaml"); code != 1 || !strings.Contains(errOut, "--output") {
+		t.Errorf("bad --output: exit %d, %q", code, errOut)
+	}
+}
