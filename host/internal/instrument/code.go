@@ -1,0 +1,285 @@
+package instrument
+
+import "fmt"
+
+// Instruction decoding (https://webassembly.github.io/spec/core/binary/instructions.html).
+// Each opcode has an immediate class saying what follows it; scan uses it to step over the
+// immediates and find the loops.
+
+// Immediate classes.
+const (
+	immUnknown    = iota // not an opcode this package knows: an error
+	immNone              // no immediate
+	immBlock             // block type (block, if)
+	immLoop              // block type, and the check goes after it
+	immU32               // one u32 (indices, branch depths)
+	immU32U32            // two u32s
+	immBrTable           // vec(u32) u32
+	immSelectT           // vec(valtype)
+	immMemarg            // memarg: align (bit 6: a memory index follows), [memidx], offset
+	immS32               // i32.const
+	immS64               // i64.const
+	immF32               // 4 bytes
+	immF64               // 8 bytes
+	immHeapType          // ref.null: a heap type (one byte for funcref and externref)
+	immPrefixFC          // 0xFC: u32 sub-opcode (saturating truncation, bulk memory, tables)
+	immPrefixFD          // 0xFD: u32 sub-opcode (SIMD)
+	immPrefixFE          // 0xFE: u32 sub-opcode (threads)
+	immV128              // 16 bytes (v128.const, i8x16.shuffle)
+	immLane              // one lane-index byte
+	immMemargLane        // memarg and a lane-index byte
+	immFence             // one reserved 0x00 byte (atomic.fence)
+)
+
+// opcodes is the immediate class of every single-byte opcode.
+var opcodes = func() (t [256]uint8) {
+	set := func(lo, hi int, class uint8) {
+		for op := lo; op <= hi; op++ {
+			t[op] = class
+		}
+	}
+	set(0x00, 0x01, immNone)     // unreachable nop
+	set(0x02, 0x02, immBlock)    // block
+	set(0x03, 0x03, immLoop)     // loop
+	set(0x04, 0x04, immBlock)    // if
+	set(0x05, 0x05, immNone)     // else
+	set(0x0b, 0x0b, immNone)     // end
+	set(0x0c, 0x0d, immU32)      // br br_if
+	set(0x0e, 0x0e, immBrTable)  // br_table
+	set(0x0f, 0x0f, immNone)     // return
+	set(0x10, 0x10, immU32)      // call
+	set(0x11, 0x11, immU32U32)   // call_indirect typeidx tableidx
+	set(0x12, 0x12, immU32)      // return_call
+	set(0x13, 0x13, immU32U32)   // return_call_indirect
+	set(0x1a, 0x1b, immNone)     // drop select
+	set(0x1c, 0x1c, immSelectT)  // select t*
+	set(0x20, 0x24, immU32)      // local.get/set/tee global.get/set
+	set(0x25, 0x26, immU32)      // table.get/set
+	set(0x28, 0x3e, immMemarg)   // loads and stores
+	set(0x3f, 0x40, immU32)      // memory.size/grow memidx
+	set(0x41, 0x41, immS32)      // i32.const
+	set(0x42, 0x42, immS64)      // i64.const
+	set(0x43, 0x43, immF32)      // f32.const
+	set(0x44, 0x44, immF64)      // f64.const
+	set(0x45, 0xc4, immNone)     // numeric and sign-extension
+	set(0xd0, 0xd0, immHeapType) // ref.null
+	set(0xd1, 0xd1, immNone)     // ref.is_null
+	set(0xd2, 0xd2, immU32)      // ref.func
+	set(0xfc, 0xfc, immPrefixFC)
+	set(0xfd, 0xfd, immPrefixFD)
+	set(0xfe, 0xfe, immPrefixFE)
+	return t
+}()
+
+// opcodesFC is the immediate class of the 0xFC sub-opcodes.
+var opcodesFC = [...]uint8{
+	0: immNone, 1: immNone, 2: immNone, 3: immNone, // i32.trunc_sat_f32_s ... i32.trunc_sat_f64_u
+	4: immNone, 5: immNone, 6: immNone, 7: immNone, // i64.trunc_sat_*
+	8:  immU32U32, // memory.init dataidx memidx
+	9:  immU32,    // data.drop dataidx
+	10: immU32U32, // memory.copy memidx memidx
+	11: immU32,    // memory.fill memidx
+	12: immU32U32, // table.init elemidx tableidx
+	13: immU32,    // elem.drop elemidx
+	14: immU32U32, // table.copy tableidx tableidx
+	15: immU32,    // table.grow
+	16: immU32,    // table.size
+	17: immU32,    // table.fill
+}
+
+// opcodesFD is the immediate class of the 0xFD (SIMD) sub-opcodes 0-255. The gaps of the
+// specification's table (154, 162, ...) stay immUnknown, and so do the relaxed-SIMD
+// sub-opcodes (256 and up).
+var opcodesFD = func() (t [256]uint8) {
+	for op := range t {
+		t[op] = immNone
+	}
+	for op := 0; op <= 11; op++ {
+		t[op] = immMemarg // v128.load ... v128.store
+	}
+	t[12] = immV128 // v128.const
+	t[13] = immV128 // i8x16.shuffle
+	for op := 21; op <= 34; op++ {
+		t[op] = immLane // extract_lane and replace_lane
+	}
+	for op := 84; op <= 91; op++ {
+		t[op] = immMemargLane // v128.load8_lane ... v128.store64_lane
+	}
+	t[92] = immMemarg // v128.load32_zero
+	t[93] = immMemarg // v128.load64_zero
+	for _, op := range []int{154, 162, 165, 166, 175, 176, 178, 179, 180, 187, 194, 197, 198, 207, 208, 210, 211, 212, 226, 238} {
+		t[op] = immUnknown
+	}
+	return t
+}()
+
+// opcodeFE returns the immediate class of a 0xFE (threads) sub-opcode.
+func opcodeFE(sub uint32) uint8 {
+	switch {
+	case sub <= 0x02: // memory.atomic.notify, memory.atomic.wait32/64
+		return immMemarg
+	case sub == 0x03: // atomic.fence
+		return immFence
+	case sub >= 0x10 && sub <= 0x4e: // atomic loads, stores and read-modify-writes
+		return immMemarg
+	}
+	return immUnknown
+}
+
+// scan decodes the body of function fn, in[start:end] (locals and code), and records in
+// ins.inserts where the check goes: after the block type of every loop.
+func (ins *instrumenter) scan(fn uint64, start, end int) error {
+	b := ins.in
+	ins.inserts = ins.inserts[:0]
+
+	groups, pos := readU32(b, start, end)
+	for i := uint32(0); i < groups && pos >= 0; i++ {
+		pos = skipLEB(b, pos, end, maxU32LEB)
+		pos = skipValType(b, pos, end)
+	}
+	if pos < 0 {
+		return fmt.Errorf("instrument: function %d (byte offset %d): truncated or malformed locals", fn, start)
+	}
+
+	last := -1 // the last opcode
+	for pos < end {
+		at := pos
+		op := b[pos]
+		pos++
+		last = int(op)
+		switch opcodes[op] {
+		case immNone:
+		case immBlock:
+			pos = skipBlockType(b, pos, end)
+		case immLoop:
+			pos = skipBlockType(b, pos, end)
+			if pos >= 0 {
+				ins.inserts = append(ins.inserts, pos)
+			}
+		case immU32:
+			pos = skipLEB(b, pos, end, maxU32LEB)
+		case immU32U32:
+			pos = skipLEB(b, pos, end, maxU32LEB)
+			pos = skipLEB(b, pos, end, maxU32LEB)
+		case immBrTable:
+			var n uint32
+			n, pos = readU32(b, pos, end)
+			for i := uint64(0); i <= uint64(n) && pos >= 0; i++ { // n labels and the default
+				pos = skipLEB(b, pos, end, maxU32LEB)
+			}
+		case immSelectT:
+			var n uint32
+			n, pos = readU32(b, pos, end)
+			for i := uint32(0); i < n && pos >= 0; i++ {
+				pos = skipValType(b, pos, end)
+			}
+		case immMemarg:
+			pos = skipMemarg(b, pos, end)
+		case immS32:
+			pos = skipLEB(b, pos, end, 5)
+		case immS64:
+			pos = skipLEB(b, pos, end, 10)
+		case immF32:
+			pos = skipN(pos, end, 4)
+		case immF64:
+			pos = skipN(pos, end, 8)
+		case immHeapType:
+			pos = skipLEB(b, pos, end, maxU32LEB) // s33
+		case immPrefixFC, immPrefixFD, immPrefixFE:
+			var sub uint32
+			sub, pos = readU32(b, pos, end)
+			if pos < 0 {
+				break
+			}
+			class := uint8(immUnknown)
+			switch op {
+			case 0xfc:
+				if sub < uint32(len(opcodesFC)) {
+					class = opcodesFC[sub]
+				}
+			case 0xfd:
+				if sub < uint32(len(opcodesFD)) {
+					class = opcodesFD[sub]
+				}
+			case 0xfe:
+				class = opcodeFE(sub)
+			}
+			switch class {
+			case immNone:
+			case immU32:
+				pos = skipLEB(b, pos, end, maxU32LEB)
+			case immU32U32:
+				pos = skipLEB(b, pos, end, maxU32LEB)
+				pos = skipLEB(b, pos, end, maxU32LEB)
+			case immMemarg:
+				pos = skipMemarg(b, pos, end)
+			case immV128:
+				pos = skipN(pos, end, 16)
+			case immLane:
+				pos = skipByte(pos, end)
+			case immMemargLane:
+				pos = skipMemarg(b, pos, end)
+				pos = skipByte(pos, end)
+			case immFence:
+				pos = skipByte(pos, end)
+			default:
+				return fmt.Errorf("instrument: function %d: byte offset %d: unknown opcode %#02x %d", fn, at, op, sub)
+			}
+		default:
+			return fmt.Errorf("instrument: function %d: byte offset %d: unknown opcode %#02x", fn, at, op)
+		}
+		if pos < 0 {
+			return fmt.Errorf("instrument: function %d: byte offset %d: truncated or malformed immediate of opcode %#02x", fn, at, op)
+		}
+	}
+	if last != 0x0b {
+		return fmt.Errorf("instrument: function %d (byte offset %d): the body does not end with `end`", fn, start)
+	}
+	return nil
+}
+
+// skipBlockType skips the block type of a block, loop or if: 0x40 (empty), a value type, or
+// a non-negative s33 type index.
+func skipBlockType(b []byte, pos, end int) int {
+	if pos < end && b[pos] < 0x40 { // the common case: a type index below 64
+		return pos + 1
+	}
+	v, p := readS33(b, pos, end)
+	if p < 0 {
+		return -1
+	}
+	switch {
+	case v >= 0: // type index
+		return p
+	case v == -64: // 0x40: empty
+		return p
+	case v >= -5: // 0x7f..0x7b: i32 i64 f32 f64 v128
+		return p
+	case v == -16, v == -17, v == -23: // 0x70 funcref, 0x6f externref, 0x69 exnref
+		return p
+	case v == -29, v == -28: // 0x63 ref null, 0x64 ref: a heap type follows
+		return skipLEB(b, p, end, maxU32LEB)
+	}
+	return -1
+}
+
+// skipMemarg skips a memarg: the alignment exponent, a memory index if its bit 6 is set
+// (multi-memory), and the offset (up to 64 bits, for memory64).
+func skipMemarg(b []byte, pos, end int) int {
+	align, p := readU32(b, pos, end)
+	if p < 0 {
+		return -1
+	}
+	if align&0x40 != 0 {
+		p = skipLEB(b, p, end, maxU32LEB)
+	}
+	return skipLEB(b, p, end, 10)
+}
+
+// skipN skips n bytes.
+func skipN(pos, end, n int) int {
+	if pos < 0 || end-pos < n {
+		return -1
+	}
+	return pos + n
+}

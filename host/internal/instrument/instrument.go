@@ -1,0 +1,623 @@
+// Package instrument rewrites a WebAssembly module so that the host can stop it cheaply.
+//
+// wazero's WithCloseOnContextDone(true) makes every Wasm `loop` header call out to Go to ask
+// whether the module was closed; a call into a standard-Go guest then costs ~18 µs instead of
+// ~3 µs. Instrument compiles a much cheaper check into the module instead: a new mutable i32
+// global, exported as StopExport, that the host sets to 1 from another goroutine when the
+// call's deadline passes, and, at the head of every `loop`,
+//
+//	global.get $stop
+//	if
+//	  unreachable
+//	end
+//
+// so that the guest traps with "unreachable" at the next loop iteration. Wasm can only
+// branch backwards to a `loop`, so a guest that runs forever goes through a loop header
+// again and again, and sees the flag; unbounded recursion ends in stack exhaustion anyway.
+// A start function would run during instantiation, before the host can reach the global, so
+// modules with a start section are refused (guests initialise in _initialize, which the host
+// calls under a deadline).
+//
+// Instrument copies everything else byte for byte (types, imports, functions, tables,
+// memories, elements, data, data count and custom sections), except the DWARF custom
+// sections (".debug*"), whose code offsets the inserted checks would invalidate. No index
+// changes: the new global comes after all the existing ones.
+//
+// The rewrite is a single pass over the module; instructions are decoded (every opcode of
+// the core specification with its immediates, including SIMD, bulk memory, reference types,
+// tail calls, threads and multi-memory memargs) only to find the loops, and never
+// allocated. It does not validate the module beyond what that decoding needs: the runtime
+// does, when it compiles the result.
+package instrument
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+)
+
+// StopExport is the name of the exported global the host sets to 1 to stop the guest.
+const StopExport = "__osprey_stop"
+
+// Result reports what Instrument did.
+type Result struct {
+	// Wasm is the instrumented module (a new slice; the input is not modified).
+	Wasm []byte
+	// Loops is the number of loop instructions that got a stop check.
+	Loops int
+	// StopGlobal is the index of the stop global in the module's global index space: the
+	// number of imported plus defined globals of the input.
+	StopGlobal uint32
+	// StrippedSections lists, in module order, the names of the custom sections dropped
+	// because their contents refer to code offsets (DWARF, ".debug*").
+	StrippedSections []string
+}
+
+// Section ids of the binary format.
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
+)
+
+// External kinds of imports and exports.
+const (
+	kindFunc   = 0x00
+	kindTable  = 0x01
+	kindMemory = 0x02
+	kindGlobal = 0x03
+)
+
+// sectionRank is the position a non-custom section must take in a module (sections appear
+// at most once, in increasing rank), or 0 for an unknown or unsupported id.
+func sectionRank(id byte) int {
+	switch id {
+	case secType, secImport, secFunction, secTable, secMemory:
+		return int(id)
+	case secGlobal:
+		return 7 // after the tag section (13) of the exception-handling proposal, rank 6
+	case secExport:
+		return 8
+	case secStart:
+		return 9
+	case secElement:
+		return 10
+	case secDataCount:
+		return 11
+	case secCode:
+		return 12
+	case secData:
+		return 13
+	}
+	return 0
+}
+
+// hasVector reports whether a section's contents are a vector (a count, then the entries).
+func hasVector(id byte) bool {
+	switch id {
+	case secType, secImport, secFunction, secTable, secMemory, secGlobal, secExport, secElement, secCode, secData:
+		return true
+	}
+	return false
+}
+
+var (
+	rankGlobal = sectionRank(secGlobal)
+	rankExport = sectionRank(secExport)
+)
+
+// maxU32LEB is the longest unsigned LEB128 encoding of a u32.
+const maxU32LEB = 5
+
+// debugPrefix starts the names of the DWARF custom sections.
+var debugPrefix = []byte(".debug")
+
+// instrumenter holds the state of one Instrument call.
+type instrumenter struct {
+	in  []byte
+	out []byte
+
+	importedFuncs   uint32
+	importedGlobals uint32
+	funcs           uint32 // entries of the function section
+	haveFuncs       bool   // there is a function section
+	haveCode        bool   // there is a code section
+	globalDone      bool   // the stop global is defined (and stop is set)
+	exportDone      bool   // the stop global is exported
+	stop            uint32 // index of the stop global
+	check           []byte // the code inserted at every loop header
+	inserts         []int  // scratch: input offsets of the current body where check goes
+
+	loops    int
+	stripped []string
+}
+
+// Instrument returns a copy of a WebAssembly binary module (core specification, binary
+// format, version 1) in which
+//
+//   - a new global `(global (mut i32) (i32.const 0))` is appended to the global section
+//     (which is created, in its place in the section order, if the module has none); its
+//     index is the number of imported and defined globals, so no existing index changes;
+//   - that global is exported as StopExport (appended to the export section, or in a new
+//     one);
+//   - right after every `loop` instruction's block type, the code `global.get $stop; if;
+//     unreachable; end` (bytes 0x23 <uleb idx> 0x04 0x40 0x00 0x0B) is inserted;
+//   - function body and section sizes are recomputed;
+//   - custom sections whose names start with ".debug" (DWARF, whose code offsets would now
+//     be wrong) are dropped and listed in Result.StrippedSections; other custom sections
+//     (e.g. "name") are kept as they are.
+//
+// It returns an error for a malformed module (naming the function index and the byte
+// offset in the input, for an error in code), an unknown opcode (e.g. those of the
+// exception-handling proposals), a module that already exports StopExport, and a module
+// with a start section: a start function runs during instantiation, before the host can
+// reach the stop global.
+func Instrument(wasm []byte) (Result, error) {
+	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte{0x00, 'a', 's', 'm'}) {
+		return Result{}, fmt.Errorf("instrument: not a WebAssembly binary module (no \\0asm magic)")
+	}
+	if !bytes.Equal(wasm[4:8], []byte{0x01, 0x00, 0x00, 0x00}) {
+		return Result{}, fmt.Errorf("instrument: unsupported binary format version % x (want 01 00 00 00)", wasm[4:8])
+	}
+	ins := &instrumenter{in: wasm}
+	// The checks add a few bytes per loop (under 1% for Go guests); DWARF removal, more.
+	ins.out = make([]byte, 0, len(wasm)+len(wasm)/32+64)
+	ins.out = append(ins.out, wasm[:8]...)
+	if err := ins.sections(); err != nil {
+		return Result{}, err
+	}
+	return Result{Wasm: ins.out, Loops: ins.loops, StopGlobal: ins.stop, StrippedSections: ins.stripped}, nil
+}
+
+// sections walks the module's sections, copying or rewriting each.
+func (ins *instrumenter) sections() error {
+	in := ins.in
+	pos := 8
+	lastRank := 0
+	for pos < len(in) {
+		start := pos
+		id := in[pos]
+		size, p := readU32(in, pos+1, len(in))
+		if p < 0 {
+			return fmt.Errorf("instrument: section id %d at byte offset %d: truncated or malformed size", id, start)
+		}
+		if int64(size) > int64(len(in)-p) {
+			return fmt.Errorf("instrument: section id %d at byte offset %d: size %d runs past the end of the module (%d bytes left)", id, start, size, len(in)-p)
+		}
+		pos = p
+		end := p + int(size)
+		if id != secCustom {
+			rank := sectionRank(id)
+			if id == secTag {
+				return fmt.Errorf("instrument: section id 13 (tag, exception handling) at byte offset %d is not supported", start)
+			}
+			if rank == 0 {
+				return fmt.Errorf("instrument: unknown section id %d at byte offset %d", id, start)
+			}
+			if rank <= lastRank {
+				return fmt.Errorf("instrument: section id %d at byte offset %d is duplicated or out of order", id, start)
+			}
+			lastRank = rank
+			if err := ins.addMissing(rank); err != nil {
+				return err
+			}
+		}
+		if hasVector(id) {
+			// Every entry takes a byte at least. (The check also keeps a runtime that
+			// allocates by the declared count from allocating gigabytes for a tiny module.)
+			if n, p := readU32(in, pos, end); p >= 0 && int64(n) > int64(end-p) {
+				return fmt.Errorf("instrument: section id %d at byte offset %d: %d entries cannot fit in its %d bytes", id, start, n, end-p)
+			}
+		}
+		var err error
+		switch id {
+		case secCustom:
+			err = ins.custom(start, pos, end)
+		case secImport:
+			err = ins.imports(pos, end)
+			ins.out = append(ins.out, in[start:end]...)
+		case secFunction:
+			err = ins.functions(pos, end)
+			ins.out = append(ins.out, in[start:end]...)
+		case secGlobal:
+			err = ins.globals(pos, end)
+		case secExport:
+			err = ins.exports(pos, end)
+		case secStart:
+			err = fmt.Errorf("instrument: the module has a start section (byte offset %d): a start function is not allowed: initialise in _initialize", start)
+		case secCode:
+			err = ins.code(pos, end)
+		default: // type, table, memory, element, data count, data
+			ins.out = append(ins.out, in[start:end]...)
+		}
+		if err != nil {
+			return err
+		}
+		pos = end
+	}
+	if err := ins.addMissing(math.MaxInt); err != nil {
+		return err
+	}
+	if ins.haveFuncs && ins.funcs > 0 && !ins.haveCode {
+		return fmt.Errorf("instrument: the function section declares %d functions but there is no code section", ins.funcs)
+	}
+	return nil
+}
+
+// addMissing creates the global and export sections, if the module has none, before a
+// section of the given rank.
+func (ins *instrumenter) addMissing(rank int) error {
+	if !ins.globalDone && rank > rankGlobal {
+		ins.defineStop(ins.importedGlobals)
+		at := ins.beginSection(secGlobal)
+		ins.out = append(ins.out, 1)
+		ins.out = appendStopGlobal(ins.out)
+		if err := ins.endSection(at); err != nil {
+			return err
+		}
+	}
+	if !ins.exportDone && rank > rankExport {
+		ins.exportDone = true
+		at := ins.beginSection(secExport)
+		ins.out = append(ins.out, 1)
+		ins.out = ins.appendStopExport(ins.out)
+		if err := ins.endSection(at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// defineStop records the index of the stop global and prepares the check.
+func (ins *instrumenter) defineStop(idx uint32) {
+	ins.globalDone = true
+	ins.stop = idx
+	ins.check = append([]byte{0x23}, appendU32(nil, idx)...) // global.get idx
+	ins.check = append(ins.check, 0x04, 0x40, 0x00, 0x0b)    // if (empty) unreachable end
+}
+
+// appendStopGlobal appends `(global (mut i32) (i32.const 0))`.
+func appendStopGlobal(b []byte) []byte {
+	return append(b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+}
+
+// appendStopExport appends the export of the stop global.
+func (ins *instrumenter) appendStopExport(b []byte) []byte {
+	b = appendU32(b, uint32(len(StopExport)))
+	b = append(b, StopExport...)
+	b = append(b, kindGlobal)
+	return appendU32(b, ins.stop)
+}
+
+// beginSection starts a section whose size is not known yet: it appends the id and room for
+// the longest size encoding, and returns where the contents start.
+func (ins *instrumenter) beginSection(id byte) int {
+	ins.out = append(ins.out, id, 0, 0, 0, 0, 0)
+	return len(ins.out)
+}
+
+// endSection writes the size of the section begun at `at` (the start of its contents) and
+// closes the gap left for it.
+func (ins *instrumenter) endSection(at int) error {
+	size := len(ins.out) - at
+	if size > math.MaxUint32 {
+		return fmt.Errorf("instrument: section id %d of the output is too large (%d bytes)", ins.out[at-maxU32LEB-1], size)
+	}
+	var enc [maxU32LEB]byte
+	n := len(appendU32(enc[:0], uint32(size)))
+	dst := at - maxU32LEB + n
+	copy(ins.out[dst:], ins.out[at:])
+	copy(ins.out[at-maxU32LEB:], enc[:n])
+	ins.out = ins.out[:len(ins.out)-(maxU32LEB-n)]
+	return nil
+}
+
+// custom copies a custom section, unless it is DWARF.
+func (ins *instrumenter) custom(start, pos, end int) error {
+	in := ins.in
+	n, p := readU32(in, pos, end)
+	if p < 0 || int64(n) > int64(end-p) {
+		return fmt.Errorf("instrument: custom section at byte offset %d: truncated or malformed name", start)
+	}
+	name := in[p : p+int(n)]
+	if bytes.HasPrefix(name, debugPrefix) {
+		ins.stripped = append(ins.stripped, string(name))
+		return nil
+	}
+	ins.out = append(ins.out, in[start:end]...)
+	return nil
+}
+
+// imports counts the imported functions and globals.
+func (ins *instrumenter) imports(pos, end int) error {
+	in := ins.in
+	count, p := readU32(in, pos, end)
+	if p < 0 {
+		return fmt.Errorf("instrument: import section at byte offset %d: truncated or malformed count", pos)
+	}
+	for i := uint32(0); i < count; i++ {
+		at := p
+		p = skipName(in, p, end)
+		p = skipName(in, p, end)
+		if p < 0 || p >= end {
+			return fmt.Errorf("instrument: import %d at byte offset %d: truncated or malformed name", i, at)
+		}
+		kind := in[p]
+		p++
+		switch kind {
+		case kindFunc:
+			p = skipLEB(in, p, end, maxU32LEB)
+			ins.importedFuncs++
+		case kindTable:
+			p = skipValType(in, p, end)
+			p = skipLimits(in, p, end)
+		case kindMemory:
+			p = skipLimits(in, p, end)
+		case kindGlobal:
+			p = skipValType(in, p, end)
+			if p >= 0 {
+				p = skipByte(p, end) // mutability
+			}
+			ins.importedGlobals++
+		default:
+			return fmt.Errorf("instrument: import %d at byte offset %d: unsupported import kind %#x", i, at, kind)
+		}
+		if p < 0 {
+			return fmt.Errorf("instrument: import %d at byte offset %d: truncated or malformed description", i, at)
+		}
+	}
+	if p != end {
+		return fmt.Errorf("instrument: import section at byte offset %d: %d bytes left over after %d imports", pos, end-p, count)
+	}
+	return nil
+}
+
+// functions reads the number of functions the module defines.
+func (ins *instrumenter) functions(pos, end int) error {
+	in := ins.in
+	count, p := readU32(in, pos, end)
+	for i := uint32(0); i < count && p >= 0; i++ {
+		p = skipLEB(in, p, end, maxU32LEB)
+	}
+	if p != end {
+		return fmt.Errorf("instrument: function section at byte offset %d: truncated or malformed", pos)
+	}
+	ins.haveFuncs = true
+	ins.funcs = count
+	return nil
+}
+
+// globals rewrites the global section with the stop global appended. The existing globals
+// are copied as they are.
+func (ins *instrumenter) globals(pos, end int) error {
+	count, p := readU32(ins.in, pos, end)
+	if p < 0 {
+		return fmt.Errorf("instrument: global section at byte offset %d: truncated or malformed count", pos)
+	}
+	idx := uint64(ins.importedGlobals) + uint64(count)
+	if idx >= math.MaxUint32 {
+		return fmt.Errorf("instrument: global section at byte offset %d: too many globals (%d)", pos, idx)
+	}
+	ins.defineStop(uint32(idx))
+	at := ins.beginSection(secGlobal)
+	ins.out = appendU32(ins.out, count+1)
+	ins.out = append(ins.out, ins.in[p:end]...)
+	ins.out = appendStopGlobal(ins.out)
+	return ins.endSection(at)
+}
+
+// exports rewrites the export section with the stop global's export appended, after
+// checking that the name is free.
+func (ins *instrumenter) exports(pos, end int) error {
+	in := ins.in
+	count, p := readU32(in, pos, end)
+	if p < 0 || count == math.MaxUint32 {
+		return fmt.Errorf("instrument: export section at byte offset %d: truncated or malformed count", pos)
+	}
+	body := p
+	for i := uint32(0); i < count; i++ {
+		at := p
+		n, q := readU32(in, p, end)
+		if q < 0 || int64(n) > int64(end-q) {
+			return fmt.Errorf("instrument: export %d at byte offset %d: truncated or malformed name", i, at)
+		}
+		if string(in[q:q+int(n)]) == StopExport {
+			return fmt.Errorf("instrument: the module already exports %q (export %d at byte offset %d)", StopExport, i, at)
+		}
+		p = skipByte(q+int(n), end) // kind
+		p = skipLEB(in, p, end, maxU32LEB)
+		if p < 0 {
+			return fmt.Errorf("instrument: export %d at byte offset %d: truncated or malformed", i, at)
+		}
+	}
+	if p != end {
+		return fmt.Errorf("instrument: export section at byte offset %d: %d bytes left over after %d exports", pos, end-p, count)
+	}
+	ins.exportDone = true
+	at := ins.beginSection(secExport)
+	ins.out = appendU32(ins.out, count+1)
+	ins.out = append(ins.out, in[body:end]...)
+	ins.out = ins.appendStopExport(ins.out)
+	return ins.endSection(at)
+}
+
+// code rewrites the code section, inserting the check at every loop header.
+func (ins *instrumenter) code(pos, end int) error {
+	in := ins.in
+	ins.haveCode = true
+	count, p := readU32(in, pos, end)
+	if p < 0 {
+		return fmt.Errorf("instrument: code section at byte offset %d: truncated or malformed count", pos)
+	}
+	if count != ins.funcs {
+		return fmt.Errorf("instrument: the code section has %d function bodies but the function section declares %d", count, ins.funcs)
+	}
+	at := ins.beginSection(secCode)
+	ins.out = appendU32(ins.out, count)
+	for i := uint32(0); i < count; i++ {
+		fn := uint64(ins.importedFuncs) + uint64(i)
+		size, q := readU32(in, p, end)
+		if q < 0 || int64(size) > int64(end-q) {
+			return fmt.Errorf("instrument: function %d (byte offset %d): truncated or malformed body size", fn, p)
+		}
+		bodyEnd := q + int(size)
+		if err := ins.scan(fn, q, bodyEnd); err != nil {
+			return err
+		}
+		newSize := uint64(size) + uint64(len(ins.inserts))*uint64(len(ins.check))
+		if newSize > math.MaxUint32 {
+			return fmt.Errorf("instrument: function %d (byte offset %d): instrumented body too large", fn, p)
+		}
+		ins.out = appendU32(ins.out, uint32(newSize))
+		last := q
+		for _, off := range ins.inserts {
+			ins.out = append(ins.out, in[last:off]...)
+			ins.out = append(ins.out, ins.check...)
+			last = off
+		}
+		ins.out = append(ins.out, in[last:bodyEnd]...)
+		ins.loops += len(ins.inserts)
+		p = bodyEnd
+	}
+	if p != end {
+		return fmt.Errorf("instrument: code section at byte offset %d: %d bytes left over after %d function bodies", pos, end-p, count)
+	}
+	return ins.endSection(at)
+}
+
+// LEB128 and other primitive decoders. They take the input, a position and the end of the
+// enclosing section or body, and return the position after what they read, or -1 if it is
+// truncated or malformed. They also accept -1 as a position, to chain them.
+
+// readU32 decodes an unsigned LEB128 u32.
+func readU32(b []byte, pos, end int) (uint32, int) {
+	if pos < 0 {
+		return 0, -1
+	}
+	var v uint32
+	for shift := uint(0); shift < 35; shift += 7 {
+		if pos >= end {
+			return 0, -1
+		}
+		c := b[pos]
+		pos++
+		if shift == 28 && c > 0x0f {
+			return 0, -1 // more than 32 bits, or a sixth byte
+		}
+		v |= uint32(c&0x7f) << shift
+		if c < 0x80 {
+			return v, pos
+		}
+	}
+	return 0, -1
+}
+
+// readS33 decodes a signed LEB128 of at most 33 bits (block types, heap types).
+func readS33(b []byte, pos, end int) (int64, int) {
+	if pos < 0 {
+		return 0, -1
+	}
+	var v int64
+	for shift := uint(0); shift < 35; shift += 7 {
+		if pos >= end {
+			return 0, -1
+		}
+		c := b[pos]
+		pos++
+		v |= int64(c&0x7f) << shift
+		if c < 0x80 {
+			if c&0x40 != 0 {
+				v |= -1 << (shift + 7) // sign-extend
+			}
+			return v, pos
+		}
+	}
+	return 0, -1
+}
+
+// skipLEB skips a LEB128 number of at most maxBytes bytes.
+func skipLEB(b []byte, pos, end, maxBytes int) int {
+	if pos < 0 {
+		return -1
+	}
+	for range maxBytes {
+		if pos >= end {
+			return -1
+		}
+		c := b[pos]
+		pos++
+		if c < 0x80 {
+			return pos
+		}
+	}
+	return -1
+}
+
+// skipByte skips one byte.
+func skipByte(pos, end int) int {
+	if pos < 0 || pos >= end {
+		return -1
+	}
+	return pos + 1
+}
+
+// skipName skips a name (a u32 length and that many bytes).
+func skipName(b []byte, pos, end int) int {
+	n, p := readU32(b, pos, end)
+	if p < 0 || int64(n) > int64(end-p) {
+		return -1
+	}
+	return p + int(n)
+}
+
+// skipLimits skips the limits of a table or memory type: a flags byte (bit 0: a maximum
+// follows; bit 1: shared; bit 2: 64-bit), the minimum and the optional maximum.
+func skipLimits(b []byte, pos, end int) int {
+	if pos < 0 || pos >= end {
+		return -1
+	}
+	flags := b[pos]
+	if flags > 0x07 {
+		return -1
+	}
+	pos = skipLEB(b, pos+1, end, 10)
+	if flags&0x01 != 0 {
+		pos = skipLEB(b, pos, end, 10)
+	}
+	return pos
+}
+
+// skipValType skips a value type: one byte, or a reference type prefix (0x63 ref null,
+// 0x64 ref) and its heap type (function-references proposal).
+func skipValType(b []byte, pos, end int) int {
+	if pos < 0 || pos >= end {
+		return -1
+	}
+	switch b[pos] {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x69: // i32 i64 f32 f64 v128 funcref externref exnref
+		return pos + 1
+	case 0x63, 0x64:
+		return skipLEB(b, pos+1, end, maxU32LEB) // s33 heap type
+	}
+	return -1
+}
+
+// appendU32 appends v in unsigned LEB128.
+func appendU32(b []byte, v uint32) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
