@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -34,6 +35,7 @@ type instance struct {
 	// stop is the instrumented module's stop global (nil in the other stop modes); once
 	// set, the instance traps at its next loop header and is never used again.
 	stop     api.MutableGlobal
+	timer    *time.Timer // sets stop when a call's deadline passes; created once, Reset per call
 	poisoned bool
 
 	// Set for the duration of a call (host functions read them).
@@ -93,13 +95,23 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 }
 
 // arm makes the end of ctx stop the instance's guest code (in the instrumented stop mode;
-// wazero's own mode watches ctx itself). The returned func disarms; if the stop already
+// wazero's own mode watches ctx itself). A deadline is armed on the instance's own timer —
+// created once, Reset per call, no allocation; a context that can be cancelled but has no
+// deadline falls back to context.AfterFunc. The returned func disarms; if the stop already
 // fired, the instance is poisoned and will be discarded.
 func (inst *instance) arm(ctx context.Context) (disarm func()) {
 	if inst.stop == nil || ctx.Done() == nil {
-		return func() {}
+		return noDisarm
 	}
-	cancel := context.AfterFunc(ctx, func() { inst.stop.Set(1) })
+	if deadline, ok := ctx.Deadline(); ok {
+		if inst.timer == nil {
+			inst.timer = time.AfterFunc(time.Hour, inst.stopNow)
+			inst.timer.Stop()
+		}
+		inst.timer.Reset(time.Until(deadline))
+		return inst.disarmTimer
+	}
+	cancel := context.AfterFunc(ctx, inst.stopNow)
 	return func() {
 		if !cancel() {
 			inst.poisoned = true
@@ -107,7 +119,20 @@ func (inst *instance) arm(ctx context.Context) (disarm func()) {
 	}
 }
 
+func noDisarm() {}
+
+func (inst *instance) stopNow() { inst.stop.Set(1) }
+
+func (inst *instance) disarmTimer() {
+	if !inst.timer.Stop() {
+		inst.poisoned = true
+	}
+}
+
 func (inst *instance) close() {
+	if inst.timer != nil {
+		inst.timer.Stop()
+	}
 	inst.m.h.instances.Delete(inst.mod)
 	inst.mod.Close(context.Background())
 }
