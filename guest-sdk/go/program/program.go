@@ -88,25 +88,35 @@ func serve(b, input []byte) []byte {
 	if msg := core.CheckValue(res.Value); msg != "" {
 		return abi.AppendErrorResponse(b, abi.StatusError, "program returned "+msg)
 	}
-	r := abi.ProgramResult{Value: res.Value}
+	// The response is encoded field by field rather than through an abi.ProgramResult:
+	// inside a Go guest, building that struct (an abi.Value of some 200 bytes) and passing
+	// its address costs a heap copy on every call (RATIONALE.md, "Go guests").
+	var flags uint8
 	if res.Keys != nil {
 		if msg := core.CheckKeys(res.Keys); msg != "" {
 			return abi.AppendErrorResponse(b, abi.StatusError, "program returned keys with a "+msg)
 		}
-		r.HasKeys, r.Keys = true, res.Keys
+		flags |= abi.FlagKeys
 	}
+	var ts int64
 	if !res.Timestamp.IsZero() {
-		// Only a time within a second of the int64 range's ends needs the exact (and, in a
-		// guest, slower) comparison.
 		if sec := res.Timestamp.Unix(); (sec <= minSec || sec >= maxSec) &&
 			(res.Timestamp.Before(minTime) || res.Timestamp.After(maxTime)) {
 			return abi.AppendErrorResponse(b, abi.StatusError, "program returned timestamp "+
 				res.Timestamp.Format(time.RFC3339)+", outside the years 1678 to 2262")
 		}
-		r.HasTimestamp, r.Timestamp = true, res.Timestamp.UnixNano()
+		flags |= abi.FlagTimestamp
+		ts = res.Timestamp.UnixNano()
 	}
 	start := len(b)
-	b = abi.AppendProgramResult(b, &r)
+	b = abi.AppendValue(append(b, abi.StatusOK), res.Value)
+	b = append(b, flags)
+	if flags&abi.FlagKeys != 0 {
+		b = abi.AppendKeys(b, res.Keys)
+	}
+	if flags&abi.FlagTimestamp != 0 {
+		b = abi.AppendI64(b, ts)
+	}
 	if n := len(b) - start; n > abi.MaxMessageSize {
 		return abi.AppendErrorResponse(b[:start], abi.StatusError, "program response of "+strconv.Itoa(n)+
 			" bytes exceeds the limit of "+strconv.Itoa(abi.MaxMessageSize))
