@@ -70,6 +70,9 @@ func (c *clientFlags) dial() (*clients, error) {
 		opts = append(opts, connect.WithInterceptors(bearer(c.token)))
 	}
 	hc := h2cClient()
+	if c.protocol == "grpc" {
+		hc = h2cOnlyClient() // gRPC needs HTTP/2; net/http speaks h2c only with HTTP/1 off
+	}
 	return &clients{
 		engine:   ospreyv1connect.NewEngineServiceClient(hc, addr, opts...),
 		registry: ospreyv1connect.NewRegistryServiceClient(hc, addr, opts...),
@@ -78,7 +81,14 @@ func (c *clientFlags) dial() (*clients, error) {
 	}, nil
 }
 
-// h2cClient speaks HTTP/2 without TLS (for gRPC) and HTTP/1.1.
+// h2cOnlyClient speaks HTTP/2 without TLS (prior knowledge), for gRPC.
+func h2cOnlyClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &protocols, MaxIdleConnsPerHost: 256}}
+}
+
+// h2cClient speaks HTTP/1.1 (Connect and gRPC-Web; net/http prefers it when both are on).
 func h2cClient() *http.Client {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
