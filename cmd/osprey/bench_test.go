@@ -6,9 +6,17 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"os"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 )
 
 // startBenchStack serves an in-process host (in-memory state, the sourceless example
@@ -172,4 +180,45 @@ func TestBenchFlags(t *testing.T) {
 	if code, _, errOut := runCLI(t, "", "bench", "--output", "yaml"); code != 1 || !strings.Contains(errOut, "--output") {
 		t.Errorf("bad --output: exit %d, %q", code, errOut)
 	}
+}
+
+// TestBenchProfile profiles the server's read path in this process, which the host (no
+// pprof endpoint) cannot be: OSPREY_BENCH_PROFILE=cpu.out go test -run TestBenchProfile
+// ./cmd/osprey, then go tool pprof -top cpu.out. The client's work is in the profile too.
+func TestBenchProfile(t *testing.T) {
+	out := os.Getenv("OSPREY_BENCH_PROFILE")
+	if out == "" {
+		t.Skip("set OSPREY_BENCH_PROFILE=FILE to profile the read path")
+	}
+	addr := startBenchStack(t)
+	o := &benchOptions{addr: addr, protocol: "connect", connections: 1}
+	target, err := newBenchTarget("osprey", addr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.close()
+	ctx := context.Background()
+	keys := map[string]string{"card_id": "c1"}
+	if _, err := target.clients[0].Update(ctx, connect.NewRequest(&ospreyv1.UpdateRequest{Fqn: "shop.spend", Keys: keys,
+		Value: structpb.NewNumberValue(1)})); err != nil {
+		t.Fatal(err)
+	}
+	call := getCall(&ospreyv1.GetRequest{Selector: "shop.spend+avg", Keys: keys})
+	if os.Getenv("OSPREY_BENCH_PROFILE_MANY") != "" {
+		call = getManyCall(&ospreyv1.GetManyRequest{Selectors: slices.Repeat([]string{"shop.spend+avg"}, 50),
+			Entities: []*ospreyv1.Entity{{Keys: keys}}})
+	}
+	closedLoop(ctx, target, call, 8, 500*time.Millisecond)
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	res := closedLoop(ctx, target, call, 8, 5*time.Second)
+	pprof.StopCPUProfile()
+	st := res.stats(false)
+	t.Logf("%.0f calls/s, p50 %.0fµs, p99 %.0fµs, %d errors", st.Throughput, st.P50US, st.P99US, st.Errors)
 }

@@ -5,15 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 )
-
-func newRequest(ctx context.Context, url string) (*http.Request, error) {
-	return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-}
 
 // runDev is the embedded default: `osprey serve` with in-process state and notifier, a
 // local data directory, and the examples built and applied.

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -259,21 +258,4 @@ func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) er
 		return nil
 	}
 	return err
-}
-
-// waitReady polls /healthz until the server answers.
-func waitReady(ctx context.Context, addr string) error {
-	hc := h2cClient()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		req, _ := newRequest(ctx, "http://"+addr+"/healthz")
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("the server at %s did not become ready", addr)
 }
