@@ -44,6 +44,10 @@ const DefaultMaxMessageBytes = 32 << 20
 // once its context is done.
 const DefaultShutdownTimeout = 30 * time.Second
 
+// compressMinBytes is the smallest response the server compresses (when the client accepts
+// it): below a few KB gzip costs more CPU than the bytes it saves on any network.
+const compressMinBytes = 4096
+
 // requestSlack is what a request body may hold beyond its largest message: the framing of
 // the gRPC and Connect envelopes, and the few small messages of a reflection stream.
 const requestSlack = 1 << 20
@@ -184,6 +188,9 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 	opts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(s.maxBytes),
+		// Compress only responses worth it: gzip of a 42-byte Get answer cost 56 % of the
+		// server's CPU (each compression resets ~640 KB of flate tables; BENCHMARKS.md).
+		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithRecover(s.recovered),
 		connect.WithInterceptors(logInterceptor{s.log}),
 	}

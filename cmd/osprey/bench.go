@@ -105,6 +105,12 @@ response, so both send the same bytes), with the same load, in the same run:
 Each loop runs --duration per target, in rounds that alternate between the two. Prints the
 ratios and the issue's targets (PASS/FAIL); exits 1 only when more than 1 % of calls fail.
 
+Open-loop latency counts from the call's due time when the in-flight cap held it back (so
+a slow server's backlog is counted), else from its actual send: Go's timers wake up to
+~1 ms late, which is the generator's noise. The from-due figures and the send lag are
+printed too. --baseline-process serves the baseline from a child process instead, which,
+like the host, then has to be woken across processes.
+
 Flags:`)
 		fs.PrintDefaults()
 	}
