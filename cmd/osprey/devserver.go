@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,31 +13,16 @@ import (
 // local data directory, and the examples built and applied.
 func runDev(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
 	var c serveConfig
 	cfgFile := c.register(fs, ".osprey")
 	examplesDir := fs.String("examples", "examples", "directory of example manifests and Go guests to build and apply")
 	var files multiFlag
 	fs.Var(&files, "f", "also apply the manifests in this file or directory (repeatable)")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey dev [flags]\n\nRuns the embedded default: the API on one port with in-process state and notifier, a local\ndata directory (.osprey), and the examples built (Go guests, with the Go toolchain) and applied.\n\nFlags:")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := c.resolve(fs, *cfgFile); err != nil {
-		return err
-	}
-	s, err := newStack(ctx, e, &c)
+	s, ln, err := startServing(ctx, e, fs, &c, cfgFile, "Usage: osprey dev [flags]\n\nRuns the embedded default: the API on one port with in-process state and notifier, a local\ndata directory (.osprey), and the examples built (Go guests, with the Go toolchain) and applied.", args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
-	}
 	addr := ln.Addr().String()
 	served := make(chan error, 1)
 	sctx, stop := context.WithCancel(ctx)

@@ -223,30 +223,42 @@ func hostSize(s string) (int, error) {
 	return n * mult, nil
 }
 
-func runServe(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// startServing parses a serving command's flags (those of serveConfig plus any the caller
+// added to fs), resolves the config file and environment, builds the stack and listens.
+// The caller closes the stack.
+func startServing(ctx context.Context, e *env, fs *flag.FlagSet, c *serveConfig, cfgFile *string, usage string, args []string) (*stack, net.Listener, error) {
 	fs.SetOutput(e.stderr)
-	var c serveConfig
-	cfgFile := c.register(fs, "")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey serve [flags]\n\nServes the Osprey API (Connect, gRPC, gRPC-Web) on one port.\n\nFlags:")
+		fmt.Fprintln(e.stderr, usage+"\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := c.resolve(fs, *cfgFile); err != nil {
-		return err
+		return nil, nil, err
 	}
-	s, err := newStack(ctx, e, &c)
+	s, err := newStack(ctx, e, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		s.close()
+		return nil, nil, err
+	}
+	return s, ln, nil
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c serveConfig
+	cfgFile := c.register(fs, "")
+	s, ln, err := startServing(ctx, e, fs, &c, cfgFile, "Usage: osprey serve [flags]\n\nServes the Osprey API (Connect, gRPC, gRPC-Web) on one port.", args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
-	}
 	e.log.Info("serving", "addr", "http://"+ln.Addr().String(), "state", c.State, "notifier", c.Notifier)
 	s.server.SetReady(true)
 	return serveUntilDone(ctx, s.server, ln)
