@@ -79,6 +79,12 @@ func BenchmarkGoGuestCall10Fields(b *testing.B) {
 	benchProgram(b, buildGuest(b, "host/testdata/guests/noop"))
 }
 
+// BenchmarkGoGuestRawABI: a Go guest written against the ABI without the SDK, returning a
+// constant: the boundary's share of BenchmarkGoGuestCall10Fields (host path + Go's export).
+func BenchmarkGoGuestRawABI(b *testing.B) {
+	benchProgram(b, buildGuest(b, "host/testdata/guests/raw"))
+}
+
 // BenchmarkGoGuestCall10FieldsWazeroStop: the same with wazero's termination checks, which
 // call out to Go at every loop header the guest runs.
 func BenchmarkGoGuestCall10FieldsWazeroStop(b *testing.B) {
