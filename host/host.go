@@ -213,7 +213,7 @@ func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtimeForLimit, 
 func (h *Host) memoryLimit(cfg map[string]string, path string) (uint32, error) {
 	n := DefaultMemoryLimit
 	if s, ok := cfg["memoryLimit"]; ok {
-		v, err := parseSize(s)
+		v, err := ParseSize(s)
 		if err != nil {
 			return 0, fmt.Errorf("%s.memoryLimit: %w", path, err)
 		}
@@ -228,7 +228,9 @@ func (h *Host) memoryLimit(cfg map[string]string, path string) (uint32, error) {
 	return uint32(n / pageSize), nil
 }
 
-func parseSize(s string) (int, error) {
+// ParseSize parses a memory size: a number of bytes, or a number with Ki, Mi or Gi (KiB,
+// MiB, GiB), e.g. 32Mi.
+func ParseSize(s string) (int, error) {
 	mult := 1
 	num := strings.TrimSpace(s)
 	for _, u := range []struct {

@@ -181,7 +181,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if s.notifier, err = plugins.NewNotifier(ctx, c.Notifier, notifierCfg); err != nil {
 		return fail(err)
 	}
-	ceiling, err := hostSize(c.MemoryCeiling)
+	ceiling, err := host.ParseSize(c.MemoryCeiling)
 	if err != nil {
 		return fail(fmt.Errorf("memory-ceiling: %w", err))
 	}
@@ -209,19 +209,6 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	return s, nil
 }
 
-func hostSize(s string) (int, error) {
-	mult := 1
-	for suffix, m := range map[string]int{"Gi": 1 << 30, "Mi": 1 << 20, "Ki": 1 << 10} {
-		if strings.HasSuffix(s, suffix) {
-			s, mult = strings.TrimSuffix(s, suffix), m
-		}
-	}
-	var n int
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size such as 64Mi", s)
-	}
-	return n * mult, nil
-}
 
 // startServing parses a serving command's flags (those of serveConfig plus any the caller
 // added to fs), resolves the config file and environment, builds the stack and listens.
