@@ -209,7 +209,6 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	return s, nil
 }
 
-
 // startServing parses a serving command's flags (those of serveConfig plus any the caller
 // added to fs), resolves the config file and environment, builds the stack and listens.
 // The caller closes the stack.
