@@ -4,39 +4,30 @@
 // whether the module was closed, which makes a call into a standard-Go guest several times
 // slower (a raw call of the noop Go guest's osprey_program: ~7.6 µs with it, ~1.3 µs
 // without, ~1.6 µs instrumented). Instrument compiles a much cheaper check into the module
-// instead: a new mutable i32 global, exported as StopExport, that the host sets to 1 from
-// another goroutine when the call's deadline passes, and, at the head of every `loop`,
+// instead: two new mutable i32 globals — a stop flag, exported as StopExport, that the host
+// sets to 1 from another goroutine when the call's deadline passes, and a countdown — and, at
+// the head of every `loop`, the code checkFor returns: the countdown is decremented, and every
+// SafePointInterval iterations a safe point runs `memory.grow 0` and tests the flag, trapping
+// with "unreachable" when it is set. Wasm can only branch backwards to a `loop`, so a guest
+// that runs forever passes safe points again and again; unbounded recursion ends in stack
+// exhaustion anyway.
 //
-//	global.get $stop
-//	if
-//	  unreachable
-//	end
+// The safe point's `memory.grow 0` is there because Go cannot preempt a goroutine that runs
+// compiled Wasm: a stop-the-world GC starting while a guest spins would wait for it forever,
+// and with it the goroutine that would set the flag. wazero runs memory.grow in Go, so the GC
+// gets in at every safe point (TestGCDuringSpin). Modules without a memory (which the host
+// refuses anyway) get the bare flag test instead.
 //
-// so that the guest traps with "unreachable" at the next loop iteration. Wasm can only
-// branch backwards to a `loop`, so a guest that runs forever goes through a loop header
-// again and again, and sees the flag; unbounded recursion ends in stack exhaustion anyway.
 // A start function would run during instantiation, before the host can reach the global, so
 // modules with a start section are refused (guests initialise in _initialize, which the host
-// calls under a deadline).
-//
-// The host finds the global with api.Module.ExportedGlobal(StopExport), an
-// api.MutableGlobal; once it is set, the call fails with a trap whose message contains
-// "unreachable". A flag set just as a call returns would stop the next call at once, so the
-// host must set it back to 0 before reusing the instance (or discard the instance, as it
-// does after any trap).
-//
-// Caveat: Go cannot preempt a goroutine that runs compiled Wasm. Without wazero's
-// WithCloseOnContextDone, whose loop-header check exits to Go, a guest that spins in a loop
-// without calling the host never gives its goroutine back; if a garbage collection starts
-// its stop-the-world phase meanwhile, every goroutine stops until the guest returns,
-// including the one that would set the stop global: the process hangs for good (see
-// TestHazardGCDuringSpin). A periodic exit to Go (e.g. `memory.grow 0` every 2^16 loop
-// iterations, which wazero runs in Go) would bound that wait.
+// calls under a deadline). The host finds the flag with api.Module.ExportedGlobal(StopExport);
+// a flag set just as a call returns would stop the next call, so the host discards an
+// instance whose stop fired.
 //
 // Instrument copies everything else byte for byte (types, imports, functions, tables,
 // memories, elements, data, data count and custom sections), except the DWARF custom
 // sections (".debug*"), whose code offsets the inserted checks would invalidate. No index
-// changes: the new global comes after all the existing ones.
+// changes: the new globals come after all the existing ones.
 //
 // The rewrite is a single pass over the module; instructions are decoded (every opcode of
 // the core specification with its immediates, including SIMD, bulk memory, reference types,
@@ -162,13 +153,13 @@ type instrumenter struct {
 // Instrument returns a copy of a WebAssembly binary module (core specification, binary
 // format, version 1) in which
 //
-//   - a new global `(global (mut i32) (i32.const 0))` is appended to the global section
-//     (which is created, in its place in the section order, if the module has none); its
-//     index is the number of imported and defined globals, so no existing index changes;
-//   - that global is exported as StopExport (appended to the export section, or in a new
-//     one);
-//   - right after every `loop` instruction's block type, the code `global.get $stop; if;
-//     unreachable; end` (bytes 0x23 <uleb idx> 0x04 0x40 0x00 0x0B) is inserted;
+//   - two globals `(global (mut i32) (i32.const 0))`, the stop flag and the safe-point
+//     countdown, are appended to the global section (which is created, in its place in the
+//     section order, if the module has none); the flag's index is the number of imported
+//     and defined globals, so no existing index changes;
+//   - the flag is exported as StopExport (appended to the export section, or in a new one);
+//   - right after every `loop` instruction's block type, the check of defineStop (see
+//     checkFor) is inserted;
 //   - function body and section sizes are recomputed;
 //   - custom sections whose names start with ".debug" (DWARF, whose code offsets would now
 //     be wrong) are dropped and listed in Result.StrippedSections; other custom sections

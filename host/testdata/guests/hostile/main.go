@@ -43,7 +43,7 @@ func run(ctx *osprey.Context, row osprey.Row) (program.Result, error) {
 		}
 	case "sleep":
 		start := time.Now()
-		time.Sleep(time.Hour) // the host grants no real sleep: this returns at once
+		time.Sleep(time.Hour) // no real sleep is granted: this spins until the deadline stops it
 		return program.Result{Value: osprey.Int(int64(time.Since(start) / time.Millisecond))}, nil
 	case "read":
 		res, err := ctx.Get("t.other", nil)
