@@ -1,8 +1,8 @@
 package core
 
 import (
-	"encoding/binary"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/osprey-ml/osprey/abi"
 )
@@ -48,15 +48,41 @@ func str(in []byte, p int) (s0, s1 int, ok bool) {
 	if l > len(in)-p {
 		return 0, 0, false
 	}
-	for j := p; j < p+l; j++ {
-		if in[j] >= utf8.RuneSelf {
-			if !utf8.Valid(in[j : p+l]) {
-				return 0, 0, false
-			}
-			break
+	return p, p + l, validUTF8(in, p, p+l)
+}
+
+// highBits has the top bit of every byte of a word set: a word of ASCII has none.
+const highBits = 0x8080808080808080
+
+// word reads the 8 bytes at in[p:p+8], which the caller has checked are inside in, as one
+// little-endian word, without a bounds check.
+func word(in []byte, p int) uint64 {
+	return *(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(in)), p))
+}
+
+// validUTF8 reports whether in[s0:s1] is valid UTF-8. It tests eight bytes at a time for
+// ASCII, the common case, and hands anything else to utf8.Valid: in a WebAssembly guest a
+// loop costs about 4 ns an iteration, so a byte loop over a 10-field row took ~0.5 µs.
+func validUTF8(in []byte, s0, s1 int) bool {
+	p := s0
+	for ; s1-p >= 8; p += 8 {
+		if word(in, p)&highBits != 0 {
+			return utf8.Valid(in[p:s1])
 		}
 	}
-	return p, p + l, true
+	r := s1 - p // 0 to 7 bytes left
+	var w uint64
+	switch {
+	case r == 0:
+		return true
+	case len(in)-p >= 8: // the word at p: keep its low r bytes
+		w = word(in, p) << (64 - 8*r)
+	case s1 >= 8: // the word ending at s1: keep its high r bytes
+		w = word(in, s1-8) >> (64 - 8*r)
+	default:
+		return utf8.Valid(in[p:s1])
+	}
+	return w&highBits == 0 || utf8.Valid(in[p:s1])
 }
 
 // StringBytes returns the bytes of a String encoding (§5.1) that a scan already checked.
@@ -111,37 +137,10 @@ func (x *Index) scan(in []byte, p int, keys bool) (int, bool) {
 				return 0, false
 			}
 			p++
-		case abi.TagIntList, abi.TagFloatList, abi.TagTimestampList:
-			var c int
-			if c, p, ok = uvarint(in, p); !ok || c > (len(in)-p)/8 {
-				return 0, false
-			}
-			p += 8 * c
-		case abi.TagStringList:
-			var c int
-			if c, p, ok = uvarint(in, p); !ok || c > len(in)-p {
-				return 0, false
-			}
-			for range c {
-				if _, p, ok = str(in, p); !ok {
-					return 0, false
-				}
-			}
-		case abi.TagBoolList:
-			var c int
-			if c, p, ok = uvarint(in, p); !ok || c > len(in)-p {
-				return 0, false
-			}
-			for _, b := range in[p : p+c] {
-				if b > 1 {
-					return 0, false
-				}
-			}
-			p += c
-		case abi.TagWindow:
-			p += 1 + 4*8
 		default:
-			return 0, false
+			if p, ok = skipValue(in, p, tag); !ok {
+				return 0, false
+			}
 		}
 		if p > len(in) {
 			return 0, false
@@ -152,24 +151,188 @@ func (x *Index) scan(in []byte, p int, keys bool) (int, bool) {
 	return p, x.checkDuplicates(keys) == nil
 }
 
-// fastHeader decodes fqn, keys and timestamp at p; it returns the offset after them.
+// at returns in[p] without a bounds check; the caller has checked p.
+func at(in []byte, p int) byte {
+	return *(*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(in)), p))
+}
+
+// scanRow indexes a Row at p like scan, for the common case: up to linearMax fields, names
+// and string values of ASCII shorter than 128 bytes, and scalar values. Anything else, or
+// any error, hands the whole row to scan.
+//
+// It is one loop with no function calls, its reads checked once and explicitly: a Go
+// function compiled to WebAssembly keeps its variables in registers only between calls
+// (all are caller-saved), branches cost several instructions each, and a call tens of
+// nanoseconds. Written with helpers, scanning a 10-field row cost ~0.8 µs in a guest. The
+// duplicate check is a hash chain per name, as in checkDuplicates.
+func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
+	x.parse0(in)
+	end := len(in)
+	if p0 >= end || end < 8 || cap(x.ents) < linearMax {
+		return x.scan(in, p0, false)
+	}
+	n := int(at(in, p0))
+	if n > linearMax {
+		return x.scan(in, p0, false)
+	}
+	p := p0 + 1
+	ents := x.ents[:n]
+	var heads [64]uint8
+	var next [linearMax]uint8
+	var acc uint64 // the strings' bytes or-ed together: ASCII if no high bit is set
+	for i := range ents {
+		// The field's name: its length byte, then the bytes. Two bytes at least remain: the
+		// length and the value's tag.
+		if end-p < 2 {
+			return x.scan(in, p0, false)
+		}
+		l := int(at(in, p))
+		p++
+		if l >= 0x80 || l >= end-p {
+			return x.scan(in, p0, false)
+		}
+		q, qe := p, p+l // ASCII? (whole words; asciiAt written out, as it is not inlined)
+		for ; qe-q >= 8; q += 8 {
+			acc |= word(in, q)
+		}
+		if r := qe - q; r > 0 { // r < 8 bytes: the low r bytes of the word at q
+			var w uint64
+			if end-q >= 8 {
+				w = word(in, q)
+			} else { // the word ending at end, moved down to start at q
+				w = word(in, end-8) >> (8 * (q - end + 8))
+			}
+			acc |= w << (64 - 8*r)
+		}
+		// Its bin, from its length and first and last bytes (for an empty name, the byte
+		// before it twice: its length, 0). Names in one bin are compared.
+		h := (l*5 + int(at(in, p))*3 + int(at(in, p+l-1))) & 63
+		if heads[h] != 0 {
+			return x.scan(in, p0, false)
+		}
+		next[i&(linearMax-1)], heads[h] = heads[h], uint8(i+1)
+		e := entry{name0: int32(p), name1: int32(p + l), val0: int32(p + l)}
+		p += l
+
+		// The Value; p < end.
+		tag := abi.Tag(at(in, p))
+		p++
+		switch tag {
+		case abi.TagInt, abi.TagFloat, abi.TagTimestamp:
+			p += 8
+		case abi.TagString:
+			if p >= end {
+				return x.scan(in, p0, false)
+			}
+			l := int(at(in, p))
+			p++
+			if l >= 0x80 || l > end-p {
+				return x.scan(in, p0, false)
+			}
+			q, qe := p, p+l // ASCII? (whole words; asciiAt written out, as it is not inlined)
+			for ; qe-q >= 8; q += 8 {
+				acc |= word(in, q)
+			}
+			if r := qe - q; r > 0 { // r < 8 bytes: the low r bytes of the word at q
+				var w uint64
+				if end-q >= 8 {
+					w = word(in, q)
+				} else { // the word ending at end, moved down to start at q
+					w = word(in, end-8) >> (8 * (q - end + 8))
+				}
+				acc |= w << (64 - 8*r)
+			}
+			p += l
+		case abi.TagBool:
+			if p >= end || at(in, p) > 1 {
+				return x.scan(in, p0, false)
+			}
+			p++
+		case abi.TagNull:
+		default:
+			return x.scan(in, p0, false)
+		}
+		if p > end {
+			return x.scan(in, p0, false)
+		}
+		e.val1 = int32(p)
+		ents[i] = e
+	}
+	if acc&highBits != 0 {
+		return x.scan(in, p0, false)
+	}
+	x.ents = ents
+	return p, true
+}
+
+// skipValue skips the payload of a list or window Value with tag at p (the rarer tags);
+// the result may lie past the end of in, which the caller checks.
+func skipValue(in []byte, p int, tag abi.Tag) (int, bool) {
+	var ok bool
+	switch tag {
+	case abi.TagIntList, abi.TagFloatList, abi.TagTimestampList:
+		var c int
+		if c, p, ok = uvarint(in, p); !ok || c > (len(in)-p)/8 {
+			return 0, false
+		}
+		p += 8 * c
+	case abi.TagStringList:
+		var c int
+		if c, p, ok = uvarint(in, p); !ok || c > len(in)-p {
+			return 0, false
+		}
+		for range c {
+			if _, p, ok = str(in, p); !ok {
+				return 0, false
+			}
+		}
+	case abi.TagBoolList:
+		var c int
+		if c, p, ok = uvarint(in, p); !ok || c > len(in)-p {
+			return 0, false
+		}
+		for _, b := range in[p : p+c] {
+			if b > 1 {
+				return 0, false
+			}
+		}
+		p += c
+	case abi.TagWindow:
+		p += 1 + 4*8
+	default:
+		return 0, false
+	}
+	return p, true
+}
+
+// fastHeader decodes fqn, keys and timestamp at p; it returns the offset after them. The
+// common call, for the same feature as the last one and without keys, takes no function
+// call but one string comparison.
 func (c *Call) fastHeader(in []byte, p int) (int, bool) {
-	s0, s1, ok := str(in, p)
-	if !ok {
-		return 0, false
+	if n := len(c.fqn); n < 0x80 && n < len(in)-p && int(at(in, p)) == n && view(in[p+1:p+1+n]) == c.fqn {
+		p += 1 + n // the last call's FQN, checked then
+	} else {
+		s0, s1, ok := str(in, p)
+		if !ok {
+			return 0, false
+		}
+		c.fqn = string(in[s0:s1])
+		p = s1
 	}
-	if fqn := in[s0:s1]; view(fqn) != c.fqn {
-		c.fqn = string(fqn)
-	}
-	k0 := s1
-	if p, ok = c.keys.scan(in, s1, true); !ok {
-		return 0, false
+	k0 := p
+	if p < len(in) && at(in, p) == 0 {
+		p++ // no keys: the Index is empty since begin
+	} else {
+		var ok bool
+		if p, ok = c.keys.scan(in, p, true); !ok {
+			return 0, false
+		}
 	}
 	c.keysRaw = in[k0:p:p]
 	if len(in)-p < 8 {
 		return 0, false
 	}
-	c.ts = int64(binary.LittleEndian.Uint64(in[p:]))
+	c.ts = int64(word(in, p))
 	return p + 8, true
 }
 
@@ -182,7 +345,7 @@ func (c *Call) fastProgram(in []byte) bool {
 	if !ok {
 		return false
 	}
-	p, ok = c.row.scan(in, p, false)
+	p, ok = c.row.scanRow(in, p)
 	return ok && p == len(in)
 }
 

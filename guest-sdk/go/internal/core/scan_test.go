@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/osprey-ml/osprey/abi"
@@ -83,7 +84,50 @@ func TestScanAgrees(t *testing.T) {
 	}
 }
 
+// stringRows are program calls whose rows put strings of every length up to 20 bytes, ASCII
+// or with a non-ASCII byte (valid UTF-8 or not) at each position, first, in the middle and
+// last in the row, before or after names of the same shape: the cases of scanRow's
+// word-at-a-time checks, at every distance from the end of the buffer.
+func stringRows() [][]byte {
+	var out [][]byte
+	for l := range 21 {
+		for bad := -1; bad < l; bad++ {
+			for _, b := range []string{"\u00e9", "\xff"} {
+				s := []byte(strings.Repeat("a", l))
+				if bad >= 0 {
+					s = slices.Concat(s[:bad], []byte(b), s[bad+1:])
+				}
+				str := string(s)
+				for _, row := range [][]abi.Field{
+					{{Name: str, Value: abi.Int(1)}},
+					{{Name: "x", Value: abi.String(str)}},
+					{{Name: "x", Value: abi.String(str)}, {Name: "y", Value: abi.Bool(true)}},
+					{{Name: "y", Value: abi.Int(2)}, {Name: str, Value: abi.String(str)}},
+					{{Name: str + "1", Value: abi.Null()}, {Name: str + "2", Value: abi.Float(0.5)}, {Name: "z", Value: abi.String(str)}},
+				} {
+					out = append(out, abi.AppendProgramCall(nil, &abi.ProgramCall{FQN: "f", Row: row}))
+				}
+			}
+		}
+	}
+	// Duplicate names, in the same bin and in different bins.
+	for _, names := range [][2]string{{"a", "a"}, {"", ""}, {"card", "card"}, {"ab", "ba"}, {"abc", "aac"}} {
+		row := []abi.Field{{Name: names[0], Value: abi.Int(1)}, {Name: "m", Value: abi.Int(1)}, {Name: names[1], Value: abi.Int(2)}}
+		out = append(out, abi.AppendProgramCall(nil, &abi.ProgramCall{FQN: "f", Row: row}))
+	}
+	return out
+}
+
+func TestScanRowStrings(t *testing.T) {
+	for _, in := range stringRows() {
+		checkPaths(t, in)
+	}
+}
+
 func FuzzScan(f *testing.F) {
+	for _, in := range stringRows() {
+		f.Add(in)
+	}
 	for _, in := range seeds(f) {
 		f.Add(in)
 	}
