@@ -45,6 +45,7 @@ var (
 type Host struct {
 	cfg   config
 	log   *slog.Logger
+	epoch time.Time // the monotonic base of the instances' deadline watches
 	cache wazero.CompilationCache
 
 	mu       sync.Mutex
@@ -118,7 +119,7 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Host{cfg: cfg, log: log, blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{}, modules: map[moduleKey]*module{}}
+	h := &Host{cfg: cfg, log: log, epoch: time.Now(), blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{}, modules: map[moduleKey]*module{}}
 	if cfg.cacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
 		if err != nil {

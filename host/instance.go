@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -34,9 +33,10 @@ type instance struct {
 	stderr  *guestOutput
 	// stop is the instrumented module's stop global (nil in the other stop modes); once
 	// set, the instance traps at its next loop header and is never used again.
-	stop     api.MutableGlobal
-	timer    *time.Timer // sets stop when a call's deadline passes; created once, Reset per call
-	poisoned bool
+	stop       api.MutableGlobal
+	watch      *watch      // sets stop when a call's deadline passes (nil without stop)
+	cancelStop func() bool // the context.AfterFunc of a call whose context has no deadline
+	poisoned   bool
 
 	// Set for the duration of a call (host functions read them).
 	fqn    string
@@ -64,9 +64,10 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	m.h.instances.Store(mod, inst)
 	if g, ok := mod.ExportedGlobal(instrument.StopExport).(api.MutableGlobal); ok {
 		inst.stop = g
+		inst.watch = newWatch(m.h.epoch, inst.stopNow)
 	}
-	disarm := inst.arm(ctx)
-	defer disarm()
+	inst.arm(ctx)
+	defer inst.disarm()
 	inst.mem = mod.ExportedMemory(abi.ExportMemory)
 	inst.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	for _, r := range []role{roleProgram, roleMiddleware} {
@@ -95,43 +96,42 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 }
 
 // arm makes the end of ctx stop the instance's guest code (in the instrumented stop mode;
-// wazero's own mode watches ctx itself). A deadline is armed on the instance's own timer —
-// created once, Reset per call, no allocation; a context that can be cancelled but has no
-// deadline falls back to context.AfterFunc. The returned func disarms; if the stop already
-// fired, the instance is poisoned and will be discarded.
-func (inst *instance) arm(ctx context.Context) (disarm func()) {
-	if inst.stop == nil || ctx.Done() == nil {
-		return noDisarm
+// wazero's own mode watches ctx itself). A deadline is watched by the instance's watch,
+// without allocating; a context that can be cancelled but has no deadline falls back to
+// context.AfterFunc. disarm ends it.
+func (inst *instance) arm(ctx context.Context) {
+	if inst.watch == nil || ctx.Done() == nil {
+		return
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		if inst.timer == nil {
-			inst.timer = time.AfterFunc(time.Hour, inst.stopNow)
-			inst.timer.Stop()
-		}
-		inst.timer.Reset(time.Until(deadline))
-		return inst.disarmTimer
+		inst.watch.arm(deadline)
+		return
 	}
-	cancel := context.AfterFunc(ctx, inst.stopNow)
-	return func() {
-		if !cancel() {
-			inst.poisoned = true
-		}
-	}
+	inst.cancelStop = context.AfterFunc(ctx, inst.stopNow)
 }
 
-func noDisarm() {}
+// disarm ends what arm started. If the stop already fired, the instance is poisoned and
+// will be discarded: its stop global is set.
+func (inst *instance) disarm() {
+	if inst.watch == nil {
+		return
+	}
+	if inst.watch.disarm() {
+		inst.poisoned = true
+	}
+	if inst.cancelStop != nil {
+		if !inst.cancelStop() {
+			inst.poisoned = true
+		}
+		inst.cancelStop = nil
+	}
+}
 
 func (inst *instance) stopNow() { inst.stop.Set(1) }
 
-func (inst *instance) disarmTimer() {
-	if !inst.timer.Stop() {
-		inst.poisoned = true
-	}
-}
-
 func (inst *instance) close() {
-	if inst.timer != nil {
-		inst.timer.Stop()
+	if inst.watch != nil {
+		inst.watch.close()
 	}
 	inst.m.h.instances.Delete(inst.mod)
 	inst.mod.Close(context.Background())
@@ -174,8 +174,8 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 	if err != nil {
 		return nil, nil, err
 	}
-	disarm := inst.arm(ctx)
-	defer disarm()
+	inst.arm(ctx)
+	defer inst.disarm()
 	ptr, err := inst.input(ctx, len(input))
 	if err != nil {
 		err = m.callError(ctx, inst, abi.ExportAlloc, err)

@@ -232,9 +232,13 @@ func newPool(m *module, max int) *pool {
 // get returns an idle instance or a new one; it waits, within ctx, while max are busy.
 func (p *pool) get(ctx context.Context) (*instance, error) {
 	select {
-	case p.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for an instance (all %d busy): %w", cap(p.sem), ctx.Err())
+	case p.sem <- struct{}{}: // a slot is free: the common case, without select's cost
+	default:
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for an instance (all %d busy): %w", cap(p.sem), ctx.Err())
+		}
 	}
 	p.mu.Lock()
 	if p.closed {

@@ -77,7 +77,8 @@ func serve(b, input []byte) []byte {
 		call.End()
 		return abi.AppendErrorResponse(b, abi.StatusError, "malformed program call: "+err.Error())
 	}
-	res, panicked, err := invoke(handler, (*osprey.Context)(&call), osprey.Row(call.Row()))
+	var res Result
+	panicked, err := invoke(handler, (*osprey.Context)(&call), osprey.Row(call.Row()), &res)
 	call.End()
 	switch {
 	case panicked != "":
@@ -85,12 +86,9 @@ func serve(b, input []byte) []byte {
 	case err != nil:
 		return abi.AppendErrorResponse(b, abi.StatusError, err.Error())
 	}
-	if msg := core.CheckValue(res.Value); msg != "" {
-		return abi.AppendErrorResponse(b, abi.StatusError, "program returned "+msg)
-	}
-	// The response is encoded field by field rather than through an abi.ProgramResult:
-	// inside a Go guest, building that struct (an abi.Value of some 200 bytes) and passing
-	// its address costs a heap copy on every call (RATIONALE.md, "Go guests").
+	// The response is encoded field by field rather than through an abi.ProgramResult, and
+	// res is never copied: inside a Go guest, copying a Result (an abi.Value of some 200
+	// bytes and more) costs tens of nanoseconds each time (RATIONALE.md, "Go guests").
 	var flags uint8
 	if res.Keys != nil {
 		if msg := core.CheckKeys(res.Keys); msg != "" {
@@ -109,7 +107,10 @@ func serve(b, input []byte) []byte {
 		ts = res.Timestamp.UnixNano()
 	}
 	start := len(b)
-	b = abi.AppendValue(append(b, abi.StatusOK), res.Value)
+	b, msg := core.AppendValue(append(b, abi.StatusOK), &res.Value)
+	if msg != "" {
+		return abi.AppendErrorResponse(b[:start], abi.StatusError, "program returned "+msg)
+	}
 	b = append(b, flags)
 	if flags&abi.FlagKeys != 0 {
 		b = abi.AppendKeys(b, res.Keys)
@@ -134,13 +135,14 @@ const (
 	maxSec = math.MaxInt64 / int64(time.Second)   // 9223372036
 )
 
-// invoke runs h, turning a panic into a message.
-func invoke(h Handler, ctx *osprey.Context, row osprey.Row) (res Result, panicked string, err error) {
+// invoke runs h, storing its result in *res and turning a panic into a message. (The
+// result goes through a pointer: returned, it would be copied once more.)
+func invoke(h Handler, ctx *osprey.Context, row osprey.Row, res *Result) (panicked string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicked = "panic: " + core.FormatAny(r) + core.Frames(5)
 		}
 	}()
-	res, err = h(ctx, row)
-	return res, "", err
+	*res, err = h(ctx, row)
+	return "", err
 }

@@ -24,7 +24,7 @@ func BenchmarkWasmHandlerDirect(b *testing.B) {
 
 func BenchmarkWasmInvoke(b *testing.B) {
 	for b.Loop() {
-		sinkRes, _, _ = invoke(noop, (*osprey.Context)(&call), osprey.Row(call.Row()))
+		_, _ = invoke(noop, (*osprey.Context)(&call), osprey.Row(call.Row()), &sinkRes)
 	}
 }
 
@@ -56,7 +56,7 @@ func BenchmarkWasmDecodeGlobal(b *testing.B) {
 func BenchmarkWasmServeStage1(b *testing.B) { // decode + invoke
 	for b.Loop() {
 		call.DecodeProgram(in)
-		sinkRes, _, _ = invoke(noop, (*osprey.Context)(&call), osprey.Row(call.Row()))
+		_, _ = invoke(noop, (*osprey.Context)(&call), osprey.Row(call.Row()), &sinkRes)
 		call.End()
 	}
 }
