@@ -120,6 +120,17 @@ func (v Value) Float() float64 {
 // Str returns v's string, or "" if v is not a string.
 func (v Value) Str() string { return v.str }
 
+// Bits returns a scalar's 64 bits: an int's two's complement, a float's IEEE 754 bits, a
+// timestamp's Unix nanoseconds, a bool's 0 or 1; 0 for the other kinds. Encoders use it to
+// write every fixed-size scalar with the same code.
+func (v Value) Bits() uint64 {
+	switch v.kind {
+	case KindInt, KindFloat, KindBool, KindTimestamp:
+		return v.num
+	}
+	return 0
+}
+
 // Bool returns v's bool, or false if v is not a bool.
 func (v Value) Bool() bool { return v.kind == KindBool && v.num == 1 }
 

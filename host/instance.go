@@ -206,8 +206,7 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 // returned: nil or a guestError keep the instance; anything else (a malformed response)
 // discards it and is returned as ErrTrap.
 func (m *module) end(inst *instance, decodeErr error) error {
-	var ge guestError
-	if decodeErr == nil || errors.As(decodeErr, &ge) {
+	if decodeErr == nil || isGuestError(decodeErr) {
 		if inst.poisoned { // stopped just as it finished: the answer stands, the instance goes
 			m.pool.discard(inst)
 		} else {
@@ -217,6 +216,13 @@ func (m *module) end(inst *instance, decodeErr error) error {
 	}
 	m.pool.discard(inst)
 	return fmt.Errorf("%w: malformed response: %v", ErrTrap, decodeErr)
+}
+
+// isGuestError reports whether err is a guestError. (A function of its own so that the
+// successful call, which has no error, does not allocate the target of errors.As.)
+func isGuestError(err error) bool {
+	var ge guestError
+	return errors.As(err, &ge)
 }
 
 // callError turns a failed call into an error: the caller's deadline or cancellation when

@@ -2,8 +2,10 @@ package host
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -43,6 +45,9 @@ func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.Pro
 }
 
 func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {
+	if v, ok := scalarResponse(out); ok {
+		return engine.ProgramResult{Value: v}, nil
+	}
 	var res engine.ProgramResult
 	var d abi.Decoder
 	d.Reset(out)
@@ -69,6 +74,32 @@ func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {
 		res.Timestamp = time.Unix(0, r.Timestamp).UTC()
 	}
 	return res, nil
+}
+
+// scalarResponse decodes the common program response — status OK, an int, float, bool or
+// timestamp, no keys or timestamp of its own — or reports that the general decoder must.
+// (abi.Decoder builds an abi.Value, a 200-byte struct, on the way: a sixth of the host's
+// per-call time.)
+func scalarResponse(out []byte) (engine.Value, bool) {
+	if len(out) < 3 || out[0] != abi.StatusOK {
+		return engine.Null, false
+	}
+	switch tag := abi.Tag(out[1]); {
+	case len(out) == 11 && out[10] == 0 && (tag == abi.TagInt || tag == abi.TagFloat || tag == abi.TagTimestamp):
+		bits := binary.LittleEndian.Uint64(out[2:])
+		switch tag {
+		case abi.TagInt:
+			return engine.Int(int64(bits)), true
+		case abi.TagTimestamp:
+			return engine.Timestamp(time.Unix(0, int64(bits))), true
+		}
+		if f := math.Float64frombits(bits); !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return engine.Float(f), true
+		}
+	case len(out) == 4 && out[3] == 0 && tag == abi.TagBool && out[2] <= 1:
+		return engine.Bool(out[2] == 1), true
+	}
+	return engine.Null, false
 }
 
 // middleware is a Wasm middleware attached to one feature.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/osprey-ml/osprey/abi"
+	"github.com/osprey-ml/osprey/guest-sdk/go/internal/core"
 	"github.com/osprey-ml/osprey/guest-sdk/go/osprey"
 )
 
@@ -65,5 +66,46 @@ func BenchmarkWasmServeStage2(b *testing.B) { // decode + invoke
 	handler = noop
 	for b.Loop() {
 		sinkB = serve(sinkB[:0], in)
+	}
+}
+
+func serveA(b, input []byte) []byte { // decode, invoke, End
+	if err := call.DecodeProgram(input); err != nil {
+		return b
+	}
+	var res Result
+	panicked, err := invoke(handler, (*osprey.Context)(&call), osprey.Row(call.Row()), &res)
+	call.End()
+	if panicked != "" || err != nil {
+		return b
+	}
+	return b
+}
+
+func serveB(b, input []byte) []byte { // + encode the value
+	if err := call.DecodeProgram(input); err != nil {
+		return b
+	}
+	var res Result
+	panicked, err := invoke(handler, (*osprey.Context)(&call), osprey.Row(call.Row()), &res)
+	call.End()
+	if panicked != "" || err != nil {
+		return b
+	}
+	b, _ = core.AppendValue(append(b, abi.StatusOK), &res.Value)
+	return append(b, 0)
+}
+
+func BenchmarkWasmServeA(b *testing.B) {
+	handler = noop
+	for b.Loop() {
+		sinkB = serveA(sinkB[:0], in)
+	}
+}
+
+func BenchmarkWasmServeB(b *testing.B) {
+	handler = noop
+	for b.Loop() {
+		sinkB = serveB(sinkB[:0], in)
 	}
 }

@@ -53,8 +53,8 @@ func (c *Call) Timestamp() int64 { return c.ts }
 // DecodeProgram decodes a program call (ABI §4.1) from in, which must stay unchanged until
 // End. The row is indexed, not decoded.
 func (c *Call) DecodeProgram(in []byte) error {
-	c.begin(in)
 	if c.fastProgram(in) {
+		c.active = true
 		return nil
 	}
 	return c.slowProgram(in)

@@ -164,7 +164,9 @@ func at(in []byte, p int) byte {
 // function compiled to WebAssembly keeps its variables in registers only between calls
 // (all are caller-saved), branches cost several instructions each, and a call tens of
 // nanoseconds. Written with helpers, scanning a 10-field row cost ~0.8 µs in a guest. The
-// duplicate check is a hash chain per name, as in checkDuplicates.
+// duplicate check is a 64-bit set of name hashes, in a register; only when two names take
+// the same bit does checkDuplicates compare them, after the loop (a call inside it, even
+// one never made, costs the loop a third more: its variables spill around the call).
 func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 	x.parse0(in)
 	end := len(in)
@@ -177,8 +179,7 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 	}
 	p := p0 + 1
 	ents := x.ents[:n]
-	var heads [64]uint8
-	var next [linearMax]uint8
+	var seen, twice uint64 // a bit per name, by hash; the bits taken twice
 	var acc uint64 // the strings' bytes or-ed together: ASCII if no high bit is set
 	for i := range ents {
 		// The field's name: its length byte, then the bytes. Two bytes at least remain: the
@@ -204,13 +205,11 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 			}
 			acc |= w << (64 - 8*r)
 		}
-		// Its bin, from its length and first and last bytes (for an empty name, the byte
-		// before it twice: its length, 0). Names in one bin are compared.
-		h := (l*5 + int(at(in, p))*3 + int(at(in, p+l-1))) & 63
-		if heads[h] != 0 {
-			return x.scan(in, p0, false)
-		}
-		next[i&(linearMax-1)], heads[h] = heads[h], uint8(i+1)
+		// Its bit in seen, from its length and first and last bytes (for an empty name, the
+		// byte before it twice: its length, 0). A bit taken twice calls for a real check.
+		h := uint64(1) << ((l*5 + int(at(in, p))*3 + int(at(in, p+l-1))) & 63)
+		twice |= seen & h
+		seen |= h
 		e := entry{name0: int32(p), name1: int32(p + l), val0: int32(p + l)}
 		p += l
 
@@ -262,6 +261,9 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 		return x.scan(in, p0, false)
 	}
 	x.ents = ents
+	if twice != 0 && x.checkDuplicates(false) != nil {
+		return 0, false
+	}
 	return p, true
 }
 
@@ -321,7 +323,8 @@ func (c *Call) fastHeader(in []byte, p int) (int, bool) {
 	}
 	k0 := p
 	if p < len(in) && at(in, p) == 0 {
-		p++ // no keys: the Index is empty since begin
+		p++ // no keys
+		c.keys.parse0(in)
 	} else {
 		var ok bool
 		if p, ok = c.keys.scan(in, p, true); !ok {
@@ -336,11 +339,13 @@ func (c *Call) fastHeader(in []byte, p int) (int, bool) {
 	return p + 8, true
 }
 
-// fastProgram decodes a program call, or reports that the slow path must.
+// fastProgram decodes a program call, or reports that the slow path must. It sets all that
+// begin would.
 func (c *Call) fastProgram(in []byte) bool {
 	if len(in) < 1 || in[0] != abi.CallProgram {
 		return false
 	}
+	c.stage, c.op = 0, 0
 	p, ok := c.fastHeader(in, 1)
 	if !ok {
 		return false

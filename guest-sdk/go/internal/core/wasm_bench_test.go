@@ -94,3 +94,12 @@ func BenchmarkWasmParse0(b *testing.B) {
 		c.row.parse0(in)
 	}
 }
+
+var sinkBuf []byte
+
+func BenchmarkWasmCoreAppendValue(b *testing.B) {
+	v := abi.Int(1)
+	for b.Loop() {
+		sinkBuf, _ = AppendValue(append(sinkBuf[:0], 0), &v)
+	}
+}
