@@ -180,7 +180,7 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 	p := p0 + 1
 	ents := x.ents[:n]
 	var seen, twice uint64 // a bit per name, by hash; the bits taken twice
-	var acc uint64 // the strings' bytes or-ed together: ASCII if no high bit is set
+	var acc uint64         // the strings' bytes or-ed together: ASCII if no high bit is set
 	for i := range ents {
 		// The field's name: its length byte, then the bytes. Two bytes at least remain: the
 		// length and the value's tag.
