@@ -121,6 +121,7 @@ func BenchmarkGoGuestParallel(b *testing.B) {
 	h := newHost(b)
 	p := load(b, h, "bench.par", buildGuest(b, "host/testdata/guests/noop"))
 	b.ReportAllocs()
+	b.ResetTimer() // not the compile (b.Loop does this for the other benchmarks)
 	b.RunParallel(func(pb *testing.PB) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
