@@ -175,8 +175,10 @@ func (s *Server) serveWatch(ctx context.Context, req *connect.Request[ospreyv1.W
 	}
 	w := s.watch.add(f.FQN, keys)
 	defer s.watch.remove(w)
-	// Send the response headers now, without a message: clients (connect-go's among them)
-	// wait for them before they return the stream.
+	// Send the response headers now, without a message, so that the client sees the watch
+	// established at once: HTTP clients (fetch in a browser, net/http under connect-go's
+	// ResponseHeader and Receive) deliver a response only when its headers arrive, and a
+	// quiet feature would otherwise leave the call looking unanswered until its first change.
 	if err := stream.Send(nil); err != nil {
 		return err
 	}
