@@ -266,7 +266,12 @@ func joinArrow(s []string) string {
 	return out
 }
 
-// Delete removes an applied feature. Its stored values are left to expire.
+// Delete removes an applied feature, then drops its stored values (State.Drop), so that a
+// feature applied again under the name — perhaps with another type or granularity — starts
+// empty. The drop runs under the engine's apply lock: no apply of the name can overlap it.
+// A write that began before the delete may still land after the drop; its value expires
+// with the old feature's staleness. When the drop fails the feature is deleted all the same
+// and the error says so.
 func (e *Engine) Delete(ctx context.Context, fqn string) error {
 	name, err := ParseFQN(fqn, e.defaultNS)
 	if err != nil {
@@ -275,12 +280,18 @@ func (e *Engine) Delete(ctx context.Context, fqn string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur := *e.features.Load()
-	if _, ok := cur[name]; !ok {
+	p, ok := cur[name]
+	if !ok {
 		return fmt.Errorf("delete %s: %w", name, ErrFeatureNotFound)
 	}
 	next := maps.Clone(cur)
 	delete(next, name)
 	e.features.Store(&next)
+	if err := e.state.Drop(ctx, p.f); err != nil {
+		e.log.LogAttrs(ctx, slog.LevelError, "feature deleted, its stored values not dropped",
+			slog.String("fqn", name), slog.Any("error", err))
+		return fmt.Errorf("delete %s: the feature is deleted, but its stored values were not dropped (they expire with its staleness): %w", name, err)
+	}
 	e.log.LogAttrs(ctx, slog.LevelInfo, "feature deleted", slog.String("fqn", name))
 	return nil
 }

@@ -70,6 +70,12 @@ type State interface {
 	// are in span (the engine passes buckets that left the window but are still kept).
 	DeadWindowBuckets(ctx context.Context, f *Feature, span WindowSpan) ([]RawBucket, error)
 
+	// Drop removes everything stored for f — every entity's value, previous versions and
+	// window buckets — so that a feature applied later under the same FQN starts empty. The
+	// engine calls it when a feature is deleted, after the feature stops taking writes. Drop
+	// of a feature with nothing stored succeeds.
+	Drop(ctx context.Context, f *Feature) error
+
 	// Ping reports whether the State can serve.
 	Ping(ctx context.Context) error
 

@@ -415,17 +415,16 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	if err != nil {
 		return nil, s.fail(ctx, proc, err, names)
 	}
-	old := f.Clone()
-	if err := s.eng.Delete(ctx, old.FQN); err != nil {
-		return nil, s.fail(ctx, proc, err, names)
-	}
-	if err := s.unstore(ctx, objectKey{string(engine.ManifestFeature), old.FQN}); err != nil {
-		if aerr := s.eng.Apply(context.WithoutCancel(ctx), old); aerr != nil {
-			s.logUndo(ctx, "Feature", old.FQN, aerr)
-		}
+	// The stored manifest goes first: if that fails nothing has changed. The engine's delete
+	// then drops the feature's values, which cannot be undone; its only failure left is that
+	// drop, after the feature is gone (the error says so).
+	if err := s.unstore(ctx, objectKey{string(engine.ManifestFeature), f.FQN}); err != nil {
 		return nil, s.fail(ctx, proc, fmt.Errorf("nothing was deleted: %w", err), names)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: deleted", slog.String("kind", "Feature"), slog.String("fqn", old.FQN))
+	if err := s.eng.Delete(context.WithoutCancel(ctx), f.FQN); err != nil {
+		return nil, s.fail(ctx, proc, err, names)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: deleted", slog.String("kind", "Feature"), slog.String("fqn", f.FQN))
 	return connect.NewResponse(&ospreyv1.DeleteFeatureResponse{}), nil
 }
 

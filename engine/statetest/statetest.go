@@ -32,6 +32,7 @@
 //     engine.ErrOutOfWindow or succeed, but the bucket is never returned.
 //   - Bucket.Updated is the latest timestamp added to the bucket.
 //   - Results of WindowBuckets and DeadWindowBuckets may come in any order.
+//   - Drop removes exactly one feature's data: not that of a feature whose FQN extends it.
 package statetest
 
 import (
@@ -98,6 +99,7 @@ var tests = []struct {
 	{"VersionsOfAppendAndIncr", testVersionsAppendIncr},
 	{"Staleness", testStaleness},
 	{"FeatureIsolation", testFeatureIsolation},
+	{"Drop", testDrop},
 	{"KeyEncoding", testKeyEncoding},
 	{"ConcurrentIncr", testConcurrentIncr},
 	{"ConcurrentWindowAdd", testConcurrentWindowAdd},

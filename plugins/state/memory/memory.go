@@ -449,6 +449,20 @@ func (s *State) WindowAggregate(_ context.Context, f *engine.Feature, keys strin
 	return acc, nil
 }
 
+// Drop removes every entity of f from every shard.
+func (s *State) Drop(ctx context.Context, f *engine.Feature) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		delete(sh.features, f.FQN)
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
 // DeadWindowBuckets returns the unexpired buckets in span of every entity of a windowed
 // feature. It walks only that feature's entities, one shard at a time, and stops with ctx's
 // error if ctx ends between shards.
