@@ -42,7 +42,8 @@ func (r *recorder) Subscribe(ctx context.Context, _ string, _ func(context.Conte
 	<-ctx.Done()
 	return ctx.Err()
 }
-func (r *recorder) Close() error { return nil }
+func (r *recorder) DeleteGroup(context.Context, string) error { return nil }
+func (r *recorder) Close() error                              { return nil }
 
 type fixture struct {
 	e     *engine.Engine

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"context"
 	"time"
 )
@@ -62,6 +63,17 @@ type Notifier interface {
 	// want of a subscriber.
 	Subscribe(ctx context.Context, group string, handle func(context.Context, Notification) error) error
 
+	// DeleteGroup removes a consumer group: its position and unacknowledged deliveries are
+	// forgotten, and notifications only it still needed may be discarded. A Subscribe of the
+	// group still running returns ErrGroupDeleted; a later Subscribe to the name starts a new
+	// group. Deleting a group that does not exist succeeds. A subscriber whose group is its
+	// own (a server's watch group, say) deletes it when it stops, or the group would hold
+	// notifications back for ever.
+	DeleteGroup(ctx context.Context, group string) error
+
 	// Close releases the notifier's resources.
 	Close() error
 }
+
+// ErrGroupDeleted is returned by Subscribe when its group is deleted.
+var ErrGroupDeleted = errors.New("consumer group deleted")

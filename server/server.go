@@ -63,8 +63,9 @@ type Config struct {
 	// resolver. The Server does not close it.
 	Host *host.Host
 	// Notifier feeds Watch: the Server subscribes to it for its whole life with a consumer
-	// group of its own ("watch-<random>"), so every replica sees every change. Without one,
-	// Watch answers Unimplemented. The Server does not close it.
+	// group of its own ("watch-<random>"), so every replica sees every change, and deletes
+	// the group when it stops. Without one, Watch answers Unimplemented. The Server does not
+	// close it.
 	Notifier engine.Notifier
 	// Registry persists what ApplyFeature and DeleteFeature change; New applies everything
 	// it holds again (data sources first). Nil keeps the registry in memory only.

@@ -16,7 +16,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	memnotifier "github.com/osprey-ml/osprey/plugins/notifier/memory"
 	"github.com/osprey-ml/osprey/server"
 )
 
@@ -548,6 +550,28 @@ func TestMessageTypes(t *testing.T) {
 		get, err := c.engine.Get(ctx, connect.NewRequest(&ospreyv1.GetRequest{Selector: "fraud.seen", Keys: keys("types-" + p.name)}))
 		if err != nil || !get.Msg.GetTimestamp().AsTime().Equal(ts.AsTime()) {
 			t.Fatalf("%s: %v %v", p.name, get, err)
+		}
+	}
+}
+
+// TestStoppedServerReleasesItsWatchGroup: the server's watch group is deleted when it stops,
+// so a notifier that outlives it (and an engine writing through it) is not held back by a
+// group nobody reads any more.
+func TestStoppedServerReleasesItsWatchGroup(t *testing.T) {
+	n, err := memnotifier.New(memnotifier.WithCapacity(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	e := start(t, envOptions{cfg: server.Config{Notifier: n}, noApply: true})
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for i := range 10 {
+		if err := n.Publish(ctx, engine.Notification{Kind: engine.NotifyWrite, FQN: "t.x", Value: engine.Int(int64(i))}); err != nil {
+			t.Fatalf("publish %d after the server stopped: %v (its watch group still holds the log)", i, err)
 		}
 	}
 }

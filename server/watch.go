@@ -50,9 +50,19 @@ func newWatchHub(n engine.Notifier, group string, log *slog.Logger) *watchHub {
 	return h
 }
 
-// run keeps the subscription up until close, resubscribing with backoff when it fails.
+// run keeps the subscription up until close, resubscribing with backoff when it fails; then
+// it deletes the group, which is this server's own and would otherwise hold notifications
+// back in the notifier for ever.
 func (h *watchHub) run(ctx context.Context, n engine.Notifier, group string) {
 	defer close(h.exited)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := n.DeleteGroup(dctx, group); err != nil {
+			h.log.LogAttrs(dctx, slog.LevelWarn, "watch: could not delete the notifier group",
+				slog.String("group", group), slog.Any("error", err))
+		}
+	}()
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()

@@ -71,6 +71,7 @@ type Notifier struct {
 }
 
 type group struct {
+	deleted bool                 // by DeleteGroup: its subscribers stop
 	next    uint64               // next sequence number never handed out
 	pending map[uint64]bool      // handed out, not yet acknowledged
 	retry   map[uint64]time.Time // failed, to be handed out again at the time
@@ -232,6 +233,10 @@ func (nt *Notifier) Subscribe(ctx context.Context, groupName string, handle func
 		herr := handle(ctx, n)
 		nt.mu.Lock()
 		delete(g.pending, seq)
+		if g.deleted {
+			nt.mu.Unlock()
+			return engine.ErrGroupDeleted
+		}
 		if herr != nil {
 			g.retry[seq] = time.Now().Add(nt.retryDelay)
 		} else {
@@ -256,6 +261,9 @@ func (nt *Notifier) next(g *group) (uint64, engine.Notification, *waitFor, error
 	defer nt.mu.Unlock()
 	if nt.closed {
 		return 0, engine.Notification{}, nil, ErrClosed
+	}
+	if g.deleted {
+		return 0, engine.Notification{}, nil, engine.ErrGroupDeleted
 	}
 	now := time.Now()
 	var soonest time.Time
@@ -283,6 +291,22 @@ func (nt *Notifier) next(g *group) (uint64, engine.Notification, *waitFor, error
 		w.timer = time.After(soonest.Sub(now))
 	}
 	return 0, engine.Notification{}, w, nil
+}
+
+// DeleteGroup removes a group (see engine.Notifier): its subscribers return
+// engine.ErrGroupDeleted, and what it alone held back is trimmed from the log.
+func (nt *Notifier) DeleteGroup(_ context.Context, name string) error {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	if g, ok := nt.groups[name]; ok {
+		g.deleted = true
+		delete(nt.groups, name)
+		if len(nt.groups) > 0 { // with none left, the log keeps the newest Capacity
+			nt.trim()
+		}
+		nt.signal()
+	}
+	return nil
 }
 
 // Len returns how many notifications the log holds (published and not yet acknowledged by

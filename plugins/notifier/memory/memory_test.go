@@ -206,3 +206,79 @@ func TestCloseAndConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteGroup: a deleted group stops holding the log back, its running subscriber
+// returns engine.ErrGroupDeleted, and a new Subscribe to the name starts a new group.
+func TestDeleteGroup(t *testing.T) {
+	n := mustNew(t, memory.WithCapacity(2), memory.WithGroups("stuck"))
+	ctx := context.Background()
+	for i := range 2 {
+		if err := n.Publish(ctx, note(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log is full of notifications "stuck" has not seen: Publish waits.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := n.Publish(short, note(2)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish into a full log = %v, want it to wait", err)
+	}
+
+	// A subscriber of the group, blocked in its handler, is told the group is gone.
+	entered, release := make(chan struct{}), make(chan struct{})
+	subErr := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		subErr <- n.Subscribe(ctx, "stuck", func(context.Context, engine.Notification) error {
+			once.Do(func() { close(entered) })
+			<-release
+			return nil
+		})
+	}()
+	<-entered
+	if err := n.DeleteGroup(ctx, "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	select {
+	case err := <-subErr:
+		if !errors.Is(err, engine.ErrGroupDeleted) {
+			t.Fatalf("Subscribe of a deleted group = %v, want ErrGroupDeleted", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscriber of a deleted group did not return")
+	}
+
+	// Nothing holds the log back now.
+	if err := n.Publish(short, note(2)); err != nil {
+		t.Fatalf("Publish after the group was deleted: %v", err)
+	}
+	if err := n.DeleteGroup(ctx, "no such group"); err != nil {
+		t.Errorf("DeleteGroup of an unknown group: %v", err)
+	}
+	// A new group under the old name starts at the oldest notification still in the log.
+	if got := collect(t, n, "stuck", 2); len(got) != 2 {
+		t.Errorf("the new group got %v", got)
+	}
+}
+
+// TestDeleteIdleGroup: deleting a group with no subscriber running trims what it held.
+func TestDeleteIdleGroup(t *testing.T) {
+	n := mustNew(t, memory.WithCapacity(8), memory.WithGroups("a", "b"))
+	ctx := context.Background()
+	for i := range 5 {
+		if err := n.Publish(ctx, note(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	collect(t, n, "a", 5)
+	if got := n.Len(); got != 5 {
+		t.Fatalf("Len = %d while b has seen nothing, want 5", got)
+	}
+	if err := n.DeleteGroup(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Len(); got != 0 {
+		t.Errorf("Len = %d after b was deleted, want 0", got)
+	}
+}
