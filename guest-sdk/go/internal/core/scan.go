@@ -192,7 +192,7 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 		if l >= 0x80 || l >= end-p {
 			return x.scan(in, p0, false)
 		}
-		q, qe := p, p+l // ASCII? (whole words; asciiAt written out, as it is not inlined)
+		q, qe := p, p+l // ASCII? Or-ed into acc a word at a time, written out here: as a function it would not be inlined
 		for ; qe-q >= 8; q += 8 {
 			acc |= word(in, q)
 		}
@@ -228,7 +228,7 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 			if l >= 0x80 || l > end-p {
 				return x.scan(in, p0, false)
 			}
-			q, qe := p, p+l // ASCII? (whole words; asciiAt written out, as it is not inlined)
+			q, qe := p, p+l // the same ASCII check, for the value
 			for ; qe-q >= 8; q += 8 {
 				acc |= word(in, q)
 			}
