@@ -192,7 +192,7 @@ func (x *Index) scanRow(in []byte, p0 int) (int, bool) {
 		if l >= 0x80 || l >= end-p {
 			return x.scan(in, p0, false)
 		}
-		q, qe := p, p+l // ASCII? Or-ed into acc a word at a time, written out here: as a function it would not be inlined
+		q, qe := p, p+l // ASCII? Whole words or-ed into acc (by hand: not inlined as a func)
 		for ; qe-q >= 8; q += 8 {
 			acc |= word(in, q)
 		}
