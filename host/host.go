@@ -39,6 +39,16 @@ var (
 	ErrTrap = errors.New("guest failed")
 	// ErrModuleNotFound: a module reference names no module the Host has.
 	ErrModuleNotFound = errors.New("module not found")
+	// ErrGuestFailed: the guest answered a call with its own error status (a program or
+	// middleware that returned an error). The instance is healthy; the call's input is what
+	// the guest refused.
+	ErrGuestFailed = errors.New("the guest reported an error")
+	// ErrInputTooLarge: a call's encoded input (row, keys, value) is larger than the ABI's
+	// message limit (abi.MaxMessageSize). Nothing ran.
+	ErrInputTooLarge = errors.New("input too large")
+	// ErrExhausted: the host's budget for guest memory cannot fit what was asked (an
+	// instance for a call, or a module being applied).
+	ErrExhausted = errors.New("guest memory budget exhausted")
 )
 
 // Host runs Wasm feature programs and middlewares. Create it with New; Close releases it.

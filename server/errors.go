@@ -28,7 +28,8 @@ import (
 //	context.Canceled: the client went away                 Canceled
 //	engine.ErrInvalidSelector, ErrInvalidKeys,             InvalidArgument
 //	  ErrInvalidManifest, ErrInvalidFeature,
-//	  ErrInvalidDataSource; host.ErrModule; a malformed
+//	  ErrInvalidDataSource; host.ErrModule,
+//	  host.ErrInputTooLarge; a malformed
 //	  value, row, timestamp or modules entry; an empty
 //	  GetMany; a module the manifest names but the
 //	  request lacks; a manifest naming an unknown
@@ -36,12 +37,14 @@ import (
 //	engine.ErrFeatureNotFound: feature or data source      NotFound
 //	engine.ErrTypeMismatch, ErrUnsupported,                FailedPrecondition
 //	  ErrIncompatibleChange, ErrRejected;
-//	  host.ErrModuleNotFound; a manifest naming a data
+//	  host.ErrModuleNotFound, host.ErrGuestFailed (a
+//	  guest's own error status); a manifest naming a data
 //	  source not applied; Wasm modules sent to a server
 //	  without a Host
 //	engine.ErrVersionOutOfRange, ErrOutOfWindow            OutOfRange
 //	a message over MaxMessageBytes, a GetMany over its     ResourceExhausted
-//	  limits, a Watch client that reads too slowly
+//	  limits, a Watch client that reads too slowly,
+//	  host.ErrExhausted (the guest memory budget)
 //	no bearer token, or an unknown one                     Unauthenticated
 //	a token without the scope the call needs               PermissionDenied
 //	a network error (the state or registry store out of    Unavailable
@@ -91,13 +94,16 @@ func codeOf(err error) connect.Code {
 		return connect.CodeCanceled
 	case errors.Is(err, engine.ErrInvalidSelector), errors.Is(err, engine.ErrInvalidKeys),
 		errors.Is(err, engine.ErrInvalidManifest), errors.Is(err, engine.ErrInvalidFeature),
-		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule):
+		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule),
+		errors.Is(err, host.ErrInputTooLarge):
 		return connect.CodeInvalidArgument
+	case errors.Is(err, host.ErrExhausted):
+		return connect.CodeResourceExhausted
 	case errors.Is(err, engine.ErrFeatureNotFound):
 		return connect.CodeNotFound
 	case errors.Is(err, engine.ErrTypeMismatch), errors.Is(err, engine.ErrUnsupported),
 		errors.Is(err, engine.ErrIncompatibleChange), errors.Is(err, engine.ErrRejected),
-		errors.Is(err, host.ErrModuleNotFound):
+		errors.Is(err, host.ErrModuleNotFound), errors.Is(err, host.ErrGuestFailed):
 		return connect.CodeFailedPrecondition
 	case errors.Is(err, engine.ErrVersionOutOfRange), errors.Is(err, engine.ErrOutOfWindow):
 		return connect.CodeOutOfRange
