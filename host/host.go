@@ -58,13 +58,21 @@ type Host struct {
 	epoch time.Time // the monotonic base of the instances' deadline watches
 	cache wazero.CompilationCache
 
-	mu       sync.Mutex
-	blobs    map[string][]byte           // digest ref → module bytes
-	runtimes map[uint32]*runtimeForLimit // memory limit in pages → runtime
-	modules  map[moduleKey]*module       // compiled modules with their pools
-	closed   bool
+	budget   *budget       // all guest memory (budget.go)
+	compiles chan struct{} // bounds the compiles running at once
+
+	mu           sync.Mutex
+	blobs        map[string][]byte           // digest ref → module bytes
+	runtimes     map[uint32]*runtimeForLimit // memory limit in pages → runtime
+	modules      map[moduleKey]*module       // compiled (or compiling) modules with their pools
+	retainedKeys map[moduleKey]bool          // what the last Retain keeps (lifecycle.go); nil before it
+	retainedRefs map[string]bool
+	holds        map[string]int // ref → Holds keeping it
+	closed       bool
 
 	instances sync.Map // api.Module → *instance, for host functions
+
+	guestLogs guestLogs // per-feature rate limits of guest log lines (guestlog.go)
 }
 
 type config struct {
@@ -74,6 +82,10 @@ type config struct {
 	maxInstances  int
 	stop          stopMode
 	initTimeout   time.Duration
+	memoryBudget  int64
+	maxCompiles   int
+	structure     StructureLimits
+	guestLog      guestLogLimit // WithGuestLogLimit (guestlog.go); zero: the defaults
 }
 
 // stopMode is how the host stops a guest that overruns its deadline (RATIONALE.md).
@@ -112,6 +124,30 @@ func WithMaxInstances(n int) Option { return func(c *config) { c.maxInstances = 
 // osprey_abi_version (default 10 s).
 func WithInitTimeout(d time.Duration) Option { return func(c *config) { c.initTimeout = d } }
 
+// WithGuestLogLimit limits what each feature's guests may log (osprey.log calls and stdout
+// and stderr lines together, across all the feature's instances) to perSecond lines a second
+// on average and burst lines at once (defaults DefaultGuestLogRate and DefaultGuestLogBurst).
+// Lines over the limit are dropped and counted in a summary line at most once a second.
+// perSecond <= 0 drops every guest line; burst < 1 means 1.
+func WithGuestLogLimit(perSecond, burst int) Option {
+	return func(c *config) { c.guestLog = guestLogLimit{perSecond: perSecond, burst: burst, set: true} }
+}
+
+// WithMemoryBudget sets the budget for all guest memory together — every instance's linear
+// memory and tables, of every module — in bytes (default DefaultMemoryBudget(): a quarter of
+// the machine's memory). Idle instances are evicted to make room; a call that still does
+// not fit fails, and an apply whose module could not run one instance beside the loaded
+// ones is refused, with ErrExhausted.
+func WithMemoryBudget(n int64) Option { return func(c *config) { c.memoryBudget = n } }
+
+// WithMaxCompiles bounds the modules compiling at once (default max(1, GOMAXPROCS/2)):
+// compiling is CPU-bound, and a flood of applies must not starve the calls.
+func WithMaxCompiles(n int) Option { return func(c *config) { c.maxCompiles = n } }
+
+// WithStructureLimits sets the structural limits modules are checked against before they
+// are compiled (default DefaultStructureLimits).
+func WithStructureLimits(l StructureLimits) Option { return func(c *config) { c.structure = l } }
+
 // withStopMode selects how runaway guests are stopped; only benchmarks use anything but the
 // default.
 func withStopMode(m stopMode) Option { return func(c *config) { c.stop = m } }
@@ -119,17 +155,24 @@ func withStopMode(m stopMode) Option { return func(c *config) { c.stop = m } }
 // New returns a Host. ctx is used only while New runs.
 func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
 	cfg := config{maxModuleSize: DefaultMaxModuleSize, memoryCeiling: DefaultMemoryCeiling,
-		maxInstances: 2 * runtime.GOMAXPROCS(0), initTimeout: 10 * time.Second}
+		maxInstances: 2 * runtime.GOMAXPROCS(0), initTimeout: 10 * time.Second,
+		memoryBudget: DefaultMemoryBudget(), maxCompiles: max(1, runtime.GOMAXPROCS(0)/2),
+		structure: DefaultStructureLimits}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.maxModuleSize <= 0 || cfg.memoryCeiling < pageSize || cfg.maxInstances < 1 {
-		return nil, fmt.Errorf("host: invalid limits (module size %d, memory ceiling %d, instances %d)", cfg.maxModuleSize, cfg.memoryCeiling, cfg.maxInstances)
+	if cfg.maxModuleSize <= 0 || cfg.memoryCeiling < pageSize || cfg.maxInstances < 1 || cfg.maxCompiles < 1 {
+		return nil, fmt.Errorf("host: invalid limits (module size %d, memory ceiling %d, instances %d, compiles %d)", cfg.maxModuleSize, cfg.memoryCeiling, cfg.maxInstances, cfg.maxCompiles)
+	}
+	if cfg.memoryBudget < int64(cfg.memoryCeiling) {
+		return nil, fmt.Errorf("host: the memory budget (%d bytes) is less than the memory ceiling of one module (%d bytes)", cfg.memoryBudget, cfg.memoryCeiling)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	h := &Host{cfg: cfg, log: log, epoch: time.Now(), blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{}, modules: map[moduleKey]*module{}}
+	h := &Host{cfg: cfg, log: log, epoch: time.Now(), blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{},
+		modules: map[moduleKey]*module{}, holds: map[string]int{},
+		budget: newBudget(cfg.memoryBudget), compiles: make(chan struct{}, cfg.maxCompiles)}
 	if cfg.cacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
 		if err != nil {
@@ -152,7 +195,13 @@ func (h *Host) Close(ctx context.Context) error {
 	h.closed = true
 	var errs []error
 	for _, m := range h.modules {
-		m.pool.close(ctx)
+		select {
+		case <-m.ready:
+			if m.err == nil {
+				m.release(ctx)
+			}
+		default: // still compiling: closing its runtime below ends it
+		}
 	}
 	for _, rt := range h.runtimes {
 		errs = append(errs, rt.r.Close(ctx))
@@ -169,7 +218,7 @@ func (h *Host) AddModule(wasm []byte) (string, error) {
 		return "", fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrModule, len(wasm), h.cfg.maxModuleSize)
 	}
 	sum := sha256.Sum256(wasm)
-	ref := "sha256:" + hex.EncodeToString(sum[:])
+	ref := digestPrefix + hex.EncodeToString(sum[:])
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.blobs[ref]; !ok {
@@ -198,6 +247,11 @@ type runtimeForLimit struct {
 }
 
 func (h *Host) runtimeFor(ctx context.Context, pages uint32) (*runtimeForLimit, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errHostClosed
+	}
 	if rt, ok := h.runtimes[pages]; ok {
 		return rt, nil
 	}

@@ -3,7 +3,6 @@ package host
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -48,6 +47,9 @@ func (h *Host) callingInstance(mod api.Module, fn string) *instance {
 	inst, _ := v.(*instance)
 	if inst == nil || inst.fqn == "" {
 		fault("%s.%s called outside a program or middleware call (e.g. during _initialize)", abi.HostModule, fn)
+	}
+	if inst.stopped() {
+		fault("%s.%s called after the call was stopped", abi.HostModule, fn)
 	}
 	return inst
 }
@@ -120,32 +122,4 @@ func (h *Host) resultSlot(_ context.Context, mod api.Module, stack []uint64) {
 	}
 	stack[0] = uint64(uint32(len(inst.held)))
 	inst.held = inst.held[:0]
-}
-
-// guestLog: (level, msg_ptr, msg_len, attrs_ptr, attrs_len).
-func (h *Host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
-	inst := h.callingInstance(mod, abi.ImportLog)
-	level := slog.Level(int32(uint32(stack[0])))
-	if !h.log.Enabled(ctx, level) {
-		return
-	}
-	msg := string(read(mod, uint32(stack[1]), uint32(stack[2]), "log message"))
-	attrs := []slog.Attr{slog.String("fqn", inst.fqn)}
-	if n := uint32(stack[4]); n > 0 {
-		var d abi.Decoder
-		d.Reset(read(mod, uint32(stack[3]), n, "log attributes"))
-		row := d.Row()
-		if err := d.Done(); err != nil {
-			fault("log attributes: %v", err)
-		}
-		for _, f := range row {
-			v, err := valueToEngine(f.Value)
-			if err != nil {
-				attrs = append(attrs, slog.String(f.Name, "!"+err.Error()))
-				continue
-			}
-			attrs = append(attrs, slog.Any(f.Name, v.Interface()))
-		}
-	}
-	h.log.LogAttrs(ctx, level, msg, attrs...)
 }

@@ -3,12 +3,9 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -38,6 +35,12 @@ type instance struct {
 	cancelStop func() bool // the context.AfterFunc of a call whose context has no deadline
 	poisoned   bool
 
+	// The budget's view (budget.go): what the instance is charged, and its place in the
+	// list of idle instances (guarded by the budget's mutex).
+	charged            int64
+	prevIdle, nextIdle *instance
+	listed             bool
+
 	// Set for the duration of a call (host functions read them).
 	fqn    string
 	reader engine.FeatureReader
@@ -53,7 +56,7 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		WithStartFunctions().        // _initialize is called below, under our checks
 		WithSysWalltime().           // clocks …
 		WithSysNanotime().           //
-		WithRandSource(rand.Reader). // … and randomness; no FS, env, args or real sleep
+		WithRandSource(newGuestRand(inst)). // … and randomness; no FS, env, args or real sleep
 		WithStdout(stdout).
 		WithStderr(inst.stderr)
 	mod, err := m.rt.r.InstantiateModule(ctx, m.compiled, cfg)
@@ -79,14 +82,24 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		inst.close()
 		return nil, err
 	}
+	initFailed := func(fn string, err error) (*instance, error) {
+		if inst.stopped() || ctx.Err() != nil {
+			cause := context.Cause(ctx)
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return fail(fmt.Errorf("%w: %s did not finish in time (stopped: %w)", ErrModule, fn, cause))
+		}
+		return fail(fmt.Errorf("%w: %s failed: %v%s", ErrModule, fn, firstLine(err.Error()), inst.stderr.tail()))
+	}
 	if f := mod.ExportedFunction(abi.ExportInitialize); f != nil {
 		if _, err := f.Call(ctx); err != nil {
-			return fail(fmt.Errorf("%w: %s failed: %v%s", ErrModule, abi.ExportInitialize, err, inst.stderr.tail()))
+			return initFailed(abi.ExportInitialize, err)
 		}
 	}
 	res, err := mod.ExportedFunction(abi.ExportVersion).Call(ctx)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %s failed: %v", ErrModule, abi.ExportVersion, err))
+		return initFailed(abi.ExportVersion, err)
 	}
 	v := uint32(res[0])
 	if abi.VersionMajor(v) != abi.Major {
@@ -104,7 +117,7 @@ func (inst *instance) arm(ctx context.Context) {
 		return
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		inst.watch.arm(deadline)
+		inst.watch.arm(deadline, ctx.Done())
 		return
 	}
 	inst.cancelStop = context.AfterFunc(ctx, inst.stopNow)
@@ -129,6 +142,22 @@ func (inst *instance) disarm() {
 
 func (inst *instance) stopNow() { inst.stop.Set(1) }
 
+// stopped reports whether the running call was stopped (its deadline passed or its context
+// ended): the guest traps at its next check, and host functions refuse to run.
+func (inst *instance) stopped() bool {
+	return inst.watch != nil && inst.watch.stopped() || inst.stop != nil && inst.stop.Get() != 0
+}
+
+// idleBytes is what the instance costs while idle: its linear memory as it is, and its
+// tables at their most.
+func (inst *instance) idleBytes() int64 {
+	n := inst.m.ceiling - int64(inst.m.key.pages)*pageSize // tables
+	if inst.mem != nil {
+		n += int64(inst.mem.Size())
+	}
+	return n
+}
+
 func (inst *instance) close() {
 	if inst.watch != nil {
 		inst.watch.close()
@@ -139,9 +168,6 @@ func (inst *instance) close() {
 
 // input makes room for n bytes of input in guest memory (ABI §2 "Input").
 func (inst *instance) input(ctx context.Context, n int) (uint32, error) {
-	if n > abi.MaxMessageSize {
-		return 0, fmt.Errorf("input of %d bytes exceeds the %d-byte limit", n, abi.MaxMessageSize)
-	}
 	if uint32(n) <= inst.bufCap && inst.bufPtr != 0 {
 		return inst.bufPtr, nil
 	}
@@ -161,15 +187,25 @@ func (inst *instance) input(ctx context.Context, n int) (uint32, error) {
 }
 
 // guestError is a failure the guest reported in its response: the instance is fine.
-type guestError struct{ err error }
+// status is set when the guest answered with its own error status (ErrGuestFailed).
+type guestError struct {
+	err    error
+	status bool
+}
 
 func (e guestError) Error() string { return e.err.Error() }
 func (e guestError) Unwrap() error { return e.err }
+
+// Is makes a guest's own error status match ErrGuestFailed.
+func (e guestError) Is(target error) bool { return e.status && target == ErrGuestFailed }
 
 // begin runs one entry point on an instance from the pool and returns the instance and a
 // view of its response in guest memory. The caller decodes the response, then calls end
 // with the instance and whether it is still healthy. On error there is nothing to end.
 func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.FeatureReader, input []byte) (*instance, []byte, error) {
+	if len(input) > abi.MaxMessageSize {
+		return nil, nil, fmt.Errorf("%w: the call's input is %d bytes encoded, more than the ABI's %d-byte limit (ABI.md §6)", ErrInputTooLarge, len(input), abi.MaxMessageSize)
+	}
 	inst, err := m.pool.get(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -194,6 +230,10 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 	}
 	packed := inst.stack[0]
 	outPtr, outLen := uint32(packed>>32), uint32(packed)
+	if outLen > abi.MaxMessageSize {
+		m.pool.discard(inst)
+		return nil, nil, fmt.Errorf("%w: %s returned a response of %d bytes, more than the ABI's %d-byte limit (ABI.md §6)", ErrTrap, r.export(), outLen, abi.MaxMessageSize)
+	}
 	out, ok := inst.mem.Read(outPtr, outLen)
 	if !ok || outLen == 0 {
 		m.pool.discard(inst)
@@ -232,6 +272,9 @@ func (m *module) callError(ctx context.Context, inst *instance, fn string, err e
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%s stopped: %w", fn, ctxErr)
 	}
+	if inst.stopped() { // the watch saw the deadline pass before the context's own timer did
+		return fmt.Errorf("%s stopped: %w", fn, context.DeadlineExceeded)
+	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
@@ -253,65 +296,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// guestOutput logs what a guest writes to stdout or stderr, line by line, with the FQN of
-// the feature it was running for, and keeps the last lines of stderr for error messages.
-type guestOutput struct {
-	inst   *instance
-	level  slog.Level
-	stream string
-
-	mu      sync.Mutex
-	partial []byte
-	last    []string
-}
-
-const maxLine = 4096
-
-func (g *guestOutput) Write(p []byte) (int, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.partial = append(g.partial, p...)
-	for {
-		i := bytes.IndexByte(g.partial, '\n')
-		if i < 0 && len(g.partial) < maxLine {
-			break
-		}
-		if i < 0 {
-			i = maxLine
-		}
-		line := string(g.partial[:i])
-		g.partial = g.partial[min(i+1, len(g.partial)):]
-		g.inst.m.h.log.LogAttrs(context.Background(), g.level, "guest "+g.stream,
-			slog.String("fqn", g.inst.fqn), slog.String("line", line))
-		g.last = append(g.last, line)
-		if len(g.last) > 256 {
-			g.last = g.last[1:]
-		}
-	}
-	return len(p), nil
-}
-
-// tail summarises what the guest last wrote, to end an error message: the last "panic:" or
-// "fatal error:" line (a Go guest's dying words, before its stack trace) with the line after
-// it, or else the last three lines.
-func (g *guestOutput) tail() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	lines := g.last
-	if len(g.partial) > 0 {
-		lines = append(lines[:len(lines):len(lines)], string(g.partial))
-	}
-	pick := lines[max(0, len(lines)-3):]
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.HasPrefix(lines[i], "panic:") || strings.HasPrefix(lines[i], "fatal error:") {
-			pick = lines[i:min(i+2, len(lines))]
-			break
-		}
-	}
-	if len(pick) == 0 {
-		return ""
-	}
-	return ": " + strings.Join(pick, " | ")
 }

@@ -2,10 +2,10 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,83 +34,173 @@ func (r role) export() string {
 
 // moduleKey identifies a compiled module: its content and the memory limit it runs under.
 type moduleKey struct {
-	digest string
+	digest string // hex SHA-256 of the module's bytes (the reference without "sha256:")
 	pages  uint32
 }
 
-// module is a compiled, checked module and its pool of instances.
+func (k moduleKey) ref() string { return digestPrefix + k.digest }
+
+// module is a compiled, checked module and its pool of instances. It is created, not yet
+// ready, when its first load starts compiling it; ready is closed when the compile ended,
+// with err set if it failed.
 type module struct {
 	h        *Host
 	key      moduleKey
+	ready    chan struct{}
+	err      error
 	compiled wazero.CompiledModule
 	rt       *runtimeForLimit
 	pool     *pool
 	exports  map[string]bool // the entry points it has
+	ceiling  int64           // the most memory one instance may have: linear memory and tables
+	floor    bool            // the budget holds one ceiling for it (released with it)
 }
 
+// errAbandoned: a compile stopped because the load that started it was given up (its
+// context ended). Another load of the same module compiles it again.
+var errAbandoned = errors.New("compile abandoned")
+
 // load returns the compiled module a reference names, compiling and checking it the first
-// time, and checks that it can play role.
+// time, and checks that it can play role. Compiling holds no lock that other loads need:
+// loads of other modules proceed, and loads of the same module wait for the one compile
+// (within their own contexts).
 func (h *Host) load(ctx context.Context, ref string, pages uint32, r role) (*module, error) {
 	b, err := h.moduleBytes(ref)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	key := moduleKey{digest: hex.EncodeToString(sum[:]), pages: pages}
-
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, fmt.Errorf("host closed")
-	}
-	m, ok := h.modules[key]
-	if !ok {
-		if m, err = h.compile(ctx, key, b); err != nil {
-			return nil, err
+	key := moduleKey{digest: strings.TrimPrefix(ref, digestPrefix), pages: pages}
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, errHostClosed
 		}
-		h.modules[key] = m
+		m, ok := h.modules[key]
+		if !ok {
+			m = &module{h: h, key: key, ready: make(chan struct{})}
+			h.modules[key] = m
+			h.mu.Unlock()
+			m.err = h.compile(ctx, m, b)
+			if m.err != nil {
+				h.mu.Lock()
+				if h.modules[key] == m {
+					delete(h.modules, key)
+				}
+				h.mu.Unlock()
+			}
+			close(m.ready)
+		} else {
+			h.mu.Unlock()
+		}
+		select {
+		case <-m.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the module to compile: %w", ctx.Err())
+		}
+		if m.err != nil {
+			if errors.Is(m.err, errAbandoned) && ctx.Err() == nil {
+				continue // the load that compiled it gave up; this one has time left
+			}
+			return nil, m.err
+		}
+		if !m.exports[r.export()] {
+			return nil, fmt.Errorf("%w: missing export %s (a module used as a %s must export it; see abi/ABI.md §2)", ErrModule, r.export(), map[role]string{roleProgram: "program", roleMiddleware: "middleware"}[r])
+		}
+		return m, nil
 	}
-	if !m.exports[r.export()] {
-		return nil, fmt.Errorf("%w: missing export %s (a module used as a %s must export it; see abi/ABI.md §2)", ErrModule, r.export(), map[role]string{roleProgram: "program", roleMiddleware: "middleware"}[r])
-	}
-	return m, nil
 }
 
-// compile compiles b, checks its imports and exports, and instantiates it once to run
-// _initialize and check its ABI version. Callers hold h.mu.
-func (h *Host) compile(ctx context.Context, key moduleKey, b []byte) (*module, error) {
-	rt, err := h.runtimeFor(ctx, key.pages)
-	if err != nil {
-		return nil, err
+// compile instruments and compiles b, checks its imports and exports, reserves its floor in
+// the budget, and instantiates it once to run _initialize and check its ABI version. At
+// most maxCompiles compile at once; a compile stops between its steps once ctx ends.
+func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
+	select {
+	case h.compiles <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting to compile: %w", errAbandoned, ctx.Err())
 	}
-	if h.cfg.stop == stopInstrument {
-		res, err := instrument.Instrument(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrModule, err)
+	defer func() { <-h.compiles }()
+	abandoned := func() error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
 		}
+		return nil
+	}
+	rt, err := h.runtimeFor(ctx, m.key.pages)
+	if err != nil {
+		return err
+	}
+	m.rt = rt
+	m.ceiling = int64(m.key.pages) * pageSize
+	if h.cfg.stop == stopInstrument {
+		res, err := instrument.Instrument(b, h.cfg.structure.instrumentLimits())
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrModule, err)
+		}
+		for _, imp := range res.Imports {
+			if imp.Kind != 0 {
+				return fmt.Errorf("%w: forbidden import of %s %s.%s (a guest may import only functions, from %q and %q)", ErrModule, instrument.KindName(imp.Kind), imp.Module, imp.Name, abi.HostModule, abi.WASIModule)
+			}
+		}
+		m.ceiling += int64(res.TableEntries) * tableEntryBytes
 		b = res.Wasm
+	}
+	if err := abandoned(); err != nil {
+		return err
 	}
 	compiled, err := rt.r.CompileModule(ctx, b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: does not compile: %v", ErrModule, err)
+		return fmt.Errorf("%w: does not compile: %v", ErrModule, err)
 	}
-	m := &module{h: h, key: key, compiled: compiled, rt: rt}
+	m.compiled = compiled
+	defer func() {
+		if err != nil {
+			m.release(context.WithoutCancel(ctx))
+		}
+	}()
 	if err := m.check(); err != nil {
-		compiled.Close(ctx)
-		return nil, err
+		return err
 	}
+	if err := abandoned(); err != nil {
+		return err
+	}
+	if err := h.budget.reserveFloor(m.ceiling); err != nil {
+		return err
+	}
+	m.floor = true
 	m.pool = newPool(m, h.cfg.maxInstances)
 	ictx, cancel := context.WithTimeout(ctx, h.cfg.initTimeout)
 	defer cancel()
-	inst, err := m.newInstance(ictx)
+	inst, err := m.pool.get(ictx)
 	if err != nil {
-		compiled.Close(ctx)
-		return nil, err
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("%w: instantiating it took longer than %v (_initialize or osprey_abi_version overran): %v", ErrModule, h.cfg.initTimeout, err)
+		}
+		return err
 	}
-	m.pool.idle = append(m.pool.idle, inst)
-	h.log.LogAttrs(ctx, slog.LevelDebug, "module compiled", slog.String("digest", key.digest[:12]), slog.Uint64("memory_pages", uint64(key.pages)))
-	return m, nil
+	m.pool.put(inst)
+	h.log.LogAttrs(ctx, slog.LevelDebug, "module compiled", slog.String("digest", m.key.digest[:min(12, len(m.key.digest))]), slog.Uint64("memory_pages", uint64(m.key.pages)))
+	return nil
 }
+
+// release closes the module's pool (idle instances now, busy ones when they return), gives
+// back its floor and closes its compiled code. Calls still holding the module fail.
+func (m *module) release(ctx context.Context) {
+	if m.pool != nil {
+		m.pool.close()
+	}
+	if m.floor {
+		m.h.budget.releaseFloor(m.ceiling)
+		m.floor = false
+	}
+	if m.compiled != nil {
+		m.compiled.Close(ctx)
+	}
+}
+
+// tableEntryBytes is what one table entry costs in wazero (a reference: one pointer).
+const tableEntryBytes = 8
 
 // hostImports are the osprey imports and their signatures (ABI.md §3).
 var hostImports = map[string][2][]api.ValueType{
@@ -215,6 +305,8 @@ func (m *module) check() error {
 }
 
 // pool holds a module's instances: at most max exist at once; idle ones wait for calls.
+// Every instance is charged to the host's budget (budget.go): its ceiling while it serves a
+// call, its actual memory while it is idle.
 type pool struct {
 	m   *module
 	sem chan struct{}
@@ -225,9 +317,12 @@ type pool struct {
 }
 
 func newPool(m *module, max int) *pool {
-	p := &pool{m: m, sem: make(chan struct{}, max)}
-	return p
+	return &pool{m: m, sem: make(chan struct{}, max)}
 }
+
+// errReleased: a call reached a module that was released (its feature was replaced or
+// deleted while the call was on its way).
+var errReleased = fmt.Errorf("%w: the module was released (its feature was replaced or deleted)", ErrModuleNotFound)
 
 // get returns an idle instance or a new one; it waits, within ctx, while max are busy.
 func (p *pool) get(ctx context.Context) (*instance, error) {
@@ -240,35 +335,56 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("waiting for an instance (all %d busy): %w", cap(p.sem), ctx.Err())
 		}
 	}
+	b := p.m.h.budget
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		<-p.sem
-		return nil, fmt.Errorf("host closed")
+		return nil, errReleased
 	}
 	if n := len(p.idle); n > 0 {
 		inst := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		b.unlistIdle(inst)
 		p.mu.Unlock()
+		if d := p.m.ceiling - inst.charged; d > 0 {
+			if err := b.charge(d, inst); err != nil {
+				p.discard(inst)
+				return nil, err
+			}
+			inst.charged = p.m.ceiling
+		}
 		return inst, nil
 	}
 	p.mu.Unlock()
-	inst, err := p.m.newInstance(ctx)
-	if err != nil {
+	if err := b.charge(p.m.ceiling, nil); err != nil {
 		<-p.sem
 		return nil, err
 	}
+	inst, err := p.m.newInstance(ctx)
+	if err != nil {
+		b.charge(-p.m.ceiling, nil)
+		<-p.sem
+		return nil, err
+	}
+	inst.charged = p.m.ceiling
 	return inst, nil
 }
 
-// put returns a healthy instance to the pool.
+// put returns a healthy instance to the pool, charged now at its actual memory.
 func (p *pool) put(inst *instance) {
+	b := p.m.h.budget
+	if idle := inst.idleBytes(); idle < inst.charged {
+		b.charge(idle-inst.charged, nil)
+		inst.charged = idle
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		inst.close()
+		p.drop(inst)
 	} else {
 		p.idle = append(p.idle, inst)
+		b.listIdle(inst)
 		p.mu.Unlock()
 	}
 	<-p.sem
@@ -276,17 +392,42 @@ func (p *pool) put(inst *instance) {
 
 // discard closes an instance that trapped, timed out or broke the protocol.
 func (p *pool) discard(inst *instance) {
-	inst.close()
+	p.drop(inst)
 	<-p.sem
 }
 
-func (p *pool) close(ctx context.Context) {
+// drop closes an instance and gives back its charge.
+func (p *pool) drop(inst *instance) {
+	inst.close()
+	p.m.h.budget.charge(-inst.charged, nil)
+	inst.charged = 0
+}
+
+// evict closes inst if it is still idle in the pool (the budget needs its memory).
+func (p *pool) evict(inst *instance) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, inst := range p.idle {
-		inst.close()
+	i := slices.Index(p.idle, inst)
+	if i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
 	}
+	p.m.h.budget.unlistIdle(inst)
+	p.mu.Unlock()
+	if i >= 0 {
+		p.drop(inst)
+	}
+}
+
+// close closes the idle instances; busy ones are closed when they come back.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
 	p.idle = nil
-	p.m.compiled.Close(ctx)
+	for _, inst := range idle {
+		p.m.h.budget.unlistIdle(inst)
+	}
+	p.mu.Unlock()
+	for _, inst := range idle {
+		p.drop(inst)
+	}
 }

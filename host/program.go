@@ -56,7 +56,7 @@ func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {
 		return res, err
 	}
 	if resp.Status != abi.StatusOK {
-		return res, guestError{fmt.Errorf("the program failed: %s", resp.Message)}
+		return res, guestError{err: fmt.Errorf("the program failed: %s", resp.Message), status: true}
 	}
 	r := d.ProgramResult()
 	if err := d.Done(); err != nil {
@@ -64,7 +64,7 @@ func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {
 	}
 	v, err := valueToEngine(r.Value)
 	if err != nil {
-		return res, guestError{fmt.Errorf("the program returned a bad value: %w", err)}
+		return res, guestError{err: fmt.Errorf("the program returned a bad value: %w", err)}
 	}
 	res.Value = v
 	if r.HasKeys {
@@ -139,9 +139,9 @@ func decodeMiddlewareResponse(resp []byte) (engine.Value, error) {
 	}
 	switch r.Status {
 	case abi.StatusRejected:
-		return engine.Null, guestError{fmt.Errorf("%w: %s", engine.ErrRejected, r.Message)}
+		return engine.Null, guestError{err: fmt.Errorf("%w: %s", engine.ErrRejected, r.Message)}
 	case abi.StatusError:
-		return engine.Null, guestError{fmt.Errorf("the middleware failed: %s", r.Message)}
+		return engine.Null, guestError{err: fmt.Errorf("the middleware failed: %s", r.Message), status: true}
 	}
 	val := d.Value()
 	if err := d.Done(); err != nil {
@@ -149,15 +149,27 @@ func decodeMiddlewareResponse(resp []byte) (engine.Value, error) {
 	}
 	out, err := valueToEngine(val)
 	if err != nil {
-		return engine.Null, guestError{fmt.Errorf("the middleware returned a bad value: %w", err)}
+		return engine.Null, guestError{err: fmt.Errorf("the middleware returned a bad value: %w", err)}
 	}
 	return out, nil
 }
 
+// unwrapGuest drops the guestError wrapper (whose message is its cause's), keeping
+// ErrGuestFailed matchable for a guest's own error status.
 func unwrapGuest(err error) error {
 	var ge guestError
 	if errors.As(err, &ge) {
+		if ge.status {
+			return statusError{ge.err}
+		}
 		return ge.err
 	}
 	return err
 }
+
+// statusError is a guest's own error status on its way out of the host.
+type statusError struct{ err error }
+
+func (e statusError) Error() string        { return e.err.Error() }
+func (e statusError) Unwrap() error        { return e.err }
+func (e statusError) Is(target error) bool { return target == ErrGuestFailed }

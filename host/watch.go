@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// watch stops an instance's guest when a call's deadline passes (the instrumented stop
-// mode): its timer sets the instance's stop global.
+// watch stops an instance's guest when a call's deadline passes or its context ends (the
+// instrumented stop mode): its timer sets the instance's stop global.
 //
 // Arming is lazy. A call stores its deadline in due and resets the timer only when the
 // timer is not due to fire by then; when the timer fires, it stops the guest if the running
@@ -26,12 +26,16 @@ type watch struct {
 
 	due    atomic.Int64
 	fireAt atomic.Int64 // when the timer fires, nanoseconds since epoch; 0 when it will not
+	done   atomic.Value // the running call's ctx.Done(), a <-chan struct{}
 
 	mu    sync.Mutex // serialises resets of the timer
 	timer *time.Timer
 }
 
 const stopped = -1
+
+// cancelPoll is how often a running call's context is checked for cancellation.
+const cancelPoll = 25 * time.Millisecond
 
 func newWatch(epoch time.Time, stop func()) *watch {
 	w := &watch{epoch: epoch, stop: stop}
@@ -40,20 +44,26 @@ func newWatch(epoch time.Time, stop func()) *watch {
 	return w
 }
 
-// arm watches a call with the given deadline.
-func (w *watch) arm(deadline time.Time) {
+// arm watches a call with the given deadline and done channel (the call's ctx.Done()).
+func (w *watch) arm(deadline time.Time, done <-chan struct{}) {
 	d := max(int64(deadline.Sub(w.epoch)), 1)
+	w.done.Store(done)
 	w.due.Store(d)
 	if f := w.fireAt.Load(); f != 0 && f <= d {
 		return // the timer fires by then; it will re-arm itself for d
 	}
 	w.mu.Lock()
 	if f := w.fireAt.Load(); f == 0 || f > d {
-		w.fireAt.Store(d)
-		w.timer.Reset(time.Duration(d - int64(time.Since(w.epoch))))
+		now := int64(time.Since(w.epoch))
+		at := min(d, now+int64(cancelPoll))
+		w.fireAt.Store(at)
+		w.timer.Reset(time.Duration(at - now))
 	}
 	w.mu.Unlock()
 }
+
+// stopped reports whether the watch stopped the running call.
+func (w *watch) stopped() bool { return w.due.Load() == stopped }
 
 // disarm ends the watch of a call and reports whether the call was stopped.
 func (w *watch) disarm() (wasStopped bool) { return w.due.Swap(0) == stopped }
@@ -71,15 +81,30 @@ func (w *watch) fire() {
 			return // idle, or already stopped
 		}
 		now := int64(time.Since(w.epoch))
-		if d > now {
-			w.fireAt.Store(d)
-			w.timer.Reset(time.Duration(d - now))
+		if d > now && !w.cancelled() {
+			at := min(d, now+int64(cancelPoll))
+			w.fireAt.Store(at)
+			w.timer.Reset(time.Duration(at - now))
 			return
 		}
 		if w.due.CompareAndSwap(d, stopped) {
 			w.stop()
 			return
 		}
+	}
+}
+
+// cancelled reports whether the running call's context is done.
+func (w *watch) cancelled() bool {
+	done, _ := w.done.Load().(<-chan struct{})
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -27,13 +27,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWatchStopsAtDeadline(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
-	w.arm(time.Now().Add(10 * time.Millisecond))
+	w.arm(time.Now().Add(10 * time.Millisecond), nil)
 	waitFor(t, "the stop", func() bool { return n.Load() == 1 })
 	if !w.disarm() {
 		t.Error("disarm did not report the stop")
 	}
 	// The next call is watched again.
-	w.arm(time.Now().Add(10 * time.Millisecond))
+	w.arm(time.Now().Add(10 * time.Millisecond), nil)
 	waitFor(t, "the second stop", func() bool { return n.Load() == 2 })
 	if !w.disarm() {
 		t.Error("disarm did not report the second stop")
@@ -44,7 +44,7 @@ func TestWatchFinishedCallsAreNotStopped(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
 	for range 1000 {
-		w.arm(time.Now().Add(20 * time.Millisecond))
+		w.arm(time.Now().Add(20 * time.Millisecond), nil)
 		if w.disarm() {
 			t.Fatal("a call that finished in time was stopped")
 		}
@@ -59,9 +59,9 @@ func TestWatchFinishedCallsAreNotStopped(t *testing.T) {
 func TestWatchEarlierDeadline(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
-	w.arm(time.Now().Add(time.Hour))
+	w.arm(time.Now().Add(time.Hour), nil)
 	w.disarm()
-	w.arm(time.Now().Add(10 * time.Millisecond))
+	w.arm(time.Now().Add(10 * time.Millisecond), nil)
 	waitFor(t, "the stop", func() bool { return n.Load() == 1 })
 	if !w.disarm() {
 		t.Error("disarm did not report the stop")
@@ -72,10 +72,10 @@ func TestWatchEarlierDeadline(t *testing.T) {
 func TestWatchLaterDeadline(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
-	w.arm(time.Now().Add(5 * time.Millisecond))
+	w.arm(time.Now().Add(5 * time.Millisecond), nil)
 	w.disarm()
 	start := time.Now()
-	w.arm(start.Add(60 * time.Millisecond))
+	w.arm(start.Add(60*time.Millisecond), nil)
 	time.Sleep(30 * time.Millisecond) // the first timer has fired by now, and re-armed
 	if n.Load() != 0 {
 		t.Fatal("stopped before the running call's deadline")
@@ -95,12 +95,12 @@ func TestWatchArmRacesFire(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
 	for i := range 2000 {
-		w.arm(time.Now().Add(time.Duration(i%50) * time.Microsecond))
+		w.arm(time.Now().Add(time.Duration(i%50)*time.Microsecond), nil)
 		if w.disarm() { // the stop runs just after disarm can see it
 			waitFor(t, "the stop disarm reported", func() bool { return n.Load() == 1 })
 			n.Store(0)
 		}
 	}
-	w.arm(time.Now().Add(time.Millisecond))
+	w.arm(time.Now().Add(time.Millisecond), nil)
 	waitFor(t, "the stop of the overrunning call", func() bool { return n.Load() >= 1 })
 }

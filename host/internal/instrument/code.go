@@ -126,20 +126,48 @@ func opcodeFE(sub uint32) uint8 {
 	return immUnknown
 }
 
-// scan decodes the body of function fn, in[start:end] (locals and code), and records in
-// ins.inserts where the check goes: after the block type of every loop.
+// frame is an open block, loop or if of the body being scanned.
+type frame struct {
+	loop  int // index in ins.inserts of the loop's check, or -1 for a block or if
+	start int // input offset where the loop's body starts
+}
+
+// scan decodes the body of function fn, in[start:end] (locals and code), checks it against
+// the limits, and records in ins.inserts the checks to insert:
+//
+//   - at the function's entry, a static charge for the whole body — unless the body reaches
+//     a loop header before any branch or call (as every standard-Go function does), in which
+//     case that loop's check stands for the entry and charges the code before it too;
+//   - after the block type of every loop, a static charge for the loop's body;
+//   - before every bulk memory and table instruction, a dynamic charge for its length;
+//   - before every call of an imported function, its charge and a stop test.
 func (ins *instrumenter) scan(fn uint64, start, end int) error {
 	b := ins.in
-	ins.inserts = ins.inserts[:0]
+	ins.inserts = append(ins.inserts[:0], insert{kind: insStatic}) // the entry's slot
+	ins.frames = ins.frames[:0]
 
 	groups, pos := readU32(b, start, end)
+	var locals uint64
 	for i := uint32(0); i < groups && pos >= 0; i++ {
-		pos = skipLEB(b, pos, end, maxU32LEB)
+		var n uint32
+		n, pos = readU32(b, pos, end)
+		locals += uint64(n)
 		pos = skipValType(b, pos, end)
 	}
 	if pos < 0 {
 		return fmt.Errorf("instrument: function %d (byte offset %d): truncated or malformed locals", fn, start)
 	}
+	if lim := ins.lim.MaxLocals; lim > 0 && locals > uint64(lim) {
+		return fmt.Errorf("%w: function %d declares %d locals; the limit is %d", ErrLimit, fn, locals, lim)
+	}
+	ins.stats.MaxLocals = max(ins.stats.MaxLocals, uint32(locals))
+	code := pos
+	if lim := ins.lim.MaxFunctionSize; lim > 0 && end-code > int(lim) {
+		return fmt.Errorf("%w: function %d has %d bytes of code; the limit is %d", ErrLimit, fn, end-code, lim)
+	}
+	entryOpen := true // no branch or call yet: a loop reached now stands for the entry check
+	entryLoop := -1   // the index in ins.inserts of the loop that does
+	ins.frames = append(ins.frames, frame{loop: -1})
 
 	last := -1 // the last opcode
 	for pos < end {
@@ -147,16 +175,63 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 		op := b[pos]
 		pos++
 		last = int(op)
+		switch op {
+		case 0x04, 0x05, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13: // if else br br_if br_table return call*
+			entryOpen = false
+		case 0x0b: // end
+			entryOpen = false
+			ins.stats.CompileWork += uint64(len(ins.frames))
+			n := len(ins.frames)
+			if n == 0 {
+				return fmt.Errorf("instrument: function %d: byte offset %d: `end` with no open block", fn, at)
+			}
+			f := ins.frames[n-1]
+			ins.frames = ins.frames[:n-1]
+			if f.loop >= 0 {
+				size := at - f.start
+				if f.loop == entryLoop {
+					size = at - code
+				}
+				ins.inserts[f.loop].charge = units(size)
+			}
+		}
 		switch opcodes[op] {
 		case immNone:
 		case immBlock:
 			pos = skipBlockType(b, pos, end)
+			if err := ins.push(fn, at, frame{loop: -1}); err != nil {
+				return err
+			}
 		case immLoop:
 			pos = skipBlockType(b, pos, end)
 			if pos >= 0 {
-				ins.inserts = append(ins.inserts, pos)
+				if entryOpen {
+					entryLoop = len(ins.inserts)
+					entryOpen = false
+				}
+				ins.inserts = append(ins.inserts, insert{at: pos, kind: insStatic})
+				if err := ins.push(fn, at, frame{loop: len(ins.inserts) - 1, start: pos}); err != nil {
+					return err
+				}
 			}
 		case immU32:
+			if op == 0x10 || op == 0x12 { // call, return_call
+				var idx uint32
+				idx, pos = readU32(b, pos, end)
+				if pos >= 0 && idx < ins.importedFuncs {
+					c := ins.hostCharge[idx]
+					ins.inserts = append(ins.inserts, insert{at: at, kind: insImport, charge: importCallCharge, dyn: c.dyn, shift: c.shift, spill: c.spill})
+				}
+				break
+			}
+			if op == 0xd2 { // ref.func
+				var idx uint32
+				idx, pos = readU32(b, pos, end)
+				if pos >= 0 && idx < ins.importedFuncs {
+					return fmt.Errorf("%w: function %d: byte offset %d: ref.func of imported function %d (host functions may only be called directly)", ErrLimit, fn, at, idx)
+				}
+				break
+			}
 			pos = skipLEB(b, pos, end, maxU32LEB)
 		case immU32U32:
 			pos = skipLEB(b, pos, end, maxU32LEB)
@@ -164,6 +239,14 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 		case immBrTable:
 			var n uint32
 			n, pos = readU32(b, pos, end)
+			if lim := ins.lim.MaxBrTableTargets; lim > 0 && n > lim {
+				return fmt.Errorf("%w: function %d: byte offset %d: br_table with %d targets; the limit is %d", ErrLimit, fn, at, n, lim)
+			}
+			ins.stats.MaxBrTableTargets = max(ins.stats.MaxBrTableTargets, n)
+			ins.stats.CompileWork += uint64(n) * uint64(n) / 16 // wazero's compile time grows with n²
+			if lim := ins.lim.MaxCompileWork; lim > 0 && ins.stats.CompileWork > lim {
+				return fmt.Errorf("%w: function %d: byte offset %d: the module's control structure is too complex to compile (compile work over %d: deep nesting or large br_tables)", ErrLimit, fn, at, lim)
+			}
 			for i := uint64(0); i <= uint64(n) && pos >= 0; i++ { // n labels and the default
 				pos = skipLEB(b, pos, end, maxU32LEB)
 			}
@@ -196,6 +279,12 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 			case 0xfc:
 				if sub < uint32(len(opcodesFC)) {
 					class = opcodesFC[sub]
+				}
+				switch sub {
+				case 8, 10, 11: // memory.init, memory.copy, memory.fill: [.. n]
+					ins.inserts = append(ins.inserts, insert{at: at, kind: insDynamic, shift: memoryShift})
+				case 12, 14, 15, 17: // table.init, table.copy, table.grow, table.fill: [.. n]
+					ins.inserts = append(ins.inserts, insert{at: at, kind: insDynamic, shift: tableShift})
 				}
 			case 0xfd:
 				if sub < uint32(len(opcodesFD)) {
@@ -232,9 +321,27 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 			return fmt.Errorf("instrument: function %d: byte offset %d: truncated or malformed immediate of opcode %#02x", fn, at, op)
 		}
 	}
-	if last != 0x0b {
+	if last != 0x0b || len(ins.frames) != 0 {
 		return fmt.Errorf("instrument: function %d (byte offset %d): the body does not end with `end`", fn, start)
 	}
+	if entryLoop < 0 {
+		ins.inserts[0] = insert{at: code, kind: insStatic, charge: units(end - code), entry: true}
+	}
+	return nil
+}
+
+// push opens a block, checking the nesting limit.
+func (ins *instrumenter) push(fn uint64, at int, f frame) error {
+	ins.frames = append(ins.frames, f)
+	ins.stats.CompileWork += uint64(len(ins.frames))
+	if lim := ins.lim.MaxCompileWork; lim > 0 && ins.stats.CompileWork > lim {
+		return fmt.Errorf("%w: function %d: byte offset %d: the module's control structure is too complex to compile (compile work over %d: deep nesting or large br_tables)", ErrLimit, fn, at, lim)
+	}
+	depth := uint32(len(ins.frames) - 1) // the function's own frame is not a block
+	if lim := ins.lim.MaxNesting; lim > 0 && depth > lim {
+		return fmt.Errorf("%w: function %d: byte offset %d: blocks nested %d deep; the limit is %d", ErrLimit, fn, at, depth, lim)
+	}
+	ins.stats.MaxNesting = max(ins.stats.MaxNesting, depth)
 	return nil
 }
 

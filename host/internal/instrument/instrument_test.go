@@ -161,7 +161,7 @@ func fixtures() []fixture {
 func TestFixtures(t *testing.T) {
 	for _, fx := range fixtures() {
 		t.Run(fx.name, func(t *testing.T) {
-			res, err := Instrument(fx.wasm)
+			res, err := Instrument(fx.wasm, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +185,7 @@ func TestFixtures(t *testing.T) {
 }
 
 func TestStartSectionRefused(t *testing.T) {
-	_, err := Instrument(wb.InfiniteLoopStart())
+	_, err := Instrument(wb.InfiniteLoopStart(), Limits{})
 	if err == nil || !strings.Contains(err.Error(), "a start function is not allowed: initialise in _initialize") {
 		t.Fatalf("err = %v", err)
 	}
@@ -194,16 +194,16 @@ func TestStartSectionRefused(t *testing.T) {
 func TestAlreadyExported(t *testing.T) {
 	m := wb.New()
 	m.ExportFunc(StopExport, m.Func(wb.FuncType{}, nil))
-	_, err := Instrument(m.Bytes())
+	_, err := Instrument(m.Bytes(), Limits{})
 	if err == nil || !strings.Contains(err.Error(), "already exports") || !strings.Contains(err.Error(), StopExport) {
 		t.Fatalf("err = %v", err)
 	}
 	// Instrumenting twice is refused the same way.
-	res, err := Instrument(wb.NoopProgram())
+	res, err := Instrument(wb.NoopProgram(), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Instrument(res.Wasm); err == nil || !strings.Contains(err.Error(), "already exports") {
+	if _, err := Instrument(res.Wasm, Limits{}); err == nil || !strings.Contains(err.Error(), "already exports") {
 		t.Fatalf("second Instrument: err = %v", err)
 	}
 }
@@ -242,7 +242,7 @@ func callWithStop(t *testing.T, mod api.Module, delay, timeout time.Duration, fn
 }
 
 func TestStopInfiniteLoop(t *testing.T) {
-	res, err := Instrument(wb.InfiniteLoopProgram())
+	res, err := Instrument(wb.InfiniteLoopProgram(), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestGCDuringSpin(t *testing.T) {
 // hazardChild runs the scenario of TestGCDuringSpin: a GC starts 20 ms into an
 // infinite loop, the stop global is to be set at 50 ms.
 func hazardChild(t *testing.T) {
-	res, err := Instrument(wb.InfiniteLoopProgram())
+	res, err := Instrument(wb.InfiniteLoopProgram(), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func multiValueModule() []byte {
 
 func TestMultiValueLoop(t *testing.T) {
 	wasm := multiValueModule()
-	res, err := Instrument(wasm)
+	res, err := Instrument(wasm, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestImportedGlobals(t *testing.T) {
 		wb.GlobalGet(0), wb.GlobalGet(1), wb.I32Add(), wb.LocalGet(0), wb.I32Add(), []byte{0x0b})
 	w = appendSec(w, secCode, slices.Concat([]byte{1}, wb.ULEB128(uint64(len(body))), body)...)
 
-	res, err := Instrument(w)
+	res, err := Instrument(w, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func TestSectionsCreated(t *testing.T) {
 		"globalsNoExports": {globalsNoExports.Bytes(), 2},
 	} {
 		t.Run(name, func(t *testing.T) {
-			res, err := Instrument(tt.wasm)
+			res, err := Instrument(tt.wasm, Limits{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -506,7 +506,7 @@ func TestDebugSectionsStripped(t *testing.T) {
 	m.Custom(".debug_line", nil)
 	m.Custom("debug", []byte("kept too"))
 	wasm := m.Bytes()
-	res, err := Instrument(wasm)
+	res, err := Instrument(wasm, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +570,8 @@ func allImmediates() [][]byte {
 }
 
 // TestDecoding checks that every opcode's immediates are stepped over: only the real loops
-// get a check, each right after its block type.
+// get a loop check, each right after its block type, and the bulk memory and table
+// instructions a charge right before them.
 func TestDecoding(t *testing.T) {
 	loops := [][]byte{{0x03, 0x40}, {0x03, 0x7f}, {0x03, 0x7b}, {0x03, 0x03}, {0x03, 0x83, 0x03}, {0x03, 0x63, 0x70}, {0x03, 0x64, 0x03}, {0x03, 0x6f}}
 	var parts [][]byte
@@ -581,6 +582,19 @@ func TestDecoding(t *testing.T) {
 		}
 	}
 	parts = append(parts, loops...)
+	// Close what is open (the instructions hold one `end`), so that the body balances.
+	open := 0
+	for _, p := range parts {
+		switch p[0] {
+		case 0x02, 0x03, 0x04:
+			open++
+		case 0x0b:
+			open--
+		}
+	}
+	for range open {
+		parts = append(parts, []byte{0x0b})
+	}
 
 	m := wb.New()
 	m.ImportFunc("env", "f", wb.FuncType{})
@@ -588,30 +602,43 @@ func TestDecoding(t *testing.T) {
 	m.Func(wb.FuncType{}, nil, parts...)
 	m.Func(wb.FuncType{}, []wb.ValType{wb.I32, wb.I32, wb.F64}, wb.Loop(wb.BlockEmpty))
 	wasm := m.Bytes()
-	res, err := Instrument(wasm)
+	res, err := Instrument(wasm, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := []byte{0x23, 0x00, 0x04, 0x40, 0x00, 0x0b}
-	want := []byte{0x00} // no locals
-	n := 0
+	checkCopied(t, wasm, res)
+	// Where the checks should go, as offsets in the body of function 2 (after its locals
+	// byte): after each loop's block type, before each bulk instruction.
+	var wantLoops, wantBulk []int
+	off := 1
 	for _, p := range parts {
-		want = append(want, p...)
-		if p[0] == 0x03 { // a loop (no other instruction starts with 0x03)
-			want = append(want, check...)
-			n++
+		switch {
+		case p[0] == 0x03:
+			wantLoops = append(wantLoops, off+len(p))
+		case p[0] == 0xfc && slices.Contains([]byte{8, 10, 11, 12, 14, 15, 17}, p[1]):
+			wantBulk = append(wantBulk, off)
 		}
+		off += len(p)
 	}
-	want = append(want, 0x0b)
-	if res.Loops != n+1 {
-		t.Fatalf("%d loops; want %d", res.Loops, n+1)
+	if res.Loops != len(wantLoops)+1 {
+		t.Fatalf("%d loops; want %d", res.Loops, len(wantLoops)+1)
 	}
-	bodies := codeBodies(t, res.Wasm)
-	if len(bodies) != 3 || !bytes.Equal(bodies[1], want) {
-		t.Fatalf("instrumented body:\n% x\nwant:\n% x", bodies[1], want)
+	// The input offsets of the inserted checks of function 2 (body index 1), by length.
+	start, _ := bodyRange(t, res.Wasm, 1)
+	var got []int
+	removed := 0
+	for _, r := range res.inserted[1] {
+		got = append(got, r[0]-start-removed)
+		removed += r[1] - r[0]
 	}
-	if want := []byte{0x02, 0x02, 0x7f, 0x01, 0x7c, 0x03, 0x40, 0x23, 0x00, 0x04, 0x40, 0x00, 0x0b, 0x0b, 0x0b}; !bytes.Equal(bodies[2], want) {
-		t.Fatalf("body with locals = % x; want % x", bodies[2], want)
+	want := slices.Sorted(slices.Values(append(slices.Clone(wantLoops), wantBulk...)))
+	if !slices.Equal(got, want) {
+		t.Fatalf("checks at body offsets %v; want %v (loops %v, bulk %v)", got, want, wantLoops, wantBulk)
+	}
+	// Function 1 is empty (no loop before its end): an entry check. Function 3 opens with
+	// a loop, whose check stands for the entry.
+	if len(res.inserted[0]) != 1 || len(res.inserted[2]) != 1 {
+		t.Fatalf("checks in the empty function %v, in the loop function %v; want one each", res.inserted[0], res.inserted[2])
 	}
 }
 
@@ -628,7 +655,7 @@ func TestUnknownOpcodes(t *testing.T) {
 		m.Func(wb.FuncType{}, nil, marker, wb.Drop(), op)
 		wasm := m.Bytes()
 		at := bytes.Index(wasm, marker) + len(marker) + 1
-		_, err := Instrument(wasm)
+		_, err := Instrument(wasm, Limits{})
 		if err == nil || !strings.Contains(err.Error(), "unknown opcode") || !strings.Contains(err.Error(), "function 2") ||
 			!strings.Contains(err.Error(), fmt.Sprintf("byte offset %d", at)) {
 			t.Errorf("% x: err = %v; want unknown opcode in function 2 at byte offset %d", op, err, at)
@@ -678,7 +705,7 @@ func TestMalformed(t *testing.T) {
 		"unknownImmediate": {body(0x00, 0xfd, 0xe2, 0x01, 0x0b), "unknown opcode 0xfd 226"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := Instrument(tt.wasm)
+			_, err := Instrument(tt.wasm, Limits{})
 			if err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("err = %v; want one mentioning %q", err, tt.msg)
 			}
@@ -712,7 +739,7 @@ func TestTruncatedAndCorrupted(t *testing.T) {
 	for i, wasm := range smallModules() {
 		ends := sectionEnds(t, wasm)
 		for n := range len(wasm) {
-			res, err := Instrument(wasm[:n])
+			res, err := Instrument(wasm[:n], Limits{})
 			switch {
 			case err == nil && !ends[n]:
 				t.Errorf("module %d truncated to %d bytes: no error", i, n)
@@ -730,7 +757,7 @@ func TestTruncatedAndCorrupted(t *testing.T) {
 			for _, v := range []byte{0x00, 0x03, 0x0b, 0x40, 0x7f, 0x80, 0xff} {
 				c := slices.Clone(wasm)
 				c[n] = v
-				_, _ = Instrument(c) // must not panic
+				_, _ = Instrument(c, Limits{}) // must not panic
 			}
 		}
 	}
@@ -748,11 +775,11 @@ func FuzzInstrument(f *testing.F) {
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	f.Cleanup(func() { r.Close(ctx) })
 	f.Fuzz(func(t *testing.T, wasm []byte) {
-		res, err := Instrument(wasm)
+		res, err := Instrument(wasm, Limits{})
 		if err != nil {
 			return
 		}
-		if _, err := Instrument(res.Wasm); err == nil || !strings.Contains(err.Error(), "already exports") {
+		if _, err := Instrument(res.Wasm, Limits{}); err == nil || !strings.Contains(err.Error(), "already exports") {
 			t.Fatalf("instrumenting the output: err = %v; want already exports", err)
 		}
 		if !affordable(wasm) {
@@ -941,7 +968,7 @@ func TestGoGuests(t *testing.T) {
 		t.Run(filepath.Base(pkg), func(t *testing.T) {
 			wasm := goGuest(t, pkg)
 			start := time.Now()
-			res, err := Instrument(wasm)
+			res, err := Instrument(wasm, Limits{})
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
@@ -983,7 +1010,7 @@ func BenchmarkInstrumentGoGuest(b *testing.B) {
 	b.ReportAllocs()
 	var loops int
 	for b.Loop() {
-		res, err := Instrument(wasm)
+		res, err := Instrument(wasm, Limits{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -1052,6 +1079,32 @@ func codeBodies(t testing.TB, wasm []byte) [][]byte {
 	return nil
 }
 
+// bodyRange returns the output offsets of function body i of a module (its locals and
+// code, without the size).
+func bodyRange(t testing.TB, wasm []byte, i int) (int, int) {
+	t.Helper()
+	p := 8
+	for p < len(wasm) {
+		id := wasm[p]
+		p++
+		size := int(readTestULEB(t, wasm, &p))
+		if id != secCode {
+			p += size
+			continue
+		}
+		n := int(readTestULEB(t, wasm, &p))
+		for k := 0; k < n; k++ {
+			sz := int(readTestULEB(t, wasm, &p))
+			if k == i {
+				return p, p + sz
+			}
+			p += sz
+		}
+	}
+	t.Fatalf("no function body %d", i)
+	return 0, 0
+}
+
 // checkCopied checks that the output has the input's sections, in order and byte for byte,
 // but for the debug sections (gone), the global and export sections (the stop global
 // appended, or a new section with it alone) and the code (the checks inserted, res.Loops of
@@ -1063,14 +1116,14 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 	for _, s := range is {
 		hasMemory = hasMemory || (s.id == secMemory && len(s.payload) > 0 && s.payload[0] != 0)
 	}
-	check := checkFor(res.StopGlobal, hasMemory)
-	stopGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b} // stop and countdown
+	_ = hasMemory
+	stopGlobal := appendStopGlobal(nil) // stop, countdown, scratch
 	stopExport := slices.Concat(wb.ULEB128(uint64(len(StopExport))), []byte(StopExport), []byte{kindGlobal}, wb.ULEB128(uint64(res.StopGlobal)))
 	// appended checks that out is in's vector with k more elements, e.
 	appended := func(what string, in, out, e []byte) {
 		k := uint64(1)
 		if bytes.Equal(e, stopGlobal) {
-			k = 2
+			k = instrumentGlobals
 		}
 		p, q := 0, 0
 		var n uint64
@@ -1114,16 +1167,30 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 		case secExport:
 			appended("export", s.payload, o.payload, stopExport)
 		case secCode:
-			ib, ob := codeBodies(t, in), codeBodies(t, res.Wasm)
-			loops := 0
+			ib := codeBodies(t, in)
+			if len(res.inserted) != len(ib) {
+				t.Fatalf("%d bodies instrumented; %d in the input", len(res.inserted), len(ib))
+			}
+			checks := 0
 			for i := range ib {
-				loops += bytes.Count(ob[i], check)
-				if !bytes.Equal(bytes.ReplaceAll(ob[i], check, nil), ib[i]) {
+				var stripped []byte
+				bodyStart, bodyEnd := bodyRange(t, res.Wasm, i)
+				last := bodyStart
+				for _, r := range res.inserted[i] {
+					if r[0] < last || r[1] > bodyEnd {
+						t.Fatalf("function body %d: inserted range %v outside [%d, %d)", i, r, last, bodyEnd)
+					}
+					stripped = append(stripped, res.Wasm[last:r[0]]...)
+					last = r[1]
+					checks++
+				}
+				stripped = append(stripped, res.Wasm[last:bodyEnd]...)
+				if !bytes.Equal(stripped, ib[i]) {
 					t.Fatalf("function body %d: the output without the checks differs from the input", i)
 				}
 			}
-			if loops != res.Loops {
-				t.Fatalf("%d checks in the code; Result.Loops = %d", loops, res.Loops)
+			if checks != res.Stats.Checks || checks < res.Loops {
+				t.Fatalf("%d checks in the code; Result: %d checks, %d loops", checks, res.Stats.Checks, res.Loops)
 			}
 		default:
 			if !bytes.Equal(o.payload, s.payload) {

@@ -7,6 +7,8 @@ package main
 import (
 	"errors"
 	"os"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/osprey-ml/osprey/guest-sdk/go/osprey"
@@ -54,6 +56,20 @@ func run(ctx *osprey.Context, row osprey.Row) (program.Result, error) {
 	case "log":
 		ctx.Info("hello from the guest", "answer", 42)
 		return program.Result{Value: osprey.Int(1)}, nil
+	case "logflood": // floods osprey.log with forged attribute names and a terminal escape
+		for i := range floodLines {
+			ctx.Error("flood\n\x1b[2Jlevel=ERROR", "i", i, "level", "ERROR", "msg", "forged", "component", "host", "fqn", "t.other")
+		}
+		return program.Result{Value: osprey.Int(floodLines)}, nil
+	case "stderrflood": // floods stderr with long lines, then dies of an unrecovered panic
+		line := strings.Repeat("noise ", 1000) + "\n"
+		for range floodLines / 5 {
+			os.Stderr.WriteString(line)
+		}
+		go func() { panic("drowned in noise") }()
+		for {
+			runtime.Gosched()
+		}
 	case "wrongtype":
 		return program.Result{Value: osprey.String("not an int")}, nil
 	case "nan":
@@ -63,5 +79,7 @@ func run(ctx *osprey.Context, row osprey.Row) (program.Result, error) {
 }
 
 var zero float64
+
+const floodLines = 100000
 
 func main() {}

@@ -1,0 +1,119 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// Module lifecycle. A module — its bytes, its compiled code for each memory limit, its pool
+// of instances and their memories — lives while something needs it:
+//
+//   - an applied object names it: the owner of the applied set (the server's registry, the
+//     shell) tells the host which features are applied with Retain after every change;
+//   - or it is held: an apply in progress holds the modules it added (Hold), so that a
+//     Retain from another change cannot release them before the apply is decided.
+//
+// Everything else is released at once: a rejected upload's bytes, a failed apply's compiled
+// module, the modules of a deleted or replaced feature. A call still running on a released
+// module finishes; its instance is closed when it returns. Until the first Retain nothing is
+// released, so a Host used without one (tests, tools) keeps what it loaded.
+
+// digestPrefix starts every module reference.
+const digestPrefix = "sha256:"
+
+var errHostClosed = errors.New("host closed")
+
+// Retain keeps the modules the features name — each feature's program and Wasm
+// middlewares, at the memory limits their configs ask for — and releases every other module
+// the host has, compiled or not, that no Hold keeps. Call it after every change of the
+// applied set, with the whole set.
+func (h *Host) Retain(ctx context.Context, features []*engine.Feature) {
+	keys := map[moduleKey]bool{}
+	refs := map[string]bool{}
+	keep := func(ref string, cfg map[string]string) {
+		if !strings.HasPrefix(ref, digestPrefix) {
+			return
+		}
+		refs[ref] = true
+		if pages, err := h.memoryLimit(cfg, ""); err == nil {
+			keys[moduleKey{digest: strings.TrimPrefix(ref, digestPrefix), pages: pages}] = true
+		}
+	}
+	for _, f := range features {
+		if f.Builder.Kind == BuilderWasm {
+			keep(f.Builder.Module, f.Builder.Config)
+		}
+		for _, mw := range f.Middlewares {
+			if mw.Module != "" {
+				keep(mw.Module, mw.Config)
+			}
+		}
+	}
+	h.mu.Lock()
+	h.retainedKeys, h.retainedRefs = keys, refs
+	h.mu.Unlock()
+	h.sweep(ctx)
+}
+
+// Hold keeps the modules refs name (their bytes and every compiled variant) until release is
+// called, whether or not an applied feature names them. release may be called more than
+// once; the first call counts.
+func (h *Host) Hold(refs ...string) (release func()) {
+	refs = append([]string(nil), refs...)
+	h.mu.Lock()
+	for _, r := range refs {
+		h.holds[r]++
+	}
+	h.mu.Unlock()
+	done := false
+	return func() {
+		h.mu.Lock()
+		if done {
+			h.mu.Unlock()
+			return
+		}
+		done = true
+		for _, r := range refs {
+			if h.holds[r]--; h.holds[r] <= 0 {
+				delete(h.holds, r)
+			}
+		}
+		h.mu.Unlock()
+		h.sweep(context.Background())
+	}
+}
+
+// sweep releases what neither the last Retain nor a Hold keeps. Before the first Retain it
+// does nothing. Modules still compiling are left for the next sweep.
+func (h *Host) sweep(ctx context.Context) {
+	h.mu.Lock()
+	if h.retainedKeys == nil || h.closed {
+		h.mu.Unlock()
+		return
+	}
+	var released []*module
+	for key, m := range h.modules {
+		if h.retainedKeys[key] || h.holds[key.ref()] > 0 {
+			continue
+		}
+		select {
+		case <-m.ready:
+		default:
+			continue // compiling: its loader decides
+		}
+		delete(h.modules, key)
+		released = append(released, m)
+	}
+	for ref := range h.blobs {
+		if !h.retainedRefs[ref] && h.holds[ref] == 0 {
+			delete(h.blobs, ref)
+		}
+	}
+	h.mu.Unlock()
+	for _, m := range released {
+		m.release(ctx)
+	}
+}
