@@ -17,13 +17,14 @@ import (
 // reads and writes against a State. It is safe for concurrent use; reads and writes take no
 // lock (the applied set is replaced copy-on-write by Apply and Delete).
 type Engine struct {
-	state     State
-	notifier  Notifier
-	resolver  MiddlewareResolver
-	encoders  EncoderResolver
-	now       func() time.Time
-	log       *slog.Logger
-	defaultNS string
+	state      State
+	notifier   Notifier
+	resolver   MiddlewareResolver
+	encoders   EncoderResolver
+	now        func() time.Time
+	log        *slog.Logger
+	defaultNS  string
+	maxTimeout time.Duration
 
 	stateBlocks bool
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
@@ -69,9 +70,20 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
 // unless set; "" makes a namespace mandatory).
 func WithDefaultNamespace(ns string) Option { return func(e *Engine) { e.defaultNS = ns } }
 
+// WithMaxTimeout sets the ceiling on spec.timeout: Apply refuses a feature whose timeout is
+// longer (ErrInvalidFeature, naming spec.timeout). d ≤ 0 keeps DefaultMaxTimeout; there is
+// no way to apply features without a ceiling.
+func WithMaxTimeout(d time.Duration) Option {
+	return func(e *Engine) {
+		if d > 0 {
+			e.maxTimeout = d
+		}
+	}
+}
+
 // New returns an Engine over state.
 func New(state State, opts ...Option) *Engine {
-	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace}
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout}
 	for _, o := range opts {
 		o(e)
 	}
@@ -87,7 +99,8 @@ func New(state State, opts ...Option) *Engine {
 }
 
 // Close waits for background recomputes to finish and stops scheduling new ones. It does
-// not close the State or the Notifier, which belong to the caller.
+// not close the State or the Notifier, which belong to the caller. Each recompute is
+// bounded by its feature's timeout, so Close waits at most the engine's MaxTimeout.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
 	e.background.Wait()
@@ -96,6 +109,9 @@ func (e *Engine) Close() error {
 
 // State returns the engine's State.
 func (e *Engine) State() State { return e.state }
+
+// MaxTimeout returns the ceiling on spec.timeout (WithMaxTimeout).
+func (e *Engine) MaxTimeout() time.Duration { return e.maxTimeout }
 
 // plan is an applied feature with its pipeline resolved and ordered.
 type plan struct {
@@ -134,10 +150,15 @@ func (r Result) Found() bool { return !r.Value.IsNull() }
 // Apply validates f, resolves its middlewares and makes it available, replacing an applied
 // feature of the same FQN. A replacement may not change the primitive, the keys or the window
 // granularity of a feature (stored values would be misread): delete it first. Apply rejects a
-// feature whose dependencies form a cycle with applied features.
+// feature whose dependencies form a cycle with applied features, and one whose timeout is
+// over the engine's ceiling (WithMaxTimeout), with ErrInvalidFeature naming spec.timeout.
 func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 	if err := f.Validate(); err != nil {
 		return err
+	}
+	if f.Timeout > e.maxTimeout {
+		return fmt.Errorf("%w %s: %w", ErrInvalidFeature, f.FQN, &FieldError{Path: "spec.timeout",
+			Msg: fmt.Sprintf("%v is more than the %v this host allows (its maximum timeout)", f.Timeout, e.maxTimeout)})
 	}
 	f = f.Clone()
 	p := &plan{f: f}
@@ -421,6 +442,9 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 			return res, fmt.Errorf("state: %w", err)
 		}
 		if ok {
+			if err := r.checkFinite(sel.Aggr); err != nil {
+				return res, err
+			}
 			res.Timestamp = updated
 			res.Fresh = now.Sub(updated) < f.Freshness
 			if sel.Aggr != AggrUnknown {
@@ -730,20 +754,28 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		c := *call
 		c.Stage = StagePostSet
 		if out, err = runSteps(ctx, &c, post, out); err != nil {
-			return Null, err
+			return Null, &writtenError{err}
 		}
 	}
 	n.Value = out
 	if e.notifier != nil {
 		if err := e.notifier.Publish(ctx, n); err != nil {
-			return out, fmt.Errorf("written, but not published for the historian: %w", err)
+			return out, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return out, fmt.Errorf("written, but past the deadline: %w", err)
+		return out, &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
 	}
 	return out, nil
 }
+
+// writtenError is the error of a write that reached the State but failed afterwards (a
+// postSet middleware, the notifier, the deadline), so that a caller counting writes (Ingest)
+// counts it.
+type writtenError struct{ err error }
+
+func (e *writtenError) Error() string { return e.err.Error() }
+func (e *writtenError) Unwrap() error { return e.err }
 
 // DeadBuckets returns the buckets of a windowed feature that have left the window but are
 // still kept (for DeadGracePeriod), across all entities: what the historian collects.

@@ -1,6 +1,9 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Engine errors wrap one of these (test with errors.Is) together with a
 // message naming the feature, field or value at fault.
@@ -26,4 +29,11 @@ var (
 	ErrOutOfWindow = errors.New("timestamp outside the kept window")
 	// ErrRejected: a middleware stopped the operation.
 	ErrRejected = errors.New("rejected by middleware")
+	// ErrOverflow: the result of arithmetic on a stored value does not fit the feature's
+	// type — an int Incr past the int64 range (it never wraps), a float Incr or a window
+	// bucket's running sum reaching ±Inf, or a window's sum over its buckets doing so on a
+	// read. A write that overflows writes nothing. It wraps ErrTypeMismatch, as a Set of
+	// ±Inf is one, so a caller branching on that sees it too (the server answers
+	// FailedPrecondition: the request is well formed, the stored value refuses it).
+	ErrOverflow = fmt.Errorf("%w: overflow", ErrTypeMismatch)
 )

@@ -10,6 +10,11 @@ import (
 // DefaultTimeout is the timeout of a feature whose manifest sets none.
 const DefaultTimeout = time.Second
 
+// DefaultMaxTimeout is the largest spec.timeout an Engine applies unless WithMaxTimeout says
+// otherwise: a feature's timeout bounds how long one call may hold a worker, an instance and
+// a state connection, so the operator, not the feature's author, sets how long that may be.
+const DefaultMaxTimeout = 30 * time.Second
+
 // Builder kinds known to the engine itself. Others (e.g. "wasm") are provided by plugins.
 const (
 	// BuilderSourceless is a feature with no program: values are written with Set, Append,

@@ -7,9 +7,16 @@ import (
 )
 
 // Keys are the entity keys of a feature value: key name → key value. Every key a feature
-// names is required, and no other key is allowed. A key value may be any valid UTF-8 string,
-// including the empty string and the separators used by EncodeKeys.
+// names is required, and no other key is allowed. A key value may be any valid UTF-8 string
+// of at most MaxKeyBytes bytes, including the empty string and the separators used by
+// EncodeKeys.
 type Keys map[string]string
+
+// MaxKeyBytes is the longest key value, in bytes, that EncodeKeys accepts: an entity ID
+// (a card number, a user ID, a hash, even a URL) fits many times over, while a key that
+// would be stored, hashed, logged and handed to every program and middleware of a feature
+// with each call cannot take megabytes of memory or state per entity.
+const MaxKeyBytes = 64 << 10
 
 // keySep separates key values in an encoded key and keyEsc escapes it and itself.
 const (
@@ -17,7 +24,8 @@ const (
 	keyEsc = '\\'
 )
 
-// EncodeKeys validates keys against the key names a feature declares and encodes their
+// EncodeKeys validates keys against the key names a feature declares (every one present,
+// no other, each value valid UTF-8 of at most MaxKeyBytes; else ErrInvalidKeys) and encodes their
 // values, in the declared order, into one string: each value with '\' written as "\\" and
 // ';' as "\;", joined by ';'. DecodeKeys reverses it exactly.
 //
@@ -65,7 +73,7 @@ func DecodeKeys(names []string, encoded string) (Keys, error) {
 	for j := 0; j <= len(encoded); j++ {
 		if j == len(encoded) || encoded[j] == keySep {
 			if i >= len(names) {
-				return nil, fmt.Errorf("%w: encoded keys %q hold more than the %d named", ErrInvalidKeys, encoded, len(names))
+				return nil, fmt.Errorf("%w: encoded keys %s hold more than the %d named", ErrInvalidKeys, quoteClipped(encoded), len(names))
 			}
 			keys[names[i]] = b.String()
 			b.Reset()
@@ -75,13 +83,13 @@ func DecodeKeys(names []string, encoded string) (Keys, error) {
 		if encoded[j] == keyEsc {
 			j++
 			if j == len(encoded) {
-				return nil, fmt.Errorf("%w: encoded keys %q end in an escape", ErrInvalidKeys, encoded)
+				return nil, fmt.Errorf("%w: encoded keys %s end in an escape", ErrInvalidKeys, quoteClipped(encoded))
 			}
 		}
 		b.WriteByte(encoded[j])
 	}
 	if i != len(names) {
-		return nil, fmt.Errorf("%w: encoded keys %q hold %d values, want %d (%s)", ErrInvalidKeys, encoded, i, len(names), strings.Join(names, ", "))
+		return nil, fmt.Errorf("%w: encoded keys %s hold %d values, want %d (%s)", ErrInvalidKeys, quoteClipped(encoded), i, len(names), strings.Join(names, ", "))
 	}
 	return keys, nil
 }
@@ -91,6 +99,9 @@ func checkKeys(names []string, keys Keys) error {
 		v, ok := keys[name]
 		if !ok {
 			return fmt.Errorf("%w: missing key %q (want %s)", ErrInvalidKeys, name, strings.Join(names, ", "))
+		}
+		if len(v) > MaxKeyBytes {
+			return fmt.Errorf("%w: key %q: value is %d bytes, more than the %d allowed", ErrInvalidKeys, name, len(v), MaxKeyBytes)
 		}
 		if !utf8.ValidString(v) {
 			return fmt.Errorf("%w: key %q: value is not valid UTF-8", ErrInvalidKeys, name)
@@ -103,9 +114,25 @@ func checkKeys(names []string, keys Keys) error {
 				known = known || name == k
 			}
 			if !known {
-				return fmt.Errorf("%w: unknown key %q (want %s)", ErrInvalidKeys, k, strings.Join(names, ", "))
+				return fmt.Errorf("%w: unknown key %s (want %s)", ErrInvalidKeys, quoteClipped(k), strings.Join(names, ", "))
 			}
 		}
 	}
 	return nil
+}
+
+// maxQuoted is the most bytes of a caller's string an error message quotes.
+const maxQuoted = 64
+
+// quoteClipped quotes s for an error message, cut to maxQuoted bytes (on a rune boundary)
+// with its length said, so a huge input is never copied into a message.
+func quoteClipped(s string) string {
+	if len(s) <= maxQuoted {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:cut], len(s))
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -202,7 +203,9 @@ type DryRunResult struct {
 
 // DryRun runs a feature's program on a sample row (or, with a nil row, as on request for
 // keys) and its preSet middlewares, and returns what would be written. Nothing is written
-// and nothing is published.
+// and nothing is published. Keys, when given, are checked against the feature's (as
+// EncodeKeys does) before the program runs. The whole run is bounded by the feature's
+// timeout and by ctx: when either ends first, DryRun fails with ctx's error.
 func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts time.Time) (DryRunResult, error) {
 	name, err := ParseFQN(fqn, e.defaultNS)
 	if err != nil {
@@ -214,6 +217,11 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 	}
 	if p.program == nil {
 		return DryRunResult{}, fmt.Errorf("dry run %s: %w: the feature has no program (builder %s)", name, ErrUnsupported, p.f.Builder.Kind)
+	}
+	if len(keys) > 0 {
+		if _, err := EncodeKeys(p.f.Keys, keys); err != nil {
+			return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
+		}
 	}
 	if ts.IsZero() {
 		ts = e.now()
@@ -233,6 +241,9 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 		if out.Value, err = runSteps(ctx, call, pre, res.Value); err != nil {
 			return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
 	}
 	return out, nil
 }
@@ -264,6 +275,11 @@ type IngestResult struct {
 // fails, nothing is written and the error lists the failures (each an *IngestError). Then
 // the values are written through each feature's pipeline; a failure there (the State, a
 // middleware) is returned with the values written before it counted in the result.
+//
+// Ingest stops as soon as ctx ends — the caller went away or its deadline passed — checking
+// before each program run and before each write, and returns an error wrapping ctx's. Ended
+// in the first phase, it has written nothing; in the second, Written counts what it wrote.
+// Each program run and each write is also bounded by its feature's timeout.
 func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestResult, error) {
 	res := IngestResult{Rows: len(rows)}
 	name, err := ParseFQN(source, e.defaultNS)
@@ -275,12 +291,14 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 		return res, fmt.Errorf("ingest %s: %w: data source not applied", name, ErrFeatureNotFound)
 	}
 	type write struct {
-		p   *plan
-		res ProgramResult
+		p     *plan
+		res   ProgramResult
+		ekeys string
 	}
 	var writes []write
 	var errs []error
 	now := e.now()
+rows:
 	for i, row := range rows {
 		ts, err := rowTime(ds, row, now)
 		if err != nil {
@@ -288,8 +306,12 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 			continue
 		}
 		for _, p := range fed {
+			if err := ctx.Err(); err != nil {
+				errs = append(errs, fmt.Errorf("stopped at row %d of %d: %w", i, len(rows), err))
+				break rows
+			}
 			rctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
-			out, _, err := e.run(rctx, p, &ProgramCall{Timestamp: ts, Row: row})
+			out, ekeys, err := e.run(rctx, p, &ProgramCall{Timestamp: ts, Row: row})
 			cancel()
 			switch {
 			case err != nil:
@@ -297,7 +319,7 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 			case out.Value.IsNull():
 				res.Skipped++
 			default:
-				writes = append(writes, write{p, out})
+				writes = append(writes, write{p, out, ekeys})
 			}
 		}
 		if len(errs) >= 100 {
@@ -308,13 +330,40 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 	if len(errs) > 0 {
 		return res, fmt.Errorf("ingest %s: nothing written: %w", name, joinErrors(errs))
 	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("ingest %s: nothing written: stopped after the last row: %w", name, err)
+	}
 	for _, w := range writes {
-		if _, err := e.Update(ctx, w.p.f.FQN, w.res.Keys, w.res.Value, w.res.Timestamp); err != nil {
+		written, err := e.ingestWrite(ctx, w.p, w.res, w.ekeys)
+		if written {
+			res.Written++
+		}
+		if err != nil {
 			return res, fmt.Errorf("ingest %s: %d of %d values written: %w", name, res.Written, len(writes), err)
 		}
-		res.Written++
 	}
 	return res, nil
+}
+
+// ingestWrite writes one program result of an Ingest through its feature's pipeline, as
+// Update does, within the feature's timeout. It reports whether the value was written, which
+// it may have been even when there is an error (the notifier failed, the deadline passed
+// after the state call). It writes nothing once ctx has ended.
+func (e *Engine) ingestWrite(ctx context.Context, p *plan, r ProgramResult, ekeys string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if p.timed {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.f.Timeout)
+		defer cancel()
+	}
+	_, err := e.writePlanned(ctx, OpUpdate, p, r.Keys, ekeys, r.Value, r.Timestamp, e.now())
+	if err != nil {
+		var we *writtenError
+		return errors.As(err, &we), fmt.Errorf("%s %s: %w", OpUpdate, p.f.FQN, err)
+	}
+	return true, nil
 }
 
 // rowTime returns a row's timestamp: the data source's timestampField when it names one and

@@ -34,6 +34,11 @@ import (
 //   - WindowAdd into a bucket past its BucketExpiry fails with ErrOutOfWindow; a non-finite
 //     x fails with ErrTypeMismatch. Set, Append, Incr and Get of a windowed feature fail with
 //     ErrUnsupported.
+//   - Arithmetic stays in range: an Incr whose result does not fit the feature's type (an
+//     int sum past the int64 range, a float sum that is ±Inf or NaN) and a WindowAdd that
+//     would take its bucket's sum to ±Inf fail with ErrOverflow and write nothing. The check
+//     is atomic with the write (a Redis provider does both in one script): concurrent calls
+//     can never together store an overflowed value.
 //   - A stored value whose kind differs from the feature's (the feature was deleted and
 //     applied again with another type) counts as absent.
 type State interface {
@@ -52,7 +57,8 @@ type State interface {
 
 	// Incr adds by (an int for int features, a float for float features) to the current
 	// value (or to 0 when it is absent or stale relative to the write), atomically, and
-	// returns the result. Versions shift as for Set.
+	// returns the result. Versions shift as for Set. A result that overflows fails with
+	// ErrOverflow and writes nothing.
 	Incr(ctx context.Context, f *Feature, keys string, by Value, ts time.Time) (Value, error)
 
 	// Update writes v the way the feature's type calls for: WindowAdd for windowed features

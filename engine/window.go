@@ -128,6 +128,22 @@ func (r WindowResult) Get(a AggrFn) float64 {
 	return math.NaN()
 }
 
+// checkFinite fails with ErrOverflow when an aggregation a read returns is not finite: a
+// (or, for AggrUnknown, any of Aggrs). Each bucket's sum is finite (State.WindowAdd refuses
+// one that is not), but the sum over a window's buckets can still leave the float range;
+// such a window is refused rather than served as ±Inf, which is no value.
+func (r WindowResult) checkFinite(a AggrFn) error {
+	for fn := AggrSum; fn <= AggrAvg; fn++ {
+		if fn != a && (a != AggrUnknown || !r.Aggrs.Has(fn)) {
+			continue
+		}
+		if x := r.Get(fn); math.IsInf(x, 0) || math.IsNaN(x) {
+			return fmt.Errorf("%w: the window's %s is %v, beyond the float range", ErrOverflow, fn, x)
+		}
+	}
+	return nil
+}
+
 // Map returns the aggregations in Aggrs by name.
 func (r WindowResult) Map() map[string]float64 {
 	m := make(map[string]float64, 5)

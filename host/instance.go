@@ -52,10 +52,10 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	stdout := &guestOutput{inst: inst, level: slog.LevelInfo, stream: "stdout"}
 	inst.stderr = &guestOutput{inst: inst, level: slog.LevelWarn, stream: "stderr"}
 	cfg := wazero.NewModuleConfig().
-		WithName("").                // anonymous: a module has many instances
-		WithStartFunctions().        // _initialize is called below, under our checks
-		WithSysWalltime().           // clocks …
-		WithSysNanotime().           //
+		WithName("").                       // anonymous: a module has many instances
+		WithStartFunctions().               // _initialize is called below, under our checks
+		WithSysWalltime().                  // clocks …
+		WithSysNanotime().                  //
 		WithRandSource(newGuestRand(inst)). // … and randomness; no FS, env, args or real sleep
 		WithStdout(stdout).
 		WithStderr(inst.stderr)

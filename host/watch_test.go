@@ -27,13 +27,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWatchStopsAtDeadline(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
-	w.arm(time.Now().Add(10 * time.Millisecond), nil)
+	w.arm(time.Now().Add(10*time.Millisecond), nil)
 	waitFor(t, "the stop", func() bool { return n.Load() == 1 })
 	if !w.disarm() {
 		t.Error("disarm did not report the stop")
 	}
 	// The next call is watched again.
-	w.arm(time.Now().Add(10 * time.Millisecond), nil)
+	w.arm(time.Now().Add(10*time.Millisecond), nil)
 	waitFor(t, "the second stop", func() bool { return n.Load() == 2 })
 	if !w.disarm() {
 		t.Error("disarm did not report the second stop")
@@ -44,7 +44,7 @@ func TestWatchFinishedCallsAreNotStopped(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
 	for range 1000 {
-		w.arm(time.Now().Add(20 * time.Millisecond), nil)
+		w.arm(time.Now().Add(20*time.Millisecond), nil)
 		if w.disarm() {
 			t.Fatal("a call that finished in time was stopped")
 		}
@@ -61,7 +61,7 @@ func TestWatchEarlierDeadline(t *testing.T) {
 	w := newTestWatch(t, &n)
 	w.arm(time.Now().Add(time.Hour), nil)
 	w.disarm()
-	w.arm(time.Now().Add(10 * time.Millisecond), nil)
+	w.arm(time.Now().Add(10*time.Millisecond), nil)
 	waitFor(t, "the stop", func() bool { return n.Load() == 1 })
 	if !w.disarm() {
 		t.Error("disarm did not report the stop")
@@ -72,7 +72,7 @@ func TestWatchEarlierDeadline(t *testing.T) {
 func TestWatchLaterDeadline(t *testing.T) {
 	var n atomic.Int32
 	w := newTestWatch(t, &n)
-	w.arm(time.Now().Add(5 * time.Millisecond), nil)
+	w.arm(time.Now().Add(5*time.Millisecond), nil)
 	w.disarm()
 	start := time.Now()
 	w.arm(start.Add(60*time.Millisecond), nil)

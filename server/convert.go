@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -172,6 +174,43 @@ func rowValue(v *structpb.Value) any {
 		return out
 	}
 	return v.AsInterface()
+}
+
+// checkKeySizes refuses entity keys with a value (or a name) over engine.MaxKeyBytes before
+// anything else looks at them: InvalidArgument naming field (keys, entities[3].keys) and the
+// key. The engine refuses such values too (engine.ErrInvalidKeys); checking here names the
+// field of a GetMany entity and refuses the whole call at once. Key names are quoted
+// clipped, so an oversized one is not copied into the message.
+func checkKeySizes(field string, keys map[string]string) *connect.Error {
+	ok := true
+	for name, v := range keys {
+		ok = ok && len(v) <= engine.MaxKeyBytes && len(name) <= engine.MaxKeyBytes
+	}
+	if ok {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(keys)) { // the first by name, for a stable message
+		if n := len(name); n > engine.MaxKeyBytes {
+			return invalid(field, "%v: a key name is %d bytes, more than the %d allowed: %s", engine.ErrInvalidKeys, n, engine.MaxKeyBytes, clipQuote(name))
+		}
+		if n := len(keys[name]); n > engine.MaxKeyBytes {
+			return invalid(field, "%v: key %s: value is %d bytes, more than the %d allowed", engine.ErrInvalidKeys, clipQuote(name), n, engine.MaxKeyBytes)
+		}
+	}
+	return nil
+}
+
+// clipQuote quotes s for a message, cut to 64 bytes on a rune boundary.
+func clipQuote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // fieldError is a problem with one field of a request, e.g. rows[3].amount.

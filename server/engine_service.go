@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -44,6 +45,9 @@ type engineService struct {
 // Get reads one feature for one entity.
 func (es *engineService) Get(ctx context.Context, req *connect.Request[ospreyv1.GetRequest]) (*connect.Response[ospreyv1.GetResponse], error) {
 	m := req.Msg
+	if err := checkKeySizes("keys", m.GetKeys()); err != nil {
+		return nil, err
+	}
 	res, err := es.s.eng.Get(ctx, m.GetSelector(), engine.Keys(m.GetKeys()))
 	if err != nil {
 		return nil, es.s.fail(ctx, req.Spec().Procedure, err, readFields)
@@ -56,7 +60,18 @@ func (es *engineService) Get(ctx context.Context, req *connect.Request[ospreyv1.
 }
 
 // GetMany reads every selector for every entity. A cell that fails carries its error; the
-// call fails only when it is empty, too large, or out of time.
+// call fails only when it is empty, too large, has a key value over engine.MaxKeyBytes
+// (InvalidArgument naming entities[i].keys), or the caller's own context ends (Canceled, or
+// DeadlineExceeded when the caller's deadline passes).
+//
+// The whole call has one deadline: the largest timeout among the features its selectors
+// name (engine.DefaultTimeout when none is applied), or the caller's deadline when that is
+// sooner. Each cell is a Get, bounded by its own feature's timeout as well, and cells run in
+// parallel, so a call whose cells finish within their timeouts finishes within the largest;
+// the deadline stops a call whose cells queue behind slow ones (many cells per worker) from
+// taking the sum of their timeouts. When it passes, the call answers with the cells read by
+// then; each cell not read carries a DeadlineExceeded error. Workers stop between cells once
+// the deadline has passed or the caller has gone away.
 func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospreyv1.GetManyRequest]) (*connect.Response[ospreyv1.GetManyResponse], error) {
 	m := req.Msg
 	sels, ents := m.GetSelectors(), m.GetEntities()
@@ -73,59 +88,100 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 		return nil, tooLarge("entities", "%d selectors × %d entities is %d cells, more than the %d allowed in one call (split it)",
 			len(sels), len(ents), len(sels)*len(ents), MaxGetManyCells)
 	}
-	results := make([]*ospreyv1.EntityResult, len(ents))
+	for i, ent := range ents {
+		if err := checkKeySizes(fmt.Sprintf("entities[%d].keys", i), ent.GetKeys()); err != nil {
+			return nil, err
+		}
+	}
+	// Resolve each selector once: its FQN names the cells that fail, its timeout bounds the call.
+	fqns := make([]string, len(sels))
+	var bound time.Duration
+	for j, sel := range sels {
+		if f, err := es.s.eng.FeatureDescriptor(ctx, sel); err == nil {
+			fqns[j] = f.FQN
+			bound = max(bound, f.Timeout)
+		}
+	}
+	if bound == 0 { // no selector names an applied feature: every cell fails at once
+		bound = engine.DefaultTimeout
+	}
+	gctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+
+	// cells[i*len(sels)+j] is set when entity i's selector j has been read. Workers may
+	// still be finishing a cell after the deadline; the reply takes what is set by then.
+	cells := make([]atomic.Pointer[ospreyv1.FeatureResult], len(ents)*len(sels))
 	read := func(i int) {
 		keys := engine.Keys(ents[i].GetKeys())
-		cells := make([]*ospreyv1.FeatureResult, len(sels))
 		for j, sel := range sels {
-			cells[j] = es.cell(ctx, sel, keys)
+			if gctx.Err() != nil {
+				return
+			}
+			cells[i*len(sels)+j].Store(es.cell(gctx, sel, fqns[j], keys))
 		}
-		results[i] = &ospreyv1.EntityResult{Features: cells}
 	}
 	workers := min(len(ents), 4*runtime.GOMAXPROCS(0), 64)
-	if workers <= 1 {
-		for i := range ents {
-			read(i)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				read(i)
+			}
+		})
+	}
+feed:
+	for i := range ents {
+		select {
+		case next <- i:
+		case <-gctx.Done():
+			break feed
 		}
-	} else {
-		next := make(chan int)
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for i := range next {
-					read(i)
-				}
-			})
-		}
-		for i := range ents {
-			next <- i
-		}
-		close(next)
+	}
+	close(next)
+	finished := make(chan struct{})
+	go func() {
 		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-gctx.Done():
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, es.s.fail(ctx, req.Spec().Procedure, err, readFields)
 	}
+	late := connect.NewError(connect.CodeDeadlineExceeded,
+		fmt.Errorf("not read within the call's deadline (%v, the largest timeout of the features read)", bound)).Error()
+	results := make([]*ospreyv1.EntityResult, len(ents))
+	for i := range ents {
+		row := make([]*ospreyv1.FeatureResult, len(sels))
+		for j, sel := range sels {
+			if row[j] = cells[i*len(sels)+j].Load(); row[j] == nil {
+				row[j] = &ospreyv1.FeatureResult{Selector: sel, Fqn: fqns[j], Error: late}
+			}
+		}
+		results[i] = &ospreyv1.EntityResult{Features: row}
+	}
 	return connect.NewResponse(&ospreyv1.GetManyResponse{Results: results}), nil
 }
 
-// cell reads one selector for one entity of a GetMany.
-func (es *engineService) cell(ctx context.Context, sel string, keys engine.Keys) (out *ospreyv1.FeatureResult) {
+// cell reads one selector for one entity of a GetMany; fqn is the feature the selector
+// names, or "" when it names none.
+func (es *engineService) cell(ctx context.Context, sel, fqn string, keys engine.Keys) (out *ospreyv1.FeatureResult) {
 	out = &ospreyv1.FeatureResult{Selector: sel}
-	// Cells may run on worker goroutines, beyond the reach of connect's recovery.
+	// Cells run on worker goroutines, beyond the reach of connect's recovery.
 	defer func() {
 		if p := recover(); p != nil {
 			es.s.log.LogAttrs(ctx, slog.LevelError, "panic reading a GetMany cell", slog.String("selector", sel),
 				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			out = &ospreyv1.FeatureResult{Selector: sel, Error: connect.NewError(connect.CodeInternal, errors.New("internal error")).Error()}
+			out = &ospreyv1.FeatureResult{Selector: sel, Fqn: fqn, Error: connect.NewError(connect.CodeInternal, errors.New("internal error")).Error()}
 		}
 	}()
 	res, err := es.s.eng.Get(ctx, sel, keys)
 	if err != nil {
 		out.Error = rpcError(err, readFields).Error()
-		if f, ferr := es.s.eng.FeatureDescriptor(ctx, sel); ferr == nil {
-			out.Fqn = f.FQN
-		}
+		out.Fqn = fqn
 		return out
 	}
 	out.Fqn, out.Found = res.FQN, res.Found()
@@ -145,6 +201,9 @@ type writeOp func(ctx context.Context, fqn string, keys engine.Keys, val any, ts
 // after the write.
 func (es *engineService) write(ctx context.Context, procedure string, op writeOp, fqn string, keys map[string]string,
 	v *structpb.Value, ts *timestamppb.Timestamp) (string, *ospreyv1.Value, error) {
+	if err := checkKeySizes("keys", keys); err != nil {
+		return "", nil, err
+	}
 	// FeatureDescriptor resolves a bare name in the engine's default namespace, which the
 	// engine's writes do not report.
 	f, err := es.s.eng.FeatureDescriptor(ctx, fqn)

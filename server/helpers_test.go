@@ -258,7 +258,7 @@ func start(t *testing.T, o envOptions) *env {
 	if cfg.Engine == nil {
 		cfg.Engine = newEngine(t, cfg.Host, cfg.Notifier, log)
 	}
-	srv, err := server.New(cfg)
+	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

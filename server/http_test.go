@@ -126,7 +126,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"bad origin":      {Engine: eng, CORSOrigins: []string{"example.com/path"}},
 		"negative limits": {Engine: eng, MaxMessageBytes: -1},
 	} {
-		if _, err := server.New(cfg); err == nil {
+		if _, err := server.New(context.Background(), cfg); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
 	}
@@ -260,7 +260,7 @@ func TestHealth(t *testing.T) {
 // TestHandler serves through Handler with an http.Server of the caller's.
 func TestHandler(t *testing.T) {
 	eng := newEngine(t, nil, nil, nil)
-	srv, err := server.New(server.Config{Engine: eng})
+	srv, err := server.New(context.Background(), server.Config{Engine: eng})
 	if err != nil {
 		t.Fatal(err)
 	}

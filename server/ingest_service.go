@@ -20,12 +20,17 @@ type ingestService struct {
 }
 
 // Ingest runs the programs of the features a data source feeds on each row and writes what
-// they computed; when any row fails, nothing is written.
+// they computed; when any row fails, nothing is written. A client that goes away (or whose
+// deadline passes) stops the work between rows: the call fails with Canceled (or
+// DeadlineExceeded), and, when it stopped before the writes began, nothing is written.
 func (is *ingestService) Ingest(ctx context.Context, req *connect.Request[ospreyv1.IngestRequest]) (*connect.Response[ospreyv1.IngestResponse], error) {
 	s := is.s
 	m := req.Msg
 	rows := make([]engine.Row, len(m.GetRows()))
 	for i, r := range m.GetRows() {
+		if err := ctx.Err(); err != nil { // the client went away: convert no more
+			return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
+		}
 		row, err := rowFromProto(fmt.Sprintf("rows[%d]", i), r)
 		if err != nil {
 			return nil, rpcError(err, fieldNames{})
@@ -44,7 +49,8 @@ func (is *ingestService) Ingest(ctx context.Context, req *connect.Request[osprey
 
 // rowErrors reports an Ingest that failed on some rows (and so wrote nothing):
 // InvalidArgument, with a field violation rows[i] per failure — unless time ran out, which
-// is DeadlineExceeded. It returns nil when err holds no row failure.
+// is DeadlineExceeded, or the client went away, which is Canceled. It returns nil when err
+// holds no row failure.
 func rowErrors(err error) *connect.Error {
 	var failures []*engine.IngestError
 	collectIngestErrors(err, &failures)
@@ -52,8 +58,11 @@ func rowErrors(err error) *connect.Error {
 		return nil
 	}
 	code := connect.CodeInvalidArgument
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		code = connect.CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = connect.CodeCanceled
 	}
 	ce := connect.NewError(code, err)
 	br := &errdetails.BadRequest{}

@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
@@ -48,10 +50,18 @@ type registry struct {
 	// modules holds the bytes of the modules stored objects name, so that an object naming
 	// a module by digest alone can be stored again. Only kept with a Store.
 	modules map[string][]byte
+	// quarantine holds the stored objects that did not restore (see restore.go); changes
+	// are published to quarantineList, which ListFeatures reads without taking mu.
+	quarantine     map[objectKey]*quarantined
+	quarantineList atomic.Pointer[[]*ospreyv1.QuarantinedObject]
+	// pending holds the objects whose restore was abandoned at its deadline and whose apply
+	// has not returned yet: ApplyFeature refuses them until it has.
+	pending map[objectKey]*quarantined
 }
 
 func newRegistry(store Store) *registry {
-	return &registry{store: store, stored: map[objectKey]storedObject{}, modules: map[string][]byte{}}
+	return &registry{store: store, stored: map[objectKey]storedObject{}, modules: map[string][]byte{},
+		quarantine: map[objectKey]*quarantined{}, pending: map[objectKey]*quarantined{}}
 }
 
 // forget drops the module bytes no stored object names. Callers hold mu.
@@ -88,7 +98,9 @@ type applyStep struct {
 // applying (a module that does not compile, a middleware that does not resolve, an
 // incompatible change, the store) undoes what the request had applied: a request applies
 // entirely or not at all. Data sources are applied before features. An object identical to
-// the applied one is left alone ("unchanged").
+// the applied one is left alone ("unchanged"). A quarantined object applied successfully
+// leaves the quarantine; one whose abandoned restore has not returned is refused with
+// Unavailable.
 func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest]) (*connect.Response[ospreyv1.ApplyFeatureResponse], error) {
 	s := rs.s
 	m := req.Msg
@@ -109,6 +121,11 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 	steps := make([]*applyStep, len(ms))
 	for i, mf := range ms {
 		st := &applyStep{m: mf, key: objectKey{string(mf.Kind), mf.FQN()}}
+		if _, ok := s.reg.pending[st.key]; ok {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+				"%s: the restore of %s %s when this server started overran its deadline and has not returned yet: retry later (deleting it works meanwhile)",
+				mf.Pos, st.key.kind, st.key.fqn))
+		}
 		if err := s.resolveModules(st, m.GetModules()); err != nil {
 			return nil, err
 		}
@@ -149,6 +166,10 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 		return nil, s.fail(ctx, req.Spec().Procedure, fmt.Errorf("nothing was applied: %w", err), fieldNames{})
 	}
 
+	// Applied, so no longer quarantined.
+	for _, st := range steps {
+		s.reg.unquarantine(st.key)
+	}
 	out := &ospreyv1.ApplyFeatureResponse{}
 	for _, st := range steps {
 		out.Applied = append(out.Applied, &ospreyv1.AppliedObject{Kind: st.key.kind, Fqn: st.key.fqn, Action: st.action})
@@ -392,7 +413,10 @@ func (s *Server) persist(ctx context.Context, steps []*applyStep, undo *[]func(c
 }
 
 // DeleteFeature removes an applied feature (and its stored manifest). When no feature has
-// the name but a data source does, it removes the data source, which no feature may use.
+// the name but a data source does, it removes the data source, which no feature may use. A
+// quarantined object of the name (a feature first, then a data source) is not applied, so
+// deleting it removes its stored manifest, drops the values stored for it when its
+// manifest still parses, and takes it off the quarantine list.
 func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Request[ospreyv1.DeleteFeatureRequest]) (*connect.Response[ospreyv1.DeleteFeatureResponse], error) {
 	s := rs.s
 	proc := req.Spec().Procedure
@@ -405,7 +429,14 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	defer s.reg.mu.Unlock()
 	f, err := s.eng.FeatureDescriptor(ctx, name)
 	if errors.Is(err, engine.ErrFeatureNotFound) {
-		if done, derr := s.deleteDataSource(ctx, name); done || derr != nil {
+		done, derr := s.deleteQuarantined(ctx, name, engine.ManifestFeature)
+		if !done && derr == nil {
+			done, derr = s.deleteDataSource(ctx, name)
+		}
+		if !done && derr == nil {
+			done, derr = s.deleteQuarantined(ctx, name, engine.ManifestDataSource)
+		}
+		if done || derr != nil {
 			if derr != nil {
 				return nil, s.fail(ctx, proc, derr, names)
 			}
@@ -472,7 +503,8 @@ func (s *Server) unstore(ctx context.Context, key objectKey) error {
 	return nil
 }
 
-// ListFeatures lists the applied features and data sources, optionally of one namespace.
+// ListFeatures lists the applied features and data sources, and the quarantined objects,
+// optionally of one namespace.
 func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Request[ospreyv1.ListFeaturesRequest]) (*connect.Response[ospreyv1.ListFeaturesResponse], error) {
 	ns := strings.ToLower(strings.TrimSpace(req.Msg.GetNamespace()))
 	if ns != "" {
@@ -490,6 +522,11 @@ func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Reques
 	for _, ds := range rs.s.eng.DataSources() {
 		if in(ds.FQN) {
 			out.DataSources = append(out.DataSources, dataSourceToProto(ds))
+		}
+	}
+	for _, q := range rs.s.reg.quarantined() {
+		if in(q.GetFqn()) {
+			out.Quarantined = append(out.Quarantined, proto.CloneOf(q))
 		}
 	}
 	return connect.NewResponse(out), nil
@@ -522,70 +559,4 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 		Timestamp: timeToProto(res.Timestamp),
 		Writes:    !res.Value.IsNull(),
 	}), nil
-}
-
-// restore applies what the Store holds: data sources first, then features. An object that
-// does not apply is logged and skipped; it stays in the Store.
-func (s *Server) restore(ctx context.Context) error {
-	r := s.reg
-	objs, err := r.store.Load(ctx)
-	if err != nil {
-		return fmt.Errorf("registry store: load: %w", err)
-	}
-	applied := 0
-	for _, o := range objs {
-		key := objectKey{o.Kind, o.FQN}
-		r.stored[key] = storedObject{manifest: o.Manifest, modules: slicesOfKeys(o.Modules)}
-		for ref, b := range o.Modules {
-			r.modules[ref] = b
-		}
-		if err := s.restoreObject(ctx, o); err != nil {
-			s.log.LogAttrs(ctx, slog.LevelError, "registry: a stored object does not apply; skipped (it stays in the store)",
-				slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
-			continue
-		}
-		applied++
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: restored", slog.Int("applied", applied), slog.Int("stored", len(objs)))
-	return nil
-}
-
-func slicesOfKeys(m map[string][]byte) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
-func (s *Server) restoreObject(ctx context.Context, o StoredObject) error {
-	ms, err := engine.ParseManifests(o.Manifest, "registry "+o.Kind+" "+o.FQN)
-	if err != nil {
-		return err
-	}
-	if len(ms) != 1 || string(ms[0].Kind) != o.Kind || ms[0].FQN() != o.FQN {
-		return fmt.Errorf("the stored manifest does not hold exactly the %s %s", o.Kind, o.FQN)
-	}
-	m := ms[0]
-	if canonical, err := manifestOf(m); err == nil {
-		s.reg.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: canonical, modules: slicesOfKeys(o.Modules)}
-	}
-	if len(o.Modules) > 0 {
-		if s.host == nil {
-			return errors.New("it names Wasm modules, and this server has no Wasm host")
-		}
-		for ref, b := range o.Modules {
-			got, err := s.host.AddModule(b)
-			if err != nil {
-				return fmt.Errorf("module %s: %w", ref, err)
-			}
-			if got != ref {
-				return fmt.Errorf("module %s: the host digests it as %s", ref, got)
-			}
-		}
-	}
-	if m.DataSource != nil {
-		return s.eng.ApplyDataSource(ctx, m.DataSource)
-	}
-	return s.eng.Apply(ctx, m.Feature)
 }

@@ -8,9 +8,14 @@
 // serving. Serve shuts down gracefully: it stops accepting, ends Watch streams, drains
 // in-flight calls and returns.
 //
-//	s, err := server.New(server.Config{Engine: eng, Host: h, Notifier: n, Registry: store})
+//	s, err := server.New(ctx, server.Config{Engine: eng, Host: h, Notifier: n, Registry: store})
 //	...
 //	err = s.Serve(ctx, ln) // until ctx is done
+//
+// With a Registry, New restores what it holds, each object bounded by
+// Config.RestoreTimeout; an object that fails or overruns is quarantined (kept in the
+// store, not served, listed by ListFeatures) rather than blocking the start. See
+// docs/registry.md.
 package server
 
 import (
@@ -48,6 +53,15 @@ const DefaultShutdownTimeout = 30 * time.Second
 // it): below a few KB gzip costs more CPU than the bytes it saves on any network.
 const compressMinBytes = 4096
 
+// DefaultRestoreTimeout bounds, by default, the restore of each stored object when New
+// restores the registry.
+const DefaultRestoreTimeout = 30 * time.Second
+
+// restoreGrace is how long past an object's restore deadline New still waits for its apply
+// to return (the host stops guests at the deadline; this covers the unwinding) before it
+// abandons it.
+const restoreGrace = 2 * time.Second
+
 // requestSlack is what a request body may hold beyond its largest message: the framing of
 // the gRPC and Connect envelopes, and the few small messages of a reflection stream.
 const requestSlack = 1 << 20
@@ -68,8 +82,14 @@ type Config struct {
 	// close it.
 	Notifier engine.Notifier
 	// Registry persists what ApplyFeature and DeleteFeature change; New applies everything
-	// it holds again (data sources first). Nil keeps the registry in memory only.
+	// it holds again (data sources first), each object under RestoreTimeout, quarantining
+	// those that fail. Nil keeps the registry in memory only.
 	Registry Store
+	// RestoreTimeout bounds the restore of each stored object by New: its manifest parsed,
+	// its modules added, and its apply (compiling and instantiating its Wasm modules) under
+	// a context with this deadline (DefaultRestoreTimeout when 0). An object whose restore
+	// fails or overruns is quarantined.
+	RestoreTimeout time.Duration
 	// Tokens maps bearer tokens to their scope. Empty: no authentication. Otherwise
 	// writes, Ingest and the registry need a ScopeWrite token and reads a ScopeRead (or
 	// ScopeWrite) one; gRPC health, reflection and /healthz need none.
@@ -95,6 +115,7 @@ type Server struct {
 	log             *slog.Logger
 	maxBytes        int
 	shutdownTimeout time.Duration
+	restoreTimeout  time.Duration
 
 	handler http.Handler
 	health  *grpchealth.StaticChecker
@@ -125,11 +146,20 @@ var streamingProcedures = map[string]bool{
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
 }
 
-// New returns a Server for cfg. When cfg.Registry is set, New applies every object it holds
-// (data sources first); an object that no longer applies is logged and skipped (it stays in
-// the store), while a store that cannot be read fails New. The Server starts ready (see
-// SetReady).
-func New(cfg Config) (*Server, error) {
+// New returns a Server for cfg. When cfg.Registry is set, New restores every object it
+// holds (data sources first, then features), each under its own deadline
+// (Config.RestoreTimeout, derived from ctx). An object that does not restore — its manifest
+// no longer parses or applies, a module it names is missing or corrupt, its apply fails or
+// overruns the deadline — is quarantined: logged at ERROR, kept in the store, not served,
+// and listed by ListFeatures with its error until it is applied again or deleted. New does
+// not wait for an apply past its deadline plus a short grace: it abandons it (see
+// docs/registry.md). A store that cannot be read fails New.
+//
+// ctx bounds the restore as a whole: when it is done (say, the process got SIGTERM) New
+// stops restoring, leaves the remaining objects unrestored and returns an error wrapping
+// ctx's error; the caller should then exit. ctx is not used once New returns. The Server
+// starts ready (see SetReady).
+func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Engine == nil {
 		return nil, errors.New("server: Config.Engine is required")
 	}
@@ -139,12 +169,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ShutdownTimeout < 0 {
 		return nil, fmt.Errorf("server: Config.ShutdownTimeout is negative (%v)", cfg.ShutdownTimeout)
 	}
+	if cfg.RestoreTimeout < 0 {
+		return nil, fmt.Errorf("server: Config.RestoreTimeout is negative (%v)", cfg.RestoreTimeout)
+	}
 	s := &Server{
 		eng:             cfg.Engine,
 		host:            cfg.Host,
 		log:             cfg.Logger,
 		maxBytes:        cfg.MaxMessageBytes,
 		shutdownTimeout: cfg.ShutdownTimeout,
+		restoreTimeout:  cfg.RestoreTimeout,
 		reg:             newRegistry(cfg.Registry),
 	}
 	if s.log == nil {
@@ -157,12 +191,15 @@ func New(cfg Config) (*Server, error) {
 	if s.shutdownTimeout == 0 {
 		s.shutdownTimeout = DefaultShutdownTimeout
 	}
+	if s.restoreTimeout == 0 {
+		s.restoreTimeout = DefaultRestoreTimeout
+	}
 	auth, err := newAuthenticator(cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if cfg.Registry != nil {
-		if err := s.restore(context.Background()); err != nil {
+		if err := s.restore(ctx); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}

@@ -33,7 +33,9 @@ type Store interface {
 	// Delete removes an object; deleting one that is not stored is not an error.
 	Delete(ctx context.Context, kind, fqn string) error
 	// Load returns every stored object, data sources first, then features, each group
-	// sorted by FQN.
+	// sorted by FQN. An object that cannot be read whole (its manifest unreadable, a module
+	// it names missing or corrupt) is returned with Err set, so that the server quarantines
+	// it and restores the others; Load fails only when the store itself cannot be read.
 	Load(ctx context.Context) ([]StoredObject, error)
 }
 
@@ -47,6 +49,9 @@ type StoredObject struct {
 	Manifest []byte
 	// Modules holds the bytes of the modules the manifest names, by reference.
 	Modules map[string][]byte
+	// Err, when set, says why the object could not be read whole (Manifest or Modules may
+	// then be incomplete); the server quarantines such an object.
+	Err error
 }
 
 // DirStore is a Store in a local directory:
@@ -200,30 +205,41 @@ func (d *DirStore) Load(ctx context.Context) ([]StoredObject, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			path := d.objectPath(kind, fqn)
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return nil, fmt.Errorf("registry store: load %s %s: %w", kind, fqn, err)
-			}
-			obj := StoredObject{Kind: kind, FQN: fqn, Manifest: data, Modules: map[string][]byte{}}
-			for _, ref := range moduleRefs(data) {
-				h, err := digestHex(ref)
-				if err != nil {
-					return nil, fmt.Errorf("registry store: load %s: %w", path, err)
-				}
-				b, err := os.ReadFile(d.modulePath(h))
-				if err != nil {
-					return nil, fmt.Errorf("registry store: load %s: module %s: %w", path, ref, err)
-				}
-				if got := moduleRef(b); got != ref {
-					return nil, fmt.Errorf("registry store: load %s: module %s is corrupt (its bytes have digest %s)", path, ref, got)
-				}
-				obj.Modules[ref] = b
-			}
-			out = append(out, obj)
+			out = append(out, d.loadObject(kind, fqn))
 		}
 	}
 	return out, nil
+}
+
+// loadObject reads one stored object; what cannot be read is reported in its Err. Callers
+// hold d.mu.
+func (d *DirStore) loadObject(kind, fqn string) StoredObject {
+	obj := StoredObject{Kind: kind, FQN: fqn, Modules: map[string][]byte{}}
+	path := d.objectPath(kind, fqn)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		obj.Err = fmt.Errorf("registry store: load %s %s: %w", kind, fqn, err)
+		return obj
+	}
+	obj.Manifest = data
+	for _, ref := range moduleRefs(data) {
+		h, err := digestHex(ref)
+		if err != nil {
+			obj.Err = fmt.Errorf("registry store: load %s: %w", path, err)
+			return obj
+		}
+		b, err := os.ReadFile(d.modulePath(h))
+		if err != nil {
+			obj.Err = fmt.Errorf("registry store: load %s: module %s: %w", path, ref, err)
+			return obj
+		}
+		if got := moduleRef(b); got != ref {
+			obj.Err = fmt.Errorf("registry store: load %s: module %s is corrupt (its bytes have digest %s)", path, ref, got)
+			return obj
+		}
+		obj.Modules[ref] = b
+	}
+	return obj
 }
 
 // objectNames returns the FQNs of the stored objects of a kind, sorted.

@@ -194,6 +194,14 @@ func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag
 			}
 			fmt.Fprintln(e.stdout, line)
 		}
+		// Stored objects that did not restore at the server's start: not served.
+		for _, q := range res.Msg.Quarantined {
+			fmt.Fprintf(e.stdout, "%-28s QUARANTINED  %s since %s, not served: %s\n", q.Fqn, q.Kind,
+				q.Since.AsTime().UTC().Format(time.RFC3339), q.Error)
+		}
+		if n := len(res.Msg.Quarantined); n > 0 {
+			fmt.Fprintf(e.stdout, "%d quarantined: kept in the registry but not served until applied again (osprey apply) or deleted (RegistryService.DeleteFeature)\n", n)
+		}
 	})
 }
 

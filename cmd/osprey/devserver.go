@@ -19,6 +19,9 @@ func runDev(ctx context.Context, e *env, args []string) error {
 	var files multiFlag
 	fs.Var(&files, "f", "also apply the manifests in this file or directory (repeatable)")
 	s, ln, err := startServing(ctx, e, fs, &c, cfgFile, "Usage: osprey dev [flags]\n\nRuns the embedded default: the API on one port with in-process state and notifier, a local\ndata directory (.osprey), and the examples built (Go guests, with the Go toolchain) and applied.", args)
+	if interruptedStart(ctx, e, err) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -23,16 +25,18 @@ import (
 // OSPREY_* environment variable and a key of the optional YAML config file; a flag beats
 // the environment, which beats the file, which beats the default.
 type serveConfig struct {
-	Listen          string `yaml:"listen"`
-	State           string `yaml:"state"`
-	StateConfig     string `yaml:"state-config"`
-	Notifier        string `yaml:"notifier"`
-	NotifierConfig  string `yaml:"notifier-config"`
-	DataDir         string `yaml:"data-dir"`
-	Tokens          string `yaml:"tokens"`
-	CORSOrigins     string `yaml:"cors-origins"`
-	MaxMessageBytes int    `yaml:"max-message-bytes"`
-	MemoryCeiling   string `yaml:"memory-ceiling"`
+	Listen          string        `yaml:"listen"`
+	State           string        `yaml:"state"`
+	StateConfig     string        `yaml:"state-config"`
+	Notifier        string        `yaml:"notifier"`
+	NotifierConfig  string        `yaml:"notifier-config"`
+	DataDir         string        `yaml:"data-dir"`
+	Tokens          string        `yaml:"tokens"`
+	CORSOrigins     string        `yaml:"cors-origins"`
+	MaxMessageBytes int           `yaml:"max-message-bytes"`
+	MemoryCeiling   string        `yaml:"memory-ceiling"`
+	RestoreTimeout  time.Duration `yaml:"restore-timeout"`
+	MaxTimeout      time.Duration `yaml:"max-timeout"`
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -46,6 +50,8 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "browser origins allowed, comma-separated, or * (env OSPREY_CORS_ORIGINS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest request message (env OSPREY_MAX_MESSAGE_BYTES)")
 	fs.StringVar(&c.MemoryCeiling, "memory-ceiling", "64Mi", "the most memory one Wasm module may have (env OSPREY_MEMORY_CEILING)")
+	fs.DurationVar(&c.RestoreTimeout, "restore-timeout", server.DefaultRestoreTimeout, "at start, the longest restoring one stored registry object may take; one that fails or takes longer is quarantined (env OSPREY_RESTORE_TIMEOUT)")
+	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
 
@@ -135,13 +141,35 @@ type stack struct {
 	host     *host.Host
 	engine   *engine.Engine
 	server   *server.Server
+	log      *slog.Logger
 }
 
 func (s *stack) close() {
 	s.engine.Close()
-	s.host.Close(context.Background())
+	closeHost(s.log, s.host)
 	s.notifier.Close()
 	s.state.Close()
+}
+
+// hostCloseTimeout bounds closing the Wasm host on the way out.
+const hostCloseTimeout = 10 * time.Second
+
+// closeHost closes h, waiting at most hostCloseTimeout: guest code the host could not stop
+// (a registry restore abandoned at its deadline) may hold it, and must not keep the process
+// from exiting.
+func closeHost(log *slog.Logger, h *host.Host) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Close(context.Background())
+	}()
+	t := time.NewTimer(hostCloseTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Error("closing the Wasm host did not finish; exiting without it", "waited", hostCloseTimeout)
+	}
 }
 
 func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
@@ -167,10 +195,10 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &stack{state: st}
+	s := &stack{state: st, log: e.log}
 	fail := func(err error) (*stack, error) {
 		if s.host != nil {
-			s.host.Close(context.Background())
+			closeHost(e.log, s.host)
 		}
 		if s.notifier != nil {
 			s.notifier.Close()
@@ -198,10 +226,14 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
 	}
-	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host),
+	if c.MaxTimeout <= 0 {
+		return fail(fmt.Errorf("max-timeout: %v is not a positive duration", c.MaxTimeout))
+	}
+	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host), engine.WithMaxTimeout(c.MaxTimeout),
 		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithLogger(e.log))
-	s.server, err = server.New(server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
-		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, Logger: e.log})
+	// ctx is the command's: SIGINT or SIGTERM during the registry restore stops it.
+	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
+		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log})
 	if err != nil {
 		s.engine.Close()
 		return fail(err)
@@ -210,8 +242,9 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 }
 
 // startServing parses a serving command's flags (those of serveConfig plus any the caller
-// added to fs), resolves the config file and environment, builds the stack and listens.
-// The caller closes the stack.
+// added to fs), resolves the config file and environment, builds the stack (restoring the
+// registry) and listens. The caller closes the stack. When ctx is done before it listens
+// (a signal during the restore), it returns an error for which interruptedStart is true.
 func startServing(ctx context.Context, e *env, fs *flag.FlagSet, c *serveConfig, cfgFile *string, usage string, args []string) (*stack, net.Listener, error) {
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
@@ -241,6 +274,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var c serveConfig
 	cfgFile := c.register(fs, "")
 	s, ln, err := startServing(ctx, e, fs, &c, cfgFile, "Usage: osprey serve [flags]\n\nServes the Osprey API (Connect, gRPC, gRPC-Web) on one port.", args)
+	if interruptedStart(ctx, e, err) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -248,6 +284,17 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	e.log.Info("serving", "addr", "http://"+ln.Addr().String(), "state", c.State, "notifier", c.Notifier)
 	s.server.SetReady(true)
 	return serveUntilDone(ctx, s.server, ln)
+}
+
+// interruptedStart reports whether err is a start stopped by ctx (SIGINT or SIGTERM before
+// the server listened, say during the registry restore), logging it: the command then
+// exits cleanly.
+func interruptedStart(ctx context.Context, e *env, err error) bool {
+	if err == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return false
+	}
+	e.log.Warn("interrupted while starting (the registry was being restored); exiting without serving", "error", err)
+	return true
 }
 
 func serveUntilDone(ctx context.Context, srv *server.Server, ln net.Listener) error {

@@ -33,6 +33,9 @@
 //   - Bucket.Updated is the latest timestamp added to the bucket.
 //   - Results of WindowBuckets and DeadWindowBuckets may come in any order.
 //   - Drop removes exactly one feature's data: not that of a feature whose FQN extends it.
+//   - Arithmetic never leaves its type's range: an int Incr past ±2^63 (never wrapping), a
+//     float Incr to ±Inf, and a WindowAdd taking a bucket's sum to ±Inf fail with
+//     engine.ErrOverflow and write nothing — the check and the write are one atomic step.
 package statetest
 
 import (
@@ -89,6 +92,8 @@ var tests = []struct {
 	{"Incr", testIncr},
 	{"IncrStaleRelativeToWrite", testIncrStale},
 	{"IncrErrors", testIncrErrors},
+	{"IncrOverflow", testIncrOverflow},
+	{"WindowAddOverflow", testWindowAddOverflow},
 	{"Update", testUpdate},
 	{"Window", testWindow},
 	{"WindowBucketBoundaries", testWindowBoundaries},

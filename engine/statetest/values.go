@@ -336,6 +336,51 @@ func testIncrErrors(e *env) {
 	}
 }
 
+// testIncrOverflow checks that an Incr whose result does not fit the feature's type fails
+// with engine.ErrOverflow and leaves the stored value and its versions as they were.
+func testIncrOverflow(e *env) {
+	i := e.feature("incr_overflow_int", engine.PrimitiveInt, keepPrevious(1, time.Hour))
+	fl := e.feature("incr_overflow_float", engine.PrimitiveFloat, keepPrevious(1, time.Hour))
+	t0, t1, t2 := e.now.Add(-3*time.Minute), e.now.Add(-2*time.Minute), e.now.Add(-time.Minute)
+	cases := []struct {
+		name      string
+		f         *engine.Feature
+		start, by engine.Value
+	}{
+		{"int past max", i, engine.Int(math.MaxInt64), engine.Int(1)},
+		{"int far past max", i, engine.Int(math.MaxInt64 - 1), engine.Int(math.MaxInt64)},
+		{"int past min", i, engine.Int(math.MinInt64), engine.Int(-1)},
+		{"int far past min", i, engine.Int(-2), engine.Int(math.MinInt64)},
+		{"float to +Inf", fl, engine.Float(math.MaxFloat64), engine.Float(math.MaxFloat64)},
+		{"float to -Inf", fl, engine.Float(-math.MaxFloat64), engine.Float(-math.MaxFloat64 / 2)},
+	}
+	for _, c := range cases {
+		k := e.keys(c.f, c.name)
+		zero := engine.Int(0)
+		if c.f.Primitive == engine.PrimitiveFloat {
+			zero = engine.Float(0)
+		}
+		e.set(c.f, k, zero, t0) // becomes @-1
+		e.set(c.f, k, c.start, t1)
+		out, err := e.st.Incr(e.ctx, c.f, k, c.by, t2)
+		if !errors.Is(err, engine.ErrOverflow) || !errors.Is(err, engine.ErrTypeMismatch) {
+			e.Errorf("Incr %s: %v + %v = %v, %v; want an error wrapping %v", c.name, c.start, c.by, out, err, engine.ErrOverflow)
+		}
+		e.wantGet(c.f, k, 0, c.start, t1) // nothing written: not the value, not its timestamp
+		e.wantGet(c.f, k, 1, zero, t0)    // and the versions did not shift
+	}
+	// At the edge, not past it, succeeds.
+	k := e.keys(i, "edge")
+	e.set(i, k, engine.Int(math.MaxInt64-1), t1)
+	if got := e.incr(i, k, engine.Int(1), t2); !got.Equal(engine.Int(math.MaxInt64)) {
+		e.Errorf("Incr MaxInt64-1 by 1 = %v, want %d", got, int64(math.MaxInt64))
+	}
+	e.set(fl, k, engine.Float(math.MaxFloat64/2), t1)
+	if got := e.incr(fl, k, engine.Float(math.MaxFloat64/2), t2); !got.Equal(engine.Float(math.MaxFloat64)) {
+		e.Errorf("Incr MaxFloat64/2 by MaxFloat64/2 = %v, want %v", got, math.MaxFloat64)
+	}
+}
+
 func testUpdate(e *env) {
 	ts := e.now.Add(-time.Minute)
 	s := e.feature("update_scalar", engine.PrimitiveString)

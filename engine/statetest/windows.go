@@ -3,6 +3,7 @@ package statetest
 import (
 	"cmp"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -203,6 +204,43 @@ func testDeadWindowBuckets(e *env) {
 		}
 		if want := at(b.ID); !b.Updated.Equal(want) {
 			e.Errorf("bucket %d Updated = %v, want %v", b.ID, b.Updated, want)
+		}
+	}
+}
+
+// testWindowAddOverflow checks that a WindowAdd that would take a bucket's sum to ±Inf fails
+// with engine.ErrOverflow and leaves the bucket as it was, while other buckets still take
+// the same value.
+func testWindowAddOverflow(e *env) {
+	const g = time.Minute
+	f := e.feature("window_overflow", engine.PrimitiveFloat, windowed(g, time.Hour))
+	id := engine.BucketID(e.now, g) - 2
+	at := engine.BucketStart(id, g).Add(time.Second)
+	cases := []struct {
+		name   string
+		first  float64
+		second float64
+	}{
+		{"to +Inf", math.MaxFloat64, math.MaxFloat64},
+		{"to -Inf", -math.MaxFloat64, -math.MaxFloat64 / 2},
+	}
+	for _, c := range cases {
+		k := e.keys(f, c.name)
+		e.windowAdd(f, k, c.first, at)
+		err := e.st.WindowAdd(e.ctx, f, k, c.second, at.Add(time.Second))
+		if !errors.Is(err, engine.ErrOverflow) || !errors.Is(err, engine.ErrTypeMismatch) {
+			e.Errorf("WindowAdd %s: %v then %v: err = %v, want one wrapping %v", c.name, c.first, c.second, err, engine.ErrOverflow)
+		}
+		span := engine.WindowSpan{First: id - 1, Last: id + 1}
+		bs := e.buckets(f, k, span)
+		if len(bs) != 1 {
+			e.Fatalf("WindowAdd %s: buckets = %+v, want the first one only", c.name, bs)
+		}
+		e.wantBucket(bs[0], id, c.first, 1, c.first, c.first, at)
+		// The next bucket is another sum: the same value goes in.
+		e.windowAdd(f, k, c.second, at.Add(g))
+		if bs := e.buckets(f, k, span); len(bs) != 2 || bs[1].Sum != c.second {
+			e.Errorf("WindowAdd %s into the next bucket: buckets = %+v", c.name, bs)
 		}
 	}
 }

@@ -318,13 +318,20 @@ func (x *ListFeaturesRequest) GetNamespace() string {
 	return ""
 }
 
-// ListFeaturesResponse holds the applied features and data sources.
+// ListFeaturesResponse holds the applied features and data sources, and the quarantined
+// objects.
 type ListFeaturesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The applied features, sorted by FQN.
 	Features []*Feature `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
 	// The applied data sources, sorted by FQN.
-	DataSources   []*DataSource `protobuf:"bytes,2,rep,name=data_sources,json=dataSources,proto3" json:"data_sources,omitempty"`
+	DataSources []*DataSource `protobuf:"bytes,2,rep,name=data_sources,json=dataSources,proto3" json:"data_sources,omitempty"`
+	// The objects the server's registry holds that failed to restore when the server started
+	// (a manifest that no longer parses or applies, a module missing or corrupt, an apply that
+	// overran its restore timeout), sorted by kind (data sources first), then FQN. They are
+	// kept in the registry but not served. Applying the object again successfully, or
+	// deleting it, takes it off this list.
+	Quarantined   []*QuarantinedObject `protobuf:"bytes,3,rep,name=quarantined,proto3" json:"quarantined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -373,6 +380,86 @@ func (x *ListFeaturesResponse) GetDataSources() []*DataSource {
 	return nil
 }
 
+func (x *ListFeaturesResponse) GetQuarantined() []*QuarantinedObject {
+	if x != nil {
+		return x.Quarantined
+	}
+	return nil
+}
+
+// QuarantinedObject is a stored object that failed to restore at start.
+type QuarantinedObject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The manifest kind: "Feature" or "DataSource".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The object's fully qualified name, "namespace.name".
+	Fqn string `protobuf:"bytes,2,opt,name=fqn,proto3" json:"fqn,omitempty"`
+	// Why it was quarantined: the error of its restore.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// When it was quarantined.
+	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuarantinedObject) Reset() {
+	*x = QuarantinedObject{}
+	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuarantinedObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuarantinedObject) ProtoMessage() {}
+
+func (x *QuarantinedObject) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuarantinedObject.ProtoReflect.Descriptor instead.
+func (*QuarantinedObject) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QuarantinedObject) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *QuarantinedObject) GetFqn() string {
+	if x != nil {
+		return x.Fqn
+	}
+	return ""
+}
+
+func (x *QuarantinedObject) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *QuarantinedObject) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 // DryRunRequest runs a feature's program without writing anything.
 type DryRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -392,7 +479,7 @@ type DryRunRequest struct {
 
 func (x *DryRunRequest) Reset() {
 	*x = DryRunRequest{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	mi := &file_osprey_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +491,7 @@ func (x *DryRunRequest) String() string {
 func (*DryRunRequest) ProtoMessage() {}
 
 func (x *DryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	mi := &file_osprey_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +504,7 @@ func (x *DryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunRequest.ProtoReflect.Descriptor instead.
 func (*DryRunRequest) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DryRunRequest) GetFqn() string {
@@ -468,7 +555,7 @@ type DryRunResponse struct {
 
 func (x *DryRunResponse) Reset() {
 	*x = DryRunResponse{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[8]
+	mi := &file_osprey_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +567,7 @@ func (x *DryRunResponse) String() string {
 func (*DryRunResponse) ProtoMessage() {}
 
 func (x *DryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[8]
+	mi := &file_osprey_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +580,7 @@ func (x *DryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunResponse.ProtoReflect.Descriptor instead.
 func (*DryRunResponse) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DryRunResponse) GetFqn() string {
@@ -552,10 +639,16 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\"\x17\n" +
 	"\x15DeleteFeatureResponse\"3\n" +
 	"\x13ListFeaturesRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\x80\x01\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xc0\x01\n" +
 	"\x14ListFeaturesResponse\x12.\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x12.osprey.v1.FeatureR\bfeatures\x128\n" +
-	"\fdata_sources\x18\x02 \x03(\v2\x15.osprey.v1.DataSourceR\vdataSources\"\xf7\x01\n" +
+	"\fdata_sources\x18\x02 \x03(\v2\x15.osprey.v1.DataSourceR\vdataSources\x12>\n" +
+	"\vquarantined\x18\x03 \x03(\v2\x1c.osprey.v1.QuarantinedObjectR\vquarantined\"\x81\x01\n" +
+	"\x11QuarantinedObject\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03fqn\x18\x02 \x01(\tR\x03fqn\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf7\x01\n" +
 	"\rDryRunRequest\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12)\n" +
 	"\x03row\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x03row\x126\n" +
@@ -591,7 +684,7 @@ func file_osprey_v1_registry_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_registry_proto_rawDescData
 }
 
-var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_osprey_v1_registry_proto_goTypes = []any{
 	(*ApplyFeatureRequest)(nil),   // 0: osprey.v1.ApplyFeatureRequest
 	(*ApplyFeatureResponse)(nil),  // 1: osprey.v1.ApplyFeatureResponse
@@ -600,41 +693,44 @@ var file_osprey_v1_registry_proto_goTypes = []any{
 	(*DeleteFeatureResponse)(nil), // 4: osprey.v1.DeleteFeatureResponse
 	(*ListFeaturesRequest)(nil),   // 5: osprey.v1.ListFeaturesRequest
 	(*ListFeaturesResponse)(nil),  // 6: osprey.v1.ListFeaturesResponse
-	(*DryRunRequest)(nil),         // 7: osprey.v1.DryRunRequest
-	(*DryRunResponse)(nil),        // 8: osprey.v1.DryRunResponse
-	nil,                           // 9: osprey.v1.ApplyFeatureRequest.ModulesEntry
-	nil,                           // 10: osprey.v1.DryRunRequest.KeysEntry
-	nil,                           // 11: osprey.v1.DryRunResponse.KeysEntry
-	(*Feature)(nil),               // 12: osprey.v1.Feature
-	(*DataSource)(nil),            // 13: osprey.v1.DataSource
-	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
+	(*QuarantinedObject)(nil),     // 7: osprey.v1.QuarantinedObject
+	(*DryRunRequest)(nil),         // 8: osprey.v1.DryRunRequest
+	(*DryRunResponse)(nil),        // 9: osprey.v1.DryRunResponse
+	nil,                           // 10: osprey.v1.ApplyFeatureRequest.ModulesEntry
+	nil,                           // 11: osprey.v1.DryRunRequest.KeysEntry
+	nil,                           // 12: osprey.v1.DryRunResponse.KeysEntry
+	(*Feature)(nil),               // 13: osprey.v1.Feature
+	(*DataSource)(nil),            // 14: osprey.v1.DataSource
 	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*Value)(nil),                 // 16: osprey.v1.Value
+	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
+	(*Value)(nil),                 // 17: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
-	9,  // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
+	10, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
 	2,  // 1: osprey.v1.ApplyFeatureResponse.applied:type_name -> osprey.v1.AppliedObject
-	12, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
-	13, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
-	14, // 4: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
-	10, // 5: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
-	15, // 6: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	16, // 7: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	11, // 8: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	15, // 9: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 10: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	3,  // 11: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	5,  // 12: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	7,  // 13: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	1,  // 14: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	4,  // 15: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	6,  // 16: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	8,  // 17: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	13, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
+	14, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
+	7,  // 4: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
+	15, // 5: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
+	16, // 6: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
+	11, // 7: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
+	15, // 8: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
+	17, // 9: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	12, // 10: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	15, // 11: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 12: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	3,  // 13: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	5,  // 14: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	8,  // 15: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	1,  // 16: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	4,  // 17: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	6,  // 18: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	9,  // 19: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }
@@ -650,7 +746,7 @@ func file_osprey_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_registry_proto_rawDesc), len(file_osprey_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

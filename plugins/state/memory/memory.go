@@ -318,7 +318,9 @@ func (s *State) Append(_ context.Context, f *engine.Feature, keys string, v engi
 
 // Incr adds by to an int or float feature's current value, or to 0 when it is absent or
 // stale relative to the write, and returns the result. by must be an int for an int feature
-// and a float for a float feature; an int sum that overflows int64 is refused.
+// and a float for a float feature. A result that does not fit — an int sum past the int64
+// range, a float sum (or by itself) that is not finite — fails with engine.ErrOverflow,
+// under the shard's lock, so nothing is written.
 //
 // The result's timestamp is the later of ts and the timestamp of the value added to.
 func (s *State) Incr(_ context.Context, f *engine.Feature, keys string, by engine.Value, ts time.Time) (engine.Value, error) {
@@ -335,21 +337,25 @@ func (s *State) Incr(_ context.Context, f *engine.Feature, keys string, by engin
 	sh := s.shardFor(f.FQN, keys)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.getOrCreate(f, keys)
 	out, newTs := by, t
-	if e.live(f, t) {
+	e := sh.get(f.FQN, keys)
+	if e != nil && e.live(f, t) {
 		newTs = max(e.ts, t)
 		if f.Primitive == engine.PrimitiveInt {
 			a, b := e.cur.Int(), by.Int()
 			sum := a + b
 			if (b > 0 && sum < a) || (b < 0 && sum > a) {
-				return engine.Null, fmt.Errorf("memory: incr %s: %d + %d overflows int64", f.FQN, a, b)
+				return engine.Null, fmt.Errorf("memory: incr %s: %w: %d + %d does not fit an int64", f.FQN, engine.ErrOverflow, a, b)
 			}
 			out = engine.Int(sum)
 		} else {
 			out = engine.Float(e.cur.Float() + by.Float())
 		}
 	}
+	if x := out.Float(); math.IsInf(x, 0) || math.IsNaN(x) {
+		return engine.Null, fmt.Errorf("memory: incr %s: %w: the result is %v, not a finite float", f.FQN, engine.ErrOverflow, x)
+	}
+	e = sh.getOrCreate(f, keys)
 	e.pushCurrent(f)
 	e.cur, e.ts, e.buf = out, newTs, nil
 	return out, nil
@@ -377,7 +383,9 @@ func (s *State) Update(ctx context.Context, f *engine.Feature, keys string, v en
 
 // WindowAdd adds x to the entity's bucket holding ts. A write to a bucket that has already
 // expired (engine.BucketExpiry) fails with an error wrapping engine.ErrOutOfWindow; NaN and
-// infinities fail with engine.ErrTypeMismatch, since one would poison the whole window.
+// infinities fail with engine.ErrTypeMismatch, since one would poison the whole window, and
+// so does an x that would take the bucket's sum to ±Inf (engine.ErrOverflow, checked under
+// the shard's lock: the bucket is left as it was).
 func (s *State) WindowAdd(_ context.Context, f *engine.Feature, keys string, x float64, ts time.Time) error {
 	if err := s.check("window add", f, true); err != nil {
 		return err
@@ -395,8 +403,11 @@ func (s *State) WindowAdd(_ context.Context, f *engine.Feature, keys string, x f
 	sh.mu.Lock()
 	e := sh.getOrCreate(f, keys)
 	e.dropBuckets(keep)
-	e.addToBucket(id, x, ts)
+	err := e.addToBucket(id, x, ts)
 	sh.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("memory: window add %s: %w", f.FQN, err)
+	}
 	return nil
 }
 
@@ -630,17 +641,26 @@ func (e *entry) dropBuckets(keep int64) {
 	e.buckets = slices.Delete(e.buckets, 0, i)
 }
 
-// addToBucket adds x at ts to bucket id, creating it in order.
-func (e *entry) addToBucket(id int64, x float64, ts time.Time) {
-	if n := len(e.buckets); n > 0 && e.buckets[n-1].ID == id {
-		e.buckets[n-1].Add(x, ts) // the common case: the newest bucket
-		return
+// addToBucket adds x at ts to bucket id, creating it in order. It fails with
+// engine.ErrOverflow, changing nothing, when the bucket's sum would leave the float range.
+func (e *entry) addToBucket(id int64, x float64, ts time.Time) error {
+	n := len(e.buckets)
+	i, found := n-1, n > 0 && e.buckets[n-1].ID == id // the common case: the newest bucket
+	if !found {
+		i, found = slices.BinarySearchFunc(e.buckets, id, cmpBucket)
 	}
-	i, found := slices.BinarySearchFunc(e.buckets, id, cmpBucket)
+	var sum float64
+	if found {
+		sum = e.buckets[i].Sum
+	}
+	if s := sum + x; math.IsInf(s, 0) {
+		return fmt.Errorf("%w: the bucket's sum %v + %v is not a finite float", engine.ErrOverflow, sum, x)
+	}
 	if !found {
 		e.buckets = slices.Insert(e.buckets, i, engine.Bucket{ID: id})
 	}
 	e.buckets[i].Add(x, ts)
+	return nil
 }
 
 // appendList returns cur (a list of primitive p, or Null for an empty one) with the

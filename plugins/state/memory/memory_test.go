@@ -193,8 +193,8 @@ func TestErrors(t *testing.T) {
 	}
 	// An overflowing Incr fails and leaves the value alone.
 	must(t, s.Set(ctx, i, "max", engine.Int(math.MaxInt64-1), t0))
-	if _, err := s.Incr(ctx, i, "max", engine.Int(2), t0); err == nil {
-		t.Fatal("Incr past MaxInt64 succeeded")
+	if _, err := s.Incr(ctx, i, "max", engine.Int(2), t0); !errors.Is(err, engine.ErrOverflow) {
+		t.Fatalf("Incr past MaxInt64: err = %v, want %v", err, engine.ErrOverflow)
 	}
 	if v, _, _, _ := s.Get(ctx, i, "max", 0); v.Int() != math.MaxInt64-1 {
 		t.Fatalf("value after failed Incr = %v", v)

@@ -53,9 +53,12 @@ type RegistryServiceClient interface {
 	// a whole: when any document is invalid, nothing is applied and the error names the
 	// offending field.
 	ApplyFeature(context.Context, *connect.Request[v1.ApplyFeatureRequest]) (*connect.Response[v1.ApplyFeatureResponse], error)
-	// DeleteFeature removes an applied feature. Its stored values are left to expire.
+	// DeleteFeature removes an applied feature (or, when no feature has the name, a data
+	// source) and its stored manifest. A quarantined object (see ListFeaturesResponse) can be
+	// deleted too: its stored manifest is removed and it leaves the quarantine list.
 	DeleteFeature(context.Context, *connect.Request[v1.DeleteFeatureRequest]) (*connect.Response[v1.DeleteFeatureResponse], error)
-	// ListFeatures lists the applied features and data sources, sorted by FQN.
+	// ListFeatures lists the applied features and data sources, sorted by FQN, and the
+	// quarantined objects: those the server's registry holds but could not restore at start.
 	ListFeatures(context.Context, *connect.Request[v1.ListFeaturesRequest]) (*connect.Response[v1.ListFeaturesResponse], error)
 	// DryRun runs a feature's program on a sample row (or, without a row, as on request for
 	// the keys) and its preSet middlewares, and returns what would be written. Nothing is
@@ -138,9 +141,12 @@ type RegistryServiceHandler interface {
 	// a whole: when any document is invalid, nothing is applied and the error names the
 	// offending field.
 	ApplyFeature(context.Context, *connect.Request[v1.ApplyFeatureRequest]) (*connect.Response[v1.ApplyFeatureResponse], error)
-	// DeleteFeature removes an applied feature. Its stored values are left to expire.
+	// DeleteFeature removes an applied feature (or, when no feature has the name, a data
+	// source) and its stored manifest. A quarantined object (see ListFeaturesResponse) can be
+	// deleted too: its stored manifest is removed and it leaves the quarantine list.
 	DeleteFeature(context.Context, *connect.Request[v1.DeleteFeatureRequest]) (*connect.Response[v1.DeleteFeatureResponse], error)
-	// ListFeatures lists the applied features and data sources, sorted by FQN.
+	// ListFeatures lists the applied features and data sources, sorted by FQN, and the
+	// quarantined objects: those the server's registry holds but could not restore at start.
 	ListFeatures(context.Context, *connect.Request[v1.ListFeaturesRequest]) (*connect.Response[v1.ListFeaturesResponse], error)
 	// DryRun runs a feature's program on a sample row (or, without a row, as on request for
 	// the keys) and its preSet middlewares, and returns what would be written. Nothing is
