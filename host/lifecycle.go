@@ -117,3 +117,31 @@ func (h *Host) sweep(ctx context.Context) {
 		m.release(ctx)
 	}
 }
+
+// Stats is a snapshot of what a Host holds, for operators and tests.
+type Stats struct {
+	Modules        int   // compiled modules (one per module content and memory limit)
+	Blobs          int   // modules whose bytes are kept
+	BlobBytes      int64 // their bytes
+	Instances      int   // live instances, idle or busy
+	MemoryInUse    int64 // charged to the memory budget by live instances
+	MemoryReserved int64 // reserved by the loaded modules (one instance each at its ceiling)
+	MemoryBudget   int64 // the budget (WithMemoryBudget)
+}
+
+// Stats returns a snapshot of what the host holds.
+func (h *Host) Stats() Stats {
+	var s Stats
+	h.mu.Lock()
+	s.Modules = len(h.modules)
+	s.Blobs = len(h.blobs)
+	for _, b := range h.blobs {
+		s.BlobBytes += int64(len(b))
+	}
+	h.mu.Unlock()
+	h.instances.Range(func(_, _ any) bool { s.Instances++; return true })
+	h.budget.mu.Lock()
+	s.MemoryInUse, s.MemoryReserved, s.MemoryBudget = h.budget.used, h.budget.floors, h.budget.total
+	h.budget.mu.Unlock()
+	return s
+}

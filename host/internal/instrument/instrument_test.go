@@ -266,8 +266,8 @@ func TestStopInfiniteLoop(t *testing.T) {
 // goroutine can be preempted.) The test runs that scenario in a child process and checks
 // that the child is still stuck after 3 s. If this test fails, the hazard is gone.
 func TestGCDuringSpin(t *testing.T) {
-	if os.Getenv("INSTRUMENT_GC_CHILD") == "1" {
-		hazardChild(t)
+	if w := os.Getenv("INSTRUMENT_GC_CHILD"); w != "" {
+		hazardChild(t, w)
 		return
 	}
 	if testing.Short() {
@@ -277,8 +277,15 @@ func TestGCDuringSpin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, which := range []string{"loop", "recursion", "memory.fill"} {
+		t.Run(which, func(t *testing.T) { gcDuringSpin(t, exe, which) })
+	}
+}
+
+// gcDuringSpin runs one guest of TestGCDuringSpin in a child process.
+func gcDuringSpin(t *testing.T, exe, which string) {
 	cmd := exec.Command(exe, "-test.run=^TestGCDuringSpin$", "-test.v")
-	cmd.Env = append(os.Environ(), "INSTRUMENT_GC_CHILD=1")
+	cmd.Env = append(os.Environ(), "INSTRUMENT_GC_CHILD="+which)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -303,10 +310,20 @@ func TestGCDuringSpin(t *testing.T) {
 	}
 }
 
-// hazardChild runs the scenario of TestGCDuringSpin: a GC starts 20 ms into an
-// infinite loop, the stop global is to be set at 50 ms.
-func hazardChild(t *testing.T) {
-	res, err := Instrument(wb.InfiniteLoopProgram(), Limits{})
+// hazardChild runs the scenario of TestGCDuringSpin: a GC starts 20 ms into a guest that
+// never returns (an infinite loop, a loop-free recursion, or a loop of large memory.fills),
+// the stop global is to be set at 50 ms.
+func hazardChild(t *testing.T, which string) {
+	wasm := map[string][]byte{
+		"loop":      wb.InfiniteLoopProgram(),
+		"recursion": wb.RecursionProgram(60),
+		"memory.fill": wb.ProgramWith(16, func(m *wb.Module) uint32 {
+			return m.Func(wb.ProgramType, nil,
+				wb.Loop(wb.BlockEmpty, wb.I32Const(0), wb.I32Const(0), wb.I32Const(512<<10), wb.MemoryFill(), wb.Br(0)),
+				wb.Unreachable())
+		}),
+	}[which]
+	res, err := Instrument(wasm, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

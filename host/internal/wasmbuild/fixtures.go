@@ -293,3 +293,41 @@ func WrongSignature() []byte {
 func BadResponse(ptr, length uint32) []byte {
 	return withProgram(I64Const(int64(uint64(ptr)<<32 | uint64(length))))
 }
+
+// ProgramWith returns a NoopProgram (memory of minPages pages) whose osprey_program is the
+// function build adds to the module (it may add helpers, tables and globals first).
+func ProgramWith(minPages uint32, build func(m *Module) uint32) []byte {
+	s := defaultSpec()
+	s.minPages = minPages
+	s.program = build
+	return buildGuest(s)
+}
+
+// ProgramImporting is ProgramWith for a guest that imports the function module.name of
+// type t first: its index is 0.
+func ProgramImporting(minPages uint32, module, name string, t FuncType, build func(m *Module) uint32) []byte {
+	s := defaultSpec()
+	s.minPages = minPages
+	s.imports = []importSpec{{module: module, name: name, t: t}}
+	s.program = build
+	return buildGuest(s)
+}
+
+// OKResult is the instruction osprey_program ends with to return NoopResponse.
+func OKResult() []byte { return okResult() }
+
+// RecursionProgram returns a NoopProgram whose osprey_program calls f(depth), where f(d)
+// calls f(d-1) twice unless d is 0: 2^depth calls, no loop instruction, and a stack only
+// depth deep. At depth 60 it would run for centuries.
+func RecursionProgram(depth int32) []byte {
+	return ProgramWith(1, func(m *Module) uint32 {
+		// f is the next function: its index is known before it is added.
+		f := m.FuncCount()
+		m.Func(FuncType{Params: []ValType{I32}}, nil,
+			LocalGet(0), I32Eqz(), If(BlockEmpty, Return()),
+			LocalGet(0), I32Const(1), I32Sub(), Call(f),
+			LocalGet(0), I32Const(1), I32Sub(), Call(f),
+		)
+		return m.Func(ProgramType, nil, I32Const(depth), Call(f), okResult())
+	})
+}

@@ -234,3 +234,18 @@ func I64ExtendI32U() []byte { return op(0xad) }
 func PackPtrLen(ptr, length []byte) []byte {
 	return Seq(ptr, I64ExtendI32U(), I64Const(32), I64Shl(), length, I64ExtendI32U(), I64Or())
 }
+
+// TableGrow is table.grow of table idx: [ref n] -> [old size or -1].
+func TableGrow(idx uint32) []byte { return AppendULEB128([]byte{0xfc, 15}, uint64(idx)) }
+
+// TableSize is table.size of table idx.
+func TableSize(idx uint32) []byte { return AppendULEB128([]byte{0xfc, 16}, uint64(idx)) }
+
+// RefNullFunc is ref.null func.
+func RefNullFunc() []byte { return []byte{0xd0, 0x70} }
+
+// MemoryFill is memory.fill of memory 0: [dest value n] -> [].
+func MemoryFill() []byte { return []byte{0xfc, 11, 0x00} }
+
+// MemoryCopy is memory.copy within memory 0: [dest src n] -> [].
+func MemoryCopy() []byte { return []byte{0xfc, 10, 0x00, 0x00} }

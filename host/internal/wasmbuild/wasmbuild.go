@@ -112,6 +112,7 @@ type Module struct {
 	imports []funcImport
 	funcs   []function
 	memory  *memory
+	tables  []memory // funcref tables: limits in entries
 	globals []global
 	exports []export
 	start   *uint32
@@ -152,6 +153,9 @@ func (m *Module) Func(t FuncType, locals []ValType, body ...[]byte) uint32 {
 	return uint32(len(m.imports) + len(m.funcs) - 1)
 }
 
+// FuncCount returns the index the next function added will have.
+func (m *Module) FuncCount() uint32 { return uint32(len(m.imports) + len(m.funcs)) }
+
 // Memory declares the module's memory (memory 0) with minPages initial 64 KiB pages and an
 // optional maximum. It panics if called twice: the MVP allows one memory.
 func (m *Module) Memory(minPages uint32, maxPages *uint32) {
@@ -164,6 +168,18 @@ func (m *Module) Memory(minPages uint32, maxPages *uint32) {
 		mem.max = &mx
 	}
 	m.memory = mem
+}
+
+// Table adds a funcref table of min entries (and at most max, if not nil) and returns its
+// index.
+func (m *Module) Table(min uint32, max *uint32) uint32 {
+	t := memory{min: min}
+	if max != nil {
+		mx := *max
+		t.max = &mx
+	}
+	m.tables = append(m.tables, t)
+	return uint32(len(m.tables) - 1)
 }
 
 // Global adds a global of type t, mutable or not, initialised by the constant expression init
@@ -234,6 +250,22 @@ func (m *Module) Bytes() []byte {
 			b = AppendULEB128(b, uint64(f.typeIdx))
 		}
 		out = appendSection(out, secFunction, b)
+	}
+
+	if len(m.tables) > 0 {
+		b := AppendULEB128(nil, uint64(len(m.tables)))
+		for _, t := range m.tables {
+			b = append(b, 0x70) // funcref
+			if t.max == nil {
+				b = append(b, 0x00)
+				b = AppendULEB128(b, uint64(t.min))
+			} else {
+				b = append(b, 0x01)
+				b = AppendULEB128(b, uint64(t.min))
+				b = AppendULEB128(b, uint64(*t.max))
+			}
+		}
+		out = appendSection(out, 4, b) // table
 	}
 
 	if m.memory != nil {
