@@ -100,7 +100,7 @@ func New(state State, opts ...Option) *Engine {
 
 // Close waits for background recomputes to finish and stops scheduling new ones. It does
 // not close the State or the Notifier, which belong to the caller. Each recompute is
-// bounded by its feature's timeout, so Close waits at most the engine's MaxTimeout.
+// bounded by its feature's timeout, so Close waits at most the ceiling WithMaxTimeout sets.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
 	e.background.Wait()
@@ -109,9 +109,6 @@ func (e *Engine) Close() error {
 
 // State returns the engine's State.
 func (e *Engine) State() State { return e.state }
-
-// MaxTimeout returns the ceiling on spec.timeout (WithMaxTimeout).
-func (e *Engine) MaxTimeout() time.Duration { return e.maxTimeout }
 
 // plan is an applied feature with its pipeline resolved and ordered.
 type plan struct {
