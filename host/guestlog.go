@@ -32,8 +32,9 @@ import (
 //     "guest stderr"); the host sets fqn and component=guest; the guest's text is the
 //     attribute "text" and its attributes live in the group "guest", so no guest-chosen name
 //     can become a top-level key. Control characters, line separators and bidirectional
-//     overrides in guest strings are escaped, and attribute names are reduced to letters,
-//     digits and _-.:/, so a guest cannot start a new-looking line on a terminal either.
+//     overrides in guest strings are escaped, and attribute names are reduced to printable
+//     characters without space, = or quotes, so a guest cannot start a new-looking line on
+//     a terminal either.
 //   - Level: osprey.log levels are clamped to Debug..Warn (ERROR belongs to the host: it
 //     pages operators, and a guest must not be able to).
 
@@ -463,8 +464,9 @@ func listText(v abi.Value, limit int) string {
 	return string(b)
 }
 
-// cleanKey makes a guest's attribute name safe to print: letters, digits and _-.:/ only
-// (anything else becomes _), at most maxAttrKey bytes, never empty.
+// cleanKey makes a guest's attribute name safe to print: printable ASCII but for space, =, "
+// and \, and letters and digits (anything else becomes _), at most maxAttrKey bytes, never
+// empty.
 func cleanKey(s string) string {
 	ok := len(s) > 0 && len(s) <= maxAttrKey
 	for _, r := range s {
@@ -492,9 +494,14 @@ func cleanKey(s string) string {
 	return string(b)
 }
 
+// keyRune reports whether r may appear in an attribute name as it is: printable ASCII but
+// for space, '=', '"' and '\\' (which would let a name end itself or need quoting), and
+// letters and digits beyond ASCII.
 func keyRune(r rune) bool {
-	return r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.:/", r)) ||
-		r >= utf8.RuneSelf && r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
+	if r < utf8.RuneSelf {
+		return r > ' ' && r < 0x7f && r != '=' && r != '"' && r != '\\'
+	}
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
 }
 
 // truncatedMark ends a string that was cut.

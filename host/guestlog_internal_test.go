@@ -79,7 +79,7 @@ func TestCleanString(t *testing.T) {
 
 func TestCleanKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"user_id": "user_id", "a.b-c:d/e": "a.b-c:d/e", "": "_", "a b": "a_b", "k=v": "k_v",
+		"user_id": "user_id", "a.b-c:d/e": "a.b-c:d/e", "!BADKEY": "!BADKEY", "x#2": "x#2", "": "_", "a b": "a_b", "k=v": "k_v", `q"\`: "q__",
 		"x\ny": "x_y", "naïve": "naïve", "\u202e": "_", strings.Repeat("k", 70): strings.Repeat("k", maxAttrKey),
 	} {
 		if got := cleanKey(in); got != want {

@@ -35,6 +35,7 @@ type serveConfig struct {
 	CORSOrigins     string        `yaml:"cors-origins"`
 	MaxMessageBytes int           `yaml:"max-message-bytes"`
 	MemoryCeiling   string        `yaml:"memory-ceiling"`
+	MemoryBudget    string        `yaml:"memory-budget"`
 	RestoreTimeout  time.Duration `yaml:"restore-timeout"`
 	MaxTimeout      time.Duration `yaml:"max-timeout"`
 }
@@ -50,8 +51,9 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "browser origins allowed, comma-separated, or * (env OSPREY_CORS_ORIGINS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest request message (env OSPREY_MAX_MESSAGE_BYTES)")
 	fs.StringVar(&c.MemoryCeiling, "memory-ceiling", "64Mi", "the most memory one Wasm module may have (env OSPREY_MEMORY_CEILING)")
+	fs.StringVar(&c.MemoryBudget, "memory-budget", "", "the most memory all Wasm guests together may have, e.g. 4Gi; empty: a quarter of the machine's (env OSPREY_MEMORY_BUDGET)")
 	fs.DurationVar(&c.RestoreTimeout, "restore-timeout", server.DefaultRestoreTimeout, "at start, the longest restoring one stored registry object may take; one that fails or takes longer is quarantined (env OSPREY_RESTORE_TIMEOUT)")
-	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused (env OSPREY_MAX_TIMEOUT)")
+	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
 
@@ -214,6 +216,13 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		return fail(fmt.Errorf("memory-ceiling: %w", err))
 	}
 	hostOpts := []host.Option{host.WithMemoryCeiling(ceiling)}
+	if c.MemoryBudget != "" {
+		budget, err := host.ParseSize(c.MemoryBudget)
+		if err != nil {
+			return fail(fmt.Errorf("memory-budget: %w", err))
+		}
+		hostOpts = append(hostOpts, host.WithMemoryBudget(int64(budget)))
+	}
 	var store server.Store
 	if c.DataDir != "" {
 		hostOpts = append(hostOpts, host.WithCompilationCache(filepath.Join(c.DataDir, "cache")))
@@ -226,8 +235,8 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
 	}
-	if c.MaxTimeout <= 0 {
-		return fail(fmt.Errorf("max-timeout: %v is not a positive duration", c.MaxTimeout))
+	if c.MaxTimeout < 0 {
+		return fail(fmt.Errorf("max-timeout: %v is negative", c.MaxTimeout))
 	}
 	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host), engine.WithMaxTimeout(c.MaxTimeout),
 		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithLogger(e.log))

@@ -139,7 +139,8 @@ func (c *Context) Info(msg string, attrs ...any) { c.Log(LevelInfo, msg, attrs..
 // Warn logs at LevelWarn.
 func (c *Context) Warn(msg string, attrs ...any) { c.Log(LevelWarn, msg, attrs...) }
 
-// Error logs at LevelError.
+// Error logs at LevelError, which the host records as warn: error is the host's own level
+// (ABI.md §3 "Logging").
 func (c *Context) Error(msg string, attrs ...any) { c.Log(LevelError, msg, attrs...) }
 
 // Now returns the host's current time (in UTC). Prefer it to time.Now, whose clock the host

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/osprey-ml/osprey/server"
+)
+
+// TestRestoreTimeoutConfig: --restore-timeout follows the flag > environment > config file >
+// default order of every serve flag.
+func TestRestoreTimeoutConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "osprey.yaml")
+	if err := os.WriteFile(file, []byte("restore-timeout: 7s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  string
+		file bool
+		want time.Duration
+	}{
+		{name: "default", want: server.DefaultRestoreTimeout},
+		{name: "file", file: true, want: 7 * time.Second},
+		{name: "env over file", env: "5s", file: true, want: 5 * time.Second},
+		{name: "flag over env", args: []string{"--restore-timeout", "3s"}, env: "5s", file: true, want: 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("OSPREY_RESTORE_TIMEOUT", tc.env)
+			}
+			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+			var c serveConfig
+			cfgFile := c.register(fs, "")
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if tc.file {
+				*cfgFile = file
+			}
+			if err := c.resolve(fs, *cfgFile); err != nil {
+				t.Fatal(err)
+			}
+			if c.RestoreTimeout != tc.want {
+				t.Fatalf("RestoreTimeout = %v, want %v", c.RestoreTimeout, tc.want)
+			}
+		})
+	}
+}

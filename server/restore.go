@@ -1,0 +1,301 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/osprey-ml/osprey/engine"
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+)
+
+// Restoring the registry at start (New). Each stored object is restored under its own
+// deadline (Config.RestoreTimeout): its manifest is parsed and checked here, then its
+// modules are added to the Host and it is applied in a goroutine under a context with that
+// deadline. The Host stops guest code at the deadline, so the apply normally returns then
+// with an error; should it not (a guest the Host cannot stop), restore waits restoreGrace
+// more, then abandons it and goes on with the next object. An object that fails or
+// overruns is quarantined: kept in the Store (and in registry.stored), not applied, and
+// listed by ListFeatures with its error, until ApplyFeature applies it or DeleteFeature
+// deletes it.
+//
+// An abandoned apply is watched until it returns (restoreReturned): if it fails, the
+// object stays quarantined; if it succeeds late, the engine serves the object, so it leaves
+// the quarantine (or, when it was deleted meanwhile, is deleted from the engine again).
+// Until it returns, ApplyFeature refuses the object (the late apply would replace the new
+// one), while DeleteFeature works.
+
+// quarantined is a stored object that did not restore.
+type quarantined struct {
+	err   string
+	since time.Time
+}
+
+// quarantined returns the published quarantine list, data sources first, then features,
+// each sorted by FQN. The messages are shared: do not modify them.
+func (r *registry) quarantined() []*ospreyv1.QuarantinedObject {
+	if l := r.quarantineList.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// quarantineObject puts an object in quarantine. Callers hold mu.
+func (r *registry) quarantineObject(key objectKey, q *quarantined) {
+	r.quarantine[key] = q
+	r.publishQuarantine()
+}
+
+// unquarantine takes an object out of quarantine, reporting whether it was in. Callers
+// hold mu.
+func (r *registry) unquarantine(key objectKey) bool {
+	if _, ok := r.quarantine[key]; !ok {
+		return false
+	}
+	delete(r.quarantine, key)
+	r.publishQuarantine()
+	return true
+}
+
+// publishQuarantine publishes a fresh, sorted copy of the quarantine. Callers hold mu.
+func (r *registry) publishQuarantine() {
+	keys := slices.SortedFunc(maps.Keys(r.quarantine), func(a, b objectKey) int {
+		return cmp.Or(cmp.Compare(kindRank(a.kind), kindRank(b.kind)), strings.Compare(a.fqn, b.fqn))
+	})
+	list := make([]*ospreyv1.QuarantinedObject, len(keys))
+	for i, k := range keys {
+		q := r.quarantine[k]
+		list[i] = &ospreyv1.QuarantinedObject{Kind: k.kind, Fqn: k.fqn, Error: q.err, Since: timeToProto(q.since)}
+	}
+	r.quarantineList.Store(&list)
+}
+
+// kindRank orders kinds as the Store does: data sources first.
+func kindRank(kind string) int {
+	if kind == string(engine.ManifestDataSource) {
+		return 0
+	}
+	return 1
+}
+
+// restore applies what the Store holds: data sources first, then features, each bounded by
+// s.restoreTimeout; an object that fails or overruns is quarantined (see above). When ctx
+// is done restore stops: the object in flight and those after it are not restored (nor
+// quarantined), and it returns an error wrapping ctx's error. A Store that cannot be read
+// fails restore.
+func (s *Server) restore(ctx context.Context) error {
+	r := s.reg
+	objs, err := r.store.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("registry store: load: %w", err)
+	}
+	// No call is served yet; mu keeps the watchers of abandoned applies (restoreReturned)
+	// out until the restore is done.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range objs {
+		r.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: o.Manifest, modules: slices.Sorted(maps.Keys(o.Modules))}
+		maps.Copy(r.modules, o.Modules)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: restoring", slog.Int("stored", len(objs)),
+		slog.Duration("restore_timeout", s.restoreTimeout))
+	applied := 0
+	for i, o := range objs {
+		if ctx.Err() != nil {
+			return s.restoreInterrupted(ctx, applied, i, len(objs))
+		}
+		key := objectKey{o.Kind, o.FQN}
+		late, err := s.restoreObject(ctx, o)
+		if ctx.Err() != nil {
+			return s.restoreInterrupted(ctx, applied, i, len(objs))
+		}
+		if err == nil {
+			applied++
+			continue
+		}
+		q := &quarantined{err: fmt.Sprintf("restore %s %s: %v", o.Kind, o.FQN, err), since: time.Now()}
+		r.quarantineObject(key, q)
+		s.log.LogAttrs(ctx, slog.LevelError, "registry: a stored object does not restore; quarantined (it stays in the store, is not served, and is listed by ListFeatures until applied again or deleted)",
+			slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
+		if late != nil {
+			r.pending[key] = q
+			go s.restoreReturned(key, q, late)
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: restored", slog.Int("applied", applied),
+		slog.Int("quarantined", len(r.quarantine)), slog.Int("stored", len(objs)))
+	return nil
+}
+
+// restoreInterrupted logs and returns the error of a restore stopped by ctx after done of
+// total objects (applied of them applied).
+func (s *Server) restoreInterrupted(ctx context.Context, applied, done, total int) error {
+	cause := context.Cause(ctx)
+	s.log.LogAttrs(context.WithoutCancel(ctx), slog.LevelWarn, "registry: restore interrupted; the objects left are not restored",
+		slog.Int("applied", applied), slog.Int("not_restored", total-done), slog.Int("stored", total), slog.Any("cause", cause))
+	return fmt.Errorf("registry restore interrupted with %d of %d stored objects not restored: %w", total-done, total, cause)
+}
+
+// restoreObject restores one stored object under its own deadline. It returns the apply's
+// error, or, when it abandoned an apply that had not returned by the deadline plus
+// restoreGrace, an error saying so and the channel the apply's error will arrive on. When
+// ctx is done it returns at once; the caller then checks ctx.
+func (s *Server) restoreObject(ctx context.Context, o StoredObject) (<-chan error, error) {
+	m, err := s.prepareRestore(o)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, s.restoreTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.applyStored(actx, m, o.Modules) }()
+	wait := time.NewTimer(s.restoreTimeout + restoreGrace)
+	defer wait.Stop()
+	select {
+	case err := <-done:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-wait.C:
+	}
+	cancel()
+	select {
+	case err := <-done: // it returned as the wait ended
+		return nil, err
+	default:
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "registry: abandoned the restore of a stored object: its apply did not return by its deadline",
+		slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Duration("restore_timeout", s.restoreTimeout),
+		slog.Duration("waited", s.restoreTimeout+restoreGrace))
+	return done, fmt.Errorf("did not finish within the restore timeout (%v); abandoned after %v more (its apply had not returned)",
+		s.restoreTimeout, restoreGrace)
+}
+
+// prepareRestore parses and checks a stored object, and records its canonical manifest.
+// It does nothing that can block. Callers hold s.reg.mu.
+func (s *Server) prepareRestore(o StoredObject) (engine.Manifest, error) {
+	if o.Err != nil {
+		return engine.Manifest{}, o.Err
+	}
+	ms, err := engine.ParseManifests(o.Manifest, "registry "+o.Kind+" "+o.FQN)
+	if err != nil {
+		return engine.Manifest{}, fmt.Errorf("the stored manifest does not parse: %w", err)
+	}
+	if len(ms) != 1 || string(ms[0].Kind) != o.Kind || ms[0].FQN() != o.FQN {
+		return engine.Manifest{}, fmt.Errorf("the stored manifest does not hold exactly the %s %s", o.Kind, o.FQN)
+	}
+	m := ms[0]
+	if canonical, err := manifestOf(m); err == nil {
+		s.reg.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: canonical, modules: slices.Sorted(maps.Keys(o.Modules))}
+	}
+	if f := m.Feature; f != nil {
+		refs := []string{f.Builder.Module}
+		for _, mw := range f.Middlewares {
+			refs = append(refs, mw.Module)
+		}
+		for _, ref := range refs {
+			if _, ok := o.Modules[ref]; ref != "" && !ok {
+				return engine.Manifest{}, fmt.Errorf("it names the module %s, which is not in the registry store", ref)
+			}
+		}
+	}
+	if len(o.Modules) > 0 && s.host == nil {
+		return engine.Manifest{}, errors.New("it names Wasm modules, and this server has no Wasm host")
+	}
+	return m, nil
+}
+
+// applyStored adds a stored object's modules to the Host and applies it. It may block as
+// long as the modules' code runs (see restoreObject). It touches no registry state.
+func (s *Server) applyStored(ctx context.Context, m engine.Manifest, modules map[string][]byte) error {
+	for _, ref := range slices.Sorted(maps.Keys(modules)) {
+		got, err := s.host.AddModule(modules[ref])
+		if err != nil {
+			return fmt.Errorf("module %s: %w", ref, err)
+		}
+		if got != ref {
+			return fmt.Errorf("module %s: the host digests it as %s", ref, got)
+		}
+	}
+	if m.DataSource != nil {
+		return s.eng.ApplyDataSource(ctx, m.DataSource)
+	}
+	return s.eng.Apply(ctx, m.Feature)
+}
+
+// restoreReturned waits for an abandoned apply to return and settles the object: a failure
+// leaves it quarantined; a late success leaves it served (and out of quarantine), unless it
+// was deleted meanwhile, in which case it is deleted from the engine again.
+func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan error) {
+	err := <-late
+	r := s.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending[key] == q {
+		delete(r.pending, key)
+	}
+	ctx := context.Background()
+	attrs := []slog.Attr{slog.String("kind", key.kind), slog.String("fqn", key.fqn), slog.Duration("after", time.Since(q.since))}
+	current := r.quarantine[key] == q
+	switch {
+	case err != nil:
+		s.log.LogAttrs(ctx, slog.LevelWarn, "registry: an abandoned restore returned, failing; the object stays quarantined",
+			append(attrs, slog.Bool("still_quarantined", current), slog.Any("error", err))...)
+	case current:
+		r.unquarantine(key)
+		s.log.LogAttrs(ctx, slog.LevelWarn, "registry: an abandoned restore returned, succeeding late: the object is applied and served, and no longer quarantined", attrs...)
+	default:
+		// Deleted while its apply ran: the late apply put it back in the engine.
+		dctx, cancel := context.WithTimeout(ctx, s.restoreTimeout)
+		defer cancel()
+		if key.kind == string(engine.ManifestDataSource) {
+			err = s.eng.DeleteDataSource(dctx, key.fqn)
+		} else {
+			err = s.eng.Delete(dctx, key.fqn)
+		}
+		level := slog.LevelWarn
+		if err != nil {
+			level = slog.LevelError
+			attrs = append(attrs, slog.Any("error", err))
+		}
+		s.log.LogAttrs(ctx, level, "registry: an abandoned restore returned, succeeding late, for an object deleted meanwhile; deleted from the engine again", attrs...)
+	}
+}
+
+// deleteQuarantined deletes the quarantined object of a kind name names, if there is one:
+// its stored manifest goes, and, for a feature whose manifest parses, the values stored
+// for it are dropped. Callers hold s.reg.mu.
+func (s *Server) deleteQuarantined(ctx context.Context, name string, kind engine.ManifestKind) (bool, error) {
+	r := s.reg
+	fqn, err := engine.ParseFQN(name, engine.DefaultNamespace)
+	if err != nil {
+		return false, nil
+	}
+	key := objectKey{string(kind), fqn}
+	if _, ok := r.quarantine[key]; !ok {
+		return false, nil
+	}
+	var f *engine.Feature
+	if kind == engine.ManifestFeature {
+		if ms, err := engine.ParseManifests(r.stored[key].manifest, "registry "+key.kind+" "+fqn); err == nil && len(ms) == 1 && ms[0].Feature != nil && ms[0].FQN() == fqn {
+			f = ms[0].Feature
+		}
+	}
+	if err := s.unstore(ctx, key); err != nil {
+		return true, fmt.Errorf("nothing was deleted: %w", err)
+	}
+	r.unquarantine(key)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: deleted a quarantined object", slog.String("kind", key.kind), slog.String("fqn", fqn))
+	if f != nil {
+		if err := s.eng.State().Drop(context.WithoutCancel(ctx), f); err != nil {
+			return true, fmt.Errorf("delete %s: the quarantined feature is deleted, but its stored values were not dropped (they expire with its staleness): %w", fqn, err)
+		}
+	}
+	return true, nil
+}
