@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/osprey-ml/osprey/engine"
@@ -144,4 +145,37 @@ func (h *Host) Stats() Stats {
 	s.MemoryInUse, s.MemoryReserved, s.MemoryBudget = h.budget.used, h.budget.floors, h.budget.total
 	h.budget.mu.Unlock()
 	return s
+}
+
+// Prepare compiles and checks the modules f names — its program and its Wasm middlewares —
+// without applying anything, so that a caller can do the slow part of an apply outside its
+// own locks: LoadProgram and ResolveMiddleware then find them compiled. A prepared module
+// that is never applied is released by the next Retain that does not name it; Hold it until
+// the apply is decided. Errors read like the engine's for the same field.
+func (h *Host) Prepare(ctx context.Context, f *engine.Feature) error {
+	if f.Builder.Kind == BuilderWasm && f.Builder.Module != "" {
+		pages, err := h.memoryLimit(f.Builder.Config, "spec.builder.config")
+		if err != nil {
+			return fmt.Errorf("apply %s: spec.builder: %w", f.FQN, err)
+		}
+		if _, err := h.load(ctx, f.Builder.Module, pages, roleProgram); err != nil {
+			return fmt.Errorf("apply %s: spec.builder: module %s: %w", f.FQN, f.Builder.Module, err)
+		}
+	}
+	for i, mw := range f.Middlewares {
+		if mw.Module == "" {
+			continue
+		}
+		pages, err := h.memoryLimit(mw.Config, "config")
+		if err == nil {
+			_, err = h.load(ctx, mw.Module, pages, roleMiddleware)
+			if err != nil {
+				err = fmt.Errorf("module %s: %w", mw.Module, err)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("apply %s: spec.middlewares[%d] (%s): %w", f.FQN, i, mw.Name, err)
+		}
+	}
+	return nil
 }

@@ -115,26 +115,29 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 		return nil, invalid("manifest", "holds no Feature or DataSource document")
 	}
 
+	// First, under the registry's lock, the modules the request carries are added to the
+	// Host and held; then they are compiled outside it, so that a slow compile holds up no
+	// other apply; then the request is decided and applied under the lock.
+	s.reg.mu.Lock()
+	steps, release, err := s.stepsOf(ctx, req, ms)
+	s.reg.mu.Unlock()
+	defer release()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prepare(ctx, steps); err != nil {
+		return nil, err
+	}
+
 	s.reg.mu.Lock()
 	defer s.reg.mu.Unlock()
-
-	steps := make([]*applyStep, len(ms))
-	for i, mf := range ms {
-		st := &applyStep{m: mf, key: objectKey{string(mf.Kind), mf.FQN()}}
+	defer s.retainModules(ctx) // before release: what this request added and did not apply goes
+	for _, st := range steps {
 		if _, ok := s.reg.pending[st.key]; ok {
 			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
 				"%s: the restore of %s %s when this server started overran its deadline and has not returned yet: retry later (deleting it works meanwhile)",
-				mf.Pos, st.key.kind, st.key.fqn))
+				st.m.Pos, st.key.kind, st.key.fqn))
 		}
-		if err := s.resolveModules(st, m.GetModules()); err != nil {
-			return nil, err
-		}
-		canonical, err := manifestOf(st.m)
-		if err != nil {
-			return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
-		}
-		st.canonical = canonical
-		steps[i] = st
 	}
 	if err := s.decideActions(steps); err != nil {
 		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
@@ -177,6 +180,81 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 			slog.String("fqn", st.key.fqn), slog.String("action", st.action))
 	}
 	return connect.NewResponse(out), nil
+}
+
+// stepsOf turns the manifests of an ApplyFeature into steps: the modules they name are
+// resolved and added to the Host, and held until release is called — also when it fails,
+// so that release lets go of what it added. Callers hold s.reg.mu.
+func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest], ms []engine.Manifest) (steps []*applyStep, release func(), err error) {
+	var refs []string
+	defer func() {
+		release = func() {}
+		if s.host != nil {
+			release = s.host.Hold(refs...)
+		}
+	}()
+	steps = make([]*applyStep, len(ms))
+	for i, mf := range ms {
+		st := &applyStep{m: mf, key: objectKey{string(mf.Kind), mf.FQN()}}
+		if _, ok := s.reg.pending[st.key]; ok {
+			return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf(
+				"%s: the restore of %s %s when this server started overran its deadline and has not returned yet: retry later (deleting it works meanwhile)",
+				mf.Pos, st.key.kind, st.key.fqn))
+		}
+		err := s.resolveModules(st, req.Msg.GetModules())
+		if f := st.m.Feature; f != nil {
+			refs = append(refs, moduleRefsOf(f)...)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		canonical, err := manifestOf(st.m)
+		if err != nil {
+			return nil, nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
+		}
+		st.canonical = canonical
+		steps[i] = st
+	}
+	return steps, nil, nil
+}
+
+// moduleRefsOf lists the module references a feature names.
+func moduleRefsOf(f *engine.Feature) []string {
+	var refs []string
+	if f.Builder.Module != "" {
+		refs = append(refs, f.Builder.Module)
+	}
+	for _, mw := range f.Middlewares {
+		if mw.Module != "" {
+			refs = append(refs, mw.Module)
+		}
+	}
+	return refs
+}
+
+// prepare compiles the Wasm modules of a request's features (Host.Prepare), outside the
+// registry's lock.
+func (s *Server) prepare(ctx context.Context, steps []*applyStep) error {
+	if s.host == nil {
+		return nil
+	}
+	for _, st := range steps {
+		if st.m.Feature == nil {
+			continue
+		}
+		if err := s.host.Prepare(ctx, st.m.Feature); err != nil {
+			return applyError(st, err)
+		}
+	}
+	return nil
+}
+
+// retainModules tells the Host which features are applied, so that it releases the modules
+// no applied feature names (host.Host.Retain). Callers hold s.reg.mu, after every change.
+func (s *Server) retainModules(ctx context.Context) {
+	if s.host != nil {
+		s.host.Retain(context.WithoutCancel(ctx), s.eng.Features())
+	}
 }
 
 // manifestError reports a manifest that does not parse or validate: InvalidArgument, with
@@ -427,6 +505,7 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	}
 	s.reg.mu.Lock()
 	defer s.reg.mu.Unlock()
+	defer s.retainModules(ctx)
 	f, err := s.eng.FeatureDescriptor(ctx, name)
 	if errors.Is(err, engine.ErrFeatureNotFound) {
 		done, derr := s.deleteQuarantined(ctx, name, engine.ManifestFeature)

@@ -238,3 +238,43 @@ func listAll(t *testing.T, c clients) []string {
 	}
 	return out
 }
+
+// TestModulesReleased: the Host keeps a module while an applied feature names it, and lets
+// it go when the feature is deleted or replaced, or when the apply that sent it fails.
+func TestModulesReleased(t *testing.T) {
+	e := start(t, envOptions{})
+	ctx := context.Background()
+	c := e.clients(protocols[0])
+	apply := func(manifest string, modules map[string][]byte) error {
+		_, err := c.registry.ApplyFeature(ctx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(manifest), Modules: modules}))
+		return err
+	}
+	if err := apply(wasmManifest, map[string][]byte{"programs/noop.wasm": noopWasm}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.host.Stats(); s.Modules != 1 || s.Blobs != 1 {
+		t.Fatalf("after the apply: %+v; want one module", s)
+	}
+	// A rejected upload keeps nothing: neither its bytes nor a compiled module.
+	err := apply(strings.ReplaceAll(wasmManifest, "programs/noop.wasm", "junk.wasm"), map[string][]byte{"junk.wasm": make([]byte, 1<<20)})
+	wantCode(t, err, connect.CodeInvalidArgument)
+	if s := e.host.Stats(); s.Modules != 1 || s.Blobs != 1 || s.BlobBytes != int64(len(noopWasm)) {
+		t.Fatalf("after a rejected upload: %+v; want only the applied module", s)
+	}
+	// Replacing the module of both features releases the old one.
+	other := append(append([]byte(nil), noopWasm...), 0, 6, 4, 'p', 'a', 'd', '1', 0) // a custom section: other bytes, same program
+	if err := apply(strings.ReplaceAll(wasmManifest, "programs/noop.wasm", "other.wasm"), map[string][]byte{"other.wasm": other}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.host.Stats(); s.Modules != 1 || s.BlobBytes != int64(len(other)) {
+		t.Fatalf("after the replacement: %+v; want only the new module", s)
+	}
+	for _, fqn := range []string{"web.answer", "web.fed"} {
+		if _, err := c.registry.DeleteFeature(ctx, connect.NewRequest(&ospreyv1.DeleteFeatureRequest{Fqn: fqn})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := e.host.Stats(); s.Modules != 0 || s.Blobs != 0 || s.Instances != 0 || s.MemoryInUse != 0 || s.MemoryReserved != 0 {
+		t.Fatalf("after deleting both features: %+v; want nothing held", s)
+	}
+}

@@ -99,6 +99,7 @@ func (s *Server) restore(ctx context.Context) error {
 	// out until the restore is done.
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer s.retainModules(ctx) // what failed to restore is released
 	for _, o := range objs {
 		r.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: o.Manifest, modules: slices.Sorted(maps.Keys(o.Modules))}
 		maps.Copy(r.modules, o.Modules)
@@ -237,6 +238,7 @@ func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan erro
 	r := s.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer s.retainModules(context.Background())
 	if r.pending[key] == q {
 		delete(r.pending, key)
 	}
