@@ -1,0 +1,13 @@
+;; class: stop checks / _initialize that never returns
+;; applied as: program
+;; expected: refused at apply (InvalidArgument, naming _initialize), within the host's init
+;;           timeout plus slack
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\00\01\2a\00\00\00\00\00\00\00\00")
+  (func (export "_initialize")
+    (loop $forever (br $forever)))
+  (func (export "osprey_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "osprey_alloc") (param i32) (result i32) (i32.const 8192))
+  (func (export "osprey_program") (param i32 i32) (result i64)
+    (i64.const 0x100000000b)))

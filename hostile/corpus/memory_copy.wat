@@ -1,0 +1,14 @@
+;; class: work charging / memory.copy of 32 MiB (overlapping, less one byte) on every loop
+;;        iteration
+;; applied as: program (on request), timeout 200ms
+;; expected: Get fails DeadlineExceeded naming the feature, within the call bound
+(module
+  (memory (export "memory") 512) ;; 32 MiB, the default memory limit
+  (data (i32.const 16) "\00\01\2a\00\00\00\00\00\00\00\00")
+  (func (export "osprey_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "osprey_alloc") (param i32) (result i32) (i32.const 8192))
+  (func (export "osprey_program") (param i32 i32) (result i64)
+    (loop $forever
+      (memory.copy (i32.const 1) (i32.const 0) (i32.const 0x1ffffff))
+      (br $forever))
+    (i64.const 0x100000000b)))

@@ -1,0 +1,12 @@
+;; class: ABI checks / a start function (that would never return)
+;; applied as: program
+;; expected: refused at apply (InvalidArgument, naming the start function), without running it
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 16) "\00\01\2a\00\00\00\00\00\00\00\00")
+  (func $start (loop $forever (br $forever)))
+  (start $start)
+  (func (export "osprey_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "osprey_alloc") (param i32) (result i32) (i32.const 8192))
+  (func (export "osprey_program") (param i32 i32) (result i64)
+    (i64.const 0x100000000b)))
