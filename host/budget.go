@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // budget is the host's one budget for guest memory: every instance's linear memory and
@@ -15,23 +16,28 @@ import (
 // An instance is charged its ceiling — the module's memory limit plus its tables' maximum
 // size — while it runs a call, since it may grow to it, and its actual memory while it is
 // idle in a pool. When a charge does not fit, idle instances are evicted, least recently
-// used first, across all modules; when it still does not fit the call or apply fails with
-// ErrExhausted. Each compiled module also reserves one instance's ceiling for as long as it
-// is loaded ("floor"), so an apply is refused when the modules applied could not each run
-// one call at once.
+// used first (by the deadline of their last call), across all modules; when it still does
+// not fit the call or apply fails with ErrExhausted. Each compiled module also reserves one
+// instance's ceiling for as long as it is loaded ("floor"), so an apply is refused when the
+// modules applied could not each run one call at once.
 //
-// Safe for concurrent use. Lock order: a pool's mutex is never held while calling budget
-// methods that evict (reserve), since eviction takes pool mutexes.
+// The common charge is one atomic add (a call takes an instance, and gives it back); only a
+// charge that does not fit takes the mutex, to evict. Safe for concurrent use. Lock order:
+// mu, then Host.mu (to list the pools), then a pool's mutex; nobody holding a pool's mutex
+// or Host.mu calls charge with a positive amount.
 type budget struct {
 	total int64
+	pools func() []*pool // the pools of the loaded modules (Host.pools)
 
-	mu     sync.Mutex
-	used   int64 // charged to live instances
-	floors int64 // reserved by loaded modules
-	idle   idleList
+	used atomic.Int64 // charged to live instances
+
+	mu     sync.Mutex // serialises evictions; guards floors
+	floors int64      // reserved by loaded modules
 }
 
-func newBudget(total int64) *budget { return &budget{total: total} }
+func newBudget(total int64, pools func() []*pool) *budget {
+	return &budget{total: total, pools: pools}
+}
 
 // reserveFloor reserves n bytes for a module being loaded, or fails with ErrExhausted.
 func (b *budget) reserveFloor(n int64) error {
@@ -56,80 +62,44 @@ func (b *budget) releaseFloor(n int64) {
 // instances (other than keep) while it does not fit. It fails with ErrExhausted, charging
 // nothing, when evicting every idle instance would not make room.
 func (b *budget) charge(n int64, keep *instance) error {
+	if n <= 0 {
+		b.used.Add(n)
+		return nil
+	}
+	if b.used.Add(n) <= b.total {
+		return nil
+	}
+	b.used.Add(-n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for {
-		b.mu.Lock()
-		if n <= 0 || b.used+n <= b.total {
-			b.used += n
-			b.mu.Unlock()
+		if b.used.Add(n) <= b.total {
 			return nil
 		}
-		victim := b.idle.oldest(keep)
-		b.mu.Unlock()
+		b.used.Add(-n)
+		victim := b.oldestIdle(keep)
 		if victim == nil {
 			return fmt.Errorf("%w: %s of guest memory in use, %s more needed, budget %s", ErrExhausted,
-				formatBytes(b.inUse()), formatBytes(n), formatBytes(b.total))
+				formatBytes(b.used.Load()), formatBytes(n), formatBytes(b.total))
 		}
 		victim.m.pool.evict(victim)
 	}
 }
 
-func (b *budget) inUse() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used
-}
-
-// idleList links the idle instances of all pools, least recently used first.
-type idleList struct{ head, tail *instance }
-
-func (l *idleList) push(inst *instance) {
-	inst.prevIdle, inst.nextIdle = l.tail, nil
-	if l.tail != nil {
-		l.tail.nextIdle = inst
-	} else {
-		l.head = inst
-	}
-	l.tail = inst
-	inst.listed = true
-}
-
-func (l *idleList) remove(inst *instance) {
-	if !inst.listed {
-		return
-	}
-	if inst.prevIdle != nil {
-		inst.prevIdle.nextIdle = inst.nextIdle
-	} else {
-		l.head = inst.nextIdle
-	}
-	if inst.nextIdle != nil {
-		inst.nextIdle.prevIdle = inst.prevIdle
-	} else {
-		l.tail = inst.prevIdle
-	}
-	inst.prevIdle, inst.nextIdle, inst.listed = nil, nil, false
-}
-
-func (l *idleList) oldest(keep *instance) *instance {
-	for inst := l.head; inst != nil; inst = inst.nextIdle {
-		if inst != keep {
-			return inst
+// oldestIdle finds the idle instance, other than keep, whose last call had the earliest
+// deadline. Callers hold mu.
+func (b *budget) oldestIdle(keep *instance) *instance {
+	var oldest *instance
+	for _, p := range b.pools() {
+		p.mu.Lock()
+		for _, inst := range p.idle {
+			if inst != keep && (oldest == nil || inst.lastDue < oldest.lastDue) {
+				oldest = inst
+			}
 		}
+		p.mu.Unlock()
 	}
-	return nil
-}
-
-// listIdle and unlistIdle keep the budget's idle list in step with the pools.
-func (b *budget) listIdle(inst *instance) {
-	b.mu.Lock()
-	b.idle.push(inst)
-	b.mu.Unlock()
-}
-
-func (b *budget) unlistIdle(inst *instance) {
-	b.mu.Lock()
-	b.idle.remove(inst)
-	b.mu.Unlock()
+	return oldest
 }
 
 // DefaultMemoryBudget returns the default budget for all guest memory: a quarter of the

@@ -172,7 +172,8 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
 	}
 	h := &Host{cfg: cfg, log: log, epoch: time.Now(), blobs: map[string][]byte{}, runtimes: map[uint32]*runtimeForLimit{},
 		modules: map[moduleKey]*module{}, holds: map[string]int{},
-		budget: newBudget(cfg.memoryBudget), compiles: make(chan struct{}, cfg.maxCompiles)}
+		compiles: make(chan struct{}, cfg.maxCompiles)}
+	h.budget = newBudget(cfg.memoryBudget, h.pools)
 	if cfg.cacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
 		if err != nil {

@@ -35,11 +35,12 @@ type instance struct {
 	cancelStop func() bool // the context.AfterFunc of a call whose context has no deadline
 	poisoned   bool
 
-	// The budget's view (budget.go): what the instance is charged, and its place in the
-	// list of idle instances (guarded by the budget's mutex).
-	charged            int64
-	prevIdle, nextIdle *instance
-	listed             bool
+	// The budget's view (budget.go): what the instance is charged, and the deadline of its
+	// last call (nanoseconds since the host's epoch), by which idle instances are evicted
+	// least recently used first. Written by the goroutine running the call, read under the
+	// pool's mutex once the instance is idle.
+	charged int64
+	lastDue int64
 
 	// Set for the duration of a call (host functions read them).
 	fqn    string
@@ -117,7 +118,7 @@ func (inst *instance) arm(ctx context.Context) {
 		return
 	}
 	if deadline, ok := ctx.Deadline(); ok {
-		inst.watch.arm(deadline, ctx.Done())
+		inst.lastDue = inst.watch.arm(deadline, ctx.Done())
 		return
 	}
 	inst.cancelStop = context.AfterFunc(ctx, inst.stopNow)

@@ -119,6 +119,23 @@ func (h *Host) sweep(ctx context.Context) {
 	}
 }
 
+// pools lists the pools of the loaded modules (for the budget's evictions).
+func (h *Host) pools() []*pool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*pool, 0, len(h.modules))
+	for _, m := range h.modules {
+		select {
+		case <-m.ready:
+			if m.pool != nil {
+				out = append(out, m.pool)
+			}
+		default: // compiling: its pool (if any) is not shared yet
+		}
+	}
+	return out
+}
+
 // Stats is a snapshot of what a Host holds, for operators and tests.
 type Stats struct {
 	Modules        int   // compiled modules (one per module content and memory limit)
@@ -142,8 +159,9 @@ func (h *Host) Stats() Stats {
 	h.mu.Unlock()
 	h.instances.Range(func(_, _ any) bool { s.Instances++; return true })
 	h.budget.mu.Lock()
-	s.MemoryInUse, s.MemoryReserved, s.MemoryBudget = h.budget.used, h.budget.floors, h.budget.total
+	s.MemoryReserved, s.MemoryBudget = h.budget.floors, h.budget.total
 	h.budget.mu.Unlock()
+	s.MemoryInUse = h.budget.used.Load()
 	return s
 }
 

@@ -345,7 +345,6 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	if n := len(p.idle); n > 0 {
 		inst := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		b.unlistIdle(inst)
 		p.mu.Unlock()
 		if d := p.m.ceiling - inst.charged; d > 0 {
 			if err := b.charge(d, inst); err != nil {
@@ -384,7 +383,6 @@ func (p *pool) put(inst *instance) {
 		p.drop(inst)
 	} else {
 		p.idle = append(p.idle, inst)
-		b.listIdle(inst)
 		p.mu.Unlock()
 	}
 	<-p.sem
@@ -410,7 +408,6 @@ func (p *pool) evict(inst *instance) {
 	if i >= 0 {
 		p.idle = slices.Delete(p.idle, i, i+1)
 	}
-	p.m.h.budget.unlistIdle(inst)
 	p.mu.Unlock()
 	if i >= 0 {
 		p.drop(inst)
@@ -423,9 +420,6 @@ func (p *pool) close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
-	for _, inst := range idle {
-		p.m.h.budget.unlistIdle(inst)
-	}
 	p.mu.Unlock()
 	for _, inst := range idle {
 		p.drop(inst)

@@ -44,13 +44,14 @@ func newWatch(epoch time.Time, stop func()) *watch {
 	return w
 }
 
-// arm watches a call with the given deadline and done channel (the call's ctx.Done()).
-func (w *watch) arm(deadline time.Time, done <-chan struct{}) {
+// arm watches a call with the given deadline and done channel (the call's ctx.Done()), and
+// returns the deadline in nanoseconds since the epoch.
+func (w *watch) arm(deadline time.Time, done <-chan struct{}) int64 {
 	d := max(int64(deadline.Sub(w.epoch)), 1)
 	w.done.Store(done)
 	w.due.Store(d)
 	if f := w.fireAt.Load(); f != 0 && f <= d {
-		return // the timer fires by then; it will re-arm itself for d
+		return d // the timer fires by then; it will re-arm itself for d
 	}
 	w.mu.Lock()
 	if f := w.fireAt.Load(); f == 0 || f > d {
@@ -60,6 +61,7 @@ func (w *watch) arm(deadline time.Time, done <-chan struct{}) {
 		w.timer.Reset(time.Duration(at - now))
 	}
 	w.mu.Unlock()
+	return d
 }
 
 // stopped reports whether the watch stopped the running call.
