@@ -194,7 +194,11 @@ func (d *Decoder) count(elemSize int) int {
 	if d.err != nil {
 		return 0
 	}
-	if x > MaxMessageSize || int(x)*elemSize > len(d.buf)-d.off {
+	if x > MaxMessageSize {
+		d.fail(errorf("length %d at byte %d exceeds the %d-byte message limit", x, at, MaxMessageSize))
+		return 0
+	}
+	if int(x)*elemSize > len(d.buf)-d.off {
 		d.fail(errorf("length %d at byte %d exceeds the %d bytes left", x, at, len(d.buf)-d.off))
 		return 0
 	}

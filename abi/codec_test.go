@@ -121,7 +121,7 @@ func TestErrorMessages(t *testing.T) {
 		{abitest.KindValue, "0402", "bool at byte 1 is 2, want 0 or 1"},
 		{abitest.KindValue, "030261ff", "string at byte 1 is not valid UTF-8"},
 		{abitest.KindValue, "01000000", "truncated at byte 1 (need 8 more, have 3)"},
-		{abitest.KindValue, "06808080808020", "length 1099511627776 at byte 1 exceeds the 0 bytes left"},
+		{abitest.KindValue, "06808080808020", "length 1099511627776 at byte 1 exceeds the 16777216-byte message limit"},
 		{abitest.KindValue, "0000", "1 unexpected bytes after the message"},
 		{abitest.KindKeys, "020161013101610132", `duplicate key "a"`},
 		{abitest.KindRow, "020161000161040001", `duplicate field "a"`},
