@@ -137,7 +137,7 @@ type frame struct {
 //
 //   - at the function's entry, a static charge for the whole body — unless the body reaches
 //     a loop header before any branch or call (as every standard-Go function does), in which
-//     case that loop's check stands for the entry and charges the code before it too;
+//     case that loop's check stands for the entry and is charged for the whole body;
 //   - after the block type of every loop, a static charge for the loop's body;
 //   - before every bulk memory and table instruction, a dynamic charge for its length;
 //   - before every call of an imported function, its charge and a stop test.
@@ -188,11 +188,7 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 			f := ins.frames[n-1]
 			ins.frames = ins.frames[:n-1]
 			if f.loop >= 0 {
-				size := at - f.start
-				if f.loop == entryLoop {
-					size = at - code
-				}
-				ins.inserts[f.loop].charge = units(size)
+				ins.inserts[f.loop].charge = units(at - f.start)
 			}
 		}
 		switch opcodes[op] {
@@ -326,6 +322,10 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 	}
 	if entryLoop < 0 {
 		ins.inserts[0] = insert{at: code, kind: insStatic, charge: units(end - code), entry: true}
+	} else {
+		// The loop stands for the entry: it is charged for the whole body, the code before
+		// it and after its end included (each runs at most once per entry between checks).
+		ins.inserts[entryLoop].charge = max(ins.inserts[entryLoop].charge, units(end-code))
 	}
 	return nil
 }

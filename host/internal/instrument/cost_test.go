@@ -69,3 +69,37 @@ func BenchmarkCost(b *testing.B) {
 		}
 	}
 }
+
+// TestEntryLoopChargesBody: a loop that stands for the function's entry check is charged for
+// the whole body — also the code after its end, which a recursive function could otherwise
+// run unmetered on every call.
+func TestEntryLoopChargesBody(t *testing.T) {
+	m := wb.New()
+	m.Memory(1, nil)
+	g := m.Global(wb.I32, true, wb.I32Const(0))
+	var tail [][]byte
+	for range 2000 {
+		tail = append(tail, wb.GlobalGet(g), wb.I32Const(1), wb.I32Add(), wb.GlobalSet(g))
+	}
+	m.ExportFunc("f", m.Func(wb.FuncType{}, nil, wb.Loop(wb.BlockEmpty), wb.Seq(tail...)))
+	wasm := m.Bytes()
+	res, err := Instrument(wasm, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.inserted[0]) != 1 {
+		t.Fatalf("%d checks; want the loop's alone", len(res.inserted[0]))
+	}
+	r := res.inserted[0][0]
+	code := res.Wasm[r[0]:r[1]]
+	// global.get $count; i32.const C; ...
+	p := 1 + len(appendU32(nil, res.StopGlobal+1))
+	if code[p] != 0x41 {
+		t.Fatalf("the check does not compare with a constant: % x", code[:p+1])
+	}
+	c, _ := readS33(code, p+1, len(code))
+	start, end := bodyRange(t, res.Wasm, 0)
+	if want := units(end - start - (r[1] - r[0])); uint32(c) < want-1 {
+		t.Fatalf("the loop is charged %d units; the body needs %d", c, want)
+	}
+}
