@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -185,11 +186,27 @@ type guestOutput struct {
 
 // Write logs each complete line of p. A line's first maxLine bytes are kept; the rest is
 // counted, and the line is logged when its newline arrives. It never fails.
+// writeCheckBytes is how much of a write is processed between checks of the call's stop.
+const writeCheckBytes = 64 << 10
+
+// errStoppedWrite is what a write of a stopped call gets (WASI fd_write returns EIO).
+var errStoppedWrite = errors.New("fd_write: the call was stopped")
+
 func (g *guestOutput) Write(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := len(p)
+	checked := len(p) // where the stop was last checked: bytes left then
+	if g.inst.stopped() {
+		return 0, errStoppedWrite
+	}
 	for len(p) > 0 {
+		if checked-len(p) >= writeCheckBytes { // a write costs by its size: stop in it too
+			if g.inst.stopped() {
+				return n - len(p), errStoppedWrite
+			}
+			checked = len(p)
+		}
 		i := bytes.IndexByte(p, '\n')
 		chunk := p
 		if i >= 0 {
@@ -349,7 +366,7 @@ func (h *Host) guestLog(ctx context.Context, mod api.Module, stack []uint64) {
 	if !inst.stderr.allow() {
 		return
 	}
-	text := cleanString(string(msg), maxLine, 0)
+	text := cleanString(string(msg[:min(len(msg), 4*maxLine)]), maxLine, len(msg)-min(len(msg), 4*maxLine))
 	top := make([]slog.Attr, 0, 6)
 	top = append(top, slog.String("fqn", inst.fqn), slog.String("component", "guest"), slog.String("text", text))
 	if len(enc) > maxAttrBytes {

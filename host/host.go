@@ -189,22 +189,33 @@ func New(ctx context.Context, log *slog.Logger, opts ...Option) (*Host, error) {
 // Close closes every instance and runtime.
 func (h *Host) Close(ctx context.Context) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil
 	}
 	h.closed = true
-	var errs []error
+	var ready []*module
 	for _, m := range h.modules {
 		select {
 		case <-m.ready:
 			if m.err == nil {
-				m.release(ctx)
+				ready = append(ready, m)
 			}
 		default: // still compiling: closing its runtime below ends it
 		}
 	}
+	runtimes := make([]*runtimeForLimit, 0, len(h.runtimes))
 	for _, rt := range h.runtimes {
+		runtimes = append(runtimes, rt)
+	}
+	h.mu.Unlock()
+	// Released outside h.mu: a release takes the budget's lock, which an eviction holds
+	// while it lists the pools under h.mu.
+	for _, m := range ready {
+		m.release(ctx)
+	}
+	var errs []error
+	for _, rt := range runtimes {
 		errs = append(errs, rt.r.Close(ctx))
 	}
 	errs = append(errs, h.cache.Close(ctx))

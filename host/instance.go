@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -102,6 +103,10 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return initFailed(abi.ExportVersion, err)
 	}
+	inst.disarm()
+	if inst.poisoned { // stopped just as it finished: its next call would trap at once
+		return initFailed(abi.ExportVersion, errors.New("stopped"))
+	}
 	v := uint32(res[0])
 	if abi.VersionMajor(v) != abi.Major {
 		return fail(fmt.Errorf("%w: ABI version %d.%d is not supported; this host implements %d.x", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.Major))
@@ -122,6 +127,7 @@ func (inst *instance) arm(ctx context.Context) {
 		return
 	}
 	inst.cancelStop = context.AfterFunc(ctx, inst.stopNow)
+	inst.lastDue = int64(time.Since(inst.m.h.epoch)) // for eviction: used now
 }
 
 // disarm ends what arm started. If the stop already fired, the instance is poisoned and
@@ -224,6 +230,11 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 	inst.stack[0], inst.stack[1] = uint64(ptr), uint64(len(input))
 	err = inst.entry[r].CallWithStack(ctx, inst.stack[:])
 	inst.fqn, inst.reader, inst.held = "", nil, inst.held[:0]
+	if err == nil && inst.stopped() {
+		// Its deadline passed (or its caller went away) before it returned — e.g. a host
+		// call that refused to run on, which the guest ignored: the call has failed.
+		err = errors.New("stopped")
+	}
 	if err != nil {
 		err = m.callError(ctx, inst, r.export(), err)
 		m.pool.discard(inst)
@@ -245,7 +256,8 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 
 // end returns an instance after its response was decoded. decodeErr is what decoding
 // returned: nil or a guestError keep the instance; anything else (a malformed response)
-// discards it and is returned as ErrTrap.
+// discards it and is returned as ErrTrap. (A stop that fired between the guest's return and
+// here discards the instance; the answer, complete before its deadline, stands.)
 func (m *module) end(inst *instance, decodeErr error) error {
 	if decodeErr == nil || isGuestError(decodeErr) {
 		if inst.poisoned { // stopped just as it finished: the answer stands, the instance goes
@@ -278,11 +290,14 @@ func (m *module) callError(ctx context.Context, inst *instance, fn string, err e
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			return fmt.Errorf("%s stopped: %w", fn, context.DeadlineExceeded)
-		case sys.ExitCodeContextCanceled:
-			return fmt.Errorf("%s stopped: %w", fn, context.Canceled)
+		// wazero's own stop reports these codes; a guest could pass them to proc_exit.
+		if m.h.cfg.stop == stopWazero {
+			switch exit.ExitCode() {
+			case sys.ExitCodeDeadlineExceeded:
+				return fmt.Errorf("%s stopped: %w", fn, context.DeadlineExceeded)
+			case sys.ExitCodeContextCanceled:
+				return fmt.Errorf("%s stopped: %w", fn, context.Canceled)
+			}
 		}
 		return fmt.Errorf("%w: %s: the guest exited with code %d%s", ErrTrap, fn, exit.ExitCode(), inst.stderr.tail())
 	}

@@ -121,6 +121,13 @@ func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
 		return fmt.Errorf("%w: waiting to compile: %w", errAbandoned, ctx.Err())
 	}
 	defer func() { <-h.compiles }()
+	defer func() {
+		// A compile that failed because its own caller gave up says so, so that other loads
+		// waiting for it compile again rather than take its caller's error.
+		if err != nil && ctx.Err() != nil && !errors.Is(err, errAbandoned) {
+			err = fmt.Errorf("%w: %w", errAbandoned, err)
+		}
+	}()
 	abandoned := func() error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", errAbandoned, ctx.Err())
@@ -143,7 +150,9 @@ func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
 				return fmt.Errorf("%w: forbidden import of %s %s.%s (a guest may import only functions, from %q and %q)", ErrModule, instrument.KindName(imp.Kind), imp.Module, imp.Name, abi.HostModule, abi.WASIModule)
 			}
 		}
-		m.ceiling += int64(res.TableEntries) * tableEntryBytes
+		// Per instance: tables at their most, element segments, globals.
+		m.ceiling += int64(res.TableEntries)*tableEntryBytes + int64(res.Stats.ElementEntries)*tableEntryBytes +
+			int64(res.Stats.Globals)*globalBytes
 		b = res.Wasm
 	}
 	if err := abandoned(); err != nil {
@@ -199,8 +208,12 @@ func (m *module) release(ctx context.Context) {
 	}
 }
 
-// tableEntryBytes is what one table entry costs in wazero (a reference: one pointer).
-const tableEntryBytes = 8
+// What wazero keeps per instance for one table or element entry (a reference: one pointer)
+// and for one global (an object; ~150 bytes measured).
+const (
+	tableEntryBytes = 8
+	globalBytes     = 160
+)
 
 // hostImports are the osprey imports and their signatures (ABI.md §3).
 var hostImports = map[string][2][]api.ValueType{
@@ -364,6 +377,12 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	if err != nil {
 		b.charge(-p.m.ceiling, nil)
 		<-p.sem
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed { // released while it instantiated: not the module's fault
+			return nil, errReleased
+		}
 		return nil, err
 	}
 	inst.charged = p.m.ceiling
@@ -372,6 +391,10 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 
 // put returns a healthy instance to the pool, charged now at its actual memory.
 func (p *pool) put(inst *instance) {
+	if inst.poisoned { // its stop fired: it would trap at its next check
+		p.discard(inst)
+		return
+	}
 	b := p.m.h.budget
 	if idle := inst.idleBytes(); idle < inst.charged {
 		b.charge(idle-inst.charged, nil)

@@ -63,6 +63,29 @@ func wasiLoop(name string, args ...[]byte) []byte {
 	})
 }
 
+// hugeWrite returns a program that makes one fd_write of 16,384 iovecs, each the same 16 MiB
+// without a newline (16 MiB of memory at 1 MiB), and then returns OK: the host must stop
+// processing the write at the deadline, and the call must fail although the guest ignores
+// the error and returns.
+func hugeWrite() []byte {
+	const iovs, n = 16384, 16 << 20
+	return wb.ProgramImporting(18*16+2, "wasi_snapshot_preview1", "fd_write",
+		wb.FuncType{Params: []wb.ValType{wb.I32, wb.I32, wb.I32, wb.I32}, Results: []wb.ValType{wb.I32}},
+		func(m *wb.Module) uint32 {
+			// local 2: i. iov[i] = {1 MiB, 16 MiB} at 17 MiB + 8i; memory 1..17 MiB is 'x'.
+			return m.Func(wb.ProgramType, []wb.ValType{wb.I32},
+				wb.I32Const(1<<20), wb.I32Const('x'), wb.I32Const(n), wb.MemoryFill(),
+				wb.Loop(wb.BlockEmpty,
+					wb.LocalGet(2), wb.I32Const(8), wb.I32Mul(), wb.I32Const(17<<20), wb.I32Add(),
+					wb.I32Const(1<<20), wb.I32Store(2, 0),
+					wb.LocalGet(2), wb.I32Const(8), wb.I32Mul(), wb.I32Const(17<<20), wb.I32Add(),
+					wb.I32Const(n), wb.I32Store(2, 4),
+					wb.LocalGet(2), wb.I32Const(1), wb.I32Add(), wb.LocalTee(2), wb.I32Const(iovs), wb.I32LtU(), wb.BrIf(0)),
+				wb.I32Const(1), wb.I32Const(17<<20), wb.I32Const(iovs), wb.I32Const(0), wb.Call(0), wb.Drop(),
+				wb.OKResult())
+		})
+}
+
 // TestStoppedByWork: every path that repeats, and work charged by its size, reaches a stop
 // check: loop-free recursion, bulk memory instructions of megabytes per iteration.
 func TestStoppedByWork(t *testing.T) {
@@ -75,6 +98,7 @@ func TestStoppedByWork(t *testing.T) {
 		{"memory.copy of 8 MiB per iteration", memoryLoop(wb.MemoryCopy(), 8<<20)},
 		{"random_get of 1 MiB per iteration", wasiLoop("random_get", wb.I32Const(0), wb.I32Const(1<<20))},
 		{"fd_write per iteration", wasiLoop("fd_write", wb.I32Const(1), wb.I32Const(0), wb.I32Const(1), wb.I32Const(64))},
+		{"one fd_write of 16,384 iovecs of 16 MiB", hugeWrite()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHost(t)
@@ -156,6 +180,16 @@ func TestStructureLimits(t *testing.T) {
 		m.Table(1<<27, nil)
 		return m.Func(wb.ProgramType, nil, wb.OKResult())
 	})
+	localsAcross := wb.ProgramWith(1, func(m *wb.Module) uint32 {
+		locals := make([]wb.ValType, 30_000)
+		for i := range locals {
+			locals[i] = wb.I32
+		}
+		for range 200 {
+			m.Func(wb.FuncType{}, locals)
+		}
+		return m.Func(wb.ProgramType, nil, wb.OKResult())
+	})
 	manyLocals := wb.ProgramWith(1, func(m *wb.Module) uint32 {
 		locals := make([]wb.ValType, 60_000)
 		for i := range locals {
@@ -171,6 +205,7 @@ func TestStructureLimits(t *testing.T) {
 		{"br_table", "br_table with 20000 targets; the limit is 16384", brTable(20_000)},
 		{"table", "the tables declare 134217728 entries at least; the limit is 1048576", bigTable},
 		{"locals", "declares 60000 locals; the limit is 50000", manyLocals},
+		{"locals across functions", "locals and parameters together; the limit is 4194304", localsAcross},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHost(t)
@@ -314,4 +349,41 @@ func TestBudget(t *testing.T) {
 	if s := h.Stats(); s.MemoryReserved != 3*limit || s.MemoryInUse > 3*limit {
 		t.Fatalf("stats %+v", s)
 	}
+}
+
+// TestCompileAbandonedByItsCaller: when the load compiling a module gives up, a load of the
+// same module waiting for it compiles it again instead of taking the first one's error.
+func TestCompileAbandonedByItsCaller(t *testing.T) {
+	h := newHost(t)
+	// _initialize counts to 2^28: long enough to cancel the first load in the middle.
+	wasm := wb.ProgramWith(1, func(m *wb.Module) uint32 {
+		m.ExportFunc("_initialize", m.Func(wb.FuncType{}, []wb.ValType{wb.I32},
+			wb.Loop(wb.BlockEmpty, wb.LocalGet(0), wb.I32Const(1), wb.I32Add(), wb.LocalTee(0),
+				wb.I32Const(1<<28), wb.I32LtU(), wb.BrIf(0))))
+		return m.Func(wb.ProgramType, nil, wb.OKResult())
+	})
+	f := feature(t, h, "t.slow", wasm)
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.LoadProgram(ctx, f)
+		first <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the first load is compiling or initialising
+	second := make(chan error, 1)
+	go func() {
+		_, err := h.LoadProgram(context.Background(), f)
+		second <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("the waiting load: %v; want the module (its own context is live)", err)
+		}
+	case <-time.After(hang):
+		t.Fatal("the waiting load did not return")
+	}
+	<-first
 }

@@ -21,16 +21,26 @@ type StructureLimits struct {
 	// capped so that table.grow fails in the guest beyond it. Table memory counts against the
 	// memory budget with the linear memory.
 	TableEntries uint32
+	// TotalLocals bounds the locals and parameters of all functions together: wazero sets up
+	// each (~13 ns of compile and ~8 bytes kept, measured).
+	TotalLocals uint64
+	// Globals bounds the globals (imported and defined): wazero walks each once per function
+	// it compiles, and keeps an object of each per instance.
+	Globals uint32
+	// ElementEntries bounds the entries of all element segments together: wazero keeps 8
+	// bytes of each per instance (charged to the memory budget), passive segments included.
+	ElementEntries uint64
 	// CompileWork bounds an estimate of wazero's superlinear compile costs: over every block,
-	// loop, if and end, the blocks open there, plus n²/16 for a br_table of n targets. A unit
-	// is about 2.6 ns of compile time.
+	// loop, if and end, the blocks open there, plus n²/16 for a br_table of n targets, 5 for
+	// each local and parameter, 2 for each global in each function. A unit is about 2.6 ns of
+	// compile time.
 	CompileWork uint64
 }
 
 // DefaultStructureLimits are generous for real guests — a standard-Go guest has ~1,700
-// functions, blocks nested 549 deep, 17 locals, br_tables of 895 targets, functions of 29 KB
-// and a compile work of 3.6 M — and keep the compile of any module within about a second
-// beyond what its size costs.
+// functions, blocks nested 549 deep, 17 locals (8,411 in all), 8 globals, 1,704 element
+// entries, br_tables of 895 targets, functions of 29 KB and a compile work of 4.1 M — and
+// keep the compile of any module within about a second beyond what its size costs.
 var DefaultStructureLimits = StructureLimits{
 	Functions:      200_000,
 	FunctionSize:   4 << 20,
@@ -40,6 +50,9 @@ var DefaultStructureLimits = StructureLimits{
 	Imports:        1024,
 	Tables:         4,
 	TableEntries:   1 << 20,
+	TotalLocals:    1 << 22,
+	Globals:        16_384,
+	ElementEntries: 1 << 20,
 	CompileWork:    1 << 28,
 }
 
@@ -48,5 +61,6 @@ func (l StructureLimits) instrumentLimits() instrument.Limits {
 		MaxFunctions: l.Functions, MaxFunctionSize: l.FunctionSize, MaxLocals: l.Locals,
 		MaxNesting: l.Nesting, MaxBrTableTargets: l.BrTableTargets, MaxImports: l.Imports,
 		MaxTables: l.Tables, MaxTableEntries: l.TableEntries, MaxCompileWork: l.CompileWork,
+		MaxTotalLocals: l.TotalLocals, MaxGlobals: l.Globals, MaxElementEntries: l.ElementEntries,
 	}
 }

@@ -186,11 +186,17 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 // resolved and added to the Host, and held until release is called — also when it fails,
 // so that release lets go of what it added. Callers hold s.reg.mu.
 func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest], ms []engine.Manifest) (steps []*applyStep, release func(), err error) {
-	var refs []string
-	defer func() {
-		release = func() {}
+	var releases []func()
+	hold := func(ref string) {
 		if s.host != nil {
-			release = s.host.Hold(refs...)
+			releases = append(releases, s.host.Hold(ref))
+		}
+	}
+	defer func() {
+		release = func() {
+			for _, r := range releases {
+				r()
+			}
 		}
 	}()
 	steps = make([]*applyStep, len(ms))
@@ -201,11 +207,7 @@ func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.Appl
 				"%s: the restore of %s %s when this server started overran its deadline and has not returned yet: retry later (deleting it works meanwhile)",
 				mf.Pos, st.key.kind, st.key.fqn))
 		}
-		err := s.resolveModules(st, req.Msg.GetModules())
-		if f := st.m.Feature; f != nil {
-			refs = append(refs, moduleRefsOf(f)...)
-		}
-		if err != nil {
+		if err := s.resolveModules(st, req.Msg.GetModules(), hold); err != nil {
 			return nil, nil, err
 		}
 		canonical, err := manifestOf(st.m)
@@ -216,20 +218,6 @@ func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.Appl
 		steps[i] = st
 	}
 	return steps, nil, nil
-}
-
-// moduleRefsOf lists the module references a feature names.
-func moduleRefsOf(f *engine.Feature) []string {
-	var refs []string
-	if f.Builder.Module != "" {
-		refs = append(refs, f.Builder.Module)
-	}
-	for _, mw := range f.Middlewares {
-		if mw.Module != "" {
-			refs = append(refs, mw.Module)
-		}
-	}
-	return refs
 }
 
 // prepare compiles the Wasm modules of a request's features (Host.Prepare), outside the
@@ -285,7 +273,7 @@ func isManifestError(err error) bool {
 // resolveModules replaces the module paths a feature names by the digests of the modules
 // the request carries under those paths (adding them to the Host), and collects the
 // bytes of every module the object names for the Store.
-func (s *Server) resolveModules(st *applyStep, provided map[string][]byte) error {
+func (s *Server) resolveModules(st *applyStep, provided map[string][]byte, hold func(ref string)) error {
 	f := st.m.Feature
 	if f == nil {
 		return nil
@@ -318,6 +306,7 @@ func (s *Server) resolveModules(st *applyStep, provided map[string][]byte) error
 		case ok:
 		case strings.HasPrefix(name, digestPrefix):
 			// A module the server should already have.
+			hold(name)
 			if b, ok = s.reg.modules[name]; !ok && s.reg.store != nil {
 				return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
 					"%s: module %s is not in this server's registry; send its bytes in %s", at, name, field))
@@ -326,6 +315,7 @@ func (s *Server) resolveModules(st *applyStep, provided map[string][]byte) error
 			return invalid(field, "missing: %s names it; send the module's bytes under that key", at)
 		}
 		if ok {
+			hold(moduleRef(b)) // before the Host has it: no sweep may drop it in between
 			digest, err := s.host.AddModule(b)
 			if err != nil {
 				ce := rpcError(fmt.Errorf("%s: %w", field, err), fieldNames{})

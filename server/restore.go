@@ -112,11 +112,13 @@ func (s *Server) restore(ctx context.Context) error {
 			return s.restoreInterrupted(ctx, applied, i, len(objs))
 		}
 		key := objectKey{o.Kind, o.FQN}
-		late, err := s.restoreObject(ctx, o)
+		late, release, err := s.restoreObject(ctx, o)
 		if ctx.Err() != nil {
+			release()
 			return s.restoreInterrupted(ctx, applied, i, len(objs))
 		}
 		if err == nil {
+			release()
 			applied++
 			continue
 		}
@@ -126,7 +128,9 @@ func (s *Server) restore(ctx context.Context) error {
 			slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
 		if late != nil {
 			r.pending[key] = q
-			go s.restoreReturned(key, q, late)
+			go s.restoreReturned(key, q, late, release)
+		} else {
+			release()
 		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "registry: restored", slog.Int("applied", applied),
@@ -147,10 +151,17 @@ func (s *Server) restoreInterrupted(ctx context.Context, applied, done, total in
 // error, or, when it abandoned an apply that had not returned by the deadline plus
 // restoreGrace, an error saying so and the channel the apply's error will arrive on. When
 // ctx is done it returns at once; the caller then checks ctx.
-func (s *Server) restoreObject(ctx context.Context, o StoredObject) (<-chan error, error) {
+//
+// The object's modules are held (host.Host.Hold) until release is called: by the caller
+// when the apply returned, after the Retain that follows it when it was abandoned.
+func (s *Server) restoreObject(ctx context.Context, o StoredObject) (late <-chan error, release func(), err error) {
+	release = func() {}
 	m, err := s.prepareRestore(o)
 	if err != nil {
-		return nil, err
+		return nil, release, err
+	}
+	if s.host != nil {
+		release = s.host.Hold(slices.Sorted(maps.Keys(o.Modules))...)
 	}
 	actx, cancel := context.WithTimeout(ctx, s.restoreTimeout)
 	defer cancel()
@@ -160,21 +171,21 @@ func (s *Server) restoreObject(ctx context.Context, o StoredObject) (<-chan erro
 	defer wait.Stop()
 	select {
 	case err := <-done:
-		return nil, err
+		return nil, release, err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, release, ctx.Err()
 	case <-wait.C:
 	}
 	cancel()
 	select {
 	case err := <-done: // it returned as the wait ended
-		return nil, err
+		return nil, release, err
 	default:
 	}
 	s.log.LogAttrs(ctx, slog.LevelError, "registry: abandoned the restore of a stored object: its apply did not return by its deadline",
 		slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Duration("restore_timeout", s.restoreTimeout),
 		slog.Duration("waited", s.restoreTimeout+restoreGrace))
-	return done, fmt.Errorf("did not finish within the restore timeout (%v); abandoned after %v more (its apply had not returned)",
+	return done, release, fmt.Errorf("did not finish within the restore timeout (%v); abandoned after %v more (its apply had not returned)",
 		s.restoreTimeout, restoreGrace)
 }
 
@@ -233,8 +244,9 @@ func (s *Server) applyStored(ctx context.Context, m engine.Manifest, modules map
 // restoreReturned waits for an abandoned apply to return and settles the object: a failure
 // leaves it quarantined; a late success leaves it served (and out of quarantine), unless it
 // was deleted meanwhile, in which case it is deleted from the engine again.
-func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan error) {
+func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan error, release func()) {
 	err := <-late
+	defer release() // after the Retain below: the apply's modules stay while it is applied
 	r := s.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()

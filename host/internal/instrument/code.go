@@ -161,6 +161,21 @@ func (ins *instrumenter) scan(fn uint64, start, end int) error {
 		return fmt.Errorf("%w: function %d declares %d locals; the limit is %d", ErrLimit, fn, locals, lim)
 	}
 	ins.stats.MaxLocals = max(ins.stats.MaxLocals, uint32(locals))
+	// wazero sets up every local and parameter of every function: ~13 ns and ~8 bytes kept
+	// each (measured: 8,000 functions of 50,000 locals, 5.3 s and 3 GB).
+	if d := fn - uint64(ins.importedFuncs); d < uint64(len(ins.funcTypes)) {
+		if t := ins.funcTypes[d]; t < uint32(len(ins.typeParams)) {
+			locals += uint64(ins.typeParams[t])
+		}
+	}
+	ins.stats.TotalLocals += locals
+	if lim := ins.lim.MaxTotalLocals; lim > 0 && ins.stats.TotalLocals > lim {
+		return fmt.Errorf("%w: function %d: the module's functions have %d locals and parameters together; the limit is %d", ErrLimit, fn, ins.stats.TotalLocals, lim)
+	}
+	ins.stats.CompileWork += 5 * locals
+	if lim := ins.lim.MaxCompileWork; lim > 0 && ins.stats.CompileWork > lim {
+		return fmt.Errorf("%w: function %d: the module is too complex to compile (compile work over %d: many locals)", ErrLimit, fn, lim)
+	}
 	code := pos
 	if lim := ins.lim.MaxFunctionSize; lim > 0 && end-code > int(lim) {
 		return fmt.Errorf("%w: function %d has %d bytes of code; the limit is %d", ErrLimit, fn, end-code, lim)

@@ -99,6 +99,9 @@ type Stats struct {
 	MaxBrTableTargets uint32 // targets of one br_table
 	MaxFunctionSize   uint32 // bytes of one function body's code
 	Checks            int    // checks inserted: loop headers, entries, bulk instructions, host calls
+	TotalLocals       uint64 // locals and parameters of all functions together
+	Globals           uint32 // imported and defined
+	ElementEntries    uint64 // entries of all element segments (wazero keeps 8 bytes each per instance)
 	// CompileWork estimates what makes wazero's compile time grow faster than the module's
 	// size: over every block, loop, if and end, how many blocks are open there (quadratic
 	// in nesting), plus n²/16 for every br_table of n targets. A unit is about 2.6 ns of
@@ -187,6 +190,10 @@ type instrumenter struct {
 	importedFuncs   uint32
 	importedGlobals uint32
 	importList      []Import
+	typeParams      []uint32 // parameters of each function type
+	funcTypes       []uint32 // type of each defined function
+	definedGlobals  uint32
+	elemEntries     uint64
 	hostCharge      map[uint32]hostCallCharge // imported function index → its charge
 	tableEntries    uint64
 	funcs           uint32  // entries of the function section
@@ -240,6 +247,8 @@ func Instrument(wasm []byte, lim Limits) (Result, error) {
 		return Result{}, err
 	}
 	ins.stats.Functions = ins.importedFuncs + ins.funcs
+	ins.stats.Globals = ins.importedGlobals + ins.definedGlobals
+	ins.stats.ElementEntries = ins.elemEntries
 	return Result{Wasm: ins.out, Loops: ins.loops, StopGlobal: ins.stop, StrippedSections: ins.stripped,
 		Imports: ins.importList, TableEntries: ins.tableEntries, Stats: ins.stats, inserted: ins.inserted}, nil
 }
@@ -306,6 +315,9 @@ func (ins *instrumenter) sections() error {
 			if n, p := readU32(in, pos, end); p >= 0 && n > 0 {
 				ins.hasMemory = true
 			}
+			ins.out = append(ins.out, in[start:end]...)
+		case secType:
+			err = ins.types(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
 		case secTable:
 			err = ins.tables(pos, end)
@@ -497,6 +509,35 @@ func (ins *instrumenter) imports(pos, end int) error {
 	return nil
 }
 
+// types reads the number of parameters of each function type (a function's parameters
+// are locals too).
+func (ins *instrumenter) types(pos, end int) error {
+	in := ins.in
+	count, p := readU32(in, pos, end)
+	ins.typeParams = make([]uint32, 0, min(count, uint32(end-pos)))
+	for i := uint32(0); i < count && p >= 0; i++ {
+		at := p
+		if p >= end || in[p] != 0x60 {
+			return fmt.Errorf("instrument: type %d at byte offset %d: not a function type", i, at)
+		}
+		var n uint32
+		n, p = readU32(in, p+1, end)
+		for k := uint32(0); k < n && p >= 0; k++ {
+			p = skipValType(in, p, end)
+		}
+		ins.typeParams = append(ins.typeParams, n)
+		var r uint32
+		r, p = readU32(in, p, end)
+		for k := uint32(0); k < r && p >= 0; k++ {
+			p = skipValType(in, p, end)
+		}
+	}
+	if p != end {
+		return fmt.Errorf("instrument: type section at byte offset %d: truncated or malformed", pos)
+	}
+	return nil
+}
+
 // nameAt2 returns the name (a u32 length and the bytes) at pos, which skipName accepted.
 func nameAt2(b []byte, pos int) string {
 	n, p := readU32(b, pos, len(b))
@@ -507,8 +548,11 @@ func nameAt2(b []byte, pos int) string {
 func (ins *instrumenter) functions(pos, end int) error {
 	in := ins.in
 	count, p := readU32(in, pos, end)
+	ins.funcTypes = make([]uint32, 0, min(count, uint32(end-pos)))
 	for i := uint32(0); i < count && p >= 0; i++ {
-		p = skipLEB(in, p, end, maxU32LEB)
+		var t uint32
+		t, p = readU32(in, p, end)
+		ins.funcTypes = append(ins.funcTypes, t)
 	}
 	if p != end {
 		return fmt.Errorf("instrument: function section at byte offset %d: truncated or malformed", pos)
@@ -529,6 +573,10 @@ func (ins *instrumenter) globals(pos, end int) error {
 		return fmt.Errorf("instrument: global section at byte offset %d: truncated or malformed count", pos)
 	}
 	idx := uint64(ins.importedGlobals) + uint64(count)
+	if lim := ins.lim.MaxGlobals; lim > 0 && idx > uint64(lim) {
+		return fmt.Errorf("%w: %d globals; the limit is %d", ErrLimit, idx, lim)
+	}
+	ins.definedGlobals = count
 	if idx >= math.MaxUint32-instrumentGlobals {
 		return fmt.Errorf("instrument: global section at byte offset %d: too many globals (%d)", pos, idx)
 	}
@@ -601,6 +649,11 @@ func (ins *instrumenter) code(pos, end int) error {
 	}
 	if count != ins.funcs {
 		return fmt.Errorf("instrument: the code section has %d function bodies but the function section declares %d", count, ins.funcs)
+	}
+	// wazero walks every global once for each function it compiles.
+	ins.stats.CompileWork += 2 * uint64(ins.importedGlobals+ins.definedGlobals) * uint64(count)
+	if lim := ins.lim.MaxCompileWork; lim > 0 && ins.stats.CompileWork > lim {
+		return fmt.Errorf("%w: the module is too complex to compile (compile work over %d: many globals and functions)", ErrLimit, lim)
 	}
 	at := ins.beginSection(secCode)
 	ins.out = appendU32(ins.out, count)

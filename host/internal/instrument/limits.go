@@ -20,6 +20,11 @@ type Limits struct {
 	MaxNesting        uint32 // blocks, loops and ifs open at once in one function
 	MaxBrTableTargets uint32 // targets of one br_table
 	MaxCompileWork    uint64 // Stats.CompileWork of the whole module
+	MaxTotalLocals    uint64 // locals and parameters of all functions together
+	MaxGlobals        uint32 // imported and defined globals
+	// MaxElementEntries bounds the entries of all element segments together (wazero keeps
+	// 8 bytes of each per instance, passive segments included).
+	MaxElementEntries uint64
 	MaxImports        uint32 // imports
 	MaxTables         uint32 // tables defined
 	// MaxTableEntries bounds the entries of all tables together: a module whose tables'
@@ -141,6 +146,10 @@ func (ins *instrumenter) elements(pos, end int) error {
 		}
 		var n uint32
 		n, p = readU32(in, p, end)
+		ins.elemEntries += uint64(n)
+		if lim := ins.lim.MaxElementEntries; lim > 0 && ins.elemEntries > lim {
+			return fmt.Errorf("%w: the element segments hold more than %d entries together (the limit; 8 bytes each per instance)", ErrLimit, lim)
+		}
 		for k := uint32(0); k < n && p >= 0; k++ {
 			if exprs {
 				if p, err = ins.constExpr(p, end); err != nil {
