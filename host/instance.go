@@ -151,8 +151,14 @@ func (inst *instance) stopNow() { inst.stop.Set(1) }
 
 // stopped reports whether the running call was stopped (its deadline passed or its context
 // ended): the guest traps at its next check, and host functions refuse to run.
+//
+// Only the goroutine running the instance's call may ask (it reads cancelStop).
 func (inst *instance) stopped() bool {
-	return inst.watch != nil && inst.watch.stopped() || inst.stop != nil && inst.stop.Get() != 0
+	if inst.watch == nil {
+		return false
+	}
+	// A deadline's stop is the watch's; a cancellation without a deadline sets the global.
+	return inst.watch.stopped() || inst.cancelStop != nil && inst.stop.Get() != 0
 }
 
 // idleBytes is what the instance costs while idle: its linear memory as it is, and its
