@@ -14,15 +14,16 @@ import (
 // tables, of every module, count against it (docs/sandbox.md).
 //
 // An instance is charged its ceiling — the module's memory limit plus its tables' maximum
-// size — while it runs a call, since it may grow to it, and its actual memory while it is
-// idle in a pool. When a charge does not fit, idle instances are evicted, least recently
-// used first (by the deadline of their last call), across all modules; when it still does
-// not fit the call or apply fails with ErrExhausted. Each compiled module also reserves one
+// size — while it runs a call, since it may grow to it. An idle one stays charged so until
+// the room is needed: when a charge does not fit, idle instances are first charged down to
+// their actual memory, then evicted, least recently used first (by the deadline of their
+// last call), across all modules; when it still does not fit the call or apply fails with
+// ErrExhausted. So a steady call takes no accounting at all, and the charge stays an upper
+// bound of what guests hold. Each compiled module also reserves one
 // instance's ceiling for as long as it is loaded ("floor"), so an apply is refused when the
 // modules applied could not each run one call at once.
 //
-// The common charge is one atomic add (a call takes an instance, and gives it back); only a
-// charge that does not fit takes the mutex, to evict. Safe for concurrent use. Lock order:
+// A charge is one atomic add; only a charge that does not fit takes the mutex, to reclaim. Safe for concurrent use. Lock order:
 // mu, then Host.mu (to list the pools), then a pool's mutex; nobody holding a pool's mutex
 // or Host.mu calls charge with a positive amount.
 type budget struct {
@@ -77,6 +78,9 @@ func (b *budget) charge(n int64, keep *instance) error {
 			return nil
 		}
 		b.used.Add(-n)
+		if b.shrinkIdle() {
+			continue
+		}
 		victim := b.oldestIdle(keep)
 		if victim == nil {
 			return fmt.Errorf("%w: %s of guest memory in use, %s more needed, budget %s", ErrExhausted,
@@ -84,6 +88,24 @@ func (b *budget) charge(n int64, keep *instance) error {
 		}
 		victim.m.pool.evict(victim)
 	}
+}
+
+// shrinkIdle charges every idle instance down to its actual memory and reports whether that
+// gave anything back. Callers hold mu.
+func (b *budget) shrinkIdle() bool {
+	freed := false
+	for _, p := range b.pools() {
+		p.mu.Lock()
+		for _, inst := range p.idle {
+			if idle := inst.idleBytes(); idle < inst.charged {
+				b.used.Add(idle - inst.charged)
+				inst.charged = idle
+				freed = true
+			}
+		}
+		p.mu.Unlock()
+	}
+	return freed
 }
 
 // oldestIdle finds the idle instance, other than keep, whose last call had the earliest

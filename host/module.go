@@ -319,7 +319,7 @@ func (m *module) check() error {
 
 // pool holds a module's instances: at most max exist at once; idle ones wait for calls.
 // Every instance is charged to the host's budget (budget.go): its ceiling while it serves a
-// call, its actual memory while it is idle.
+// call, and while it is idle until the budget lowers it to its actual memory.
 type pool struct {
 	m   *module
 	sem chan struct{}
@@ -389,16 +389,12 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-// put returns a healthy instance to the pool, charged now at its actual memory.
+// put returns a healthy instance to the pool. It stays charged at its ceiling until the
+// budget needs the room (budget.charge lowers idle instances to their actual memory first).
 func (p *pool) put(inst *instance) {
 	if inst.poisoned { // its stop fired: it would trap at its next check
 		p.discard(inst)
 		return
-	}
-	b := p.m.h.budget
-	if idle := inst.idleBytes(); idle < inst.charged {
-		b.charge(idle-inst.charged, nil)
-		inst.charged = idle
 	}
 	p.mu.Lock()
 	if p.closed {

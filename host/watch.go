@@ -27,6 +27,9 @@ type watch struct {
 	due    atomic.Int64
 	fireAt atomic.Int64 // when the timer fires, nanoseconds since epoch; 0 when it will not
 	done   atomic.Value // the running call's ctx.Done(), a <-chan struct{}
+	// lastDone is what done last got, read and written only by arm's goroutine: a call
+	// with the same context as the last stores nothing.
+	lastDone <-chan struct{}
 
 	mu    sync.Mutex // serialises resets of the timer
 	timer *time.Timer
@@ -48,7 +51,10 @@ func newWatch(epoch time.Time, stop func()) *watch {
 // returns the deadline in nanoseconds since the epoch.
 func (w *watch) arm(deadline time.Time, done <-chan struct{}) int64 {
 	d := max(int64(deadline.Sub(w.epoch)), 1)
-	w.done.Store(done)
+	if done != w.lastDone {
+		w.done.Store(done)
+		w.lastDone = done
+	}
 	w.due.Store(d)
 	if f := w.fireAt.Load(); f != 0 && f <= d {
 		return d // the timer fires by then; it will re-arm itself for d
