@@ -387,3 +387,58 @@ func TestCompileAbandonedByItsCaller(t *testing.T) {
 	}
 	<-first
 }
+
+// TestBudgetEvicts: a call that needs room first lowers idle instances to their actual size,
+// then evicts them; when only busy instances are left it fails with ErrExhausted.
+func TestBudgetEvicts(t *testing.T) {
+	ctx := context.Background()
+	const limit = 1 << 20
+	h := newHost(t, host.WithMemoryBudget(3*limit), host.WithMemoryCeiling(limit))
+	mk := func(fqn string, wasm []byte) engine.Program {
+		f := feature(t, h, fqn, wasm)
+		f.Builder.Config = map[string]string{"memoryLimit": "1Mi"}
+		p, err := h.LoadProgram(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	spin := mk("t.spin", wb.InfiniteLoopProgram())
+	mk("t.idle", wb.NoopProgram()) // one idle instance, charged at its ceiling
+	if s := h.Stats(); s.Instances != 2 || s.MemoryInUse != 2*limit {
+		t.Fatalf("before: %+v", s)
+	}
+	// Four calls that spin until their deadline: the first reuses t.spin's instance, the
+	// second fits, the third needs t.idle's room, the fourth finds none.
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			_, err := spin.Run(ctx, sampleCall())
+			errs <- err
+		}()
+	}
+	var exhausted, deadline int
+	for range 4 {
+		select {
+		case err := <-errs:
+			switch {
+			case errors.Is(err, host.ErrExhausted):
+				exhausted++
+			case errors.Is(err, context.DeadlineExceeded):
+				deadline++
+			default:
+				t.Errorf("a call: %v", err)
+			}
+		case <-time.After(hang):
+			t.Fatal("a call did not return")
+		}
+	}
+	if exhausted != 1 || deadline != 3 {
+		t.Fatalf("%d calls exhausted, %d ran to their deadline; want 1 and 3", exhausted, deadline)
+	}
+	if s := h.Stats(); s.Instances != 0 || s.MemoryInUse != 0 {
+		t.Fatalf("after: %+v; want t.idle's instance evicted and the spinning ones discarded", s)
+	}
+}
