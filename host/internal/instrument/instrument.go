@@ -324,7 +324,7 @@ func (ins *instrumenter) sections() error {
 		case secElement:
 			err = ins.elements(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
-		default: // type, data count, data
+		default: // data count, data
 			ins.out = append(ins.out, in[start:end]...)
 		}
 		if err != nil {
