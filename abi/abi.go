@@ -9,9 +9,11 @@ package abi
 // The ABI version this package implements (ABI.md §1).
 const (
 	Major = 1
-	Minor = 0
+	Minor = 1
 	// Version is what a guest's osprey_abi_version returns: Major<<16 | Minor.
 	Version = Major<<16 | Minor
+	// Version10 is ABI 1.0, the first version: no configuration (no osprey_configure).
+	Version10 = Major << 16
 )
 
 // VersionMajor and VersionMinor split a value returned by osprey_abi_version.
@@ -28,6 +30,7 @@ const (
 	ExportProgram     = "osprey_program"
 	ExportMiddleware  = "osprey_middleware"
 	ExportInitialize  = "_initialize"
+	ExportConfigure   = "osprey_configure" // ABI 1.1 (ABI.md §4.4)
 	HostModule        = "osprey"
 	ImportGetFeature  = "get_feature"
 	ImportResult      = "result"
@@ -42,6 +45,7 @@ const (
 const (
 	CallProgram    uint8 = 1
 	CallMiddleware uint8 = 2
+	CallConfigure  uint8 = 3 // ABI 1.1: the input of osprey_configure
 )
 
 // Response statuses (first byte of a response).

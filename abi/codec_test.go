@@ -14,8 +14,11 @@ import (
 )
 
 func TestVersion(t *testing.T) {
-	if abi.Version != 0x00010000 {
-		t.Fatalf("Version = %#x, want 0x00010000", abi.Version)
+	if abi.Version != 0x00010001 {
+		t.Fatalf("Version = %#x, want 0x00010001 (1.1)", abi.Version)
+	}
+	if abi.Version10 != 0x00010000 {
+		t.Fatalf("Version10 = %#x, want 0x00010000", abi.Version10)
 	}
 	if got := abi.VersionMajor(0x00020003); got != 2 {
 		t.Errorf("VersionMajor = %d, want 2", got)
@@ -442,5 +445,30 @@ func TestAppendProgramCallAllocs(t *testing.T) {
 	buf := abi.AppendProgramCall(nil, c)
 	if n := testing.AllocsPerRun(100, func() { buf = abi.AppendProgramCall(buf[:0], c) }); n != 0 {
 		t.Errorf("AppendProgramCall with a reused buffer: %v allocs, want 0", n)
+	}
+}
+
+func TestConfigureCall(t *testing.T) {
+	tests := []struct {
+		name string
+		in   map[string]string
+		want string // hex
+	}{
+		{"nil", nil, "0300"},
+		{"one", map[string]string{"max": "1"}, "0301036d61780131"},
+		{"sorted by byte", map[string]string{"b": "", "B": "", "a": ""}, "03030142000161000162" + "00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := abi.ConfigureCall{Config: abi.SortedConfig(tt.in)}
+			b := abi.AppendConfigureCall(nil, &c)
+			if got := hex.EncodeToString(b); got != tt.want {
+				t.Fatalf("encoded %s, want %s", got, tt.want)
+			}
+			back, err := abi.DecodeConfigureCall(b)
+			if err != nil || !abitest.Equal(back, c) {
+				t.Fatalf("decoded %+v, %v; want %+v", back, err, c)
+			}
+		})
 	}
 }

@@ -258,6 +258,13 @@ func validVectors() []validVector {
 		{"get_result/absent", abi.GetResult{Value: abi.Null()}},
 		{"get_result/window-stale", abi.GetResult{Found: true, Value: window, Timestamp: 1699999000000000000}},
 		{"get_result/string", abi.GetResult{Found: true, Value: abi.String("FR"), Timestamp: 1, Fresh: true}},
+
+		// osprey_configure input (ABI 1.1): names sorted by byte, values as the manifest has them.
+		{"configure_call/empty", abi.ConfigureCall{Config: []abi.KV{}}},
+		{"configure_call/one", abi.ConfigureCall{Config: []abi.KV{{Name: "max", Value: "10000"}}}},
+		{"configure_call/sorted", abi.ConfigureCall{Config: abi.SortedConfig(map[string]string{
+			"threshold": "0.75", "Mode": "strict", "currency": "EUR", "label": "montant négatif", "empty": ""})}},
+		{"configure_call/200-byte-value", abi.ConfigureCall{Config: []abi.KV{{Name: "allow", Value: long}}}},
 	}
 }
 
@@ -297,5 +304,13 @@ func invalidVectors() []invalidVector {
 		{"invalid/error_response/no-message", "an error response carries a message", abitest.KindErrorResponse, "01"},
 		{"invalid/get_result/found-2", "found is 0 or 1", abitest.KindGetResult, "02 00 0000000000000000 00"},
 		{"invalid/get_result/fresh-2", "fresh is 0 or 1", abitest.KindGetResult, "01 00 0000000000000000 02"},
+		{"invalid/configure_call/empty", "no kind byte", abitest.KindConfigureCall, ""},
+		{"invalid/configure_call/wrong-kind", "kind 1 is a program call", abitest.KindConfigureCall, "01 00"},
+		{"invalid/configure_call/unsorted", "names must be in increasing byte order: b before a", abitest.KindConfigureCall, "03 02 0162 0131 0161 0132"},
+		{"invalid/configure_call/duplicate", "names are unique", abitest.KindConfigureCall, "03 02 0161 0131 0161 0132"},
+		{"invalid/configure_call/upper-after-lower", "byte order puts M (0x4d) before m (0x6d)", abitest.KindConfigureCall, "03 02 016d 0131 014d 0132"},
+		{"invalid/configure_call/value-bad-utf8", "a value is not UTF-8", abitest.KindConfigureCall, "03 01 0161 01ff"},
+		{"invalid/configure_call/truncated", "the count says 1, nothing follows", abitest.KindConfigureCall, "03 01"},
+		{"invalid/configure_call/trailing-byte", "one byte after the pairs", abitest.KindConfigureCall, "03 00 00"},
 	}
 }

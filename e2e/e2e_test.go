@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -122,6 +123,23 @@ func TestScenario(t *testing.T) {
 		})
 	})
 
+	t.Run("late-write", func(t *testing.T) {
+		// Writes are ordered by event time: a Set older than the current value is superseded.
+		if out := s.mustCLI(t, "set", "fraud.limit", "card_id=c7", "500"); out != "ok fraud.limit = 500\n" {
+			t.Fatalf("osprey set printed %q", out)
+		}
+		yesterday := time.Now().Add(-24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+		out := s.mustCLI(t, "set", "--at", yesterday, "fraud.limit", "card_id=c7", "600")
+		want := regexp.MustCompile(`^superseded: fraud\.limit = 600 at ` + regexp.QuoteMeta(yesterday) +
+			` is older than the current value \(at \S+\); dropped\n$`)
+		if !want.MatchString(out) {
+			t.Errorf("osprey set --at %s printed %q, want it superseded and dropped", yesterday, out)
+		}
+		s.forEachProtocol(t, "", func(t *testing.T, c api) {
+			wantFloat(t, "Get fraud.limit after a late write", get(ctx, t, c, "fraud.limit", "card_id", "c7").Value, 500)
+		})
+	})
+
 	t.Run("wasm-middleware", func(t *testing.T) {
 		s.forEachProtocol(t, "", func(t *testing.T, c api) {
 			account := "a-" + t.Name()
@@ -206,7 +224,7 @@ func TestScenario(t *testing.T) {
 			aggrs := slices.Sorted(slices.Values(f.Aggregations))
 			if f.Fqn != "fraud.amount" || f.Primitive != "float" || !slices.Equal(f.Keys, []string{"card_id"}) ||
 				!slices.Equal(aggrs, []string{"avg", "count", "max", "sum"}) || f.DataSource != "fraud.transactions" ||
-				f.GetGranularity().AsDuration() != time.Minute || f.GetFreshness().AsDuration() != time.Minute ||
+				f.GetGranularity().AsDuration() != time.Minute || f.GetFreshness().AsDuration() != 30*time.Minute ||
 				f.GetStaleness().AsDuration() != time.Hour || f.GetTimeout().AsDuration() != 200*time.Millisecond ||
 				f.Labels["team"] != "risk" || f.GetBuilder().GetKind() == "" {
 				t.Errorf("FeatureDescriptor fraud.amount+avg: %v", f)

@@ -29,7 +29,7 @@ import (
 )
 
 const (
-	readyTimeout    = 30 * time.Second // for GET /healthz to answer 200
+	readyTimeout    = 30 * time.Second // for GET /readyz to answer 200
 	stopTimeout     = 30 * time.Second // for the process to exit after SIGTERM
 	cliTimeout      = time.Minute      // for a CLI command
 	applyTimeout    = 5 * time.Minute  // for `osprey apply`, which builds the Go guests
@@ -119,7 +119,7 @@ type ospreyServer struct {
 var errAddrInUse = errors.New("address already in use")
 
 // startServer starts `osprey -log-format json serve --listen 127.0.0.1:<free port>
-// --data-dir dataDir flags…` and waits until GET /healthz answers 200. At cleanup it stops
+// --data-dir dataDir flags…` and waits until GET /readyz answers 200. At cleanup it stops
 // the server (SIGTERM; it must exit 0) and, when the test failed, logs the tail of its log.
 func startServer(t *testing.T, dataDir string, flags ...string) *ospreyServer {
 	t.Helper()
@@ -183,7 +183,7 @@ func tryStart(dataDir string, flags []string) (*ospreyServer, error) {
 				strings.Join(args, " "), s.waitErr, tail(out, logTailLines))
 		default:
 		}
-		if resp, err := hc.Get(s.url + "/healthz"); err == nil {
+		if resp, err := hc.Get(s.url + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return s, nil
@@ -191,7 +191,7 @@ func tryStart(dataDir string, flags []string) (*ospreyServer, error) {
 		}
 		if time.Now().After(deadline) {
 			s.kill()
-			return nil, fmt.Errorf("osprey %s: GET /healthz did not answer 200 within %v; log:\n%s",
+			return nil, fmt.Errorf("osprey %s: GET /readyz did not answer 200 within %v; log:\n%s",
 				strings.Join(args, " "), readyTimeout, tail(s.log.String(), logTailLines))
 		}
 		time.Sleep(50 * time.Millisecond)

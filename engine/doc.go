@@ -1,6 +1,7 @@
 // Package engine is Osprey's feature engine: features and their descriptors, typed values,
-// selectors, entity keys, manifests, middleware pipelines, online window aggregation, and the
-// State and Notifier interfaces that providers implement.
+// selectors, entity keys, middleware pipelines, online window aggregation, and the State and
+// Notifier interfaces that providers implement. Manifests, the YAML form of features and data
+// sources, are read and written by package manifest.
 //
 // The engine runs no WebAssembly and opens no network connection; those live behind the
 // interfaces it defines (State, Notifier, MiddlewareResolver), implemented in the host and
@@ -21,4 +22,11 @@
 //
 // A feature with keepPrevious {versions, over} keeps its previous values: the selector
 // suffix @-N reads the Nth previous value while it is younger than over.
+//
+// Writes are ordered by event time: an entity's current value is the one with the latest
+// timestamp. A Set (or an Update of a scalar) older than the current value is superseded —
+// kept among the previous versions in timestamp order when it falls within versions, dropped
+// otherwise — and Write reports it (WriteResult.Outcome, Notification.Outcome). Of two writes
+// with equal timestamps the later wins. Incr and Append apply in call order. The State makes
+// the decision atomically with the write (see State).
 package engine

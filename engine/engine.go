@@ -355,7 +355,18 @@ func (e *Engine) lookup(fqn string) (*plan, error) {
 	if p, ok := (*e.features.Load())[fqn]; ok {
 		return p, nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrFeatureNotFound, fqn)
+	return nil, fmt.Errorf("%w: %s%s", ErrFeatureNotFound, fqn, e.nearFeatures(fqn))
+}
+
+// nearFeatures suggests applied features named like fqn, for an error message.
+func (e *Engine) nearFeatures(fqn string) string {
+	cur := *e.features.Load()
+	names := make([]string, 0, len(cur))
+	for name := range cur {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return didYouMean(suggest(fqn, names))
 }
 
 func (e *Engine) checkSelector(f *Feature, sel Selector) error {
@@ -500,10 +511,11 @@ func (e *Engine) compute(ctx context.Context, p *plan, keys Keys, ekeys string, 
 	if ok != ekeys {
 		return res, fmt.Errorf("%w: the program returned a value for other keys (%v) than asked (%v)", ErrInvalidKeys, out.Keys, keys)
 	}
-	v, err := e.writePlanned(ctx, OpUpdate, p, keys, ekeys, out.Value, out.Timestamp, now)
+	w, err := e.writePlanned(ctx, OpUpdate, p, keys, ekeys, out.Value, out.Timestamp, now)
 	if err != nil {
 		return res, err
 	}
+	v := w.Value
 	res.Value, res.Timestamp, res.Fresh = v, out.Timestamp, now.Sub(out.Timestamp) < p.f.Freshness
 	return res, nil
 }
@@ -604,45 +616,128 @@ func runSteps(ctx context.Context, call *Call, steps []step, v Value) (Value, er
 	return v, nil
 }
 
-// Set writes the current value of an entity. For a windowed feature it adds val to the
-// window, like Update. A zero ts means now.
+// WriteOutcome says whether a write became the entity's current value.
+type WriteOutcome uint8
+
+// Write outcomes.
+const (
+	// WriteApplied: the write became the current value (or was added to its window, list
+	// or counter).
+	WriteApplied WriteOutcome = iota + 1
+	// WriteSuperseded: the entity's current value has a later timestamp, so the write did
+	// not replace it; it was kept among the previous versions or dropped (WriteResult.Kept).
+	WriteSuperseded
+)
+
+// String returns "applied" or "superseded".
+func (o WriteOutcome) String() string {
+	switch o {
+	case WriteApplied:
+		return "applied"
+	case WriteSuperseded:
+		return "superseded"
+	}
+	return "unknown"
+}
+
+// WriteResult is the outcome of a write.
+type WriteResult struct {
+	// FQN of the feature written (a bare name resolved in the default namespace).
+	FQN string
+	// Value after the write: the value set (for a superseded Set, the late value), the list
+	// after an append, the counter after an increment; Null for a window add.
+	Value Value
+	// Timestamp is the write's timestamp (now when the call gave none).
+	Timestamp time.Time
+	// Outcome says whether the write became the current value. Only a Set (or an Update of
+	// a scalar, which is a Set) can be superseded.
+	Outcome WriteOutcome
+	// Current is, for a superseded write, the timestamp of the current value that
+	// superseded it.
+	Current time.Time
+	// Kept is, for a superseded write, whether it was kept among the previous versions
+	// (false: dropped; see State's rules).
+	Kept bool
+}
+
+// Superseded reports whether the write arrived after a later value and did not replace it.
+func (r WriteResult) Superseded() bool { return r.Outcome == WriteSuperseded }
+
+// Set writes the current value of an entity and returns the value written; Write(OpSet)
+// also reports whether it became current. Writes are ordered by event time: a Set older than
+// the current value does not replace it (see State). For a windowed feature Set adds val to
+// the window, like Update. A zero ts means now.
 func (e *Engine) Set(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
-	return e.write(ctx, OpSet, fqn, keys, val, ts)
-}
-
-// Append appends val (one element or a list of them) to a list feature's value and returns
-// the resulting list. A zero ts means now.
-func (e *Engine) Append(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
-	return e.write(ctx, OpAppend, fqn, keys, val, ts)
-}
-
-// Incr adds by to an int or float feature's value (from 0 when absent or stale) and returns
-// the result; for a windowed feature it adds by to the window, like Update. A zero ts means
-// now.
-func (e *Engine) Incr(ctx context.Context, fqn string, keys Keys, by any, ts time.Time) (Value, error) {
-	return e.write(ctx, OpIncr, fqn, keys, by, ts)
-}
-
-// Update writes val the way the feature's type calls for: added to the window for windowed
-// features, appended for lists, set for scalars. It returns the value after the write (Null
-// for a window add). A zero ts means now.
-func (e *Engine) Update(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
-	return e.write(ctx, OpUpdate, fqn, keys, val, ts)
-}
-
-func (e *Engine) write(ctx context.Context, op Op, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
-	name, err := ParseFQN(fqn, e.defaultNS)
+	r, err := e.Write(ctx, OpSet, fqn, keys, val, ts)
 	if err != nil {
 		return Null, err
 	}
-	p, err := e.lookup(name)
+	return r.Value, nil
+}
+
+// Append appends val (one element or a list of them) to a list feature's value and returns
+// the resulting list. Appends apply in call order, whatever their timestamps. A zero ts
+// means now.
+func (e *Engine) Append(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	r, err := e.Write(ctx, OpAppend, fqn, keys, val, ts)
 	if err != nil {
 		return Null, err
+	}
+	return r.Value, nil
+}
+
+// Incr adds by to an int or float feature's value (from 0 when absent or stale) and returns
+// the result; for a windowed feature it adds by to the window, like Update. Increments
+// apply in call order, whatever their timestamps. A zero ts means now.
+func (e *Engine) Incr(ctx context.Context, fqn string, keys Keys, by any, ts time.Time) (Value, error) {
+	r, err := e.Write(ctx, OpIncr, fqn, keys, by, ts)
+	if err != nil {
+		return Null, err
+	}
+	return r.Value, nil
+}
+
+// Update writes val the way the feature's type calls for: added to the window for windowed
+// features, appended for lists, set for scalars (ordered by event time, as Set is). It
+// returns the value after the write (Null for a window add). A zero ts means now.
+func (e *Engine) Update(ctx context.Context, fqn string, keys Keys, val any, ts time.Time) (Value, error) {
+	r, err := e.Write(ctx, OpUpdate, fqn, keys, val, ts)
+	if err != nil {
+		return Null, err
+	}
+	return r.Value, nil
+}
+
+// Write runs one of the write operations (OpSet, OpAppend, OpIncr, OpUpdate) through the
+// feature's pipeline and reports its outcome: the FQN written, the value after the write and
+// whether it became the current value. A zero ts means now.
+//
+// Event time orders Sets (and Updates of scalars): the entity's current value is the one
+// with the latest timestamp, and a late write is WriteSuperseded — kept among the previous
+// versions when the feature keeps them and it falls within Versions, dropped otherwise. The
+// State decides this atomically with the write. Appends, increments and window adds are
+// always WriteApplied. postSet middlewares and the notifier see superseded writes too; the
+// notification carries the outcome.
+//
+// On an error the result is zero, except when the write reached the State and something
+// after it failed (a postSet middleware, the notifier, the deadline): the result then
+// describes the write.
+func (e *Engine) Write(ctx context.Context, op Op, fqn string, keys Keys, val any, ts time.Time) (WriteResult, error) {
+	if op < OpSet || op > OpUpdate {
+		return WriteResult{}, fmt.Errorf("%w: %s is not a write", ErrUnsupported, op)
+	}
+	name, err := ParseFQN(fqn, e.defaultNS)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	p, err := e.lookup(name)
+	if err != nil {
+		return WriteResult{}, err
 	}
 	f := p.f
 	ekeys, err := EncodeKeys(f.Keys, keys)
 	if err != nil {
-		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+		return WriteResult{}, fmt.Errorf("%s %s: %w", op, f.FQN, err)
 	}
 	now := e.now()
 	if ts.IsZero() {
@@ -650,7 +745,7 @@ func (e *Engine) write(ctx context.Context, op Op, fqn string, keys Keys, val an
 	}
 	v, err := e.convertWrite(op, f, val)
 	if err != nil {
-		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+		return WriteResult{}, fmt.Errorf("%s %s: %w", op, f.FQN, err)
 	}
 	if p.timed {
 		var cancel context.CancelFunc
@@ -659,7 +754,10 @@ func (e *Engine) write(ctx context.Context, op Op, fqn string, keys Keys, val an
 	}
 	out, err := e.writePlanned(ctx, op, p, keys, ekeys, v, ts, now)
 	if err != nil {
-		return Null, fmt.Errorf("%s %s: %w", op, f.FQN, err)
+		if we := (*writtenError)(nil); !errors.As(err, &we) {
+			out = WriteResult{}
+		}
+		return out, fmt.Errorf("%s %s: %w", op, f.FQN, err)
 	}
 	return out, nil
 }
@@ -703,28 +801,32 @@ func isList(x any) bool {
 
 func (k Kind) valid() bool { return k <= KindTimestampList }
 
-func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (Value, error) {
+// writePlanned runs a converted write through p's pipeline and the State, and publishes
+// its notification. On an error after the State call (a writtenError) the result still
+// describes the write.
+func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (WriteResult, error) {
 	f := p.f
+	res := WriteResult{FQN: f.FQN, Timestamp: ts, Outcome: WriteApplied}
 	var call *Call
 	if pre := p.stages[StagePreSet]; len(pre) > 0 {
 		call = &Call{Op: op, Stage: StagePreSet, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
 		want := v.kind
 		var err error
 		if v, err = runSteps(ctx, call, pre, v); err != nil {
-			return Null, err
+			return res, err
 		}
 		if v.kind != want {
-			return Null, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, v.kind, want)
+			return res, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, v.kind, want)
 		}
 	}
 	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts}
-	var out Value
+	var w Written
 	var err error
 	switch {
 	case f.Windowed():
 		id := BucketID(ts, f.Granularity)
 		if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
-			return Null, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
+			return res, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
 		}
 		x, _ := v.Number()
 		if err = e.state.WindowAdd(ctx, f, ekeys, x, ts); err == nil {
@@ -732,18 +834,22 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 			n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
 		}
 	case op == OpSet:
-		out = v
-		err = e.state.Set(ctx, f, ekeys, v, ts)
+		w, err = e.state.Set(ctx, f, ekeys, v, ts)
 	case op == OpAppend:
-		out, err = e.state.Append(ctx, f, ekeys, v, ts)
+		w.Value, err = e.state.Append(ctx, f, ekeys, v, ts)
 	case op == OpIncr:
-		out, err = e.state.Incr(ctx, f, ekeys, v, ts)
+		w.Value, err = e.state.Incr(ctx, f, ekeys, v, ts)
 	default:
-		out, err = e.state.Update(ctx, f, ekeys, v, ts)
+		w, err = e.state.Update(ctx, f, ekeys, v, ts)
 	}
 	if err != nil {
-		return Null, fmt.Errorf("state: %w", err)
+		return res, fmt.Errorf("state: %w", err)
 	}
+	out := w.Value
+	if w.Superseded {
+		res.Outcome, res.Current, res.Kept = WriteSuperseded, w.Current, w.Kept
+	}
+	n.Outcome = res.Outcome
 	if post := p.stages[StagePostSet]; len(post) > 0 {
 		if call == nil {
 			call = &Call{Op: op, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
@@ -751,19 +857,19 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		c := *call
 		c.Stage = StagePostSet
 		if out, err = runSteps(ctx, &c, post, out); err != nil {
-			return Null, &writtenError{err}
+			return res, &writtenError{err}
 		}
 	}
-	n.Value = out
+	res.Value, n.Value = out, out
 	if e.notifier != nil {
 		if err := e.notifier.Publish(ctx, n); err != nil {
-			return out, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}
+			return res, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return out, &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
+		return res, &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
 	}
-	return out, nil
+	return res, nil
 }
 
 // writtenError is the error of a write that reached the State but failed afterwards (a

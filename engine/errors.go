@@ -21,8 +21,6 @@ var (
 	ErrUnsupported = errors.New("unsupported operation")
 	// ErrVersionOutOfRange: a selector asks for a previous version the feature does not keep.
 	ErrVersionOutOfRange = errors.New("version out of range")
-	// ErrInvalidManifest: a manifest does not parse or validate; the message has the field path.
-	ErrInvalidManifest = errors.New("invalid manifest")
 	// ErrInvalidFeature: a feature descriptor is inconsistent (applied without a manifest).
 	ErrInvalidFeature = errors.New("invalid feature")
 	// ErrOutOfWindow: a windowed write's timestamp falls in a bucket that is no longer kept.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -98,6 +99,9 @@ func checkKeys(names []string, keys Keys) error {
 	for _, name := range names {
 		v, ok := keys[name]
 		if !ok {
+			if err := unknownKey(names, keys); err != nil {
+				return err // a misspelt key says so, rather than that the right one is missing
+			}
 			return fmt.Errorf("%w: missing key %q (want %s)", ErrInvalidKeys, name, strings.Join(names, ", "))
 		}
 		if len(v) > MaxKeyBytes {
@@ -108,14 +112,16 @@ func checkKeys(names []string, keys Keys) error {
 		}
 	}
 	if len(keys) != len(names) {
-		for k := range keys {
-			known := false
-			for _, name := range names {
-				known = known || name == k
-			}
-			if !known {
-				return fmt.Errorf("%w: unknown key %s (want %s)", ErrInvalidKeys, quoteClipped(k), strings.Join(names, ", "))
-			}
+		return unknownKey(names, keys)
+	}
+	return nil
+}
+
+// unknownKey reports a key of keys that is not among names, or nil.
+func unknownKey(names []string, keys Keys) error {
+	for k := range keys {
+		if !slices.Contains(names, k) {
+			return fmt.Errorf("%w: unknown key %s (want %s)", ErrInvalidKeys, quoteClipped(k), strings.Join(names, ", "))
 		}
 	}
 	return nil

@@ -53,7 +53,7 @@ func TestEncodeKeysErrors(t *testing.T) {
 		{"missing", []string{"card_id"}, Keys{}, `missing key "card_id" (want card_id)`},
 		{"nil map", []string{"card_id"}, nil, `missing key "card_id"`},
 		{"one of two missing", []string{"a", "b"}, Keys{"a": "1"}, `missing key "b" (want a, b)`},
-		{"missing while another is unknown", []string{"a", "b"}, Keys{"a": "1", "c": "3"}, `missing key "b"`},
+		{"missing while another is unknown", []string{"a", "b"}, Keys{"a": "1", "c": "3"}, `unknown key "c" (want a, b)`}, // a misspelt key is named
 		{"unknown", []string{"a"}, Keys{"a": "1", "zzz": "2"}, `unknown key "zzz" (want a)`},
 		{"unknown with none named", nil, Keys{"x": "1"}, `unknown key "x"`},
 		{"invalid UTF-8", []string{"a", "b"}, Keys{"a": "ok", "b": "\xff"}, `key "b": value is not valid UTF-8`},

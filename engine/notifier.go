@@ -36,10 +36,15 @@ type Notification struct {
 	// FQN and EncodedKeys name the entity (DecodeKeys with the feature's keys).
 	FQN         string
 	EncodedKeys string
-	// Value is the value after the write; Null for a window add.
+	// Value is the value after the write; Null for a window add. For a superseded write it
+	// is the late value itself, not the current one.
 	Value Value
 	// Timestamp is the write's timestamp.
 	Timestamp time.Time
+	// Outcome (for NotifyWrite) says whether the write became the entity's current value
+	// (WriteApplied) or arrived after a later one (WriteSuperseded): the historian records
+	// both, Watch streams say which.
+	Outcome WriteOutcome
 	// Windowed is set when the write went to a bucket; Bucket is its ID.
 	Windowed bool
 	Bucket   int64

@@ -267,6 +267,10 @@ type IngestResult struct {
 	Rows, Written int
 	// Skipped counts program runs that wrote nothing (the program returned Null).
 	Skipped int
+	// Superseded counts the values written that did not become current because the entity
+	// already had a later one (rows arriving out of event-time order); they are included in
+	// Written.
+	Superseded int
 }
 
 // Ingest runs the programs of every feature fed by a data source on each row, then writes
@@ -334,9 +338,12 @@ rows:
 		return res, fmt.Errorf("ingest %s: nothing written: stopped after the last row: %w", name, err)
 	}
 	for _, w := range writes {
-		written, err := e.ingestWrite(ctx, w.p, w.res, w.ekeys)
+		out, written, err := e.ingestWrite(ctx, w.p, w.res, w.ekeys)
 		if written {
 			res.Written++
+			if out.Superseded() {
+				res.Superseded++
+			}
 		}
 		if err != nil {
 			return res, fmt.Errorf("ingest %s: %d of %d values written: %w", name, res.Written, len(writes), err)
@@ -346,24 +353,24 @@ rows:
 }
 
 // ingestWrite writes one program result of an Ingest through its feature's pipeline, as
-// Update does, within the feature's timeout. It reports whether the value was written, which
-// it may have been even when there is an error (the notifier failed, the deadline passed
-// after the state call). It writes nothing once ctx has ended.
-func (e *Engine) ingestWrite(ctx context.Context, p *plan, r ProgramResult, ekeys string) (bool, error) {
+// Update does, within the feature's timeout. It reports the write and whether the value was
+// written, which it may have been even when there is an error (the notifier failed, the
+// deadline passed after the state call). It writes nothing once ctx has ended.
+func (e *Engine) ingestWrite(ctx context.Context, p *plan, r ProgramResult, ekeys string) (WriteResult, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return false, err
+		return WriteResult{}, false, err
 	}
 	if p.timed {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.f.Timeout)
 		defer cancel()
 	}
-	_, err := e.writePlanned(ctx, OpUpdate, p, r.Keys, ekeys, r.Value, r.Timestamp, e.now())
+	out, err := e.writePlanned(ctx, OpUpdate, p, r.Keys, ekeys, r.Value, r.Timestamp, e.now())
 	if err != nil {
 		var we *writtenError
-		return errors.As(err, &we), fmt.Errorf("%s %s: %w", OpUpdate, p.f.FQN, err)
+		return out, errors.As(err, &we), fmt.Errorf("%s %s: %w", OpUpdate, p.f.FQN, err)
 	}
-	return true, nil
+	return out, true, nil
 }
 
 // rowTime returns a row's timestamp: the data source's timestampField when it names one and

@@ -26,9 +26,22 @@ import (
 // counter never grows from a value that could no longer be served.
 //
 // Rules every State follows (the conformance suite, engine/statetest, checks them):
-//   - Writes apply in call order: a Set with an older timestamp than the current value's
-//     still replaces it.
-//   - The result of Append and Incr carries the later of the old and the new timestamps.
+//   - Set is ordered by event time: the current value is the one with the latest
+//     timestamp. A Set whose timestamp is older than the current value's is superseded: the
+//     current value stays; with KeepPrevious the late value takes its place among the
+//     previous versions in timestamp order when it falls within Versions (and is younger
+//     than Over), and is dropped otherwise. A Set with the same timestamp as the current
+//     value replaces it (last writer wins), and the replaced value becomes version 1; among
+//     previous versions, too, of two with equal timestamps the later written is the newer.
+//     The comparison and the write are one atomic step (a Redis provider does both in one
+//     script), so concurrent Sets leave the latest timestamp current whatever their order.
+//   - A current value past its expiry as of now (see Expiry: one the State may already have
+//     forgotten) counts as absent for that comparison, so whether a write is superseded never
+//     depends on when a State gets round to forgetting.
+//   - Append and Incr apply in call order, whatever their timestamps: they are not
+//     idempotent, a counter must count every call, and a late increment has no current value
+//     it could be ordered against. Their result carries the later of the old and the new
+//     timestamps, so the current value's timestamp never goes back.
 //   - Get of a version beyond KeepPrevious.Versions reports not found (the engine rejects
 //     such selectors before asking).
 //   - WindowAdd into a bucket past its BucketExpiry fails with ErrOutOfWindow; a non-finite
@@ -46,9 +59,11 @@ type State interface {
 	// one for version N. found is false when there is none (or it expired).
 	Get(ctx context.Context, f *Feature, keys string, version int) (v Value, ts time.Time, found bool, err error)
 
-	// Set replaces the current value. With KeepPrevious the replaced value becomes version 1
-	// and older versions shift down; at most Versions are kept.
-	Set(ctx context.Context, f *Feature, keys string, v Value, ts time.Time) error
+	// Set makes v the current value unless the current value has a later timestamp. With
+	// KeepPrevious the replaced value becomes version 1 and older versions shift down; at
+	// most Versions are kept. A superseded Set (the current value is later) changes the
+	// current value in no way; see the rules above for where it goes. Written.Value is v.
+	Set(ctx context.Context, f *Feature, keys string, v Value, ts time.Time) (Written, error)
 
 	// Append appends the elements of the list v to a list feature's current value (or to an
 	// empty list when it is absent or stale relative to the write) and returns the result.
@@ -62,8 +77,9 @@ type State interface {
 	Incr(ctx context.Context, f *Feature, keys string, by Value, ts time.Time) (Value, error)
 
 	// Update writes v the way the feature's type calls for: WindowAdd for windowed features
-	// (returning Null), Append for lists, Set for scalars (returning v).
-	Update(ctx context.Context, f *Feature, keys string, v Value, ts time.Time) (Value, error)
+	// (Written.Value Null), Append for lists (the list after the write), Set for scalars (v,
+	// and superseded as a Set is). Only the Set form can be superseded.
+	Update(ctx context.Context, f *Feature, keys string, v Value, ts time.Time) (Written, error)
 
 	// WindowAdd adds x to the bucket holding ts (BucketID(ts, f.Granularity)).
 	WindowAdd(ctx context.Context, f *Feature, keys string, x float64, ts time.Time) error
@@ -87,6 +103,25 @@ type State interface {
 
 	// Close releases the State's resources.
 	Close() error
+}
+
+// Written is a State's report of a Set or an Update: the value after the write and whether
+// the write became the entity's current value.
+type Written struct {
+	// Value is the value the write produced: v for a Set (superseded or not), the list after
+	// an Update that appended, Null after a window add.
+	Value Value
+	// Superseded is set when the entity's current value has a later timestamp than the
+	// write's, so the write did not replace it. Appends, increments and window adds are
+	// never superseded.
+	Superseded bool
+	// Kept reports, for a superseded write, whether it took its place among the previous
+	// versions (false: it was dropped, because the feature keeps none, it is older than the
+	// Versions kept, or it is already KeepPrevious.Over old).
+	Kept bool
+	// Current is, for a superseded write, the timestamp of the current value that
+	// superseded it.
+	Current time.Time
 }
 
 // WindowAggregator is implemented by a State that can aggregate a window where the buckets

@@ -1,10 +1,43 @@
-// Package examples embeds the example manifests so that `osprey dev` can apply them on a
-// machine that has only the binary.
+// Package examples embeds the example manifests and their prebuilt Wasm modules, so that
+// `osprey dev` can apply them on a machine that has only the binary (no checkout, no Go).
+//
+// The modules are built by `go tool task examples` (examples/internal/build) into
+// prebuilt/<name>/<dir>.wasm.gz and committed; the package's test fails when they are stale
+// with the guests' sources, the guest SDK or the ABI.
 package examples
 
-import "embed"
+import (
+	"bytes"
+	"compress/gzip"
+	"embed"
+	"fmt"
+	"io"
+	"path"
+)
 
 // Manifests holds every examples/*/*.yaml file.
 //
 //go:embed */*.yaml
 var Manifests embed.FS
+
+//go:embed prebuilt
+var prebuilt embed.FS
+
+// Module returns the prebuilt Wasm module that the manifest file manifest (a path of
+// Manifests, "fraud/features.yaml") names as ref (relative to it: "amount.wasm").
+func Module(manifest, ref string) ([]byte, error) {
+	name := path.Join("prebuilt", path.Dir(manifest), ref) + ".gz"
+	gz, err := prebuilt.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("examples: no prebuilt module %s for %s (run go tool task examples): %w", ref, manifest, err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, fmt.Errorf("examples: %s: %w", name, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("examples: %s: %w", name, err)
+	}
+	return b, nil
+}

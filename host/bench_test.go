@@ -183,3 +183,34 @@ func BenchmarkInstantiate(b *testing.B) {
 		}
 	}
 }
+
+// benchConfig runs the config guest (ABI 1.1; its program reads its config's "n" through
+// ctx.ConfigInt) as the programs of n features with different configurations, calling them
+// in turn from one goroutine. With one feature every call finds its instance configured;
+// with two, the one idle instance moves between them, so every call re-delivers first: the
+// worst case of sharing a module's pool across configurations.
+func benchConfig(b *testing.B, features int) {
+	wasm := buildGuest(b, "host/testdata/guests/config")
+	h := newHost(b)
+	progs := make([]engine.Program, features)
+	for i := range progs {
+		progs[i] = mustLoadWith(b, h, "bench.cfg"+string(rune('a'+i)), wasm, map[string]string{"n": string(rune('0' + i))})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	call := &engine.ProgramCall{Timestamp: time.Now(), Row: tenFields}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := progs[i%features].Run(ctx, call); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkGoGuestConfigRead: a Go guest reading one configuration key on every call.
+func BenchmarkGoGuestConfigRead(b *testing.B) { benchConfig(b, 1) }
+
+// BenchmarkGoGuestConfigAlternating: two configurations alternating on one idle instance.
+func BenchmarkGoGuestConfigAlternating(b *testing.B) { benchConfig(b, 2) }

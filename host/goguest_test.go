@@ -13,6 +13,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // syncBuffer is a goroutine-safe log sink.
@@ -110,7 +111,7 @@ func loadExamples(t *testing.T, h *host.Host, e *engine.Engine) {
 	t.Helper()
 	ctx := context.Background()
 	for _, dir := range []string{"fraud", "derived", "middleware"} {
-		ms, err := engine.LoadManifests(filepath.Join("..", "examples", dir))
+		ms, err := manifest.Load(filepath.Join("..", "examples", dir))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -247,7 +247,7 @@ func (h *Host) moduleBytes(ref string) ([]byte, error) {
 	if ok {
 		return b, nil
 	}
-	return nil, fmt.Errorf("%w: %q (add it with AddModule, or load manifests with AddManifestModules)", ErrModuleNotFound, ref)
+	return nil, fmt.Errorf("%w: %q (add it with AddModule)", ErrModuleNotFound, ref)
 }
 
 // runtimeForLimit is a wazero runtime for one memory limit: wazero limits memory per
@@ -342,11 +342,18 @@ func (h *Host) LoadProgram(ctx context.Context, f *engine.Feature) (engine.Progr
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := configOf(f.Builder.Config, "spec.builder.config")
+	if err != nil {
+		return nil, err
+	}
 	m, err := h.load(ctx, f.Builder.Module, pages, roleProgram)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", f.Builder.Module, err)
 	}
-	return &program{m: m, fqn: f.FQN}, nil
+	if err := m.checkConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &program{m: m, fqn: f.FQN, cfg: cfg}, nil
 }
 
 // ResolveMiddleware resolves a Wasm middleware (ref.Module set). For a native one it
@@ -359,11 +366,18 @@ func (h *Host) ResolveMiddleware(ctx context.Context, f *engine.Feature, ref eng
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := configOf(ref.Config, "config")
+	if err != nil {
+		return nil, err
+	}
 	m, err := h.load(ctx, ref.Module, pages, roleMiddleware)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", ref.Module, err)
 	}
-	mw := &middleware{m: m, name: ref.Name}
+	if err := m.checkConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	mw := &middleware{m: m, name: ref.Name, cfg: cfg}
 	return mw.run, nil
 }
 

@@ -46,7 +46,7 @@ func (h *Host) callingInstance(mod api.Module, fn string) *instance {
 	v, _ := h.instances.Load(mod)
 	inst, _ := v.(*instance)
 	if inst == nil || inst.fqn == "" {
-		fault("%s.%s called outside a program or middleware call (e.g. during _initialize)", abi.HostModule, fn)
+		fault("%s.%s called outside a program or middleware call (e.g. during _initialize or osprey_configure)", abi.HostModule, fn)
 	}
 	if inst.stopped() {
 		fault("%s.%s called after the call was stopped", abi.HostModule, fn)

@@ -19,16 +19,20 @@ import (
 
 // instance is one instantiation of a module. It serves one call at a time.
 type instance struct {
-	m       *module
-	mod     api.Module
-	mem     api.Memory
-	alloc   api.Function
-	entry   map[role]api.Function
-	bufPtr  uint32 // the input region osprey_alloc last returned
-	bufCap  uint32
-	stack   [2]uint64
-	scratch []byte // host-side encoding buffer
-	stderr  *guestOutput
+	m     *module
+	mod   api.Module
+	mem   api.Memory
+	alloc api.Function
+	entry map[role]api.Function
+	// configureFn is osprey_configure (nil for a module without it: ABI 1.0), and cfg the
+	// configuration it was given last (zero: none). See config.go.
+	configureFn api.Function
+	cfg         guestConfig
+	bufPtr      uint32 // the input region osprey_alloc last returned
+	bufCap      uint32
+	stack       [2]uint64
+	scratch     []byte // host-side encoding buffer
+	stderr      *guestOutput
 	// stop is the instrumented module's stop global (nil in the other stop modes); once
 	// set, the instance traps at its next loop header and is never used again.
 	stop       api.MutableGlobal
@@ -75,6 +79,7 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	defer inst.disarm()
 	inst.mem = mod.ExportedMemory(abi.ExportMemory)
 	inst.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	inst.configureFn = mod.ExportedFunction(abi.ExportConfigure)
 	for _, r := range []role{roleProgram, roleMiddleware} {
 		if f := mod.ExportedFunction(r.export()); f != nil {
 			inst.entry[r] = f
@@ -110,6 +115,9 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	v := uint32(res[0])
 	if abi.VersionMajor(v) != abi.Major {
 		return fail(fmt.Errorf("%w: ABI version %d.%d is not supported; this host implements %d.x", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.Major))
+	}
+	if inst.configureFn != nil && abi.VersionMinor(v) < 1 {
+		return fail(fmt.Errorf("%w: exports %s, which ABI 1.1 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.ExportConfigure, abi.VersionMajor(v), abi.VersionMinor(v)))
 	}
 	return inst, nil
 }
@@ -213,18 +221,30 @@ func (e guestError) Unwrap() error { return e.err }
 func (e guestError) Is(target error) bool { return e.status && target == ErrGuestFailed }
 
 // begin runs one entry point on an instance from the pool and returns the instance and a
-// view of its response in guest memory. The caller decodes the response, then calls end
-// with the instance and whether it is still healthy. On error there is nothing to end.
-func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.FeatureReader, input []byte) (*instance, []byte, error) {
+// view of its response in guest memory. cfg is the configuration of the object the call
+// serves: an instance that has another is given cfg first (ABI 1.1; a module without
+// osprey_configure takes none). The caller decodes the response, then calls end with the
+// instance and whether it is still healthy. On error there is nothing to end.
+func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.FeatureReader, cfg guestConfig, input []byte) (*instance, []byte, error) {
 	if len(input) > abi.MaxMessageSize {
 		return nil, nil, fmt.Errorf("%w: the call's input is %d bytes encoded, more than the ABI's %d-byte limit (ABI.md §6)", ErrInputTooLarge, len(input), abi.MaxMessageSize)
 	}
-	inst, err := m.pool.get(ctx)
+	inst, err := m.pool.get(ctx, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	inst.arm(ctx)
 	defer inst.disarm()
+	if inst.configureFn != nil && inst.cfg != cfg {
+		if err := inst.configure(ctx, cfg); err != nil {
+			var refused configRefused
+			if errors.As(err, &refused) { // accepted when applied, refused now
+				err = fmt.Errorf("%w: %s: %w", ErrTrap, abi.ExportConfigure, refused)
+			}
+			m.pool.discard(inst)
+			return nil, nil, err
+		}
+	}
 	ptr, err := inst.input(ctx, len(input))
 	if err != nil {
 		err = m.callError(ctx, inst, abi.ExportAlloc, err)

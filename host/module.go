@@ -181,7 +181,7 @@ func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
 	m.pool = newPool(m, h.cfg.maxInstances)
 	ictx, cancel := context.WithTimeout(ctx, h.cfg.initTimeout)
 	defer cancel()
-	inst, err := m.pool.get(ictx)
+	inst, err := m.pool.get(ictx, guestConfig{})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fmt.Errorf("%w: instantiating it took longer than %v (_initialize or osprey_abi_version overran): %v", ErrModule, h.cfg.initTimeout, err)
@@ -230,6 +230,7 @@ var entryPoints = map[string][2][]api.ValueType{
 	abi.ExportProgram:    {{i32, i32}, {i64}},
 	abi.ExportMiddleware: {{i32, i32}, {i64}},
 	abi.ExportInitialize: {nil, nil},
+	abi.ExportConfigure:  {{i32, i32}, {i64}}, // ABI 1.1, optional
 }
 
 const (
@@ -337,8 +338,11 @@ func newPool(m *module, max int) *pool {
 // deleted while the call was on its way).
 var errReleased = fmt.Errorf("%w: the module was released (its feature was replaced or deleted)", ErrModuleNotFound)
 
-// get returns an idle instance or a new one; it waits, within ctx, while max are busy.
-func (p *pool) get(ctx context.Context) (*instance, error) {
+// get returns an idle instance or a new one; it waits, within ctx, while max are busy. Of
+// the idle instances it prefers the most recently used one configured with cfg (when the
+// module takes configuration), so that objects sharing a module with different
+// configurations seldom re-deliver theirs; otherwise the most recently used.
+func (p *pool) get(ctx context.Context, cfg guestConfig) (*instance, error) {
 	select {
 	case p.sem <- struct{}{}: // a slot is free: the common case, without select's cost
 	default:
@@ -356,8 +360,21 @@ func (p *pool) get(ctx context.Context) (*instance, error) {
 		return nil, errReleased
 	}
 	if n := len(p.idle); n > 0 {
-		inst := p.idle[n-1]
-		p.idle = p.idle[:n-1]
+		i := n - 1
+		if p.idle[i].cfg != cfg && p.idle[i].configureFn != nil {
+			for j := i - 1; j >= 0; j-- {
+				if p.idle[j].cfg == cfg {
+					i = j
+					break
+				}
+			}
+		}
+		inst := p.idle[i]
+		if i == n-1 {
+			p.idle = p.idle[:i]
+		} else {
+			p.idle = slices.Delete(p.idle, i, i+1)
+		}
 		p.mu.Unlock()
 		if d := p.m.ceiling - inst.charged; d > 0 {
 			if err := b.charge(d, inst); err != nil {

@@ -20,6 +20,7 @@ var inputs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }
 type program struct {
 	m   *module
 	fqn string
+	cfg guestConfig // spec.builder.config, for the guest (config.go)
 }
 
 // Run encodes the call, runs osprey_program on a pooled instance and decodes the result.
@@ -33,7 +34,7 @@ func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.Pro
 	b = appendRow(b, call.Row)
 	*bp = b
 
-	inst, out, err := p.m.begin(ctx, roleProgram, p.fqn, call.Reader, b)
+	inst, out, err := p.m.begin(ctx, roleProgram, p.fqn, call.Reader, p.cfg, b)
 	if err != nil {
 		return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, err)
 	}
@@ -106,6 +107,7 @@ func scalarResponse(out []byte) (engine.Value, bool) {
 type middleware struct {
 	m    *module
 	name string
+	cfg  guestConfig // the middleware's config, for the guest (config.go)
 }
 
 // run is the engine.Middleware.
@@ -119,7 +121,7 @@ func (mw *middleware) run(ctx context.Context, call *engine.Call, v engine.Value
 	b = appendValue(b, v)
 	*bp = b
 
-	inst, resp, err := mw.m.begin(ctx, roleMiddleware, call.Feature.FQN, nil, b)
+	inst, resp, err := mw.m.begin(ctx, roleMiddleware, call.Feature.FQN, nil, mw.cfg, b)
 	if err != nil {
 		return engine.Null, fmt.Errorf("wasm middleware %s: %w", mw.name, err)
 	}

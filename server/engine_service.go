@@ -195,76 +195,90 @@ func tooLarge(field, format string, args ...any) *connect.Error {
 	return connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 }
 
-type writeOp func(ctx context.Context, fqn string, keys engine.Keys, val any, ts time.Time) (engine.Value, error)
-
-// write runs one of Set, Append, Incr and Update, returning the FQN written and the value
-// after the write.
-func (es *engineService) write(ctx context.Context, procedure string, op writeOp, fqn string, keys map[string]string,
-	v *structpb.Value, ts *timestamppb.Timestamp) (string, *ospreyv1.Value, error) {
+// write runs one of Set, Append, Incr and Update and returns the engine's report of it: the
+// FQN written, the value after the write, and whether it became the current value.
+func (es *engineService) write(ctx context.Context, procedure string, op engine.Op, fqn string, keys map[string]string,
+	v *structpb.Value, ts *timestamppb.Timestamp) (engine.WriteResult, error) {
 	if err := checkKeySizes("keys", keys); err != nil {
-		return "", nil, err
-	}
-	// FeatureDescriptor resolves a bare name in the engine's default namespace, which the
-	// engine's writes do not report.
-	f, err := es.s.eng.FeatureDescriptor(ctx, fqn)
-	if err != nil {
-		return "", nil, es.s.fail(ctx, procedure, err, writeFields)
+		return engine.WriteResult{}, err
 	}
 	val, err := valueFromProto(v)
 	if err != nil {
-		return "", nil, invalid("value", "%v", err)
+		return engine.WriteResult{}, invalid("value", "%v", err)
 	}
 	t, err := timeFromProto(ts)
 	if err != nil {
-		return "", nil, invalid("timestamp", "%v", err)
+		return engine.WriteResult{}, invalid("timestamp", "%v", err)
 	}
-	// The request's fqn (not f.FQN) goes to the engine, so that a selector suffix such as
-	// +avg is refused as it should be.
-	out, err := op(ctx, fqn, engine.Keys(keys), val, t)
+	// The engine resolves a bare name in its default namespace and reports the FQN; it
+	// refuses a selector suffix such as +avg.
+	out, err := es.s.eng.Write(ctx, op, fqn, engine.Keys(keys), val, t)
 	if err != nil {
-		return "", nil, es.s.fail(ctx, procedure, err, writeFields)
+		return engine.WriteResult{}, es.s.fail(ctx, procedure, err, writeFields)
 	}
-	return f.FQN, valueToProto(out), nil
+	return out, nil
 }
 
-// Set writes the current value of an entity.
+// outcomeToProto maps an engine write outcome to the API's.
+func outcomeToProto(o engine.WriteOutcome) ospreyv1.WriteOutcome {
+	switch o {
+	case engine.WriteApplied:
+		return ospreyv1.WriteOutcome_WRITE_OUTCOME_APPLIED
+	case engine.WriteSuperseded:
+		return ospreyv1.WriteOutcome_WRITE_OUTCOME_SUPERSEDED
+	}
+	return ospreyv1.WriteOutcome_WRITE_OUTCOME_UNSPECIFIED
+}
+
+// supersededTime is the current value's timestamp of a superseded write, for
+// current_timestamp; nil otherwise.
+func supersededTime(r engine.WriteResult) *timestamppb.Timestamp {
+	if !r.Superseded() {
+		return nil
+	}
+	return timeToProto(r.Current)
+}
+
+// Set writes the current value of an entity, ordered by event time.
 func (es *engineService) Set(ctx context.Context, req *connect.Request[ospreyv1.SetRequest]) (*connect.Response[ospreyv1.SetResponse], error) {
 	m := req.Msg
-	fqn, v, err := es.write(ctx, req.Spec().Procedure, es.s.eng.Set, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
+	r, err := es.write(ctx, req.Spec().Procedure, engine.OpSet, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&ospreyv1.SetResponse{Fqn: fqn, Value: v}), nil
+	return connect.NewResponse(&ospreyv1.SetResponse{Fqn: r.FQN, Value: valueToProto(r.Value), Outcome: outcomeToProto(r.Outcome),
+		Timestamp: timeToProto(r.Timestamp), CurrentTimestamp: supersededTime(r), KeptAsPrevious: r.Kept}), nil
 }
 
 // Append appends to a list feature's value.
 func (es *engineService) Append(ctx context.Context, req *connect.Request[ospreyv1.AppendRequest]) (*connect.Response[ospreyv1.AppendResponse], error) {
 	m := req.Msg
-	fqn, v, err := es.write(ctx, req.Spec().Procedure, es.s.eng.Append, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
+	r, err := es.write(ctx, req.Spec().Procedure, engine.OpAppend, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&ospreyv1.AppendResponse{Fqn: fqn, Value: v}), nil
+	return connect.NewResponse(&ospreyv1.AppendResponse{Fqn: r.FQN, Value: valueToProto(r.Value)}), nil
 }
 
 // Incr adds to an int or float feature's value.
 func (es *engineService) Incr(ctx context.Context, req *connect.Request[ospreyv1.IncrRequest]) (*connect.Response[ospreyv1.IncrResponse], error) {
 	m := req.Msg
-	fqn, v, err := es.write(ctx, req.Spec().Procedure, es.s.eng.Incr, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
+	r, err := es.write(ctx, req.Spec().Procedure, engine.OpIncr, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&ospreyv1.IncrResponse{Fqn: fqn, Value: v}), nil
+	return connect.NewResponse(&ospreyv1.IncrResponse{Fqn: r.FQN, Value: valueToProto(r.Value)}), nil
 }
 
 // Update writes a value the way the feature's type calls for.
 func (es *engineService) Update(ctx context.Context, req *connect.Request[ospreyv1.UpdateRequest]) (*connect.Response[ospreyv1.UpdateResponse], error) {
 	m := req.Msg
-	fqn, v, err := es.write(ctx, req.Spec().Procedure, es.s.eng.Update, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
+	r, err := es.write(ctx, req.Spec().Procedure, engine.OpUpdate, m.GetFqn(), m.GetKeys(), m.GetValue(), m.GetTimestamp())
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&ospreyv1.UpdateResponse{Fqn: fqn, Value: v}), nil
+	return connect.NewResponse(&ospreyv1.UpdateResponse{Fqn: r.FQN, Value: valueToProto(r.Value), Outcome: outcomeToProto(r.Outcome),
+		Timestamp: timeToProto(r.Timestamp), CurrentTimestamp: supersededTime(r), KeptAsPrevious: r.Kept}), nil
 }
 
 // FeatureDescriptor describes the feature a selector names.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // Error codes. Every error a handler returns is a *connect.Error whose code follows this
@@ -27,8 +28,8 @@ import (
 //	  slow middleware, program or state) or the client's
 //	context.Canceled: the client went away                 Canceled
 //	engine.ErrInvalidSelector, ErrInvalidKeys,             InvalidArgument
-//	  ErrInvalidManifest, ErrInvalidFeature,
-//	  ErrInvalidDataSource; host.ErrModule,
+//	  ErrInvalidFeature, ErrInvalidDataSource;
+//	  manifest.ErrInvalid; host.ErrModule,
 //	  host.ErrInputTooLarge; a malformed
 //	  value, row, timestamp or modules entry; an empty
 //	  GetMany; a module the manifest names but the
@@ -66,7 +67,8 @@ import (
 // its grace period), and is fixed by asking within it. Ingest is the exception to the
 // type rule: a row that fails (its program, its types, its keys) makes the call
 // InvalidArgument, with a rows[i] field violation per failure, since the rows are the
-// request.
+// request; so is DryRun: a row its program fails on (an error it returns, a trap, a value
+// of the wrong type) is InvalidArgument on the field row, and not logged at ERROR.
 
 // fieldNames names the request fields that an RPC's errors are attributed to; "" leaves
 // errors of that kind unattributed.
@@ -93,7 +95,7 @@ func codeOf(err error) connect.Code {
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled
 	case errors.Is(err, engine.ErrInvalidSelector), errors.Is(err, engine.ErrInvalidKeys),
-		errors.Is(err, engine.ErrInvalidManifest), errors.Is(err, engine.ErrInvalidFeature),
+		errors.Is(err, manifest.ErrInvalid), errors.Is(err, engine.ErrInvalidFeature),
 		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule),
 		errors.Is(err, host.ErrInputTooLarge):
 		return connect.CodeInvalidArgument

@@ -9,9 +9,7 @@ func (s *Server) Watchers(fqn string) int {
 }
 
 var (
-	FeatureManifest    = featureManifest
-	DataSourceManifest = dataSourceManifest
-	ValueToProto       = valueToProto
-	ValueFromProto     = valueFromProto
-	RowFromProto       = rowFromProto
+	ValueToProto   = valueToProto
+	ValueFromProto = valueFromProto
+	RowFromProto   = rowFromProto
 )

@@ -340,7 +340,7 @@ func TestIngestStopsWhenClientGoesAway(t *testing.T) {
 		t.Fatal("Ingest succeeded for a client that went away")
 	}
 	waitFor(t, func() bool {
-		return strings.Contains(e.logs.String(), "procedure=/osprey.v1.IngestService/Ingest protocol=connect code=canceled")
+		return strings.Contains(e.logs.String(), "procedure=/osprey.v1.IngestService/Ingest protocol=connect feature=hard.rows code=canceled")
 	})
 	if n := runs.Load(); n != 3 {
 		t.Errorf("%d programs ran, want 3: the rows after the client went away must not run", n)

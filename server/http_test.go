@@ -105,15 +105,17 @@ func TestAuth(t *testing.T) {
 			}
 		}
 	}
-	// Health, reflection and /healthz need no token.
+	// Health, reflection, /healthz and /readyz need no token.
 	if _, err := grpchealth.NewClient(h2cClient, e.url, connect.WithGRPC()).Check(context.Background(), &grpchealth.CheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := grpcreflect.NewClient(h2cClient, e.url).NewStream(context.Background()).ListServices(); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := http.Get(e.url + "/healthz"); err != nil || res.StatusCode != 200 {
-		t.Fatal(res, err)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if res, err := http.Get(e.url + path); err != nil || res.StatusCode != 200 {
+			t.Fatal(path, res, err)
+		}
 	}
 }
 
@@ -222,11 +224,13 @@ func TestReflection(t *testing.T) {
 	}
 }
 
+// TestHealth checks /healthz (liveness: 200 whatever the readiness), /readyz and gRPC
+// health (readiness: SetReady).
 func TestHealth(t *testing.T) {
 	e := start(t, envOptions{noApply: true})
-	healthz := func() int {
+	status := func(path string) int {
 		t.Helper()
-		res, err := http.Get(e.url + "/healthz")
+		res, err := http.Get(e.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,19 +245,24 @@ func TestHealth(t *testing.T) {
 		}
 		return res.Status
 	}
-	if healthz() != 200 || check("") != grpchealth.StatusServing || check("osprey.v1.EngineService") != grpchealth.StatusServing {
+	if status("/healthz") != 200 || status("/readyz") != 200 || check("") != grpchealth.StatusServing || check("osprey.v1.EngineService") != grpchealth.StatusServing {
 		t.Fatal("not ready after New")
 	}
 	e.srv.SetReady(false)
-	if healthz() != 503 || check("") != grpchealth.StatusNotServing || check("osprey.v1.IngestService") != grpchealth.StatusNotServing {
+	if status("/readyz") != 503 || check("") != grpchealth.StatusNotServing || check("osprey.v1.IngestService") != grpchealth.StatusNotServing {
 		t.Fatal("ready after SetReady(false)")
 	}
+	if status("/healthz") != 200 {
+		t.Fatal("/healthz (liveness) is not 200 while not ready")
+	}
 	e.srv.SetReady(true)
-	if healthz() != 200 {
+	if status("/readyz") != 200 {
 		t.Fatal("not ready after SetReady(true)")
 	}
-	if res, err := http.Post(e.url+"/healthz", "text/plain", nil); err != nil || res.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("POST /healthz: %v %v", res, err)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if res, err := http.Post(e.url+path, "text/plain", nil); err != nil || res.StatusCode != http.StatusMethodNotAllowed {
+			t.Fatalf("POST %s: %v %v", path, res, err)
+		}
 	}
 }
 

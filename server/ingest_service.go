@@ -44,7 +44,7 @@ func (is *ingestService) Ingest(ctx context.Context, req *connect.Request[osprey
 		}
 		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{selector: "source"})
 	}
-	return connect.NewResponse(&ospreyv1.IngestResponse{Rows: int64(res.Rows), Written: int64(res.Written), Skipped: int64(res.Skipped)}), nil
+	return connect.NewResponse(&ospreyv1.IngestResponse{Rows: int64(res.Rows), Written: int64(res.Written), Skipped: int64(res.Skipped), Superseded: int64(res.Superseded)}), nil
 }
 
 // rowErrors reports an Ingest that failed on some rows (and so wrote nothing):

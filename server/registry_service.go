@@ -19,6 +19,8 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
+	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // Actions reported by ApplyFeature.
@@ -37,7 +39,7 @@ type objectKey struct{ kind, fqn string }
 
 // storedObject is what the Store holds for an object, as far as this server knows.
 type storedObject struct {
-	manifest []byte   // canonical manifest (see manifest.go)
+	manifest []byte   // canonical manifest (manifest.Marshal)
 	modules  []string // module references
 }
 
@@ -84,7 +86,7 @@ type registryService struct {
 
 // applyStep is one manifest document of an ApplyFeature on its way to being applied.
 type applyStep struct {
-	m         engine.Manifest
+	m         manifest.Manifest
 	key       objectKey
 	canonical []byte
 	modules   map[string][]byte // every module the object names, by reference, when known
@@ -107,7 +109,7 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 	if len(bytes.TrimSpace(m.GetManifest())) == 0 {
 		return nil, invalid("manifest", "empty (want Feature and DataSource YAML documents)")
 	}
-	ms, err := engine.ParseManifests(m.GetManifest(), manifestSource)
+	ms, err := manifest.Parse(m.GetManifest(), manifestSource)
 	if err != nil {
 		return nil, manifestError(err)
 	}
@@ -151,7 +153,7 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 		}
 	}
 	// Data sources first, so that the features of the same request find theirs.
-	for _, kind := range []engine.ManifestKind{engine.ManifestDataSource, engine.ManifestFeature} {
+	for _, kind := range []manifest.Kind{manifest.KindDataSource, manifest.KindFeature} {
 		for _, st := range steps {
 			if st.m.Kind != kind || st.action == actionUnchanged {
 				continue
@@ -185,7 +187,7 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 // stepsOf turns the manifests of an ApplyFeature into steps: the modules they name are
 // resolved and added to the Host, and held until release is called — also when it fails,
 // so that release lets go of what it added. Callers hold s.reg.mu.
-func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest], ms []engine.Manifest) (steps []*applyStep, release func(), err error) {
+func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.ApplyFeatureRequest], ms []manifest.Manifest) (steps []*applyStep, release func(), err error) {
 	var releases []func()
 	hold := func(ref string) {
 		if s.host != nil {
@@ -210,7 +212,7 @@ func (s *Server) stepsOf(ctx context.Context, req *connect.Request[ospreyv1.Appl
 		if err := s.resolveModules(st, req.Msg.GetModules(), hold); err != nil {
 			return nil, nil, err
 		}
-		canonical, err := manifestOf(st.m)
+		canonical, err := manifest.Marshal(st.m)
 		if err != nil {
 			return nil, nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
 		}
@@ -266,7 +268,7 @@ func manifestError(err error) *connect.Error {
 }
 
 func isManifestError(err error) bool {
-	_, ok := err.(*engine.ManifestError)
+	_, ok := err.(*manifest.Error)
 	return ok
 }
 
@@ -350,12 +352,12 @@ func (s *Server) decideActions(steps []*applyStep) error {
 		case st.m.Feature != nil:
 			if f := features[st.key.fqn]; f != nil {
 				st.oldF = f.Clone()
-				old, err = featureManifest(f)
+				old, err = manifest.Feature(f)
 			}
 		default:
 			if ds := sources[st.key.fqn]; ds != nil {
 				st.oldDS = ds.Clone()
-				old, err = dataSourceManifest(ds)
+				old, err = manifest.DataSource(ds)
 			}
 		}
 		if err != nil {
@@ -498,12 +500,12 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	defer s.retainModules(ctx)
 	f, err := s.eng.FeatureDescriptor(ctx, name)
 	if errors.Is(err, engine.ErrFeatureNotFound) {
-		done, derr := s.deleteQuarantined(ctx, name, engine.ManifestFeature)
+		done, derr := s.deleteQuarantined(ctx, name, manifest.KindFeature)
 		if !done && derr == nil {
 			done, derr = s.deleteDataSource(ctx, name)
 		}
 		if !done && derr == nil {
-			done, derr = s.deleteQuarantined(ctx, name, engine.ManifestDataSource)
+			done, derr = s.deleteQuarantined(ctx, name, manifest.KindDataSource)
 		}
 		if done || derr != nil {
 			if derr != nil {
@@ -518,7 +520,7 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	// The stored manifest goes first: if that fails nothing has changed. The engine's delete
 	// then drops the feature's values, which cannot be undone; its only failure left is that
 	// drop, after the feature is gone (the error says so).
-	if err := s.unstore(ctx, objectKey{string(engine.ManifestFeature), f.FQN}); err != nil {
+	if err := s.unstore(ctx, objectKey{string(manifest.KindFeature), f.FQN}); err != nil {
 		return nil, s.fail(ctx, proc, fmt.Errorf("nothing was deleted: %w", err), names)
 	}
 	if err := s.eng.Delete(context.WithoutCancel(ctx), f.FQN); err != nil {
@@ -548,7 +550,7 @@ func (s *Server) deleteDataSource(ctx context.Context, name string) (bool, error
 	if err := s.eng.DeleteDataSource(ctx, fqn); err != nil {
 		return true, err
 	}
-	if err := s.unstore(ctx, objectKey{string(engine.ManifestDataSource), fqn}); err != nil {
+	if err := s.unstore(ctx, objectKey{string(manifest.KindDataSource), fqn}); err != nil {
 		if aerr := s.eng.ApplyDataSource(context.WithoutCancel(ctx), old); aerr != nil {
 			s.logUndo(ctx, "DataSource", fqn, aerr)
 		}
@@ -602,7 +604,8 @@ func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Reques
 }
 
 // DryRun runs a feature's program on a sample row (or for keys) and its preSet middlewares,
-// and returns what would be written. Nothing is written.
+// and returns what would be written. Nothing is written. A row the program fails on is
+// InvalidArgument (see errors.go).
 func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospreyv1.DryRunRequest]) (*connect.Response[ospreyv1.DryRunResponse], error) {
 	s := rs.s
 	m := req.Msg
@@ -619,6 +622,12 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 	}
 	res, err := s.eng.DryRun(ctx, m.GetFqn(), engine.Keys(m.GetKeys()), row, ts)
 	if err != nil {
+		if row != nil && rowFault(err) {
+			// The row is the request, as in Ingest: the caller's to fix, not the server's
+			// fault, so not logged at ERROR.
+			s.log.LogAttrs(ctx, slog.LevelDebug, "dry run: the program failed on the row", slog.String("fqn", m.GetFqn()), slog.Any("error", err))
+			return nil, invalid("row", "%v", err)
+		}
 		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{selector: "fqn", keys: "keys", value: "row"})
 	}
 	return connect.NewResponse(&ospreyv1.DryRunResponse{
@@ -628,4 +637,14 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 		Timestamp: timeToProto(res.Timestamp),
 		Writes:    !res.Value.IsNull(),
 	}), nil
+}
+
+// rowFault reports whether a DryRun failed on its row: the program returned an error
+// (host.ErrGuestFailed), trapped on it (host.ErrTrap) or returned a value of the wrong type
+// (engine.ErrTypeMismatch) — and not because time ran out or the client went away.
+func rowFault(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return errors.Is(err, host.ErrGuestFailed) || errors.Is(err, host.ErrTrap) || errors.Is(err, engine.ErrTypeMismatch)
 }

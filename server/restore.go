@@ -13,6 +13,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // Restoring the registry at start (New). Each stored object is restored under its own
@@ -78,7 +79,7 @@ func (r *registry) publishQuarantine() {
 
 // kindRank orders kinds as the Store does: data sources first.
 func kindRank(kind string) int {
-	if kind == string(engine.ManifestDataSource) {
+	if kind == string(manifest.KindDataSource) {
 		return 0
 	}
 	return 1
@@ -191,19 +192,19 @@ func (s *Server) restoreObject(ctx context.Context, o StoredObject) (late <-chan
 
 // prepareRestore parses and checks a stored object, and records its canonical manifest.
 // It does nothing that can block. Callers hold s.reg.mu.
-func (s *Server) prepareRestore(o StoredObject) (engine.Manifest, error) {
+func (s *Server) prepareRestore(o StoredObject) (manifest.Manifest, error) {
 	if o.Err != nil {
-		return engine.Manifest{}, o.Err
+		return manifest.Manifest{}, o.Err
 	}
-	ms, err := engine.ParseManifests(o.Manifest, "registry "+o.Kind+" "+o.FQN)
+	ms, err := manifest.Parse(o.Manifest, "registry "+o.Kind+" "+o.FQN)
 	if err != nil {
-		return engine.Manifest{}, fmt.Errorf("the stored manifest does not parse: %w", err)
+		return manifest.Manifest{}, fmt.Errorf("the stored manifest does not parse: %w", err)
 	}
 	if len(ms) != 1 || string(ms[0].Kind) != o.Kind || ms[0].FQN() != o.FQN {
-		return engine.Manifest{}, fmt.Errorf("the stored manifest does not hold exactly the %s %s", o.Kind, o.FQN)
+		return manifest.Manifest{}, fmt.Errorf("the stored manifest does not hold exactly the %s %s", o.Kind, o.FQN)
 	}
 	m := ms[0]
-	if canonical, err := manifestOf(m); err == nil {
+	if canonical, err := manifest.Marshal(m); err == nil {
 		s.reg.stored[objectKey{o.Kind, o.FQN}] = storedObject{manifest: canonical, modules: slices.Sorted(maps.Keys(o.Modules))}
 	}
 	if f := m.Feature; f != nil {
@@ -213,19 +214,19 @@ func (s *Server) prepareRestore(o StoredObject) (engine.Manifest, error) {
 		}
 		for _, ref := range refs {
 			if _, ok := o.Modules[ref]; ref != "" && !ok {
-				return engine.Manifest{}, fmt.Errorf("it names the module %s, which is not in the registry store", ref)
+				return manifest.Manifest{}, fmt.Errorf("it names the module %s, which is not in the registry store", ref)
 			}
 		}
 	}
 	if len(o.Modules) > 0 && s.host == nil {
-		return engine.Manifest{}, errors.New("it names Wasm modules, and this server has no Wasm host")
+		return manifest.Manifest{}, errors.New("it names Wasm modules, and this server has no Wasm host")
 	}
 	return m, nil
 }
 
 // applyStored adds a stored object's modules to the Host and applies it. It may block as
 // long as the modules' code runs (see restoreObject). It touches no registry state.
-func (s *Server) applyStored(ctx context.Context, m engine.Manifest, modules map[string][]byte) error {
+func (s *Server) applyStored(ctx context.Context, m manifest.Manifest, modules map[string][]byte) error {
 	for _, ref := range slices.Sorted(maps.Keys(modules)) {
 		got, err := s.host.AddModule(modules[ref])
 		if err != nil {
@@ -268,7 +269,7 @@ func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan erro
 		// Deleted while its apply ran: the late apply put it back in the engine.
 		dctx, cancel := context.WithTimeout(ctx, s.restoreTimeout)
 		defer cancel()
-		if key.kind == string(engine.ManifestDataSource) {
+		if key.kind == string(manifest.KindDataSource) {
 			err = s.eng.DeleteDataSource(dctx, key.fqn)
 		} else {
 			err = s.eng.Delete(dctx, key.fqn)
@@ -285,7 +286,7 @@ func (s *Server) restoreReturned(key objectKey, q *quarantined, late <-chan erro
 // deleteQuarantined deletes the quarantined object of a kind name names, if there is one:
 // its stored manifest goes, and, for a feature whose manifest parses, the values stored
 // for it are dropped. Callers hold s.reg.mu.
-func (s *Server) deleteQuarantined(ctx context.Context, name string, kind engine.ManifestKind) (bool, error) {
+func (s *Server) deleteQuarantined(ctx context.Context, name string, kind manifest.Kind) (bool, error) {
 	r := s.reg
 	fqn, err := engine.ParseFQN(name, engine.DefaultNamespace)
 	if err != nil {
@@ -296,8 +297,8 @@ func (s *Server) deleteQuarantined(ctx context.Context, name string, kind engine
 		return false, nil
 	}
 	var f *engine.Feature
-	if kind == engine.ManifestFeature {
-		if ms, err := engine.ParseManifests(r.stored[key].manifest, "registry "+key.kind+" "+fqn); err == nil && len(ms) == 1 && ms[0].Feature != nil && ms[0].FQN() == fqn {
+	if kind == manifest.KindFeature {
+		if ms, err := manifest.Parse(r.stored[key].manifest, "registry "+key.kind+" "+fqn); err == nil && len(ms) == 1 && ms[0].Feature != nil && ms[0].FQN() == fqn {
 			f = ms[0].Feature
 		}
 	}

@@ -1,7 +1,8 @@
 // Package server serves Osprey's public API, osprey.v1 (EngineService, RegistryService and
 // IngestService), over one port: Connect (JSON and binary), gRPC over h2c and gRPC-Web,
 // with gRPC reflection (grpcurl and buf curl work without proto files), gRPC health,
-// GET /healthz, CORS for configured browser origins, message size limits and bearer tokens.
+// GET /healthz (liveness) and GET /readyz (readiness), CORS for configured browser
+// origins, message size limits and bearer tokens.
 //
 // Errors carry the codes tabled in errors.go and name the request field at fault. Panics
 // are recovered, logged with their stack and answered with Internal; the server keeps
@@ -92,7 +93,7 @@ type Config struct {
 	RestoreTimeout time.Duration
 	// Tokens maps bearer tokens to their scope. Empty: no authentication. Otherwise
 	// writes, Ingest and the registry need a ScopeWrite token and reads a ScopeRead (or
-	// ScopeWrite) one; gRPC health, reflection and /healthz need none.
+	// ScopeWrite) one; gRPC health, reflection, /healthz and /readyz need none.
 	Tokens map[string]Scope
 	// CORSOrigins are the browser origins allowed to call the API ("https://app.example.com",
 	// "https://*.example.com", or "*" for any). Empty: no cross-origin calls.
@@ -246,6 +247,7 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, infra...))
 	mux.Handle(grpchealth.NewHandler(s.health, infra...))
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 
 	limit := int64(s.maxBytes) + requestSlack
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -275,9 +277,11 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 // or httptest. The same handler is returned on every call.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// SetReady sets what GET /healthz (200 or 503) and gRPC health (SERVING or NOT_SERVING)
-// report. A Server is ready from New on; Serve reports it not ready once it starts shutting
-// down. Call SetReady(false) before Serve to hold traffic off until, say, a warm-up is done.
+// SetReady sets what GET /readyz (200 or 503) and gRPC health (SERVING or NOT_SERVING)
+// report. A Server is ready from New on, New having restored the registry; Serve reports it
+// not ready once it starts shutting down. Call SetReady(false) before Serve to hold traffic
+// off until, say, a warm-up is done (osprey dev does until its examples are applied).
+// GET /healthz, the liveness check, is not affected: it answers 200 while the process serves.
 func (s *Server) SetReady(ready bool) {
 	s.ready.Store(ready)
 	status := grpchealth.StatusNotServing
@@ -290,7 +294,16 @@ func (s *Server) SetReady(ready bool) {
 	}
 }
 
+// healthz is the liveness check: 200 whenever the process can answer.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz is the readiness check: 200 once the registry is restored and the caller has not
+// held traffic off (SetReady), 503 before and while shutting down.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if !s.ready.Load() {
@@ -298,7 +311,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "not ready")
 		return
 	}
-	fmt.Fprintln(w, "ok")
+	fmt.Fprintln(w, "ready")
 }
 
 // Serve serves on ln (HTTP/1.1 and unencrypted HTTP/2, so gRPC works without TLS) until ctx
@@ -371,8 +384,8 @@ func (s *Server) recovered(ctx context.Context, spec connect.Spec, _ http.Header
 	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
 }
 
-// recoverHTTP recovers panics outside the RPC handlers (CORS, routing, /healthz): it logs
-// them and answers 500, so that one bad request never takes the process down.
+// recoverHTTP recovers panics outside the RPC handlers (CORS, routing, /healthz,
+// /readyz): it logs them and answers 500, so that one bad request never takes the process down.
 func (s *Server) recoverHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -401,7 +414,8 @@ func (s *Server) fail(ctx context.Context, procedure string, err error, names fi
 	return ce
 }
 
-// logInterceptor logs each call at debug level, with its duration and code.
+// logInterceptor logs each call at debug level: its procedure, protocol, the feature (or
+// data source) it names, its code and its duration (as a duration: "1.2ms").
 type logInterceptor struct{ log *slog.Logger }
 
 func (l logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
@@ -411,7 +425,7 @@ func (l logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		start := time.Now()
 		res, err := next(ctx, req)
-		l.done(ctx, req.Spec().Procedure, req.Peer().Protocol, start, err)
+		l.done(ctx, req.Spec().Procedure, req.Peer().Protocol, requestFeature(req.Any()), start, err)
 		return res, err
 	}
 }
@@ -427,16 +441,37 @@ func (l logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) 
 		}
 		start := time.Now()
 		err := next(ctx, conn)
-		l.done(ctx, conn.Spec().Procedure, conn.Peer().Protocol, start, err)
+		l.done(ctx, conn.Spec().Procedure, conn.Peer().Protocol, "", start, err)
 		return err
 	}
 }
 
-func (l logInterceptor) done(ctx context.Context, procedure, protocol string, start time.Time, err error) {
+func (l logInterceptor) done(ctx context.Context, procedure, protocol, feature string, start time.Time, err error) {
 	code := "ok"
 	if err != nil {
 		code = connect.CodeOf(err).String()
 	}
-	l.log.LogAttrs(ctx, slog.LevelDebug, "call", slog.String("procedure", procedure), slog.String("protocol", protocol),
-		slog.String("code", code), slog.Duration("duration", time.Since(start)))
+	attrs := []slog.Attr{slog.String("procedure", procedure), slog.String("protocol", protocol)}
+	if feature != "" {
+		attrs = append(attrs, slog.String("feature", feature))
+	}
+	// A string, not slog.Duration: the JSON handler would print nanoseconds.
+	attrs = append(attrs, slog.String("code", code), slog.String("duration", time.Since(start).String()))
+	l.log.LogAttrs(ctx, slog.LevelDebug, "call", attrs...)
+}
+
+// requestFeature names what a request is about: its FQN, selector or data source, or its
+// selectors joined with commas; "" for requests that name none (ListFeatures, …).
+func requestFeature(msg any) string {
+	switch m := msg.(type) {
+	case interface{ GetSelectors() []string }:
+		return strings.Join(m.GetSelectors(), ",")
+	case interface{ GetSelector() string }:
+		return m.GetSelector()
+	case interface{ GetFqn() string }:
+		return m.GetFqn()
+	case interface{ GetSource() string }:
+		return m.GetSource()
+	}
+	return ""
 }

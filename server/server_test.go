@@ -359,7 +359,8 @@ func TestWatch(t *testing.T) {
 				t.Fatal(stream.Err())
 			}
 			m := stream.Msg()
-			if m.GetFqn() != "fraud.country" || m.GetKeys()["card_id"] != "w1" || m.GetValue().GetStringValue() != "DE-w1" || m.GetOp() != "set" || m.GetTimestamp() == nil {
+			if m.GetFqn() != "fraud.country" || m.GetKeys()["card_id"] != "w1" || m.GetValue().GetStringValue() != "DE-w1" || m.GetOp() != "set" || m.GetTimestamp() == nil ||
+				m.GetOutcome() != ospreyv1.WriteOutcome_WRITE_OUTCOME_APPLIED {
 				t.Fatalf("Watch = %v", m)
 			}
 		})

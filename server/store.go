@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // Store persists what ApplyFeature applied, so that a restarted server applies it again: one
@@ -79,8 +80,8 @@ func NewDirStore(dir string) (*DirStore, error) {
 		return nil, errors.New("registry store: empty directory name")
 	}
 	for _, sub := range []string{
-		filepath.Join(dir, "objects", string(engine.ManifestFeature)),
-		filepath.Join(dir, "objects", string(engine.ManifestDataSource)),
+		filepath.Join(dir, "objects", string(manifest.KindFeature)),
+		filepath.Join(dir, "objects", string(manifest.KindDataSource)),
 		filepath.Join(dir, "modules", "sha256"),
 	} {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -96,7 +97,7 @@ const (
 )
 
 func checkObject(kind, fqn string) error {
-	if kind != string(engine.ManifestFeature) && kind != string(engine.ManifestDataSource) {
+	if kind != string(manifest.KindFeature) && kind != string(manifest.KindDataSource) {
 		return fmt.Errorf("registry store: kind %q (want Feature or DataSource)", kind)
 	}
 	if got, err := engine.ParseFQN(fqn, ""); err != nil || got != fqn {
@@ -196,7 +197,7 @@ func (d *DirStore) Load(ctx context.Context) ([]StoredObject, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []StoredObject
-	for _, kind := range []string{string(engine.ManifestDataSource), string(engine.ManifestFeature)} {
+	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
 		names, err := d.objectNames(kind)
 		if err != nil {
 			return nil, err
@@ -279,7 +280,7 @@ func moduleRefs(data []byte) []string {
 // collectGarbage removes module files no object names. Callers hold d.mu.
 func (d *DirStore) collectGarbage() error {
 	used := map[string]bool{}
-	for _, kind := range []string{string(engine.ManifestDataSource), string(engine.ManifestFeature)} {
+	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
 		names, err := d.objectNames(kind)
 		if err != nil {
 			return err

@@ -226,7 +226,8 @@ func errShuttingDown() error {
 
 // watchResponse describes one change.
 func (s *Server) watchResponse(ctx context.Context, f *engine.Feature, n engine.Notification) *ospreyv1.WatchResponse {
-	out := &ospreyv1.WatchResponse{Fqn: n.FQN, Value: valueToProto(n.Value), Timestamp: timeToProto(n.Timestamp), Op: n.Op.String()}
+	out := &ospreyv1.WatchResponse{Fqn: n.FQN, Value: valueToProto(n.Value), Timestamp: timeToProto(n.Timestamp), Op: n.Op.String(),
+		Outcome: outcomeToProto(n.Outcome)}
 	keys, err := engine.DecodeKeys(f.Keys, n.EncodedKeys)
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "watch: undecodable keys in a notification", slog.String("fqn", n.FQN), slog.Any("error", err))

@@ -34,11 +34,12 @@ const (
 	KindValueResult    Kind = "value_result"    // an OK response with a Value; ValueResult
 	KindErrorResponse  Kind = "error_response"  // an error or rejected response; abi.Response
 	KindGetResult      Kind = "get_result"      // a GetResult (§5.6); abi.GetResult
+	KindConfigureCall  Kind = "configure_call"  // §4.4 input (ABI 1.1); abi.ConfigureCall
 )
 
 // Kinds lists every vector kind.
 var Kinds = []Kind{KindValue, KindKeys, KindRow, KindProgramCall, KindMiddlewareCall,
-	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult}
+	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult, KindConfigureCall}
 
 // ValueResult is the Go form of a value_result vector: a middleware's successful response.
 type ValueResult struct{ Value abi.Value }
@@ -136,6 +137,8 @@ func Decode(kind Kind, b []byte) (any, error) {
 		}
 	case KindGetResult:
 		msg = d.GetResult()
+	case KindConfigureCall:
+		return abi.DecodeConfigureCall(b)
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
@@ -167,6 +170,8 @@ func Encode(msg any) ([]byte, error) {
 		return abi.AppendErrorResponse(nil, m.Status, m.Message), nil
 	case abi.GetResult:
 		return abi.AppendGetResult(nil, &m), nil
+	case abi.ConfigureCall:
+		return abi.AppendConfigureCall(nil, &m), nil
 	}
 	return nil, fmt.Errorf("abitest: cannot encode %T", msg)
 }
@@ -192,6 +197,8 @@ func KindOf(msg any) (Kind, error) {
 		return KindErrorResponse, nil
 	case abi.GetResult:
 		return KindGetResult, nil
+	case abi.ConfigureCall:
+		return KindConfigureCall, nil
 	}
 	return "", fmt.Errorf("abitest: no vector kind for %T", msg)
 }
@@ -249,6 +256,8 @@ func MeaningOf(msg any) (json.RawMessage, error) {
 		x = ordered{{"status", statusNames[m.Status]}, {"message", m.Message}}
 	case abi.GetResult:
 		x = ordered{{"found", m.Found}, {"value", valueJSON(m.Value)}, {"timestamp", m.Timestamp}, {"fresh", m.Fresh}}
+	case abi.ConfigureCall:
+		x = ordered{{"config", keysJSON(m.Config)}}
 	default:
 		return nil, fmt.Errorf("abitest: no meaning for %T", msg)
 	}
@@ -402,6 +411,9 @@ func FromMeaning(kind Kind, meaning json.RawMessage) (any, error) {
 		o := p.object(x, "meaning", "found", "value", "timestamp", "fresh")
 		msg = abi.GetResult{Found: p.boolean(o["found"], "found"), Value: p.value(o["value"], "value"),
 			Timestamp: p.i64(o["timestamp"], "timestamp"), Fresh: p.boolean(o["fresh"], "fresh")}
+	case KindConfigureCall:
+		o := p.object(x, "meaning", "config")
+		msg = abi.ConfigureCall{Config: p.keys(o["config"], "config")}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}

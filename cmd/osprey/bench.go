@@ -103,7 +103,8 @@ response, so both send the same bytes), with the same load, in the same run:
      baseline's Get (and, for reference, its GetMany).
 
 Each loop runs --duration per target, in rounds that alternate between the two. Prints the
-ratios and the issue's targets (PASS/FAIL); exits 1 only when more than 1 % of calls fail.
+ratios and the issue's targets (PASS/FAIL); exits 1 when a target fails or more than 1 %
+of calls fail.
 
 Open-loop latency counts from the call's due time when the in-flight cap held it back (so
 a slow server's backlog is counted), else from its actual send: Go's timers wake up to
@@ -157,7 +158,10 @@ Flags:`)
 	} else {
 		rep.writeText(e.stdout)
 	}
-	return rep.err()
+	if err := rep.err(); err != nil {
+		return err
+	}
+	return rep.failedTargets()
 }
 
 func (o *benchOptions) validate() error {
@@ -977,6 +981,20 @@ func (r *benchReport) err() error {
 					p.Call, p.Loop, s.name, s.st.Errors, total, s.st.FirstError)
 			}
 		}
+	}
+	return nil
+}
+
+// failedTargets fails the run when a target (a verdict) failed, naming those that did.
+func (r *benchReport) failedTargets() error {
+	var failed []string
+	for _, v := range r.Targets {
+		if !v.Pass {
+			failed = append(failed, v.Target)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d targets failed: %s", len(failed), len(r.Targets), strings.Join(failed, "; "))
 	}
 	return nil
 }

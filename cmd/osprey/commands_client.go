@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,10 +14,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // clientCommand wraps a client command's parsing and dialling.
@@ -57,10 +55,10 @@ func clientCommand(name, usage string, minArgs int, body func(ctx context.Contex
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-		defer cancel()
-		if at != "" {
-			pos = append(pos, "at="+at)
+		if name != "watch" || flagSet(fs, "timeout") { // a watch streams until Ctrl-C
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, cf.timeout)
+			defer cancel()
 		}
 		if err := body(ctx, e, c, pos, fs); err != nil {
 			return serverError(err)
@@ -93,37 +91,21 @@ func runGet(ctx context.Context, e *env, c *clients, args []string, _ *flag.Flag
 	}
 	m := res.Msg
 	return c.print(e.stdout, m, func() {
-		if !m.Found {
-			fmt.Fprintf(e.stdout, "%s: absent\n", args[0])
-			return
-		}
-		fresh := "stale"
-		if m.Fresh {
-			fresh = "fresh"
-		}
-		fmt.Fprintf(e.stdout, "%s = %s  (%s, at %s)\n", args[0], formatValue(m.Value), fresh, m.Timestamp.AsTime().Format(time.RFC3339))
+		printGet(e.stdout, args[0], m.Found, m.Fresh, m.Value, m.Timestamp.AsTime())
 	})
 }
 
 func runWrite(op string) func(context.Context, *env, *clients, []string, *flag.FlagSet) error {
-	return func(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
-		words := args[1:]
-		var at string
-		if n := len(words); n > 0 && strings.HasPrefix(words[n-1], "at=") {
-			at, words = strings.TrimPrefix(words[n-1], "at="), words[:n-1]
-		}
-		if len(words) == 0 {
-			return fmt.Errorf("want FQN KEY=VALUE… VALUE")
-		}
-		keys, err := keyArgs(words[:len(words)-1])
+	return func(ctx context.Context, e *env, c *clients, args []string, fs *flag.FlagSet) error {
+		keys, value, err := writeArgs(op, args[1:])
 		if err != nil {
 			return err
 		}
-		v, err := jsonValue(words[len(words)-1])
+		v, err := jsonValue(value)
 		if err != nil {
 			return err
 		}
-		ts, err := timestampFlag(at)
+		ts, err := timestampFlag(fs.Lookup("at").Value.String())
 		if err != nil {
 			return err
 		}
@@ -135,8 +117,10 @@ func runWrite(op string) func(context.Context, *env, *clients, []string, *flag.F
 			if err != nil {
 				return err
 			}
-			fqn, out = res.Msg.Fqn, res.Msg.Value
-			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+			m := res.Msg
+			return c.print(e.stdout, m, func() {
+				printOutcome(e.stdout, m.Fqn, m.Value, m.Outcome, m.GetTimestamp().AsTime(), m.GetCurrentTimestamp().AsTime(), m.KeptAsPrevious)
+			})
 		case "append":
 			res, err := c.engine.Append(ctx, connect.NewRequest(&ospreyv1.AppendRequest{Fqn: args[0], Keys: keys, Value: v, Timestamp: ts}))
 			if err != nil {
@@ -156,8 +140,10 @@ func runWrite(op string) func(context.Context, *env, *clients, []string, *flag.F
 			if err != nil {
 				return err
 			}
-			fqn, out = res.Msg.Fqn, res.Msg.Value
-			return c.print(e.stdout, res.Msg, func() { printWrite(e.stdout, fqn, out) })
+			m := res.Msg
+			return c.print(e.stdout, m, func() {
+				printOutcome(e.stdout, m.Fqn, m.Value, m.Outcome, m.GetTimestamp().AsTime(), m.GetCurrentTimestamp().AsTime(), m.KeptAsPrevious)
+			})
 		}
 	}
 }
@@ -168,6 +154,22 @@ func printWrite(w io.Writer, fqn string, v *ospreyv1.Value) {
 		return
 	}
 	fmt.Fprintf(w, "ok %s = %s\n", fqn, formatValue(v))
+}
+
+// printOutcome prints the result of a Set or an Update: as printWrite when it became the
+// current value, else that it was superseded by a later value and whether it was kept as a
+// previous version or dropped.
+func printOutcome(w io.Writer, fqn string, v *ospreyv1.Value, o ospreyv1.WriteOutcome, ts, current time.Time, kept bool) {
+	if o != ospreyv1.WriteOutcome_WRITE_OUTCOME_SUPERSEDED {
+		printWrite(w, fqn, v)
+		return
+	}
+	fate := "dropped"
+	if kept {
+		fate = "kept as a previous version"
+	}
+	fmt.Fprintf(w, "superseded: %s = %s at %s is older than the current value (at %s); %s\n", fqn, formatValue(v),
+		ts.UTC().Format(time.RFC3339Nano), current.UTC().Format(time.RFC3339Nano), fate)
 }
 
 func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
@@ -205,42 +207,10 @@ func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag
 	})
 }
 
-// readRows reads JSON Lines (one object a line; blank lines skipped) from a file or "-".
-func readRows(stdin io.Reader, path string) ([]*structpb.Struct, error) {
-	r := stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
-	}
-	var rows []*structpb.Struct
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		s, err := structpb.NewStruct(m)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, n, err)
-		}
-		rows = append(rows, s)
-	}
-	return rows, sc.Err()
-}
-
 const ingestBatch = 500
 
 func runIngest(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
-	rows, err := readRows(e.stdin, args[1])
+	rows, lines, err := readRowLines(e.stdin, args[1])
 	if err != nil {
 		return err
 	}
@@ -249,7 +219,7 @@ func runIngest(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 		batch := rows[start:min(start+ingestBatch, len(rows))]
 		res, err := c.ingest.Ingest(ctx, connect.NewRequest(&ospreyv1.IngestRequest{Source: args[0], Rows: batch}))
 		if err != nil {
-			return fmt.Errorf("rows %d–%d: %w", start+1, start+len(batch), serverError(err))
+			return ingestFailure(args[1], lines[start:start+len(batch)], err) // rows named by their line
 		}
 		total.Rows += res.Msg.Rows
 		total.Written += res.Msg.Written
@@ -261,38 +231,11 @@ func runIngest(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 }
 
 func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.FlagSet) error {
-	req := &ospreyv1.DryRunRequest{Fqn: args[0]}
-	var keyWords []string
-	for _, a := range args[1:] {
-		switch {
-		case strings.HasPrefix(a, "{"):
-			var m map[string]any
-			if err := json.Unmarshal([]byte(a), &m); err != nil {
-				return fmt.Errorf("row: %w", err)
-			}
-			s, err := structpb.NewStruct(m)
-			if err != nil {
-				return fmt.Errorf("row: %w", err)
-			}
-			req.Row = s
-		case strings.Contains(a, "="):
-			keyWords = append(keyWords, a)
-		default:
-			rows, err := readRows(e.stdin, a)
-			if err != nil {
-				return err
-			}
-			if len(rows) != 1 {
-				return fmt.Errorf("%s: want one row, found %d", a, len(rows))
-			}
-			req.Row = rows[0]
-		}
-	}
-	keys, err := keyArgs(keyWords)
+	row, keys, err := dryRunArgs(e.stdin, args[1:])
 	if err != nil {
 		return err
 	}
-	req.Keys = keys
+	req := &ospreyv1.DryRunRequest{Fqn: args[0], Row: row, Keys: keys}
 	res, err := c.registry.DryRun(ctx, connect.NewRequest(req))
 	if err != nil {
 		return err
@@ -328,7 +271,7 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) er
 		if err != nil {
 			return err
 		}
-		ms, err := engine.ParseManifests(data, file)
+		ms, err := manifest.Parse(data, file)
 		if err != nil {
 			return err
 		}
@@ -437,6 +380,9 @@ func buildGoGuest(ctx context.Context, e *env, src string) ([]byte, error) {
 	cmd.Dir = abs
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if msg, err := cmd.CombinedOutput(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("build Go guest %s: %w", src, errNoGo)
+		}
 		return nil, fmt.Errorf("build Go guest %s: %v\n%s", src, err, msg)
 	}
 	e.log.Info("built Go guest", "source", src)

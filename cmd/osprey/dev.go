@@ -15,10 +15,13 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/examples"
+	"github.com/osprey-ml/osprey/manifest"
 	"github.com/osprey-ml/osprey/plugins"
+	_ "github.com/osprey-ml/osprey/plugins/encoder"         // selector encodings: hash, json
 	_ "github.com/osprey-ml/osprey/plugins/middleware"      // native middlewares
 	_ "github.com/osprey-ml/osprey/plugins/notifier/memory" // "memory" notifier
 	_ "github.com/osprey-ml/osprey/plugins/state/memory"    // "memory" state
+	"github.com/osprey-ml/osprey/server"
 )
 
 func runShell(ctx context.Context, e *env, args []string) error {
@@ -44,17 +47,21 @@ func runShell(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer notifier.Close()
+	encoders, err := plugins.NewEncoders(nil)
+	if err != nil {
+		return err
+	}
 	eng := engine.New(state, engine.WithNotifier(notifier), engine.WithLogger(e.log),
-		engine.WithMiddlewareResolver(plugins.Middlewares))
+		engine.WithMiddlewareResolver(plugins.Middlewares), engine.WithEncoderResolver(encoders))
 
-	var ms []engine.Manifest
+	var ms []manifest.Manifest
 	if !*noExamples {
 		if ms, err = embeddedManifests(); err != nil {
 			return err
 		}
 	}
 	if len(files) > 0 {
-		more, err := engine.LoadManifests(files...)
+		more, err := manifest.Load(files...)
 		if err != nil {
 			return err
 		}
@@ -88,8 +95,8 @@ func usesWasm(f *engine.Feature) bool {
 	return false
 }
 
-func embeddedManifests() ([]engine.Manifest, error) {
-	var ms []engine.Manifest
+func embeddedManifests() ([]manifest.Manifest, error) {
+	var ms []manifest.Manifest
 	err := fs.WalkDir(examples.Manifests, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -98,7 +105,7 @@ func embeddedManifests() ([]engine.Manifest, error) {
 		if err != nil {
 			return err
 		}
-		more, err := engine.ParseManifests(data, "examples/"+path)
+		more, err := manifest.Parse(data, "examples/"+path)
 		ms = append(ms, more...)
 		return err
 	})
@@ -126,7 +133,7 @@ type shell struct {
 }
 
 func (s *shell) banner() {
-	fmt.Fprintf(s.out, "Osprey %s — embedded default (in-process state). Features:\n", version)
+	fmt.Fprintf(s.out, "Osprey %s — embedded default (in-process state). Features:\n", buildVersion())
 	s.features()
 	fmt.Fprint(s.out, `
 Try:
@@ -145,7 +152,7 @@ Type help for every command, quit (or Ctrl-D) to stop.
 
 const shellHelp = `Commands:
   get SELECTOR KEY=VALUE…                 read a feature (selector: ns.name[+aggr][@-N])
-  set|append|incr|update FQN KEY=VALUE… VALUE [at=TIME]
+  set|append|incr|update FQN KEY=VALUE… VALUE [--at TIME]
                                           write; VALUE is JSON (1.5, "x", [1,2]) or a bare word;
                                           TIME is RFC 3339 or Unix seconds (default: now)
   features                                list the applied features
@@ -221,15 +228,7 @@ func (s *shell) exec(ctx context.Context, w []string) error {
 		if err != nil {
 			return err
 		}
-		if !res.Found() {
-			fmt.Fprintf(s.out, "%s: absent\n", w[1])
-			return nil
-		}
-		fresh := "stale"
-		if res.Fresh {
-			fresh = "fresh"
-		}
-		fmt.Fprintf(s.out, "%s = %s  (%s, at %s)\n", w[1], res.Value, fresh, res.Timestamp.Format(time.RFC3339))
+		printGet(s.out, w[1], res.Found(), res.Fresh, server.ValueProto(res.Value), res.Timestamp)
 	case "set", "append", "incr", "update":
 		return s.write(ctx, w)
 	default:
@@ -239,26 +238,35 @@ func (s *shell) exec(ctx context.Context, w []string) error {
 }
 
 func (s *shell) write(ctx context.Context, w []string) error {
-	if len(w) < 3 {
-		return fmt.Errorf("usage: %s FQN KEY=VALUE… VALUE [at=TIME]", w[0])
+	if len(w) < 2 {
+		return fmt.Errorf("usage: %s FQN KEY=VALUE… VALUE [--at TIME]", w[0])
 	}
 	var ts time.Time
-	args := w[2:]
-	if last := args[len(args)-1]; strings.HasPrefix(last, "at=") {
-		t, err := engine.Convert(engine.PrimitiveTimestamp, jsonOrWord(strings.TrimPrefix(last, "at=")))
-		if err != nil {
-			return fmt.Errorf("at: %w", err)
+	args := make([]string, 0, len(w)-2)
+	for i := 2; i < len(w); i++ {
+		at, ok := strings.CutPrefix(w[i], "--at=")
+		if !ok && w[i] == "--at" {
+			if i+1 == len(w) {
+				return errors.New("--at: want a TIME")
+			}
+			at, ok, i = w[i+1], true, i+1
 		}
-		ts, args = t.Time(), args[:len(args)-1]
+		if !ok {
+			args = append(args, w[i])
+			continue
+		}
+		t, err := engine.Convert(engine.PrimitiveTimestamp, jsonOrWord(at))
+		if err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+		ts = t.Time()
 	}
-	keys, rest, err := parseKeys(args)
+	kv, value, err := writeArgs(w[0], args)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 {
-		return fmt.Errorf("want exactly one VALUE after the keys, got %d", len(rest))
-	}
-	val := jsonOrWord(rest[0])
+	keys := engine.Keys(kv)
+	val := jsonOrWord(value)
 	var out engine.Value
 	switch w[0] {
 	case "set":
@@ -273,11 +281,11 @@ func (s *shell) write(ctx context.Context, w []string) error {
 	if err != nil {
 		return err
 	}
-	if out.IsNull() {
-		fmt.Fprintln(s.out, "ok")
-	} else {
-		fmt.Fprintln(s.out, "ok:", out)
+	fqn := w[1]
+	if f, err := s.eng.FeatureDescriptor(ctx, w[1]); err == nil {
+		fqn = f.FQN
 	}
+	printWrite(s.out, fqn, server.ValueProto(out)) // as the CLI prints it
 	return nil
 }
 

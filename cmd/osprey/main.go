@@ -16,7 +16,8 @@ import (
 	"github.com/osprey-ml/osprey/internal/logging"
 )
 
-// version is set by the build (-ldflags "-X main.version=…").
+// version is set by the build (-ldflags "-X main.version=…"); left "dev", buildVersion
+// reads the module's version from the build info.
 var version = "dev"
 
 type command struct {
@@ -46,10 +47,13 @@ func commands() []command {
 		{"update", "update (set, append or add to the window): osprey update FQN KEY=VALUE… VALUE", clientCommand("update", "FQN KEY=VALUE… VALUE", 2, runWrite("update"))},
 		{"ingest", "send rows (JSON Lines, - for stdin) to a data source: osprey ingest SOURCE ROWS.jsonl", clientCommand("ingest", "SOURCE ROWS.jsonl|-", 2, runIngest)},
 		{"features", "list the features and data sources: osprey features [NAMESPACE]", clientCommand("features", "[NAMESPACE]", 0, runFeatures)},
+		{"delete", "delete a feature or data source from the host: osprey delete FQN", clientCommand("delete", "FQN", 1, runDelete)},
+		{"get-many", "read a feature vector for several entities, as a table: osprey get-many SELECTOR[,SELECTOR…] KEY=VALUE… [KEY=VALUE…]", clientCommand("get-many", "SELECTOR[,SELECTOR…] KEY=VALUE… [KEY=VALUE…] (a key given again starts the next entity)", 2, runGetMany)},
+		{"watch", "stream a feature's changes until Ctrl-C: osprey watch FQN [KEY=VALUE…]", clientCommand("watch", "FQN [KEY=VALUE…] (no keys: every entity)", 1, runWatch)},
 		{"dry-run", "run a program on a row, writing nothing: osprey dry-run FQN ROW.json|'{…}' [KEY=VALUE…]", clientCommand("dry-run", "FQN ROW.json|'{…}' [KEY=VALUE…]", 1, runDryRun)},
 		{"bench", "load-test a running host against a bare connect-go baseline", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
-			fmt.Fprintln(e.stdout, "osprey", version)
+			fmt.Fprintln(e.stdout, "osprey", buildVersion())
 			return nil
 		}},
 	}
@@ -112,7 +116,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func usage(fs *flag.FlagSet) {
 	w := fs.Output()
-	fmt.Fprintf(w, "Osprey %s — a WebAssembly-sandboxed feature runtime.\n\nUsage: osprey [flags] COMMAND [args]\n\nCommands:\n", version)
+	fmt.Fprintf(w, "Osprey %s — a WebAssembly-sandboxed feature runtime.\n\nUsage: osprey [flags] COMMAND [args]\n\nCommands:\n", buildVersion())
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}

@@ -19,7 +19,7 @@ func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stder
 func TestDevShell(t *testing.T) {
 	script := `
 update shop.spend card_id=c1 12.5
-update shop.spend card_id=c1 40 at=2000-01-01T00:00:00Z
+update shop.spend card_id=c1 40 --at 2000-01-01T00:00:00Z
 update shop.spend card_id=c1 40
 get shop.spend+avg card_id=c1
 get shop.spend+max card_id=c1
@@ -43,19 +43,19 @@ get geo.city user_id=nobody
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"older than the window",          // the 2000 write is refused, not dropped silently
-		"shop.spend+avg = 26.25  (fresh", // (12.5+40)/2
-		"shop.spend+max = 40  (fresh",    //
-		`geo.city@-1 = "Lisbon"`,         // previous version
-		`geo.city = "Porto Santo"`,       // quoted words
-		`ok: ["a" "b" "c"]`,              // append of a list then an element
-		"ok: 5",                          // incr 2 + 3
-		`missing key "device"`,           // keys are required
-		"user.logins = 5",                //
-		`ok: "3"`,                        // a number for a string feature is its text
-		"feature not found: nope.nope",   //
-		`unknown command "frobnicate"`,   //
-		"geo.city: absent",               //
+		"older than the window",                    // the 2000 write is refused, not dropped silently
+		"shop.spend+avg = 26.25  (fresh",           // (12.5+40)/2
+		"shop.spend+max = 40  (fresh",              //
+		`geo.city@-1 = "Lisbon"`,                   // previous version
+		`geo.city = "Porto Santo"`,                 // quoted words
+		`ok shop.recent_merchants = ["a" "b" "c"]`, // append of a list then an element, as the CLI prints it
+		"ok user.logins = 5",                       // incr 2 + 3
+		`missing key "device"`,                     // keys are required
+		"user.logins = 5",                          //
+		`ok geo.city = "3"`,                        // a number for a string feature is its text
+		"feature not found: nope.nope",             //
+		`unknown command "frobnicate"`,             //
+		"geo.city: absent",                         //
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -28,6 +28,7 @@ type serveConfig struct {
 	Listen          string        `yaml:"listen"`
 	State           string        `yaml:"state"`
 	StateConfig     string        `yaml:"state-config"`
+	EncoderConfig   string        `yaml:"encoder-config"`
 	Notifier        string        `yaml:"notifier"`
 	NotifierConfig  string        `yaml:"notifier-config"`
 	DataDir         string        `yaml:"data-dir"`
@@ -45,6 +46,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.State, "state", "memory", "state provider by name: "+strings.Join(plugins.StateNames(), ", ")+" (env OSPREY_STATE)")
 	fs.StringVar(&c.StateConfig, "state-config", "", "state provider config, key=value,… (env OSPREY_STATE_CONFIG)")
 	fs.StringVar(&c.Notifier, "notifier", "memory", "notifier by name: "+strings.Join(plugins.NotifierNames(), ", ")+" (env OSPREY_NOTIFIER)")
+	fs.StringVar(&c.EncoderConfig, "encoder-config", "", "selector encodings' config, name.key=value,…, e.g. hash.key-env=HASH_KEY (encodings: "+strings.Join(plugins.EncoderNames(), ", ")+"; env OSPREY_ENCODER_CONFIG)")
 	fs.StringVar(&c.NotifierConfig, "notifier-config", "", "notifier config, key=value,… (env OSPREY_NOTIFIER_CONFIG)")
 	fs.StringVar(&c.DataDir, "data-dir", dataDir, "directory for the registry and the module compilation cache; empty keeps them in memory (env OSPREY_DATA_DIR)")
 	fs.StringVar(&c.Tokens, "tokens", "", "bearer tokens, token:read or token:write, comma-separated; empty: no auth (env OSPREY_TOKENS)")
@@ -98,6 +100,26 @@ func (c *serveConfig) resolve(fs *flag.FlagSet, file string) error {
 		}
 	}
 	return nil
+}
+
+// newEncoders builds the selector encodings from "name.key=value,…".
+func newEncoders(s string) (engine.EncoderResolver, error) {
+	kv, err := parseKV(s, "encoder-config")
+	if err != nil {
+		return nil, err
+	}
+	sections := map[string]plugins.Config{}
+	for k, v := range kv {
+		name, key, ok := strings.Cut(k, ".")
+		if !ok || name == "" || key == "" {
+			return nil, fmt.Errorf("encoder-config: %q is not name.key=value (e.g. hash.key-env=HASH_KEY)", k+"="+v)
+		}
+		if sections[name] == nil {
+			sections[name] = plugins.Config{}
+		}
+		sections[name][key] = v
+	}
+	return plugins.NewEncoders(sections)
 }
 
 func parseKV(s, what string) (plugins.Config, error) {
@@ -238,8 +260,12 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if c.MaxTimeout < 0 {
 		return fail(fmt.Errorf("max-timeout: %v is negative", c.MaxTimeout))
 	}
+	encoders, err := newEncoders(c.EncoderConfig)
+	if err != nil {
+		return fail(err)
+	}
 	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host), engine.WithMaxTimeout(c.MaxTimeout),
-		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithLogger(e.log))
+		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithEncoderResolver(encoders), engine.WithLogger(e.log))
 	// ctx is the command's: SIGINT or SIGTERM during the registry restore stops it.
 	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
 		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log})

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +50,27 @@ func TestRestoreTimeoutConfig(t *testing.T) {
 				t.Fatalf("RestoreTimeout = %v, want %v", c.RestoreTimeout, tc.want)
 			}
 		})
+	}
+}
+
+func TestNewEncoders(t *testing.T) {
+	for _, tc := range []struct {
+		cfg, want string // want: an error, or "" for none
+	}{
+		{"", ""},
+		{"hash.key=0123456789abcdef-key,hash.bytes=16", ""},
+		{"hash=x", "is not name.key=value"},
+		{"rot13.key=x", "rot13"},
+		{"hash.bytes=99", "outside 8 to 32"},
+	} {
+		r, err := newEncoders(tc.cfg)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Fatalf("newEncoders(%q) = %v; want %q", tc.cfg, err, tc.want)
+		}
+		if err == nil {
+			if _, err := r.Encoder("hash"); err != nil {
+				t.Fatalf("newEncoders(%q): no hash encoding: %v", tc.cfg, err)
+			}
+		}
 	}
 }

@@ -4,15 +4,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 func runValidate(_ context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey validate FILE|DIR…\n\nParses and validates Feature and DataSource manifests (osprey.dev/v1alpha1, or RaptorML's k8s.raptor.ml/v1alpha1).")
+		fmt.Fprintln(e.stderr, "Usage: osprey validate FILE|DIR…\n\nParses and validates Feature and DataSource manifests (osprey.dev/v1alpha1, or RaptorML's k8s.raptor.ml/v1alpha1):\nthe files named, and every *.yaml and *.yml file under the directories named, recursively\n(skipping hidden directories and testdata).")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -21,7 +26,11 @@ func runValidate(_ context.Context, e *env, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("no manifest given")
 	}
-	ms, err := engine.LoadManifests(fs.Args()...)
+	files, err := manifestTree(fs.Args())
+	if err != nil {
+		return err
+	}
+	ms, err := manifest.Load(files...)
 	if err != nil {
 		return err
 	}
@@ -46,4 +55,44 @@ func describeFeature(f *engine.Feature) string {
 		s += fmt.Sprintf(" keep=%d/%v", kp.Versions, kp.Over)
 	}
 	return s
+}
+
+// manifestTree expands directories to the *.yaml and *.yml files under them, recursively
+// (skipping hidden directories and testdata), in path order; files are kept as given.
+func manifestTree(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		n := len(files)
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			name := d.Name()
+			if d.IsDir() {
+				if path != p && (strings.HasPrefix(name, ".") || name == "testdata") {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if ext := strings.ToLower(filepath.Ext(name)); ext == ".yaml" || ext == ".yml" {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == n {
+			return nil, fmt.Errorf("%s: no *.yaml or *.yml files under it", p)
+		}
+	}
+	return files, nil
 }

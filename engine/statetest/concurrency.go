@@ -136,7 +136,7 @@ func testConcurrentEntities(e *env) {
 		for i := range perWork / 5 {
 			k := strconv.Itoa(w) + "-" + strconv.Itoa(i)
 			want := engine.String(k)
-			if err := e.st.Set(e.ctx, f, k, want, time.Now()); err != nil {
+			if _, err := e.st.Set(e.ctx, f, k, want, time.Now()); err != nil {
 				errs <- err
 				return
 			}

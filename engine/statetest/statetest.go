@@ -19,7 +19,14 @@
 //   - Values round-trip exactly: every primitive, int64 and float64 extremes, any UTF-8
 //     string (NUL included), timestamps to the nanosecond before and after the epoch, and
 //     empty lists (of the list's kind). Returned timestamps are compared with time.Equal.
-//   - Set replaces unconditionally, even with a timestamp older than the stored one.
+//   - Set is ordered by event time (engine.State's rules): a late Set is superseded and
+//     reports the current value's timestamp; with KeepPrevious it lands among the previous
+//     versions in timestamp order within Versions and is dropped beyond them or past Over.
+//     Equal timestamps: the later write wins, for the current value and among previous ones.
+//     A current value past its expiry never supersedes. Concurrent Sets in any order leave
+//     the latest timestamp current and the next ones as the previous versions.
+//   - Append and Incr apply in call order, whatever their timestamps, and are never
+//     superseded; an Update of a list appends the same way.
 //   - Append of an empty list stores an empty list; Append and Incr by a wrong kind fail
 //     with engine.ErrTypeMismatch, and on a feature of the wrong type with
 //     engine.ErrTypeMismatch or engine.ErrUnsupported; a failed call writes nothing.
@@ -85,6 +92,14 @@ var tests = []struct {
 	{"Absent", testAbsent},
 	{"RoundTrip", testRoundTrip},
 	{"SetReplaces", testSetReplaces},
+	{"LateSetSuperseded", testLateSetSuperseded},
+	{"LateSetAmongVersions", testLateSetAmongVersions},
+	{"LateSetDropped", testLateSetDropped},
+	{"EqualTimestamps", testEqualTimestamps},
+	{"ExpiredCurrentDoesNotSupersede", testExpiredCurrent},
+	{"LateUpdate", testLateUpdate},
+	{"AppendIncrCallOrder", testAppendIncrCallOrder},
+	{"ConcurrentLateSets", testConcurrentLateSets},
 	{"Append", testAppend},
 	{"AppendImmutability", testAppendImmutability},
 	{"AppendStaleRelativeToWrite", testAppendStale},
@@ -187,10 +202,39 @@ func (e *env) keys(f *engine.Feature, values ...string) string {
 	return enc
 }
 
+// set writes v and checks that it became the current value.
 func (e *env) set(f *engine.Feature, keys string, v engine.Value, ts time.Time) {
 	e.Helper()
-	if err := e.st.Set(e.ctx, f, keys, v, ts); err != nil {
+	w := e.setW(f, keys, v, ts)
+	if w.Superseded {
+		e.Errorf("Set(%s, %q, %v, %v) was superseded by a value at %v, want applied", f.FQN, keys, v, ts, w.Current)
+	}
+}
+
+// setW writes v and returns what the State reports.
+func (e *env) setW(f *engine.Feature, keys string, v engine.Value, ts time.Time) engine.Written {
+	e.Helper()
+	w, err := e.st.Set(e.ctx, f, keys, v, ts)
+	if err != nil {
 		e.Fatalf("Set(%s, %q, %v): %v", f.FQN, keys, v, err)
+	}
+	if !w.Value.Equal(v) {
+		e.Errorf("Set(%s, %q, %v): Written.Value = %v, want the value set", f.FQN, keys, v, w.Value)
+	}
+	return w
+}
+
+// wantSuperseded checks that a write was superseded by a current value at current, and was
+// kept among the previous versions or dropped as kept says.
+func (e *env) wantSuperseded(what string, w engine.Written, current time.Time, kept bool) {
+	e.Helper()
+	switch {
+	case !w.Superseded:
+		e.Errorf("%s: applied, want superseded by the value at %v", what, current)
+	case !w.Current.Equal(current):
+		e.Errorf("%s: superseded by a value at %v, want %v", what, w.Current, current)
+	case w.Kept != kept:
+		e.Errorf("%s: Kept = %v, want %v", what, w.Kept, kept)
 	}
 }
 

@@ -89,9 +89,10 @@ func testSetReplaces(e *env) {
 	e.set(f, k, engine.String("first"), t1)
 	e.set(f, k, engine.String("second"), t2)
 	e.wantGet(f, k, 0, engine.String("second"), t2)
-	// Set replaces unconditionally, even with an older timestamp.
-	e.set(f, k, engine.String("third"), t1)
-	e.wantGet(f, k, 0, engine.String("third"), t1)
+	// A later timestamp replaces.
+	t3 := e.now.Add(-time.Second)
+	e.set(f, k, engine.String("third"), t3)
+	e.wantGet(f, k, 0, engine.String("third"), t3)
 	// Lists are replaced, not appended to.
 	l := e.feature("set_replaces_list", engine.PrimitiveIntList)
 	e.set(l, k, engine.IntList([]int64{1, 2, 3}), t1)
@@ -387,18 +388,18 @@ func testUpdate(e *env) {
 	k := e.keys(s, "a")
 	for _, v := range []string{"x", "y"} {
 		got, err := e.st.Update(e.ctx, s, k, engine.String(v), ts)
-		if err != nil || !got.Equal(engine.String(v)) {
-			e.Errorf("Update scalar %q = %v, %v; want %q", v, got, err, v)
+		if err != nil || !got.Value.Equal(engine.String(v)) || got.Superseded {
+			e.Errorf("Update scalar %q = %+v, %v; want %q applied", v, got, err, v)
 		}
 	}
 	e.wantGet(s, k, 0, engine.String("y"), ts)
 
 	l := e.feature("update_list", engine.PrimitiveFloatList)
-	if got, err := e.st.Update(e.ctx, l, k, engine.FloatList([]float64{1}), ts); err != nil || !got.Equal(engine.FloatList([]float64{1})) {
-		e.Errorf("Update list = %v, %v; want [1]", got, err)
+	if got, err := e.st.Update(e.ctx, l, k, engine.FloatList([]float64{1}), ts); err != nil || !got.Value.Equal(engine.FloatList([]float64{1})) {
+		e.Errorf("Update list = %+v, %v; want [1]", got, err)
 	}
-	if got, err := e.st.Update(e.ctx, l, k, engine.FloatList([]float64{2, 3}), ts); err != nil || !got.Equal(engine.FloatList([]float64{1, 2, 3})) {
-		e.Errorf("second Update list = %v, %v; want [1 2 3] (Update appends)", got, err)
+	if got, err := e.st.Update(e.ctx, l, k, engine.FloatList([]float64{2, 3}), ts); err != nil || !got.Value.Equal(engine.FloatList([]float64{1, 2, 3})) {
+		e.Errorf("second Update list = %+v, %v; want [1 2 3] (Update appends)", got, err)
 	}
 	e.wantGet(l, k, 0, engine.FloatList([]float64{1, 2, 3}), ts)
 
@@ -410,8 +411,8 @@ func testUpdate(e *env) {
 		}
 		for _, v := range []engine.Value{v1, v2} {
 			got, err := e.st.Update(e.ctx, w, k, v, ts)
-			if err != nil || !got.IsNull() {
-				e.Errorf("Update windowed %s by %v = %v, %v; want null", p, v, got, err)
+			if err != nil || !got.Value.IsNull() || got.Superseded {
+				e.Errorf("Update windowed %s by %v = %+v, %v; want null, applied", p, v, got, err)
 			}
 		}
 		id := engine.BucketID(ts, w.Granularity)

@@ -243,6 +243,39 @@ func checkValid(t *testing.T, kind abitest.Kind, b []byte, want any) {
 		if !abitest.Equal(g, w) {
 			t.Errorf("Get = %+v, want %+v", g, w)
 		}
+
+	case abitest.KindConfigureCall:
+		// Delivered through osprey_configure, read back through the Context of a call.
+		w := want.(abi.ConfigureCall)
+		osprey.OnConfig(nil)
+		if resp := osprey.Configure(b); !bytes.Equal(resp, []byte{abi.StatusOK}) {
+			t.Fatalf("configure response %x, want 00", resp)
+		}
+		cfg := osprey.CurrentConfig()
+		if cfg.Len() != len(w.Config) {
+			t.Errorf("Len = %d, want %d", cfg.Len(), len(w.Config))
+		}
+		got := make([]abi.KV, 0, len(w.Config))
+		for _, k := range cfg.Keys() {
+			v, _ := cfg.Lookup(k)
+			got = append(got, abi.KV{Name: k, Value: v})
+		}
+		if !abitest.Equal(abi.ConfigureCall{Config: got}, w) {
+			t.Errorf("config %v, want %v", got, w.Config)
+		}
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			for _, kv := range w.Config {
+				if v, ok := ctx.Config(kv.Name); !ok || v != kv.Value {
+					t.Errorf("Context.Config(%q) = %q, %v; want %q", kv.Name, v, ok, kv.Value)
+				}
+			}
+			if _, ok := ctx.Config("\x00absent"); ok {
+				t.Error("Context.Config found an absent key")
+			}
+			return program.Result{}, nil
+		})
+		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
+		osprey.Configure([]byte{abi.CallConfigure, 0})
 	}
 }
 
@@ -277,6 +310,13 @@ func checkInvalid(t *testing.T, v abitest.Vector, b []byte) {
 		resp = program.Run(programCall(b, []byte{0}))
 	case abitest.KindRow:
 		resp = program.Run(programCall([]byte{0}, b))
+	case abitest.KindConfigureCall:
+		osprey.Configure([]byte{abi.CallConfigure, 1, 1, 'k', 1, 'v'})
+		resp = append([]byte(nil), osprey.Configure(b)...) // the next Configure reuses its memory
+		if v, ok := osprey.CurrentConfig().Lookup("k"); !ok || v != "v" {
+			t.Errorf("a refused configuration replaced the current one")
+		}
+		osprey.Configure([]byte{abi.CallConfigure, 0})
 	case abitest.KindGetResult:
 		hosttest.Install(t, &hosttest.Host{RawGet: func(string, []byte) ([]byte, bool) { return b, false }})
 		var err error

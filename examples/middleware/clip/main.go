@@ -1,7 +1,8 @@
 //go:build wasip1
 
 // Command clip is the clip_amount middleware: before an amount is written it rejects a
-// negative one and clips one above Max.
+// negative one and clips one above the maximum its manifest's config gives (max; 10000 when
+// absent).
 package main
 
 import (
@@ -11,10 +12,27 @@ import (
 	"github.com/osprey-ml/osprey/guest-sdk/go/osprey"
 )
 
-// Max is the largest amount written; larger ones are clipped to it.
-const Max = 10000
+// DefaultMax is the maximum when the config has no max.
+const DefaultMax = 10000
+
+// maxAmount is the largest amount written; larger ones are clipped to it. OnConfig sets it
+// from the config the host delivers (ABI 1.1) before the instance's first call.
+var maxAmount float64 = DefaultMax
 
 func init() {
+	// Parsed once per configuration, not per call; a max that is not a number, or is
+	// negative, fails the apply with this message.
+	osprey.OnConfig(func(cfg osprey.Config) error {
+		m, err := cfg.Float("max", DefaultMax)
+		if err != nil {
+			return err
+		}
+		if m < 0 {
+			return errors.New("config max: must not be negative")
+		}
+		maxAmount = m
+		return nil
+	})
 	middleware.Handle(clip)
 }
 
@@ -33,9 +51,9 @@ func clip(ctx *osprey.Context, call middleware.Call, v osprey.Value) (osprey.Val
 	if amount < 0 {
 		return v, osprey.Reject("clip_amount: amount %v is negative", amount)
 	}
-	if amount > Max {
-		ctx.Info("clipped", "amount", amount, "max", Max, "op", call.Op)
-		amount = Max
+	if amount > maxAmount {
+		ctx.Info("clipped", "amount", amount, "max", maxAmount, "op", call.Op)
+		amount = maxAmount
 	}
 	return osprey.Float(amount), nil
 }

@@ -23,6 +23,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WriteOutcome says whether a write became the entity's current value.
+type WriteOutcome int32
+
+const (
+	// Not reported (a server older than this field).
+	WriteOutcome_WRITE_OUTCOME_UNSPECIFIED WriteOutcome = 0
+	// The write became the current value, or was added to the feature's window.
+	WriteOutcome_WRITE_OUTCOME_APPLIED WriteOutcome = 1
+	// The entity's current value has a later timestamp than the write's, so the write did
+	// not replace it: it was kept among the previous versions (kept_as_previous) or dropped.
+	WriteOutcome_WRITE_OUTCOME_SUPERSEDED WriteOutcome = 2
+)
+
+// Enum value maps for WriteOutcome.
+var (
+	WriteOutcome_name = map[int32]string{
+		0: "WRITE_OUTCOME_UNSPECIFIED",
+		1: "WRITE_OUTCOME_APPLIED",
+		2: "WRITE_OUTCOME_SUPERSEDED",
+	}
+	WriteOutcome_value = map[string]int32{
+		"WRITE_OUTCOME_UNSPECIFIED": 0,
+		"WRITE_OUTCOME_APPLIED":     1,
+		"WRITE_OUTCOME_SUPERSEDED":  2,
+	}
+)
+
+func (x WriteOutcome) Enum() *WriteOutcome {
+	p := new(WriteOutcome)
+	*p = x
+	return p
+}
+
+func (x WriteOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WriteOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_osprey_v1_engine_proto_enumTypes[0].Descriptor()
+}
+
+func (WriteOutcome) Type() protoreflect.EnumType {
+	return &file_osprey_v1_engine_proto_enumTypes[0]
+}
+
+func (x WriteOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WriteOutcome.Descriptor instead.
+func (WriteOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_osprey_v1_engine_proto_rawDescGZIP(), []int{0}
+}
+
 // Entity names an entity by its keys.
 type Entity struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -535,10 +589,20 @@ type SetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The FQN of the feature written.
 	Fqn string `protobuf:"bytes,1,opt,name=fqn,proto3" json:"fqn,omitempty"`
-	// The value after the write; unset for a window add.
-	Value         *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The value written (for a superseded write, the late value, not the current one);
+	// unset for a window add.
+	Value *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Whether the write became the current value.
+	Outcome WriteOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=osprey.v1.WriteOutcome" json:"outcome,omitempty"`
+	// The write's timestamp (now when the request set none).
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// For a superseded write: the timestamp of the current value, which is later.
+	CurrentTimestamp *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=current_timestamp,json=currentTimestamp,proto3" json:"current_timestamp,omitempty"`
+	// For a superseded write: whether it was kept among the previous versions (false: it was
+	// dropped, because the feature keeps none or it is older than the versions kept).
+	KeptAsPrevious bool `protobuf:"varint,6,opt,name=kept_as_previous,json=keptAsPrevious,proto3" json:"kept_as_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SetResponse) Reset() {
@@ -583,6 +647,34 @@ func (x *SetResponse) GetValue() *Value {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *SetResponse) GetOutcome() WriteOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return WriteOutcome_WRITE_OUTCOME_UNSPECIFIED
+}
+
+func (x *SetResponse) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *SetResponse) GetCurrentTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CurrentTimestamp
+	}
+	return nil
+}
+
+func (x *SetResponse) GetKeptAsPrevious() bool {
+	if x != nil {
+		return x.KeptAsPrevious
+	}
+	return false
 }
 
 // AppendRequest appends to a list feature's value.
@@ -921,10 +1013,21 @@ type UpdateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The FQN of the feature written.
 	Fqn string `protobuf:"bytes,1,opt,name=fqn,proto3" json:"fqn,omitempty"`
-	// The value after the write; unset for a window add.
-	Value         *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The value after the write (for a superseded write, the late value, not the current
+	// one); unset for a window add.
+	Value *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Whether the write became the current value: only the Update of a scalar, which is a
+	// Set, can be superseded.
+	Outcome WriteOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=osprey.v1.WriteOutcome" json:"outcome,omitempty"`
+	// The write's timestamp (now when the request set none).
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// For a superseded write: the timestamp of the current value, which is later.
+	CurrentTimestamp *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=current_timestamp,json=currentTimestamp,proto3" json:"current_timestamp,omitempty"`
+	// For a superseded write: whether it was kept among the previous versions (false:
+	// dropped).
+	KeptAsPrevious bool `protobuf:"varint,6,opt,name=kept_as_previous,json=keptAsPrevious,proto3" json:"kept_as_previous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpdateResponse) Reset() {
@@ -969,6 +1072,34 @@ func (x *UpdateResponse) GetValue() *Value {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *UpdateResponse) GetOutcome() WriteOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return WriteOutcome_WRITE_OUTCOME_UNSPECIFIED
+}
+
+func (x *UpdateResponse) GetTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *UpdateResponse) GetCurrentTimestamp() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CurrentTimestamp
+	}
+	return nil
+}
+
+func (x *UpdateResponse) GetKeptAsPrevious() bool {
+	if x != nil {
+		return x.KeptAsPrevious
+	}
+	return false
 }
 
 // FeatureDescriptorRequest asks for the description of a feature.
@@ -1131,7 +1262,11 @@ type WatchResponse struct {
 	// The write's timestamp.
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// The operation that wrote: "set", "append", "incr" or "update".
-	Op            string `protobuf:"bytes,5,opt,name=op,proto3" json:"op,omitempty"`
+	Op string `protobuf:"bytes,5,opt,name=op,proto3" json:"op,omitempty"`
+	// Whether the write became the current value. A superseded write (older than the
+	// current value) is streamed too, with value the late value: the current one is
+	// unchanged.
+	Outcome       WriteOutcome `protobuf:"varint,6,opt,name=outcome,proto3,enum=osprey.v1.WriteOutcome" json:"outcome,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1201,6 +1336,13 @@ func (x *WatchResponse) GetOp() string {
 	return ""
 }
 
+func (x *WatchResponse) GetOutcome() WriteOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return WriteOutcome_WRITE_OUTCOME_UNSPECIFIED
+}
+
 var File_osprey_v1_engine_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_engine_proto_rawDesc = "" +
@@ -1247,10 +1389,14 @@ const file_osprey_v1_engine_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x02\n" +
 	"\vSetResponse\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\"\xfa\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x121\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x17.osprey.v1.WriteOutcomeR\aoutcome\x128\n" +
+	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12G\n" +
+	"\x11current_timestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10currentTimestamp\x12(\n" +
+	"\x10kept_as_previous\x18\x06 \x01(\bR\x0ekeptAsPrevious\"\xfa\x01\n" +
 	"\rAppendRequest\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x126\n" +
 	"\x04keys\x18\x02 \x03(\v2\".osprey.v1.AppendRequest.KeysEntryR\x04keys\x12,\n" +
@@ -1280,26 +1426,35 @@ const file_osprey_v1_engine_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaa\x02\n" +
 	"\x0eUpdateResponse\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\"6\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x121\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x17.osprey.v1.WriteOutcomeR\aoutcome\x128\n" +
+	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12G\n" +
+	"\x11current_timestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10currentTimestamp\x12(\n" +
+	"\x10kept_as_previous\x18\x06 \x01(\bR\x0ekeptAsPrevious\"6\n" +
 	"\x18FeatureDescriptorRequest\x12\x1a\n" +
 	"\bselector\x18\x01 \x01(\tR\bselector\"I\n" +
 	"\x19FeatureDescriptorResponse\x12,\n" +
 	"\afeature\x18\x01 \x01(\v2\x12.osprey.v1.FeatureR\afeature\"O\n" +
 	"\fWatchRequest\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12-\n" +
-	"\bentities\x18\x02 \x03(\v2\x11.osprey.v1.EntityR\bentities\"\x84\x02\n" +
+	"\bentities\x18\x02 \x03(\v2\x11.osprey.v1.EntityR\bentities\"\xb7\x02\n" +
 	"\rWatchResponse\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x126\n" +
 	"\x04keys\x18\x02 \x03(\v2\".osprey.v1.WatchResponse.KeysEntryR\x04keys\x12&\n" +
 	"\x05value\x18\x03 \x01(\v2\x10.osprey.v1.ValueR\x05value\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x0e\n" +
-	"\x02op\x18\x05 \x01(\tR\x02op\x1a7\n" +
+	"\x02op\x18\x05 \x01(\tR\x02op\x121\n" +
+	"\aoutcome\x18\x06 \x01(\x0e2\x17.osprey.v1.WriteOutcomeR\aoutcome\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa1\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*f\n" +
+	"\fWriteOutcome\x12\x1d\n" +
+	"\x19WRITE_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15WRITE_OUTCOME_APPLIED\x10\x01\x12\x1c\n" +
+	"\x18WRITE_OUTCOME_SUPERSEDED\x10\x022\xa1\x04\n" +
 	"\rEngineService\x129\n" +
 	"\x03Get\x12\x15.osprey.v1.GetRequest\x1a\x16.osprey.v1.GetResponse\"\x03\x90\x02\x01\x12E\n" +
 	"\aGetMany\x12\x19.osprey.v1.GetManyRequest\x1a\x1a.osprey.v1.GetManyResponse\"\x03\x90\x02\x01\x124\n" +
@@ -1322,91 +1477,100 @@ func file_osprey_v1_engine_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_engine_proto_rawDescData
 }
 
+var file_osprey_v1_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_osprey_v1_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_osprey_v1_engine_proto_goTypes = []any{
-	(*Entity)(nil),                    // 0: osprey.v1.Entity
-	(*GetRequest)(nil),                // 1: osprey.v1.GetRequest
-	(*GetResponse)(nil),               // 2: osprey.v1.GetResponse
-	(*GetManyRequest)(nil),            // 3: osprey.v1.GetManyRequest
-	(*GetManyResponse)(nil),           // 4: osprey.v1.GetManyResponse
-	(*EntityResult)(nil),              // 5: osprey.v1.EntityResult
-	(*FeatureResult)(nil),             // 6: osprey.v1.FeatureResult
-	(*SetRequest)(nil),                // 7: osprey.v1.SetRequest
-	(*SetResponse)(nil),               // 8: osprey.v1.SetResponse
-	(*AppendRequest)(nil),             // 9: osprey.v1.AppendRequest
-	(*AppendResponse)(nil),            // 10: osprey.v1.AppendResponse
-	(*IncrRequest)(nil),               // 11: osprey.v1.IncrRequest
-	(*IncrResponse)(nil),              // 12: osprey.v1.IncrResponse
-	(*UpdateRequest)(nil),             // 13: osprey.v1.UpdateRequest
-	(*UpdateResponse)(nil),            // 14: osprey.v1.UpdateResponse
-	(*FeatureDescriptorRequest)(nil),  // 15: osprey.v1.FeatureDescriptorRequest
-	(*FeatureDescriptorResponse)(nil), // 16: osprey.v1.FeatureDescriptorResponse
-	(*WatchRequest)(nil),              // 17: osprey.v1.WatchRequest
-	(*WatchResponse)(nil),             // 18: osprey.v1.WatchResponse
-	nil,                               // 19: osprey.v1.Entity.KeysEntry
-	nil,                               // 20: osprey.v1.GetRequest.KeysEntry
-	nil,                               // 21: osprey.v1.SetRequest.KeysEntry
-	nil,                               // 22: osprey.v1.AppendRequest.KeysEntry
-	nil,                               // 23: osprey.v1.IncrRequest.KeysEntry
-	nil,                               // 24: osprey.v1.UpdateRequest.KeysEntry
-	nil,                               // 25: osprey.v1.WatchResponse.KeysEntry
-	(*Value)(nil),                     // 26: osprey.v1.Value
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
-	(*structpb.Value)(nil),            // 28: google.protobuf.Value
-	(*Feature)(nil),                   // 29: osprey.v1.Feature
+	(WriteOutcome)(0),                 // 0: osprey.v1.WriteOutcome
+	(*Entity)(nil),                    // 1: osprey.v1.Entity
+	(*GetRequest)(nil),                // 2: osprey.v1.GetRequest
+	(*GetResponse)(nil),               // 3: osprey.v1.GetResponse
+	(*GetManyRequest)(nil),            // 4: osprey.v1.GetManyRequest
+	(*GetManyResponse)(nil),           // 5: osprey.v1.GetManyResponse
+	(*EntityResult)(nil),              // 6: osprey.v1.EntityResult
+	(*FeatureResult)(nil),             // 7: osprey.v1.FeatureResult
+	(*SetRequest)(nil),                // 8: osprey.v1.SetRequest
+	(*SetResponse)(nil),               // 9: osprey.v1.SetResponse
+	(*AppendRequest)(nil),             // 10: osprey.v1.AppendRequest
+	(*AppendResponse)(nil),            // 11: osprey.v1.AppendResponse
+	(*IncrRequest)(nil),               // 12: osprey.v1.IncrRequest
+	(*IncrResponse)(nil),              // 13: osprey.v1.IncrResponse
+	(*UpdateRequest)(nil),             // 14: osprey.v1.UpdateRequest
+	(*UpdateResponse)(nil),            // 15: osprey.v1.UpdateResponse
+	(*FeatureDescriptorRequest)(nil),  // 16: osprey.v1.FeatureDescriptorRequest
+	(*FeatureDescriptorResponse)(nil), // 17: osprey.v1.FeatureDescriptorResponse
+	(*WatchRequest)(nil),              // 18: osprey.v1.WatchRequest
+	(*WatchResponse)(nil),             // 19: osprey.v1.WatchResponse
+	nil,                               // 20: osprey.v1.Entity.KeysEntry
+	nil,                               // 21: osprey.v1.GetRequest.KeysEntry
+	nil,                               // 22: osprey.v1.SetRequest.KeysEntry
+	nil,                               // 23: osprey.v1.AppendRequest.KeysEntry
+	nil,                               // 24: osprey.v1.IncrRequest.KeysEntry
+	nil,                               // 25: osprey.v1.UpdateRequest.KeysEntry
+	nil,                               // 26: osprey.v1.WatchResponse.KeysEntry
+	(*Value)(nil),                     // 27: osprey.v1.Value
+	(*timestamppb.Timestamp)(nil),     // 28: google.protobuf.Timestamp
+	(*structpb.Value)(nil),            // 29: google.protobuf.Value
+	(*Feature)(nil),                   // 30: osprey.v1.Feature
 }
 var file_osprey_v1_engine_proto_depIdxs = []int32{
-	19, // 0: osprey.v1.Entity.keys:type_name -> osprey.v1.Entity.KeysEntry
-	20, // 1: osprey.v1.GetRequest.keys:type_name -> osprey.v1.GetRequest.KeysEntry
-	26, // 2: osprey.v1.GetResponse.value:type_name -> osprey.v1.Value
-	27, // 3: osprey.v1.GetResponse.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 4: osprey.v1.GetManyRequest.entities:type_name -> osprey.v1.Entity
-	5,  // 5: osprey.v1.GetManyResponse.results:type_name -> osprey.v1.EntityResult
-	6,  // 6: osprey.v1.EntityResult.features:type_name -> osprey.v1.FeatureResult
-	26, // 7: osprey.v1.FeatureResult.value:type_name -> osprey.v1.Value
-	27, // 8: osprey.v1.FeatureResult.timestamp:type_name -> google.protobuf.Timestamp
-	21, // 9: osprey.v1.SetRequest.keys:type_name -> osprey.v1.SetRequest.KeysEntry
-	28, // 10: osprey.v1.SetRequest.value:type_name -> google.protobuf.Value
-	27, // 11: osprey.v1.SetRequest.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 12: osprey.v1.SetResponse.value:type_name -> osprey.v1.Value
-	22, // 13: osprey.v1.AppendRequest.keys:type_name -> osprey.v1.AppendRequest.KeysEntry
-	28, // 14: osprey.v1.AppendRequest.value:type_name -> google.protobuf.Value
-	27, // 15: osprey.v1.AppendRequest.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 16: osprey.v1.AppendResponse.value:type_name -> osprey.v1.Value
-	23, // 17: osprey.v1.IncrRequest.keys:type_name -> osprey.v1.IncrRequest.KeysEntry
-	28, // 18: osprey.v1.IncrRequest.value:type_name -> google.protobuf.Value
-	27, // 19: osprey.v1.IncrRequest.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 20: osprey.v1.IncrResponse.value:type_name -> osprey.v1.Value
-	24, // 21: osprey.v1.UpdateRequest.keys:type_name -> osprey.v1.UpdateRequest.KeysEntry
-	28, // 22: osprey.v1.UpdateRequest.value:type_name -> google.protobuf.Value
-	27, // 23: osprey.v1.UpdateRequest.timestamp:type_name -> google.protobuf.Timestamp
-	26, // 24: osprey.v1.UpdateResponse.value:type_name -> osprey.v1.Value
-	29, // 25: osprey.v1.FeatureDescriptorResponse.feature:type_name -> osprey.v1.Feature
-	0,  // 26: osprey.v1.WatchRequest.entities:type_name -> osprey.v1.Entity
-	25, // 27: osprey.v1.WatchResponse.keys:type_name -> osprey.v1.WatchResponse.KeysEntry
-	26, // 28: osprey.v1.WatchResponse.value:type_name -> osprey.v1.Value
-	27, // 29: osprey.v1.WatchResponse.timestamp:type_name -> google.protobuf.Timestamp
-	1,  // 30: osprey.v1.EngineService.Get:input_type -> osprey.v1.GetRequest
-	3,  // 31: osprey.v1.EngineService.GetMany:input_type -> osprey.v1.GetManyRequest
-	7,  // 32: osprey.v1.EngineService.Set:input_type -> osprey.v1.SetRequest
-	9,  // 33: osprey.v1.EngineService.Append:input_type -> osprey.v1.AppendRequest
-	11, // 34: osprey.v1.EngineService.Incr:input_type -> osprey.v1.IncrRequest
-	13, // 35: osprey.v1.EngineService.Update:input_type -> osprey.v1.UpdateRequest
-	15, // 36: osprey.v1.EngineService.FeatureDescriptor:input_type -> osprey.v1.FeatureDescriptorRequest
-	17, // 37: osprey.v1.EngineService.Watch:input_type -> osprey.v1.WatchRequest
-	2,  // 38: osprey.v1.EngineService.Get:output_type -> osprey.v1.GetResponse
-	4,  // 39: osprey.v1.EngineService.GetMany:output_type -> osprey.v1.GetManyResponse
-	8,  // 40: osprey.v1.EngineService.Set:output_type -> osprey.v1.SetResponse
-	10, // 41: osprey.v1.EngineService.Append:output_type -> osprey.v1.AppendResponse
-	12, // 42: osprey.v1.EngineService.Incr:output_type -> osprey.v1.IncrResponse
-	14, // 43: osprey.v1.EngineService.Update:output_type -> osprey.v1.UpdateResponse
-	16, // 44: osprey.v1.EngineService.FeatureDescriptor:output_type -> osprey.v1.FeatureDescriptorResponse
-	18, // 45: osprey.v1.EngineService.Watch:output_type -> osprey.v1.WatchResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	20, // 0: osprey.v1.Entity.keys:type_name -> osprey.v1.Entity.KeysEntry
+	21, // 1: osprey.v1.GetRequest.keys:type_name -> osprey.v1.GetRequest.KeysEntry
+	27, // 2: osprey.v1.GetResponse.value:type_name -> osprey.v1.Value
+	28, // 3: osprey.v1.GetResponse.timestamp:type_name -> google.protobuf.Timestamp
+	1,  // 4: osprey.v1.GetManyRequest.entities:type_name -> osprey.v1.Entity
+	6,  // 5: osprey.v1.GetManyResponse.results:type_name -> osprey.v1.EntityResult
+	7,  // 6: osprey.v1.EntityResult.features:type_name -> osprey.v1.FeatureResult
+	27, // 7: osprey.v1.FeatureResult.value:type_name -> osprey.v1.Value
+	28, // 8: osprey.v1.FeatureResult.timestamp:type_name -> google.protobuf.Timestamp
+	22, // 9: osprey.v1.SetRequest.keys:type_name -> osprey.v1.SetRequest.KeysEntry
+	29, // 10: osprey.v1.SetRequest.value:type_name -> google.protobuf.Value
+	28, // 11: osprey.v1.SetRequest.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 12: osprey.v1.SetResponse.value:type_name -> osprey.v1.Value
+	0,  // 13: osprey.v1.SetResponse.outcome:type_name -> osprey.v1.WriteOutcome
+	28, // 14: osprey.v1.SetResponse.timestamp:type_name -> google.protobuf.Timestamp
+	28, // 15: osprey.v1.SetResponse.current_timestamp:type_name -> google.protobuf.Timestamp
+	23, // 16: osprey.v1.AppendRequest.keys:type_name -> osprey.v1.AppendRequest.KeysEntry
+	29, // 17: osprey.v1.AppendRequest.value:type_name -> google.protobuf.Value
+	28, // 18: osprey.v1.AppendRequest.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 19: osprey.v1.AppendResponse.value:type_name -> osprey.v1.Value
+	24, // 20: osprey.v1.IncrRequest.keys:type_name -> osprey.v1.IncrRequest.KeysEntry
+	29, // 21: osprey.v1.IncrRequest.value:type_name -> google.protobuf.Value
+	28, // 22: osprey.v1.IncrRequest.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 23: osprey.v1.IncrResponse.value:type_name -> osprey.v1.Value
+	25, // 24: osprey.v1.UpdateRequest.keys:type_name -> osprey.v1.UpdateRequest.KeysEntry
+	29, // 25: osprey.v1.UpdateRequest.value:type_name -> google.protobuf.Value
+	28, // 26: osprey.v1.UpdateRequest.timestamp:type_name -> google.protobuf.Timestamp
+	27, // 27: osprey.v1.UpdateResponse.value:type_name -> osprey.v1.Value
+	0,  // 28: osprey.v1.UpdateResponse.outcome:type_name -> osprey.v1.WriteOutcome
+	28, // 29: osprey.v1.UpdateResponse.timestamp:type_name -> google.protobuf.Timestamp
+	28, // 30: osprey.v1.UpdateResponse.current_timestamp:type_name -> google.protobuf.Timestamp
+	30, // 31: osprey.v1.FeatureDescriptorResponse.feature:type_name -> osprey.v1.Feature
+	1,  // 32: osprey.v1.WatchRequest.entities:type_name -> osprey.v1.Entity
+	26, // 33: osprey.v1.WatchResponse.keys:type_name -> osprey.v1.WatchResponse.KeysEntry
+	27, // 34: osprey.v1.WatchResponse.value:type_name -> osprey.v1.Value
+	28, // 35: osprey.v1.WatchResponse.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 36: osprey.v1.WatchResponse.outcome:type_name -> osprey.v1.WriteOutcome
+	2,  // 37: osprey.v1.EngineService.Get:input_type -> osprey.v1.GetRequest
+	4,  // 38: osprey.v1.EngineService.GetMany:input_type -> osprey.v1.GetManyRequest
+	8,  // 39: osprey.v1.EngineService.Set:input_type -> osprey.v1.SetRequest
+	10, // 40: osprey.v1.EngineService.Append:input_type -> osprey.v1.AppendRequest
+	12, // 41: osprey.v1.EngineService.Incr:input_type -> osprey.v1.IncrRequest
+	14, // 42: osprey.v1.EngineService.Update:input_type -> osprey.v1.UpdateRequest
+	16, // 43: osprey.v1.EngineService.FeatureDescriptor:input_type -> osprey.v1.FeatureDescriptorRequest
+	18, // 44: osprey.v1.EngineService.Watch:input_type -> osprey.v1.WatchRequest
+	3,  // 45: osprey.v1.EngineService.Get:output_type -> osprey.v1.GetResponse
+	5,  // 46: osprey.v1.EngineService.GetMany:output_type -> osprey.v1.GetManyResponse
+	9,  // 47: osprey.v1.EngineService.Set:output_type -> osprey.v1.SetResponse
+	11, // 48: osprey.v1.EngineService.Append:output_type -> osprey.v1.AppendResponse
+	13, // 49: osprey.v1.EngineService.Incr:output_type -> osprey.v1.IncrResponse
+	15, // 50: osprey.v1.EngineService.Update:output_type -> osprey.v1.UpdateResponse
+	17, // 51: osprey.v1.EngineService.FeatureDescriptor:output_type -> osprey.v1.FeatureDescriptorResponse
+	19, // 52: osprey.v1.EngineService.Watch:output_type -> osprey.v1.WatchResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_engine_proto_init() }
@@ -1421,13 +1585,14 @@ func file_osprey_v1_engine_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_engine_proto_rawDesc), len(file_osprey_v1_engine_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_osprey_v1_engine_proto_goTypes,
 		DependencyIndexes: file_osprey_v1_engine_proto_depIdxs,
+		EnumInfos:         file_osprey_v1_engine_proto_enumTypes,
 		MessageInfos:      file_osprey_v1_engine_proto_msgTypes,
 	}.Build()
 	File_osprey_v1_engine_proto = out.File

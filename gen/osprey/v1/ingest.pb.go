@@ -87,7 +87,10 @@ type IngestResponse struct {
 	// The number of feature values written.
 	Written int64 `protobuf:"varint,2,opt,name=written,proto3" json:"written,omitempty"`
 	// The number of program runs that wrote nothing (the program returned no value).
-	Skipped       int64 `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	Skipped int64 `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// How many of the values written were superseded: older than the entity's current value
+	// (rows arriving out of event-time order), so they did not replace it.
+	Superseded    int64 `protobuf:"varint,4,opt,name=superseded,proto3" json:"superseded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +146,13 @@ func (x *IngestResponse) GetSkipped() int64 {
 	return 0
 }
 
+func (x *IngestResponse) GetSuperseded() int64 {
+	if x != nil {
+		return x.Superseded
+	}
+	return 0
+}
+
 var File_osprey_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_ingest_proto_rawDesc = "" +
@@ -150,11 +160,14 @@ const file_osprey_v1_ingest_proto_rawDesc = "" +
 	"\x16osprey/v1/ingest.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\"T\n" +
 	"\rIngestRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12+\n" +
-	"\x04rows\x18\x02 \x03(\v2\x17.google.protobuf.StructR\x04rows\"X\n" +
+	"\x04rows\x18\x02 \x03(\v2\x17.google.protobuf.StructR\x04rows\"x\n" +
 	"\x0eIngestResponse\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\x03R\x04rows\x12\x18\n" +
 	"\awritten\x18\x02 \x01(\x03R\awritten\x12\x18\n" +
-	"\askipped\x18\x03 \x01(\x03R\askipped2N\n" +
+	"\askipped\x18\x03 \x01(\x03R\askipped\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\x04 \x01(\x03R\n" +
+	"superseded2N\n" +
 	"\rIngestService\x12=\n" +
 	"\x06Ingest\x12\x18.osprey.v1.IngestRequest\x1a\x19.osprey.v1.IngestResponseB4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
 

@@ -36,3 +36,13 @@ func ospreyAlloc(size int32) int32 {
 	input = input[:cap(input)]
 	return int32(uintptr(unsafe.Pointer(unsafe.SliceData(input))))
 }
+
+// ospreyConfigure is the osprey_configure export (ABI §4.4, ABI 1.1): it takes the
+// configuration at ptr..ptr+n and returns its response's location as ptr<<32 | len.
+//
+//go:wasmexport osprey_configure
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not see
+func ospreyConfigure(ptr unsafe.Pointer, n int32) int64 {
+	resp := Configure(unsafe.Slice((*byte)(ptr), int(uint32(n))))
+	return int64(uintptr(unsafe.Pointer(unsafe.SliceData(resp))))<<32 | int64(len(resp))
+}

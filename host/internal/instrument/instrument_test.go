@@ -936,8 +936,8 @@ func instantiateGoGuest(t *testing.T, wasm []byte) api.Module {
 		t.Fatalf("_initialize: %v", err)
 	}
 	v, err := mod.ExportedFunction("osprey_abi_version").Call(ctx)
-	if err != nil || v[0] != 0x00010000 {
-		t.Fatalf("osprey_abi_version = %#x, %v; want 0x00010000", v, err)
+	if err != nil || v[0] != abi.Version {
+		t.Fatalf("osprey_abi_version = %#x, %v; want %#x", v, err, abi.Version)
 	}
 	return mod
 }

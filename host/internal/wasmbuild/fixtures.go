@@ -331,3 +331,37 @@ func RecursionProgram(depth int32) []byte {
 		return m.Func(ProgramType, nil, I32Const(depth), Call(f), okResult())
 	})
 }
+
+// ConfigureResponseOffset is where ConfigurableProgram keeps osprey_configure's response.
+const ConfigureResponseOffset = 512
+
+// RefusedMessage is the message with which ConfigurableProgram(v, true) refuses its
+// configuration.
+const RefusedMessage = "refused by the fixture"
+
+// ConfigurableProgram returns a NoopProgram whose osprey_abi_version returns version and
+// which also exports osprey_configure (ptr i32, len i32) -> i64 (ABI 1.1): it counts its
+// calls in a global and returns the OK response (one byte, 0) or, when refuse is true, an
+// error response with RefusedMessage, kept at ConfigureResponseOffset. Its osprey_program
+// returns the int value of that count (how many times the instance was configured) instead
+// of NoopResponse's 42.
+func ConfigurableProgram(version uint32, refuse bool) []byte {
+	s := defaultSpec()
+	s.version = version
+	resp := []byte{0}
+	if refuse {
+		resp = append([]byte{1, byte(len(RefusedMessage))}, RefusedMessage...)
+	}
+	s.program = func(m *Module) uint32 {
+		n := m.Global(I32, true, I32Const(0))
+		m.Data(ConfigureResponseOffset, resp)
+		configure := m.Func(ProgramType, nil,
+			GlobalGet(n), I32Const(1), I32Add(), GlobalSet(n),
+			I64Const(int64(ConfigureResponseOffset)<<32|int64(len(resp))))
+		m.ExportFunc("osprey_configure", configure)
+		return m.Func(ProgramType, nil,
+			I32Const(ResponseOffset+2), GlobalGet(n), I64ExtendI32U(), I64Store(3, 0),
+			okResult())
+	}
+	return buildGuest(s)
+}

@@ -265,23 +265,39 @@ func (s *State) Get(_ context.Context, f *engine.Feature, keys string, version i
 	return v.v, time.Unix(0, v.ts).UTC(), true, nil
 }
 
-// Set replaces the current value of an entity; the replaced value becomes version 1 when
-// the feature keeps previous values. v must have the feature's type.
-func (s *State) Set(_ context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) error {
+// Set makes v the current value of an entity unless the current value has a later
+// timestamp (engine.State's event-time rule); the replaced value becomes version 1 when the
+// feature keeps previous values. A late v is superseded: it goes into the previous versions
+// in timestamp order when it falls within Versions and is younger than Over, and is dropped
+// otherwise. Comparison and write happen under the shard's lock. v must have the feature's
+// type.
+func (s *State) Set(_ context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) (engine.Written, error) {
 	if err := s.check("set", f, false); err != nil {
-		return err
+		return engine.Written{}, err
 	}
 	if v.Kind() != engine.Kind(f.Primitive) {
-		return typeError("set", f, v)
+		return engine.Written{}, typeError("set", f, v)
 	}
 	t := ts.UnixNano()
+	now := s.now().UnixNano()
 	sh := s.shardFor(f.FQN, keys)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	e := sh.getOrCreate(f, keys)
+	if !e.retained(f, now) {
+		// Absent, of another type, or past its expiry: nothing to order against, and the
+		// history (older still) has expired too.
+		e.cur, e.ts, e.buf, e.hist, e.next = engine.Null, 0, nil, nil, 0
+	}
+	w := engine.Written{Value: v}
+	if !e.cur.IsNull() && t < e.ts {
+		w.Superseded, w.Current = true, time.Unix(0, e.ts).UTC()
+		w.Kept = e.insertPrevious(f, stamped{v, t}, now)
+		return w, nil
+	}
 	e.pushCurrent(f)
 	e.cur, e.ts, e.buf = v, t, nil
-	sh.mu.Unlock()
-	return nil
+	return w, nil
 }
 
 // Append appends the elements of the list v to a list feature's current value, or to an
@@ -362,22 +378,21 @@ func (s *State) Incr(_ context.Context, f *engine.Feature, keys string, by engin
 }
 
 // Update writes v the way the feature's type calls for: WindowAdd for a windowed feature
-// (v an int or a float; it returns Null), Append for a list, Set for a scalar (returning v).
-func (s *State) Update(ctx context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) (engine.Value, error) {
+// (v an int or a float; its Value is Null), Append for a list, Set for a scalar (ordered by
+// event time, as Set is).
+func (s *State) Update(ctx context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) (engine.Written, error) {
 	switch {
 	case f.Windowed():
 		x, ok := v.Number()
 		if !ok {
-			return engine.Null, typeError("update", f, v)
+			return engine.Written{}, typeError("update", f, v)
 		}
-		return engine.Null, s.WindowAdd(ctx, f, keys, x, ts)
+		return engine.Written{}, s.WindowAdd(ctx, f, keys, x, ts)
 	case f.Primitive.IsList():
-		return s.Append(ctx, f, keys, v, ts)
+		out, err := s.Append(ctx, f, keys, v, ts)
+		return engine.Written{Value: out}, err
 	default:
-		if err := s.Set(ctx, f, keys, v, ts); err != nil {
-			return engine.Null, err
-		}
-		return v, nil
+		return s.Set(ctx, f, keys, v, ts)
 	}
 }
 
@@ -560,6 +575,50 @@ func (sh *shard) getOrCreate(f *engine.Feature, keys string) *entry {
 // the feature's type, and is not stale relative to the write (t − staleness < its ts).
 func (e *entry) live(f *engine.Feature, t int64) bool {
 	return e.cur.Kind() == engine.Kind(f.Primitive) && e.ts > t-int64(f.Staleness)
+}
+
+// retained reports whether the current value counts for the event-time order of a Set at now
+// (Unix ns): it exists, has the feature's type, and is younger than the age at which a State
+// may forget it (staleness, or max(staleness, KeepPrevious.Over) when it may still become a
+// previous version). A value past that age is treated as absent whether or not the janitor
+// has deleted it yet, so the janitor never changes a Set's outcome.
+func (e *entry) retained(f *engine.Feature, now int64) bool {
+	keep := f.Staleness
+	if kp := f.KeepPrevious; kp != nil {
+		keep = max(keep, kp.Over)
+	}
+	return e.cur.Kind() == engine.Kind(f.Primitive) && e.ts > now-int64(keep)
+}
+
+// insertPrevious puts a superseded value among the previous versions in timestamp order (of
+// equal timestamps, the later written is the newer) and reports whether it was kept: not
+// when the feature keeps no previous values, when it is KeepPrevious.Over old at now, or
+// when Versions newer ones are kept. The history is sorted by timestamp, oldest first in ring
+// order, because every value entering it is either the replaced current value (never older
+// than what came before it) or inserted here in order.
+func (e *entry) insertPrevious(f *engine.Feature, p stamped, now int64) bool {
+	kp := f.KeepPrevious
+	if kp == nil {
+		e.hist, e.next = nil, 0
+		return false
+	}
+	if p.ts <= now-int64(kp.Over) {
+		return false
+	}
+	n := kp.Versions
+	e.linearize(n)
+	i := len(e.hist)
+	for i > 0 && e.hist[i-1].ts > p.ts {
+		i--
+	}
+	if len(e.hist) == n && i == 0 {
+		return false // older than every one of the Versions kept
+	}
+	e.hist = slices.Insert(e.hist, i, p)
+	if len(e.hist) > n {
+		e.hist = slices.Delete(e.hist, 0, len(e.hist)-n)
+	}
+	return true
 }
 
 // pushCurrent moves the current value into the history before it is replaced, when the

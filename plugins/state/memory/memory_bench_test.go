@@ -26,7 +26,7 @@ func BenchmarkGet(b *testing.B) {
 	keys := benchKeys()
 	now := time.Now()
 	for i, k := range keys {
-		if err := s.Set(ctx, f, k, engine.Float(float64(i)), now); err != nil {
+		if _, err := s.Set(ctx, f, k, engine.Float(float64(i)), now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -47,7 +47,7 @@ func BenchmarkGetParallel(b *testing.B) {
 	keys := benchKeys()
 	now := time.Now()
 	for i, k := range keys {
-		if err := s.Set(ctx, f, k, engine.Float(float64(i)), now); err != nil {
+		if _, err := s.Set(ctx, f, k, engine.Float(float64(i)), now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -74,7 +74,7 @@ func BenchmarkSet(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := s.Set(ctx, f, keys[i%benchEntities], engine.Float(1), now); err != nil {
+		if _, err := s.Set(ctx, f, keys[i%benchEntities], engine.Float(1), now); err != nil {
 			b.Fatal(err)
 		}
 		i++
@@ -91,7 +91,7 @@ func BenchmarkSetKeepPrevious(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if err := s.Set(ctx, f, keys[i%benchEntities], engine.String("Lisbon"), now); err != nil {
+		if _, err := s.Set(ctx, f, keys[i%benchEntities], engine.String("Lisbon"), now); err != nil {
 			b.Fatal(err)
 		}
 		i++

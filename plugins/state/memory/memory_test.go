@@ -61,6 +61,9 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// setErr keeps the error of a Set.
+func setErr(_ engine.Written, err error) error { return err }
+
 func TestSweep(t *testing.T) {
 	s, c := newTest(t)
 	scalar := feature("t.scalar", engine.PrimitiveInt) // staleness 1h
@@ -69,10 +72,10 @@ func TestSweep(t *testing.T) {
 	kept.KeepPrevious = &engine.KeepPrevious{Versions: 2, Over: 2 * time.Hour}
 	win := windowedFeature("t.win") // staleness 1h, granularity 1m
 
-	must(t, s.Set(ctx, scalar, "a", engine.Int(1), t0))
-	must(t, s.Set(ctx, scalar, "b", engine.Int(1), t0.Add(30*time.Minute)))
-	must(t, s.Set(ctx, kept, "a", engine.Int(1), t0))
-	must(t, s.Set(ctx, kept, "a", engine.Int(2), t0.Add(time.Minute)))
+	must(t, setErr(s.Set(ctx, scalar, "a", engine.Int(1), t0)))
+	must(t, setErr(s.Set(ctx, scalar, "b", engine.Int(1), t0.Add(30*time.Minute))))
+	must(t, setErr(s.Set(ctx, kept, "a", engine.Int(1), t0)))
+	must(t, setErr(s.Set(ctx, kept, "a", engine.Int(2), t0.Add(time.Minute))))
 	must(t, s.WindowAdd(ctx, win, "a", 1, t0))
 	must(t, s.WindowAdd(ctx, win, "b", 1, t0))
 	c.Add(30 * time.Minute)
@@ -124,7 +127,7 @@ func TestJanitorGoroutine(t *testing.T) {
 	defer s.Close()
 	f := feature("t.j", engine.PrimitiveString)
 	for i := range 100 {
-		must(t, s.Set(ctx, f, strconv.Itoa(i), engine.String("x"), t0))
+		must(t, setErr(s.Set(ctx, f, strconv.Itoa(i), engine.String("x"), t0)))
 	}
 	time.Sleep(5 * time.Millisecond)
 	if n := s.Len(); n != 100 {
@@ -153,7 +156,7 @@ func TestClose(t *testing.T) {
 	if err := s.Ping(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("Ping after Close: %v", err)
 	}
-	if err := s.Set(ctx, f, "a", engine.Int(1), t0); !errors.Is(err, ErrClosed) {
+	if _, err := s.Set(ctx, f, "a", engine.Int(1), t0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Set after Close: %v", err)
 	}
 	if _, _, _, err := s.Get(ctx, f, "a", 0); !errors.Is(err, ErrClosed) {
@@ -170,9 +173,9 @@ func TestErrors(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"set wrong type", s.Set(ctx, i, "a", engine.String("x"), t0), engine.ErrTypeMismatch},
-		{"set null", s.Set(ctx, i, "a", engine.Null, t0), engine.ErrTypeMismatch},
-		{"set windowed", s.Set(ctx, w, "a", engine.Float(1), t0), engine.ErrUnsupported},
+		{"set wrong type", setErr(s.Set(ctx, i, "a", engine.String("x"), t0)), engine.ErrTypeMismatch},
+		{"set null", setErr(s.Set(ctx, i, "a", engine.Null, t0)), engine.ErrTypeMismatch},
+		{"set windowed", setErr(s.Set(ctx, w, "a", engine.Float(1), t0)), engine.ErrUnsupported},
 		{"get windowed", func() error { _, _, _, err := s.Get(ctx, w, "a", 0); return err }(), engine.ErrUnsupported},
 		{"negative version", func() error { _, _, _, err := s.Get(ctx, i, "a", -1); return err }(), engine.ErrVersionOutOfRange},
 		{"window add unwindowed", s.WindowAdd(ctx, i, "a", 1, t0), engine.ErrUnsupported},
@@ -192,7 +195,7 @@ func TestErrors(t *testing.T) {
 		})
 	}
 	// An overflowing Incr fails and leaves the value alone.
-	must(t, s.Set(ctx, i, "max", engine.Int(math.MaxInt64-1), t0))
+	must(t, setErr(s.Set(ctx, i, "max", engine.Int(math.MaxInt64-1), t0)))
 	if _, err := s.Incr(ctx, i, "max", engine.Int(2), t0); !errors.Is(err, engine.ErrOverflow) {
 		t.Fatalf("Incr past MaxInt64: err = %v, want %v", err, engine.ErrOverflow)
 	}
@@ -233,7 +236,7 @@ func TestVersionsResize(t *testing.T) {
 	s, _ := newTest(t)
 	f := feature("t.v", engine.PrimitiveInt)
 	f.KeepPrevious = &engine.KeepPrevious{Versions: 3, Over: time.Hour}
-	set := func(f *engine.Feature, n int64) { must(t, s.Set(ctx, f, "a", engine.Int(n), t0)) }
+	set := func(f *engine.Feature, n int64) { must(t, setErr(s.Set(ctx, f, "a", engine.Int(n), t0))) }
 	want := func(f *engine.Feature, versions ...int64) {
 		t.Helper()
 		for i, w := range versions {
@@ -272,7 +275,7 @@ func TestVersionsResize(t *testing.T) {
 func TestTypeChange(t *testing.T) {
 	s, _ := newTest(t)
 	i := feature("t.x", engine.PrimitiveInt)
-	must(t, s.Set(ctx, i, "a", engine.Int(41), t0))
+	must(t, setErr(s.Set(ctx, i, "a", engine.Int(41), t0)))
 	fl := feature("t.x", engine.PrimitiveFloat) // the feature deleted and re-applied as float
 	v, err := s.Incr(ctx, fl, "a", engine.Float(0.5), t0)
 	if err != nil || v.Float() != 0.5 {
@@ -336,11 +339,11 @@ func TestAppendAmortisedAndClipped(t *testing.T) {
 func TestAllocations(t *testing.T) {
 	s, c := newTest(t)
 	f := feature("t.a", engine.PrimitiveFloat)
-	must(t, s.Set(ctx, f, "key", engine.Float(1), t0))
+	must(t, setErr(s.Set(ctx, f, "key", engine.Float(1), t0)))
 	if n := testing.AllocsPerRun(100, func() { _, _, _, _ = s.Get(ctx, f, "key", 0) }); n != 0 {
 		t.Errorf("Get allocates %v times", n)
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = s.Set(ctx, f, "key", engine.Float(2), t0) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _ = s.Set(ctx, f, "key", engine.Float(2), t0) }); n != 0 {
 		t.Errorf("Set of an existing entity allocates %v times", n)
 	}
 	w := windowedFeature("t.w")

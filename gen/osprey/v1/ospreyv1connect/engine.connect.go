@@ -61,16 +61,22 @@ type EngineServiceClient interface {
 	// failure to read one cell is reported in that cell (FeatureResult.error) and does not
 	// fail the call.
 	GetMany(context.Context, *connect.Request[v1.GetManyRequest]) (*connect.Response[v1.GetManyResponse], error)
-	// Set writes the current value of an entity. For a windowed feature it adds the value to
-	// the window, like Update.
+	// Set writes the current value of an entity. Writes are ordered by event time: the
+	// current value is the one with the latest timestamp, and a Set older than it does not
+	// replace it (the response says WRITE_OUTCOME_SUPERSEDED; with keepPrevious the value is
+	// kept among the previous versions when it falls within them). Equal timestamps: the
+	// later write wins. For a windowed feature it adds the value to the window, like Update.
 	Set(context.Context, *connect.Request[v1.SetRequest]) (*connect.Response[v1.SetResponse], error)
 	// Append appends a value (one element or a list of them) to a list feature's value.
+	// Appends apply in call order, whatever their timestamps.
 	Append(context.Context, *connect.Request[v1.AppendRequest]) (*connect.Response[v1.AppendResponse], error)
 	// Incr adds to an int or float feature's value (from 0 when absent or stale); for a
-	// windowed feature it adds to the window, like Update.
+	// windowed feature it adds to the window, like Update. Increments apply in call order,
+	// whatever their timestamps: every call counts.
 	Incr(context.Context, *connect.Request[v1.IncrRequest]) (*connect.Response[v1.IncrResponse], error)
 	// Update writes a value the way the feature's type calls for: added to the window for
-	// windowed features, appended for lists, set for scalars.
+	// windowed features, appended for lists, set for scalars (ordered by event time, as Set
+	// is).
 	Update(context.Context, *connect.Request[v1.UpdateRequest]) (*connect.Response[v1.UpdateResponse], error)
 	// FeatureDescriptor describes the feature a selector names.
 	FeatureDescriptor(context.Context, *connect.Request[v1.FeatureDescriptorRequest]) (*connect.Response[v1.FeatureDescriptorResponse], error)
@@ -205,16 +211,22 @@ type EngineServiceHandler interface {
 	// failure to read one cell is reported in that cell (FeatureResult.error) and does not
 	// fail the call.
 	GetMany(context.Context, *connect.Request[v1.GetManyRequest]) (*connect.Response[v1.GetManyResponse], error)
-	// Set writes the current value of an entity. For a windowed feature it adds the value to
-	// the window, like Update.
+	// Set writes the current value of an entity. Writes are ordered by event time: the
+	// current value is the one with the latest timestamp, and a Set older than it does not
+	// replace it (the response says WRITE_OUTCOME_SUPERSEDED; with keepPrevious the value is
+	// kept among the previous versions when it falls within them). Equal timestamps: the
+	// later write wins. For a windowed feature it adds the value to the window, like Update.
 	Set(context.Context, *connect.Request[v1.SetRequest]) (*connect.Response[v1.SetResponse], error)
 	// Append appends a value (one element or a list of them) to a list feature's value.
+	// Appends apply in call order, whatever their timestamps.
 	Append(context.Context, *connect.Request[v1.AppendRequest]) (*connect.Response[v1.AppendResponse], error)
 	// Incr adds to an int or float feature's value (from 0 when absent or stale); for a
-	// windowed feature it adds to the window, like Update.
+	// windowed feature it adds to the window, like Update. Increments apply in call order,
+	// whatever their timestamps: every call counts.
 	Incr(context.Context, *connect.Request[v1.IncrRequest]) (*connect.Response[v1.IncrResponse], error)
 	// Update writes a value the way the feature's type calls for: added to the window for
-	// windowed features, appended for lists, set for scalars.
+	// windowed features, appended for lists, set for scalars (ordered by event time, as Set
+	// is).
 	Update(context.Context, *connect.Request[v1.UpdateRequest]) (*connect.Response[v1.UpdateResponse], error)
 	// FeatureDescriptor describes the feature a selector names.
 	FeatureDescriptor(context.Context, *connect.Request[v1.FeatureDescriptorRequest]) (*connect.Response[v1.FeatureDescriptorResponse], error)

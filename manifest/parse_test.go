@@ -1,4 +1,4 @@
-package engine
+package manifest
 
 import (
 	"errors"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/osprey-ml/osprey/engine"
 )
 
 // manifestDoc builds a one-document Osprey manifest of kind with body (metadata and spec, indented
@@ -28,32 +30,32 @@ spec:
   keys: [id]
 `
 
-func mustParseManifests(t *testing.T, src string) []Manifest {
+func mustParse(t *testing.T, src string) []Manifest {
 	t.Helper()
-	ms, err := ParseManifests([]byte(src), "t.yaml")
+	ms, err := Parse([]byte(src), "t.yaml")
 	if err != nil {
-		t.Fatalf("ParseManifests: %v\ninput:\n%s", err, src)
+		t.Fatalf("Parse: %v\ninput:\n%s", err, src)
 	}
 	return ms
 }
 
-func TestParseManifestsFeature(t *testing.T) {
+func TestParseFeature(t *testing.T) {
 	tests := []struct {
 		name string
 		src  string
-		want *Feature
+		want *engine.Feature
 	}{
 		{
 			name: "manifestMinimal gets defaults",
 			src:  manifestDoc("Feature", "metadata:\n  name: clicks\nspec:\n  primitive: int\n  freshness: 1m\n  staleness: 1h\n  keys: [user_id]\n"),
-			want: &Feature{FQN: "default.clicks", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"user_id"}, Builder: Builder{Kind: BuilderSourceless}},
+			want: &engine.Feature{FQN: "default.clicks", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"user_id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless}},
 		},
 		{
 			name: "names are lower-cased, keys are not",
 			src:  manifestDoc("Feature", "metadata:\n  name: Clicks\n  namespace: Web\nspec:\n  primitive: '[]String'\n  freshness: 1m\n  staleness: 1h\n  keys: [UserID]\n"),
-			want: &Feature{FQN: "web.clicks", Primitive: PrimitiveStringList, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"UserID"}, Builder: Builder{Kind: BuilderSourceless}},
+			want: &engine.Feature{FQN: "web.clicks", Primitive: engine.PrimitiveStringList, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"UserID"}, Builder: engine.Builder{Kind: engine.BuilderSourceless}},
 		},
 		{
 			name: "everything",
@@ -84,13 +86,13 @@ spec:
       stages: [postSet]
   dependencies: [other, geo.city]
 `),
-			want: &Feature{FQN: "fraud.spend", Primitive: PrimitiveFloat, Freshness: 30 * time.Second, Staleness: 2 * time.Hour,
+			want: &engine.Feature{FQN: "fraud.spend", Primitive: engine.PrimitiveFloat, Freshness: 30 * time.Second, Staleness: 2 * time.Hour,
 				Timeout: 150 * time.Millisecond, Keys: []string{"card_id", "merchant_id"}, DataSource: "fraud.transactions",
-				Aggrs: AggrSet(0).With(AggrSum).With(AggrAvg).With(AggrCount), Granularity: 5 * time.Minute,
-				Builder: Builder{Kind: "wasm", Module: "m.wasm", Config: map[string]string{"field": "amount", "scale": "2"}},
-				Middlewares: []MiddlewareRef{
-					{Name: "clamp", Stages: []Stage{StagePreSet, StagePostGet}, Priority: 16, Config: map[string]string{"max": "100"}},
-					{Name: "audit", Module: "audit.wasm", Stages: []Stage{StagePostSet}},
+				Aggrs: engine.AggrSet(0).With(engine.AggrSum).With(engine.AggrAvg).With(engine.AggrCount), Granularity: 5 * time.Minute,
+				Builder: engine.Builder{Kind: "wasm", Module: "m.wasm", Config: map[string]string{"field": "amount", "scale": "2"}},
+				Middlewares: []engine.MiddlewareRef{
+					{Name: "clamp", Stages: []engine.Stage{engine.StagePreSet, engine.StagePostGet}, Priority: 16, Config: map[string]string{"max": "100"}},
+					{Name: "audit", Module: "audit.wasm", Stages: []engine.Stage{engine.StagePostSet}},
 				},
 				Dependencies: []string{"fraud.other", "geo.city"},
 				Labels:       map[string]string{"team": "risk", "tier": "1"}},
@@ -98,21 +100,21 @@ spec:
 		{
 			name: "module without kind is wasm; bare dataSource is in the feature's namespace",
 			src:  manifestDoc("Feature", manifestMinimal+"  dataSource: rows\n  builder: {module: x.wasm}\n"),
-			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"id"}, DataSource: "ns.rows", Builder: Builder{Kind: "wasm", Module: "x.wasm"}},
+			want: &engine.Feature{FQN: "ns.f", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"id"}, DataSource: "ns.rows", Builder: engine.Builder{Kind: "wasm", Module: "x.wasm"}},
 		},
 		{
 			name: "dataSource as a mapping; plugin builder kind kept",
 			src:  manifestDoc("Feature", manifestMinimal+"  dataSource: {name: Rows, namespace: src}\n  builder: {kind: streaming}\n"),
-			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"id"}, DataSource: "src.rows", Builder: Builder{Kind: "streaming"}},
+			want: &engine.Feature{FQN: "ns.f", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"id"}, DataSource: "src.rows", Builder: engine.Builder{Kind: "streaming"}},
 		},
 		{
 			name: "keepPrevious, and null fields are absent",
 			src:  manifestDoc("Feature", manifestMinimal+"  keepPrevious: {versions: 2, over: 24h}\n  timeout: ~\n  builder:\n  dataSource: null\n"),
-			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"id"}, KeepPrevious: &KeepPrevious{Versions: 2, Over: 24 * time.Hour},
-				Builder: Builder{Kind: BuilderSourceless}},
+			want: &engine.Feature{FQN: "ns.f", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"id"}, KeepPrevious: &engine.KeepPrevious{Versions: 2, Over: 24 * time.Hour},
+				Builder: engine.Builder{Kind: engine.BuilderSourceless}},
 		},
 		{
 			name: "anchors, aliases and merge keys",
@@ -128,19 +130,19 @@ spec:
       <<: [{a: "1"}, {a: "2", b: "2"}]
       c: "3"
 `,
-			want: &Feature{FQN: "ns.f", Primitive: PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-				Timeout: DefaultTimeout, Keys: []string{"id"},
-				Builder: Builder{Kind: BuilderSourceless, Config: map[string]string{"a": "1", "b": "2", "c": "3"}}},
+			want: &engine.Feature{FQN: "ns.f", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+				Timeout: engine.DefaultTimeout, Keys: []string{"id"},
+				Builder: engine.Builder{Kind: engine.BuilderSourceless, Config: map[string]string{"a": "1", "b": "2", "c": "3"}}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms := mustParseManifests(t, tt.src)
+			ms := mustParse(t, tt.src)
 			if len(ms) != 1 {
 				t.Fatalf("got %d manifests, want 1", len(ms))
 			}
 			m := ms[0]
-			if m.Kind != ManifestFeature || m.DataSource != nil || m.APIVersion != APIVersion {
+			if m.Kind != KindFeature || m.DataSource != nil || m.APIVersion != APIVersion {
 				t.Fatalf("got kind %q, apiVersion %q, data source %v", m.Kind, m.APIVersion, m.DataSource)
 			}
 			if !reflect.DeepEqual(m.Feature, tt.want) {
@@ -153,11 +155,11 @@ spec:
 	}
 }
 
-func TestParseManifestsDataSource(t *testing.T) {
+func TestParseDataSource(t *testing.T) {
 	tests := []struct {
 		name string
 		src  string
-		want *DataSource
+		want *engine.DataSource
 	}{
 		{
 			name: "map config, string schema",
@@ -169,13 +171,13 @@ spec:
   timestampField: ts
   schema: proto://tx.v1.Transaction
 `),
-			want: &DataSource{FQN: "fraud.tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "partitions": "3"},
+			want: &engine.DataSource{FQN: "fraud.tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "partitions": "3"},
 				KeyFields: []string{"card_id"}, TimestampField: "ts", Schema: "proto://tx.v1.Transaction", Labels: map[string]string{"team": "risk"}},
 		},
 		{
 			name: "mapping schema becomes JSON",
 			src:  manifestDoc("DataSource", "metadata: {name: tx}\nspec:\n  kind: rest\n  schema:\n    type: object\n    required: [id]\n"),
-			want: &DataSource{FQN: "default.tx", Kind: "rest", Schema: `{"required":["id"],"type":"object"}`},
+			want: &engine.DataSource{FQN: "default.tx", Kind: "rest", Schema: `{"required":["id"],"type":"object"}`},
 		},
 		{
 			name: "RaptorML list config and Kubernetes fields",
@@ -196,13 +198,13 @@ spec:
     - {name: nothing, value: ~}
 status: {ready: true}
 `,
-			want: &DataSource{FQN: "my_ns.card_tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "empty": "", "nothing": ""}},
+			want: &engine.DataSource{FQN: "my_ns.card_tx", Kind: "streaming", Config: map[string]string{"topic": "tx", "empty": "", "nothing": ""}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms := mustParseManifests(t, tt.src)
-			if len(ms) != 1 || ms[0].Kind != ManifestDataSource || ms[0].Feature != nil {
+			ms := mustParse(t, tt.src)
+			if len(ms) != 1 || ms[0].Kind != KindDataSource || ms[0].Feature != nil {
 				t.Fatalf("got %+v, want one DataSource", ms)
 			}
 			if !reflect.DeepEqual(ms[0].DataSource, tt.want) {
@@ -212,7 +214,7 @@ status: {ready: true}
 	}
 }
 
-func TestParseManifestsRaptor(t *testing.T) {
+func TestParseRaptor(t *testing.T) {
 	const raptor = `apiVersion: k8s.raptor.ml/v1alpha1
 kind: Feature
 metadata:
@@ -243,7 +245,7 @@ spec:
 	}{
 		{name: "streaming with a module", src: mk("streaming", "    module: card_spend.wasm\n"), wantKind: "streaming"},
 		{name: "rest keeps its kind", src: mk("rest", ""), wantKind: "rest"},
-		{name: "headless is sourceless", src: mk("headless", ""), wantKind: BuilderSourceless},
+		{name: "headless is sourceless", src: mk("headless", ""), wantKind: engine.BuilderSourceless},
 		{name: "blank code is no code", src: mk("streaming", "    code: \"  \"\n"), wantKind: "streaming"},
 		{name: "python code", src: mk("streaming", "    code: |\n      def handler(row, ctx):\n          return row['amount']\n"),
 			wantErr: "t.yaml: document 1 (line 19): spec.builder.code: RaptorML Python programs cannot run in Osprey; compile the handler to a Wasm module and set spec.builder.module (see docs/migrating-from-raptor.md)"},
@@ -251,9 +253,9 @@ spec:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms, err := ParseManifests([]byte(tt.src), "t.yaml")
+			ms, err := Parse([]byte(tt.src), "t.yaml")
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalidManifest) {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrInvalid) {
 					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 				}
 				return
@@ -263,14 +265,14 @@ spec:
 			}
 			f := ms[0].Feature
 			if ms[0].APIVersion != RaptorAPIVersion || f.FQN != "fraud_v1.card_spend" || f.DataSource != "fraud_v1.card_transactions" ||
-				f.Builder.Kind != tt.wantKind || f.Aggrs != AggrSet(0).With(AggrSum).With(AggrCount).With(AggrAvg).With(AggrMax) {
+				f.Builder.Kind != tt.wantKind || f.Aggrs != engine.AggrSet(0).With(engine.AggrSum).With(engine.AggrCount).With(engine.AggrAvg).With(engine.AggrMax) {
 				t.Errorf("got %+v (apiVersion %s)", f, ms[0].APIVersion)
 			}
 		})
 	}
 }
 
-func TestParseManifestsErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	feature := func(spec string) string { return manifestDoc("Feature", manifestMinimal+spec) }
 	tests := []struct {
 		name string
@@ -431,19 +433,19 @@ spec: {keys: *c, primitive: int, freshness: 1m, staleness: 1h}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ms, err := ParseManifests([]byte(tt.src), "t.yaml")
+			ms, err := Parse([]byte(tt.src), "t.yaml")
 			if err == nil {
 				t.Fatalf("no error, want %q; got %d manifests", tt.want, len(ms))
 			}
 			if ms != nil {
 				t.Errorf("got %d manifests with an error, want none", len(ms))
 			}
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Errorf("error %v does not wrap ErrInvalidManifest", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
 			}
-			var me *ManifestError
+			var me *Error
 			if !errors.As(err, &me) {
-				t.Errorf("error %v is not a *ManifestError", err)
+				t.Errorf("error %v is not a *Error", err)
 			}
 			msg := err.Error()
 			rest := msg
@@ -458,39 +460,39 @@ spec: {keys: *c, primitive: int, freshness: 1m, staleness: 1h}
 	}
 }
 
-func TestManifestErrorWrapsFieldError(t *testing.T) {
-	_, err := ParseManifests([]byte(manifestDoc("Feature", manifestMinimal+"  timeout: 0s\n")), "x.yaml")
-	var fe *FieldError
+func TestErrorWrapsFieldError(t *testing.T) {
+	_, err := Parse([]byte(manifestDoc("Feature", manifestMinimal+"  timeout: 0s\n")), "x.yaml")
+	var fe *engine.FieldError
 	if !errors.As(err, &fe) || fe.Path != "spec.timeout" {
-		t.Fatalf("error %v: want a *FieldError for spec.timeout, got %v", err, fe)
+		t.Fatalf("error %v: want a *engine.FieldError for spec.timeout, got %v", err, fe)
 	}
-	if !errors.Is(err, ErrInvalidFeature) || !errors.Is(err, ErrInvalidManifest) {
-		t.Errorf("error %v should wrap ErrInvalidFeature and ErrInvalidManifest", err)
+	if !errors.Is(err, engine.ErrInvalidFeature) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("error %v should wrap engine.ErrInvalidFeature and ErrInvalid", err)
 	}
-	var me *ManifestError
-	if !errors.As(err, &me) || me.Path != "spec.timeout" || me.Pos != (ManifestPosition{Source: "x.yaml", Document: 1, Line: 11}) {
-		t.Errorf("ManifestError = %+v", me)
+	var me *Error
+	if !errors.As(err, &me) || me.Path != "spec.timeout" || me.Pos != (Position{Source: "x.yaml", Document: 1, Line: 11}) {
+		t.Errorf("Error = %+v", me)
 	}
 
-	_, err = ParseManifests([]byte(manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest, keyFields: [a, a]}\n")), "x.yaml")
-	if !errors.Is(err, ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != "spec.keyFields[1]" {
-		t.Errorf("error %v: want ErrInvalidDataSource and a *FieldError for spec.keyFields[1]", err)
+	_, err = Parse([]byte(manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest, keyFields: [a, a]}\n")), "x.yaml")
+	if !errors.Is(err, engine.ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != "spec.keyFields[1]" {
+		t.Errorf("error %v: want engine.ErrInvalidDataSource and a *engine.FieldError for spec.keyFields[1]", err)
 	}
 }
 
-func TestParseManifestsEmpty(t *testing.T) {
+func TestParseEmpty(t *testing.T) {
 	for _, src := range []string{"", "\n", "# comment only\n", "---\n", "---\n---\n...\n", "~\n", "null\n---\n# x\n"} {
-		ms, err := ParseManifests([]byte(src), "empty.yaml")
+		ms, err := Parse([]byte(src), "empty.yaml")
 		if err != nil || len(ms) != 0 {
-			t.Errorf("ParseManifests(%q) = %v, %v; want nothing", src, ms, err)
+			t.Errorf("Parse(%q) = %v, %v; want nothing", src, ms, err)
 		}
 	}
 }
 
-func TestParseManifestsPositions(t *testing.T) {
+func TestParsePositions(t *testing.T) {
 	src := "# header\n---\n" + manifestDoc("DataSource", "metadata: {name: s}\nspec: {kind: rest}\n") + "---\n---\n" + manifestDoc("Feature", manifestMinimal)
-	ms := mustParseManifests(t, src)
-	want := []ManifestPosition{{"p.yaml", 1, 3}, {"p.yaml", 3, 9}}
+	ms := mustParse(t, src)
+	want := []Position{{"p.yaml", 1, 3}, {"p.yaml", 3, 9}}
 	if len(ms) != 2 {
 		t.Fatalf("got %d manifests", len(ms))
 	}
@@ -500,55 +502,55 @@ func TestParseManifestsPositions(t *testing.T) {
 			t.Errorf("manifest %d at %+v, want %+v", i, m.Pos, want[i])
 		}
 	}
-	if got := (ManifestPosition{"a.yaml", 2, 14}).String(); got != "a.yaml: document 2 (line 14)" {
+	if got := (Position{"a.yaml", 2, 14}).String(); got != "a.yaml: document 2 (line 14)" {
 		t.Errorf("String() = %q", got)
 	}
 	for _, tt := range []struct {
-		p    ManifestPosition
+		p    Position
 		want string
 	}{
-		{ManifestPosition{"a.yaml", 0, 0}, "a.yaml"},
-		{ManifestPosition{"a.yaml", 0, 3}, "a.yaml: line 3"},
-		{ManifestPosition{"", 1, 0}, "document 1"},
-		{ManifestPosition{}, ""},
+		{Position{"a.yaml", 0, 0}, "a.yaml"},
+		{Position{"a.yaml", 0, 3}, "a.yaml: line 3"},
+		{Position{"", 1, 0}, "document 1"},
+		{Position{}, ""},
 	} {
 		if got := tt.p.String(); got != tt.want {
 			t.Errorf("%+v.String() = %q, want %q", tt.p, got, tt.want)
 		}
 	}
-	e := &ManifestError{Msg: "boom"}
-	if e.Error() != "boom" || !errors.Is(e, ErrInvalidManifest) {
-		t.Errorf("ManifestError{Msg} = %q", e.Error())
+	e := &Error{Msg: "boom"}
+	if e.Error() != "boom" || !errors.Is(e, ErrInvalid) {
+		t.Errorf("Error{Msg} = %q", e.Error())
 	}
 }
 
-func TestParseManifestsTooLarge(t *testing.T) {
-	data := make([]byte, MaxManifestSize+1)
-	_, err := ParseManifests(data, "big.yaml")
-	if !errors.Is(err, ErrInvalidManifest) || !strings.Contains(err.Error(), "big.yaml: larger than") {
+func TestParseTooLarge(t *testing.T) {
+	data := make([]byte, MaxSize+1)
+	_, err := Parse(data, "big.yaml")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "big.yaml: larger than") {
 		t.Errorf("error = %v", err)
 	}
 }
 
-func TestParseManifestsManyErrors(t *testing.T) {
+func TestParseManyErrors(t *testing.T) {
 	var b strings.Builder
 	for range 150 {
 		b.WriteString("---\n[]\n")
 	}
-	_, err := ParseManifests([]byte(b.String()), "many.yaml")
+	_, err := Parse([]byte(b.String()), "many.yaml")
 	if err == nil {
 		t.Fatal("no error")
 	}
-	if n := strings.Count(err.Error(), "\n"); n != maxManifestErrors {
-		t.Errorf("%d lines, want %d", n+1, maxManifestErrors+1)
+	if n := strings.Count(err.Error(), "\n"); n != maxErrors {
+		t.Errorf("%d lines, want %d", n+1, maxErrors+1)
 	}
 	if !strings.HasSuffix(err.Error(), "… and 50 more errors") {
 		t.Errorf("error ends %q", err.Error()[len(err.Error())-40:])
 	}
 }
 
-func TestLoadManifests(t *testing.T) {
-	ms, err := LoadManifests("testdata/manifests")
+func TestLoad(t *testing.T) {
+	ms, err := Load("testdata/manifests")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,7 +578,7 @@ func TestLoadManifests(t *testing.T) {
 	if ds := ms[2].DataSource; ds.Config["brokers"] != "kafka-1:9092,kafka-2:9092" || ds.Config["partitions"] != "12" || ds.Schema != "{\"type\": \"object\"}\n" {
 		t.Errorf("fraud.transactions = %+v", ds)
 	}
-	if f := ms[7].Feature; f.Builder.Kind != BuilderSourceless {
+	if f := ms[7].Feature; f.Builder.Kind != engine.BuilderSourceless {
 		t.Errorf("headless feature = %+v", f)
 	}
 
@@ -596,31 +598,31 @@ func TestLoadManifests(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ms, err = LoadManifests(b, a)
-	if err != nil || len(ms) != 2 || ms[0].Kind != ManifestDataSource || ms[1].Kind != ManifestFeature {
-		t.Errorf("LoadManifests(b, a) = %+v, %v", ms, err)
+	ms, err = Load(b, a)
+	if err != nil || len(ms) != 2 || ms[0].Kind != KindDataSource || ms[1].Kind != KindFeature {
+		t.Errorf("Load(b, a) = %+v, %v", ms, err)
 	}
-	ms, err = LoadManifests(dir) // only b.YML: a.manifest has another extension
+	ms, err = Load(dir) // only b.YML: a.manifest has another extension
 	if err != nil || len(ms) != 1 || ms[0].Pos.Source != b {
-		t.Errorf("LoadManifests(dir) = %+v, %v", ms, err)
+		t.Errorf("Load(dir) = %+v, %v", ms, err)
 	}
 
 	// Duplicates across files.
-	_, err = LoadManifests(a, a)
-	if !errors.Is(err, ErrInvalidManifest) || !strings.Contains(err.Error(), "Feature ns.f is defined twice (first at "+a+": document 1 (line 1))") {
+	_, err = Load(a, a)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Feature ns.f is defined twice (first at "+a+": document 1 (line 1))") {
 		t.Errorf("duplicate: %v", err)
 	}
 }
 
-func TestLoadManifestsErrors(t *testing.T) {
+func TestLoadErrors(t *testing.T) {
 	empty := t.TempDir()
 	missing := filepath.Join(empty, "missing.yaml")
-	_, err := LoadManifests(missing, empty, "testdata/manifests/invalid/staleness.yaml")
+	_, err := Load(missing, empty, "testdata/manifests/invalid/staleness.yaml")
 	if err == nil {
 		t.Fatal("no error")
 	}
-	if !errors.Is(err, ErrInvalidManifest) || !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("error %v should wrap ErrInvalidManifest and fs.ErrNotExist", err)
+	if !errors.Is(err, ErrInvalid) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v should wrap ErrInvalid and fs.ErrNotExist", err)
 	}
 	for _, want := range []string{
 		missing + ": no such file or directory",
@@ -655,9 +657,9 @@ func TestManifestFixtures(t *testing.T) {
 			if len(wants) == 0 {
 				t.Fatal("fixture has no '# want:' line")
 			}
-			_, err = ParseManifests(data, filepath.Base(file))
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Fatalf("error = %v, want ErrInvalidManifest", err)
+			_, err = Parse(data, filepath.Base(file))
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error = %v, want ErrInvalid", err)
 			}
 			for _, w := range wants {
 				if !strings.Contains(err.Error(), w) {
@@ -665,34 +667,6 @@ func TestManifestFixtures(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestDataSourceValidateAndClone(t *testing.T) {
-	ds := &DataSource{FQN: "a.b", Kind: "rest", Config: map[string]string{"k": "v"}, KeyFields: []string{"id"}, Labels: map[string]string{"l": "1"}}
-	if err := ds.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	c := ds.Clone()
-	c.Config["k"], c.KeyFields[0], c.Labels["l"] = "x", "x", "x"
-	if ds.Config["k"] != "v" || ds.KeyFields[0] != "id" || ds.Labels["l"] != "1" {
-		t.Errorf("Clone shares state: %+v", ds)
-	}
-	for _, tt := range []struct {
-		ds   DataSource
-		path string
-	}{
-		{DataSource{FQN: "", Kind: "rest"}, "metadata.name"},
-		{DataSource{FQN: "a.b+sum", Kind: "rest"}, "metadata.name"},
-		{DataSource{FQN: "a.b"}, "spec.kind"},
-		{DataSource{FQN: "a.b", Kind: "rest", Config: map[string]string{"": "x"}}, "spec.config"},
-		{DataSource{FQN: "a.b", Kind: "rest", KeyFields: []string{"a", " "}}, "spec.keyFields[1]"},
-	} {
-		err := tt.ds.Validate()
-		var fe *FieldError
-		if !errors.Is(err, ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != tt.path {
-			t.Errorf("Validate(%+v) = %v, want a FieldError for %s", tt.ds, err, tt.path)
-		}
 	}
 }
 
@@ -707,29 +681,19 @@ func TestManifestSuggest(t *testing.T) {
 		{"colour", ""},
 		{strings.Repeat("x", 100), ""},
 	} {
-		if got := manifestSuggest(tt.in, known); got != tt.want {
-			t.Errorf("manifestSuggest(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := suggest(tt.in, known); got != tt.want {
+			t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
 
-func FuzzParseManifests(f *testing.F) {
-	files, _ := filepath.Glob("testdata/manifests/*.y*ml")
-	more, _ := filepath.Glob("testdata/manifests/invalid/*.yaml")
-	for _, file := range append(files, more...) {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Add([]byte(manifestDoc("Feature", manifestMinimal)))
-	f.Add([]byte("a: &a [*a]\n"))
+func FuzzParse(f *testing.F) {
+	addSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ms, err := ParseManifests(data, "fuzz.yaml")
+		ms, err := Parse(data, "fuzz.yaml")
 		if err != nil {
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Fatalf("error %v does not wrap ErrInvalidManifest", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
 			}
 			if ms != nil {
 				t.Fatalf("manifests returned with an error")
@@ -738,11 +702,11 @@ func FuzzParseManifests(f *testing.F) {
 		}
 		for _, m := range ms {
 			switch {
-			case m.Kind == ManifestFeature && m.Feature != nil && m.DataSource == nil:
+			case m.Kind == KindFeature && m.Feature != nil && m.DataSource == nil:
 				if err := m.Feature.Validate(); err != nil {
 					t.Fatalf("accepted an invalid feature: %v", err)
 				}
-			case m.Kind == ManifestDataSource && m.DataSource != nil && m.Feature == nil:
+			case m.Kind == KindDataSource && m.DataSource != nil && m.Feature == nil:
 				if err := m.DataSource.Validate(); err != nil {
 					t.Fatalf("accepted an invalid data source: %v", err)
 				}
