@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,31 @@ func TestScenario(t *testing.T) {
 		s.forEachProtocol(t, "", func(t *testing.T, c api) {
 			wantFloat(t, "Get fraud.limit after a late write", get(ctx, t, c, "fraud.limit", "card_id", "c7").Value, 500)
 		})
+	})
+
+	t.Run("exact-ints", func(t *testing.T) {
+		// Integers beyond ±2^53 travel exactly from the CLI (a JSON number would be a double).
+		manifest := filepath.Join(t.TempDir(), "big.yaml")
+		if err := os.WriteFile(manifest, []byte(`apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: big, namespace: e2e}
+spec: {primitive: int, freshness: 1h, staleness: 2h, keys: [id]}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.mustCLI(t, "apply", "-f", manifest)
+		for _, n := range []string{"9007199254740993", "9223372036854775807", "-9223372036854775808"} {
+			if out := s.mustCLI(t, "set", "e2e.big", "id=x", n); out != "ok e2e.big = "+n+"\n" {
+				t.Fatalf("osprey set %s printed %q", n, out)
+			}
+			s.forEachProtocol(t, "", func(t *testing.T, c api) {
+				res := get(ctx, t, c, "e2e.big", "id", "x")
+				if got := strconv.FormatInt(res.Value.GetIntValue(), 10); got != n {
+					t.Fatalf("Get e2e.big = %s; want %s", got, n)
+				}
+			})
+		}
+		s.mustCLI(t, "delete", "e2e.big") // the subtests after this one list the examples alone
 	})
 
 	t.Run("wasm-middleware", func(t *testing.T) {

@@ -250,6 +250,86 @@ func rowFromProto(path string, s *structpb.Struct) (engine.Row, error) {
 	return nil, &fieldError{field: path, err: err}
 }
 
+// rowFromTyped converts an input row with typed values. The error is a *fieldError naming
+// the field as path.name.
+func rowFromTyped(path string, r *ospreyv1.Row) (engine.Row, error) {
+	fields := r.GetFields()
+	row := make(engine.Row, len(fields))
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		v, err := valueFromTyped(fields[name])
+		if err != nil {
+			return nil, &fieldError{field: path + "." + name, err: err}
+		}
+		row[name] = v
+	}
+	return row, nil
+}
+
+// valueFromTyped converts a typed value of an input: every kind but a window (which is
+// what reads return, never an input). Floats must be finite; an unset value is null.
+func valueFromTyped(v *ospreyv1.Value) (engine.Value, error) {
+	finite := func(f float64) error {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: %v is not a value (floats are finite)", engine.ErrTypeMismatch, f)
+		}
+		return nil
+	}
+	times := func(ts []*timestamppb.Timestamp) ([]time.Time, error) {
+		out := make([]time.Time, len(ts))
+		for i, t := range ts {
+			tt, err := timeFromProto(t)
+			if err != nil || t == nil {
+				return nil, fmt.Errorf("%w: element %d: not a timestamp", engine.ErrTypeMismatch, i)
+			}
+			out[i] = tt
+		}
+		return out, nil
+	}
+	switch k := v.GetKind().(type) {
+	case nil:
+		return engine.Null, nil
+	case *ospreyv1.Value_IntValue:
+		return engine.Int(k.IntValue), nil
+	case *ospreyv1.Value_FloatValue:
+		if err := finite(k.FloatValue); err != nil {
+			return engine.Null, err
+		}
+		return engine.Float(k.FloatValue), nil
+	case *ospreyv1.Value_StringValue:
+		return engine.String(k.StringValue), nil
+	case *ospreyv1.Value_BoolValue:
+		return engine.Bool(k.BoolValue), nil
+	case *ospreyv1.Value_TimestampValue:
+		t, err := timeFromProto(k.TimestampValue)
+		if err != nil {
+			return engine.Null, fmt.Errorf("%w: %v", engine.ErrTypeMismatch, err)
+		}
+		return engine.Timestamp(t), nil
+	case *ospreyv1.Value_IntList:
+		return engine.IntList(slices.Clone(k.IntList.GetValues())), nil
+	case *ospreyv1.Value_FloatList:
+		for i, f := range k.FloatList.GetValues() {
+			if err := finite(f); err != nil {
+				return engine.Null, fmt.Errorf("element %d: %w", i, err)
+			}
+		}
+		return engine.FloatList(slices.Clone(k.FloatList.GetValues())), nil
+	case *ospreyv1.Value_StringList:
+		return engine.StringList(slices.Clone(k.StringList.GetValues())), nil
+	case *ospreyv1.Value_BoolList:
+		return engine.BoolList(slices.Clone(k.BoolList.GetValues())), nil
+	case *ospreyv1.Value_TimestampList:
+		ts, err := times(k.TimestampList.GetValues())
+		if err != nil {
+			return engine.Null, err
+		}
+		return engine.TimestampList(ts), nil
+	case *ospreyv1.Value_Window:
+		return engine.Null, fmt.Errorf("%w: a window is what a read returns, not an input value", engine.ErrTypeMismatch)
+	}
+	return engine.Null, fmt.Errorf("%w: unsupported value %T", engine.ErrTypeMismatch, v.GetKind())
+}
+
 // unwrapOnce returns the error err wraps with a single %w, or nil.
 func unwrapOnce(err error) error {
 	u, ok := err.(interface{ Unwrap() error })

@@ -26,12 +26,22 @@ type ingestService struct {
 func (is *ingestService) Ingest(ctx context.Context, req *connect.Request[ospreyv1.IngestRequest]) (*connect.Response[ospreyv1.IngestResponse], error) {
 	s := is.s
 	m := req.Msg
-	rows := make([]engine.Row, len(m.GetRows()))
-	for i, r := range m.GetRows() {
+	if len(m.GetRows()) > 0 && len(m.GetTypedRows()) > 0 {
+		return nil, invalid("typed_rows", "send rows or typed_rows, not both")
+	}
+	n := max(len(m.GetRows()), len(m.GetTypedRows()))
+	rows := make([]engine.Row, n)
+	for i := range n {
 		if err := ctx.Err(); err != nil { // the client went away: convert no more
 			return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{})
 		}
-		row, err := rowFromProto(fmt.Sprintf("rows[%d]", i), r)
+		var row engine.Row
+		var err error
+		if len(m.GetTypedRows()) > 0 {
+			row, err = rowFromTyped(fmt.Sprintf("typed_rows[%d]", i), m.GetTypedRows()[i])
+		} else {
+			row, err = rowFromProto(fmt.Sprintf("rows[%d]", i), m.GetRows()[i])
+		}
 		if err != nil {
 			return nil, rpcError(err, fieldNames{})
 		}

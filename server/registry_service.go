@@ -610,7 +610,15 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 	s := rs.s
 	m := req.Msg
 	var row engine.Row
-	if m.GetRow() != nil {
+	switch {
+	case m.GetRow() != nil && m.GetTypedRow() != nil:
+		return nil, invalid("typed_row", "send row or typed_row, not both")
+	case m.GetTypedRow() != nil:
+		var err error
+		if row, err = rowFromTyped("typed_row", m.GetTypedRow()); err != nil {
+			return nil, rpcError(err, fieldNames{})
+		}
+	case m.GetRow() != nil:
 		var err error
 		if row, err = rowFromProto("row", m.GetRow()); err != nil {
 			return nil, rpcError(err, fieldNames{})

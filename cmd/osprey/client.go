@@ -217,17 +217,50 @@ func formatValue(v *ospreyv1.Value) string {
 
 // jsonValue decodes a command-line value as JSON (1.5, "x", [1,2], true) or, failing
 // that, takes it as a string.
+//
+// A value travels as a google.protobuf.Value, whose numbers are doubles: an integer beyond
+// ±2^53 would be rounded, so it is sent as its decimal string, which the server converts
+// exactly for an int feature.
 func jsonValue(s string) (*structpb.Value, error) {
 	var x any
 	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
 	if err := dec.Decode(&x); err != nil || dec.More() {
 		x = s
 	}
-	v, err := structpb.NewValue(x)
+	v, err := structpb.NewValue(exactNumbers(x))
 	if err != nil {
 		return nil, fmt.Errorf("value %q: %w", s, err)
 	}
 	return v, nil
+}
+
+// exactNumbers replaces the json.Numbers of a decoded value: an integer literal beyond ±2^53
+// by its string (exact), any other number by its float64.
+func exactNumbers(x any) any {
+	switch v := x.(type) {
+	case json.Number:
+		n := string(v)
+		if !strings.ContainsAny(n, ".eE") {
+			if i, err := v.Int64(); err != nil || i > 1<<53 || i < -(1<<53) {
+				return n
+			}
+		}
+		f, err := v.Float64()
+		if err != nil {
+			return n
+		}
+		return f
+	case []any:
+		for i := range v {
+			v[i] = exactNumbers(v[i])
+		}
+	case map[string]any:
+		for k := range v {
+			v[k] = exactNumbers(v[k])
+		}
+	}
+	return x
 }
 
 func timestampFlag(s string) (*timestamppb.Timestamp, error) {

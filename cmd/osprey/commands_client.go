@@ -217,16 +217,21 @@ func runIngest(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 	total := &ospreyv1.IngestResponse{}
 	for start := 0; start < len(rows); start += ingestBatch {
 		batch := rows[start:min(start+ingestBatch, len(rows))]
-		res, err := c.ingest.Ingest(ctx, connect.NewRequest(&ospreyv1.IngestRequest{Source: args[0], Rows: batch}))
+		res, err := c.ingest.Ingest(ctx, connect.NewRequest(&ospreyv1.IngestRequest{Source: args[0], TypedRows: batch}))
 		if err != nil {
 			return ingestFailure(args[1], lines[start:start+len(batch)], err) // rows named by their line
 		}
 		total.Rows += res.Msg.Rows
 		total.Written += res.Msg.Written
 		total.Skipped += res.Msg.Skipped
+		total.Superseded += res.Msg.Superseded
 	}
 	return c.print(e.stdout, total, func() {
-		fmt.Fprintf(e.stdout, "ingested %d rows into %s: %d values written, %d skipped\n", total.Rows, args[0], total.Written, total.Skipped)
+		superseded := ""
+		if total.Superseded > 0 {
+			superseded = fmt.Sprintf(" (%d of them superseded: older than the current value)", total.Superseded)
+		}
+		fmt.Fprintf(e.stdout, "ingested %d rows into %s: %d values written%s, %d skipped\n", total.Rows, args[0], total.Written, superseded, total.Skipped)
 	})
 }
 
@@ -235,7 +240,7 @@ func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 	if err != nil {
 		return err
 	}
-	req := &ospreyv1.DryRunRequest{Fqn: args[0], Row: row, Keys: keys}
+	req := &ospreyv1.DryRunRequest{Fqn: args[0], TypedRow: row, Keys: keys}
 	res, err := c.registry.DryRun(ctx, connect.NewRequest(req))
 	if err != nil {
 		return err

@@ -19,9 +19,10 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/server"
 )
 
 // keyWord matches a KEY=VALUE word: a key name (letters, digits, _ . -, not starting with a
@@ -263,7 +264,7 @@ func printGet(w io.Writer, selector string, found, fresh bool, v *ospreyv1.Value
 
 // readRowLines reads JSON Lines (one object a line; blank lines skipped) from a file or "-",
 // returning each row with the line it is on.
-func readRowLines(stdin io.Reader, path string) ([]*structpb.Struct, []int, error) {
+func readRowLines(stdin io.Reader, path string) ([]*ospreyv1.Row, []int, error) {
 	r := stdin
 	if path != "-" {
 		f, err := os.Open(path)
@@ -273,7 +274,7 @@ func readRowLines(stdin io.Reader, path string) ([]*structpb.Struct, []int, erro
 		defer f.Close()
 		r = f
 	}
-	var rows []*structpb.Struct
+	var rows []*ospreyv1.Row
 	var lines []int
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
@@ -295,10 +296,19 @@ func readRowLines(stdin io.Reader, path string) ([]*structpb.Struct, []int, erro
 	return rows, lines, nil
 }
 
-// jsonRow decodes one row, a JSON object, saying so when the text is not one.
-func jsonRow(text string) (*structpb.Struct, error) {
+// jsonRow decodes one row, a JSON object, saying so when the text is not one, into a row
+// with typed values: numbers are read exactly (an integer literal is an int64, even beyond
+// ±2^53, where a google.protobuf.Struct would round it), with the same rules as the
+// server's for a Struct row (engine.RowFromMap). Null fields are left out.
+func jsonRow(text string) (*ospreyv1.Row, error) {
 	var m map[string]any
-	if err := json.Unmarshal([]byte(text), &m); err != nil {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	err := dec.Decode(&m)
+	if err == nil && dec.More() {
+		err = errors.New("text after the object")
+	}
+	if err != nil {
 		var x any
 		if json.Unmarshal([]byte(text), &x) == nil {
 			return nil, fmt.Errorf("a row is a JSON object, {…}; got %s", clip(text))
@@ -308,12 +318,31 @@ func jsonRow(text string) (*structpb.Struct, error) {
 	if m == nil {
 		return nil, errors.New("a row is a JSON object, {…}; got null")
 	}
-	s, err := structpb.NewStruct(m)
+	for name, v := range m {
+		if n, ok := v.(json.Number); ok && isIntLiteral(string(n)) {
+			if _, err := n.Int64(); err != nil {
+				return nil, fmt.Errorf("field %q: the integer %s is outside the int64 range", name, n)
+			}
+		}
+		if _, ok := v.(map[string]any); ok {
+			return nil, fmt.Errorf("field %q: an object is not a row value (want a number, string, bool, null or a list of one kind)", name)
+		}
+	}
+	row, err := engine.RowFromMap(m)
 	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	out := &ospreyv1.Row{Fields: make(map[string]*ospreyv1.Value, len(row))}
+	for name, v := range row {
+		if !v.IsNull() {
+			out.Fields[name] = server.ValueProto(v)
+		}
+	}
+	return out, nil
 }
+
+// isIntLiteral reports whether a JSON number is written without a fraction or exponent.
+func isIntLiteral(n string) bool { return !strings.ContainsAny(n, ".eE") }
 
 // clip shortens text for an error message.
 func clip(s string) string {
@@ -323,8 +352,8 @@ func clip(s string) string {
 	return s
 }
 
-// rowIndex matches the field of a row's violation in an Ingest error: rows[3].
-var rowIndex = regexp.MustCompile(`^rows\[(\d+)\]$`)
+// rowIndex matches the field of a row's violation in an Ingest error: rows[3], typed_rows[3].amount.
+var rowIndex = regexp.MustCompile(`^(?:typed_)?rows\[(\d+)\](?:\..+)?$`)
 
 // ingestFailure rewrites a failed Ingest of rows read from path (lines[i]: the line of the
 // batch's row i) so that each failing row is named by its line: path:line: what failed.
@@ -363,11 +392,11 @@ func ingestFailure(path string, lines []int, err error) error {
 
 // dryRunArgs parses dry-run's words after the FQN: a row ('{…}', a file of one, or - for
 // stdin) and KEY=VALUE keys, in any order.
-func dryRunArgs(stdin io.Reader, words []string) (*structpb.Struct, map[string]string, error) {
-	var row *structpb.Struct
+func dryRunArgs(stdin io.Reader, words []string) (*ospreyv1.Row, map[string]string, error) {
+	var row *ospreyv1.Row
 	keys := map[string]string{}
 	for _, a := range words {
-		var r *structpb.Struct
+		var r *ospreyv1.Row
 		switch {
 		case strings.HasPrefix(strings.TrimSpace(a), "{"):
 			s, err := jsonRow(a)

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -224,5 +226,48 @@ func TestManifestTree(t *testing.T) {
 	empty := t.TempDir()
 	if _, err := manifestTree([]string{empty}); err == nil || !strings.Contains(err.Error(), "no *.yaml") {
 		t.Errorf("an empty directory: %v", err)
+	}
+}
+
+// TestJSONRowExact: the CLI reads a row's numbers exactly: integer literals as int64 (even
+// beyond ±2^53, which a google.protobuf.Struct would round), others as floats.
+func TestJSONRowExact(t *testing.T) {
+	row, err := jsonRow(`{"a":9007199254740993,"max":9223372036854775807,"min":-9223372036854775808,"f":1.5,"e":1e3,"n":null,"l":[1,2.5]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := row.GetFields()
+	if f["a"].GetIntValue() != 1<<53+1 || f["max"].GetIntValue() != math.MaxInt64 || f["min"].GetIntValue() != math.MinInt64 {
+		t.Fatalf("ints: %v %v %v", f["a"], f["max"], f["min"])
+	}
+	if f["f"].GetFloatValue() != 1.5 || f["e"].GetFloatValue() != 1000 || len(f["l"].GetFloatList().GetValues()) != 2 {
+		t.Fatalf("floats: %v %v %v", f["f"], f["e"], f["l"])
+	}
+	if _, ok := f["n"]; ok {
+		t.Fatal("a null field is sent")
+	}
+	if _, err := jsonRow(`{"big":9223372036854775808}`); err == nil || !strings.Contains(err.Error(), "outside the int64 range") {
+		t.Fatalf("2^63: %v", err)
+	}
+	if _, err := jsonRow(`{"o":{"x":1}}`); err == nil || !strings.Contains(err.Error(), "an object is not a row value") {
+		t.Fatalf("object: %v", err)
+	}
+}
+
+// TestJSONValueExact: a write's value keeps an integer beyond ±2^53 exact (as its string).
+func TestJSONValueExact(t *testing.T) {
+	for in, want := range map[string]any{
+		"9007199254740993":      "9007199254740993",
+		"9223372036854775807":   "9223372036854775807",
+		"-9223372036854775808":  "-9223372036854775808",
+		"42":                    42.0,
+		"1.5":                   1.5,
+		"hello":                 "hello",
+		"[9007199254740993, 1]": []any{"9007199254740993", 1.0},
+	} {
+		v, err := jsonValue(in)
+		if err != nil || !reflect.DeepEqual(v.AsInterface(), want) {
+			t.Errorf("jsonValue(%s) = %v, %v; want %v", in, v.AsInterface(), err, want)
+		}
 	}
 }

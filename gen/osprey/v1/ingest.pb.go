@@ -29,8 +29,12 @@ type IngestRequest struct {
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
 	// The rows, each field name → value: numbers, strings, bools, nulls or lists of one kind
 	// (no nested objects). Whole numbers become ints, other numbers floats; a timestamp is an
-	// RFC 3339 string or a number of Unix seconds.
-	Rows          []*structpb.Struct `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	// RFC 3339 string or a number of Unix seconds. A Struct's numbers are doubles, so an int
+	// beyond ±2^53 cannot be sent exactly this way: use typed_rows. Send rows or typed_rows,
+	// not both.
+	Rows []*structpb.Struct `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	// The rows with typed values: ints as int64, exactly (what the CLI sends).
+	TypedRows     []*Row `protobuf:"bytes,3,rep,name=typed_rows,json=typedRows,proto3" json:"typed_rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +79,13 @@ func (x *IngestRequest) GetSource() string {
 func (x *IngestRequest) GetRows() []*structpb.Struct {
 	if x != nil {
 		return x.Rows
+	}
+	return nil
+}
+
+func (x *IngestRequest) GetTypedRows() []*Row {
+	if x != nil {
+		return x.TypedRows
 	}
 	return nil
 }
@@ -157,10 +168,12 @@ var File_osprey_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x16osprey/v1/ingest.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\"T\n" +
+	"\x16osprey/v1/ingest.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x15osprey/v1/value.proto\"\x83\x01\n" +
 	"\rIngestRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12+\n" +
-	"\x04rows\x18\x02 \x03(\v2\x17.google.protobuf.StructR\x04rows\"x\n" +
+	"\x04rows\x18\x02 \x03(\v2\x17.google.protobuf.StructR\x04rows\x12-\n" +
+	"\n" +
+	"typed_rows\x18\x03 \x03(\v2\x0e.osprey.v1.RowR\ttypedRows\"x\n" +
 	"\x0eIngestResponse\x12\x12\n" +
 	"\x04rows\x18\x01 \x01(\x03R\x04rows\x12\x18\n" +
 	"\awritten\x18\x02 \x01(\x03R\awritten\x12\x18\n" +
@@ -188,16 +201,18 @@ var file_osprey_v1_ingest_proto_goTypes = []any{
 	(*IngestRequest)(nil),   // 0: osprey.v1.IngestRequest
 	(*IngestResponse)(nil),  // 1: osprey.v1.IngestResponse
 	(*structpb.Struct)(nil), // 2: google.protobuf.Struct
+	(*Row)(nil),             // 3: osprey.v1.Row
 }
 var file_osprey_v1_ingest_proto_depIdxs = []int32{
 	2, // 0: osprey.v1.IngestRequest.rows:type_name -> google.protobuf.Struct
-	0, // 1: osprey.v1.IngestService.Ingest:input_type -> osprey.v1.IngestRequest
-	1, // 2: osprey.v1.IngestService.Ingest:output_type -> osprey.v1.IngestResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 1: osprey.v1.IngestRequest.typed_rows:type_name -> osprey.v1.Row
+	0, // 2: osprey.v1.IngestService.Ingest:input_type -> osprey.v1.IngestRequest
+	1, // 3: osprey.v1.IngestService.Ingest:output_type -> osprey.v1.IngestResponse
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_ingest_proto_init() }
@@ -205,6 +220,7 @@ func file_osprey_v1_ingest_proto_init() {
 	if File_osprey_v1_ingest_proto != nil {
 		return
 	}
+	file_osprey_v1_value_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -472,7 +472,9 @@ type DryRunRequest struct {
 	// row instead.
 	Keys map[string]string `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The time the program runs at; now when unset.
-	Timestamp     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// The sample row with typed values (ints as int64, exactly); instead of row, not with it.
+	TypedRow      *Row `protobuf:"bytes,5,opt,name=typed_row,json=typedRow,proto3" json:"typed_row,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -531,6 +533,13 @@ func (x *DryRunRequest) GetKeys() map[string]string {
 func (x *DryRunRequest) GetTimestamp() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Timestamp
+	}
+	return nil
+}
+
+func (x *DryRunRequest) GetTypedRow() *Row {
+	if x != nil {
+		return x.TypedRow
 	}
 	return nil
 }
@@ -648,12 +657,13 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03fqn\x18\x02 \x01(\tR\x03fqn\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x120\n" +
-	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xf7\x01\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xa4\x02\n" +
 	"\rDryRunRequest\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12)\n" +
 	"\x03row\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x03row\x126\n" +
 	"\x04keys\x18\x03 \x03(\v2\".osprey.v1.DryRunRequest.KeysEntryR\x04keys\x128\n" +
-	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x1a7\n" +
+	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12+\n" +
+	"\ttyped_row\x18\x05 \x01(\v2\x0e.osprey.v1.RowR\btypedRow\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x02\n" +
@@ -703,7 +713,8 @@ var file_osprey_v1_registry_proto_goTypes = []any{
 	(*DataSource)(nil),            // 14: osprey.v1.DataSource
 	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
-	(*Value)(nil),                 // 17: osprey.v1.Value
+	(*Row)(nil),                   // 17: osprey.v1.Row
+	(*Value)(nil),                 // 18: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
 	10, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
@@ -715,22 +726,23 @@ var file_osprey_v1_registry_proto_depIdxs = []int32{
 	16, // 6: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
 	11, // 7: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
 	15, // 8: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	17, // 9: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	12, // 10: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	15, // 11: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 12: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	3,  // 13: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	5,  // 14: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	8,  // 15: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	1,  // 16: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	4,  // 17: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	6,  // 18: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	9,  // 19: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 9: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
+	18, // 10: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	12, // 11: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	15, // 12: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 13: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	3,  // 14: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	5,  // 15: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	8,  // 16: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	1,  // 17: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	4,  // 18: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	6,  // 19: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	9,  // 20: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }

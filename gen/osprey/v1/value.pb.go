@@ -581,6 +581,55 @@ func (x *WindowResult) GetAvg() float64 {
 	return 0
 }
 
+// Row is an input row with typed values: field name → Value. Unlike a
+// google.protobuf.Struct, whose numbers are doubles (exact only within ±2^53), an int field
+// is an int64, exactly. A row holds scalars and lists of one kind; windows are not row
+// values.
+type Row struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fields, by name.
+	Fields        map[string]*Value `protobuf:"bytes,1,rep,name=fields,proto3" json:"fields,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Row) Reset() {
+	*x = Row{}
+	mi := &file_osprey_v1_value_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Row) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Row) ProtoMessage() {}
+
+func (x *Row) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_value_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Row.ProtoReflect.Descriptor instead.
+func (*Row) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_value_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Row) GetFields() map[string]*Value {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
 var File_osprey_v1_value_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_value_proto_rawDesc = "" +
@@ -625,7 +674,12 @@ const file_osprey_v1_value_proto_rawDesc = "" +
 	"\x06_countB\x06\n" +
 	"\x04_minB\x06\n" +
 	"\x04_maxB\x06\n" +
-	"\x04_avgB4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
+	"\x04_avg\"\x86\x01\n" +
+	"\x03Row\x122\n" +
+	"\x06fields\x18\x01 \x03(\v2\x1a.osprey.v1.Row.FieldsEntryR\x06fields\x1aK\n" +
+	"\vFieldsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value:\x028\x01B4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
 
 var (
 	file_osprey_v1_value_proto_rawDescOnce sync.Once
@@ -639,7 +693,7 @@ func file_osprey_v1_value_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_value_proto_rawDescData
 }
 
-var file_osprey_v1_value_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_osprey_v1_value_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_osprey_v1_value_proto_goTypes = []any{
 	(*Value)(nil),                 // 0: osprey.v1.Value
 	(*IntList)(nil),               // 1: osprey.v1.IntList
@@ -648,22 +702,26 @@ var file_osprey_v1_value_proto_goTypes = []any{
 	(*BoolList)(nil),              // 4: osprey.v1.BoolList
 	(*TimestampList)(nil),         // 5: osprey.v1.TimestampList
 	(*WindowResult)(nil),          // 6: osprey.v1.WindowResult
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*Row)(nil),                   // 7: osprey.v1.Row
+	nil,                           // 8: osprey.v1.Row.FieldsEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_osprey_v1_value_proto_depIdxs = []int32{
-	7, // 0: osprey.v1.Value.timestamp_value:type_name -> google.protobuf.Timestamp
-	1, // 1: osprey.v1.Value.int_list:type_name -> osprey.v1.IntList
-	2, // 2: osprey.v1.Value.float_list:type_name -> osprey.v1.FloatList
-	3, // 3: osprey.v1.Value.string_list:type_name -> osprey.v1.StringList
-	4, // 4: osprey.v1.Value.bool_list:type_name -> osprey.v1.BoolList
-	5, // 5: osprey.v1.Value.timestamp_list:type_name -> osprey.v1.TimestampList
-	6, // 6: osprey.v1.Value.window:type_name -> osprey.v1.WindowResult
-	7, // 7: osprey.v1.TimestampList.values:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	9,  // 0: osprey.v1.Value.timestamp_value:type_name -> google.protobuf.Timestamp
+	1,  // 1: osprey.v1.Value.int_list:type_name -> osprey.v1.IntList
+	2,  // 2: osprey.v1.Value.float_list:type_name -> osprey.v1.FloatList
+	3,  // 3: osprey.v1.Value.string_list:type_name -> osprey.v1.StringList
+	4,  // 4: osprey.v1.Value.bool_list:type_name -> osprey.v1.BoolList
+	5,  // 5: osprey.v1.Value.timestamp_list:type_name -> osprey.v1.TimestampList
+	6,  // 6: osprey.v1.Value.window:type_name -> osprey.v1.WindowResult
+	9,  // 7: osprey.v1.TimestampList.values:type_name -> google.protobuf.Timestamp
+	8,  // 8: osprey.v1.Row.fields:type_name -> osprey.v1.Row.FieldsEntry
+	0,  // 9: osprey.v1.Row.FieldsEntry.value:type_name -> osprey.v1.Value
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_value_proto_init() }
@@ -691,7 +749,7 @@ func file_osprey_v1_value_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_value_proto_rawDesc), len(file_osprey_v1_value_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
