@@ -41,6 +41,8 @@ func testRow() []abi.Field {
 		{Name: "b", Value: abi.Bool(true)},
 		{Name: "ts", Value: abi.Timestamp(ts.UnixNano())},
 		{Name: "secs", Value: abi.Int(1700000000)},
+		{Name: "rfc", Value: abi.String("2026-12-01T10:00:00.5+01:00")},
+		{Name: "day", Value: abi.String("2026-12-01")},
 		{Name: "null", Value: abi.Null()},
 		{Name: "ints", Value: abi.Value{Tag: abi.TagIntList, Ints: []int64{1, 2}}},
 		{Name: "w", Value: abi.Value{Tag: abi.TagWindow, W: abi.Window{Mask: abi.AggrSum, Sum: 2}}},
@@ -77,7 +79,11 @@ func TestRowAccessors(t *testing.T) {
 		{"Bool", "s", nil, `field "s": want bool, got string`},
 		{"Time", "ts", ts, ""},
 		{"Time", "secs", time.Unix(1700000000, 0).UTC(), ""},
-		{"Time", "f", nil, `field "f": want timestamp, got float 1.5`},
+		{"Time", "f", time.Unix(1, 5e8).UTC(), ""},
+		{"Time", "huge", nil, `field "huge": want timestamp, got float 1e+19 (not Unix seconds between 1678 and 2262)`},
+		{"Time", "rfc", time.Date(2026, 12, 1, 9, 0, 0, 5e8, time.UTC), ""},
+		{"Time", "day", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"Time", "s", nil, `field "s": want timestamp (RFC 3339, e.g. 2026-12-01T10:00:00Z, or Unix seconds), got string "é"`},
 		{"Time", "nope", nil, `field "nope": missing`},
 	}
 	for _, tt := range tests {
@@ -121,7 +127,7 @@ func TestRowAccessors(t *testing.T) {
 	if row.Len() != len(testRow()) {
 		t.Errorf("Len = %d, want %d", row.Len(), len(testRow()))
 	}
-	if got := strings.Join(row.Names(), ","); got != "n,neg,f,whole,huge,s,b,ts,secs,null,ints,w" {
+	if got := strings.Join(row.Names(), ","); got != "n,neg,f,whole,huge,s,b,ts,secs,rfc,day,null,ints,w" {
 		t.Errorf("Names = %s", got)
 	}
 	for _, name := range []string{"n", "null", "w"} {

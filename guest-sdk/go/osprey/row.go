@@ -175,7 +175,10 @@ func (r Row) Bool(name string) (bool, error) {
 	return b[1] == 1, nil
 }
 
-// Time returns a timestamp field, or an int field read as Unix seconds, as a UTC time.
+// Time returns a timestamp field as a UTC time. It also reads what rows that came as JSON
+// carry for a timestamp: an int or a float as Unix seconds, and a string in RFC 3339
+// (2026-12-01T10:00:00Z, with an offset or fractional seconds) or a date (2026-12-01,
+// midnight UTC).
 func (r Row) Time(name string) (time.Time, error) {
 	b, err := r.field(name)
 	if err != nil {
@@ -186,6 +189,28 @@ func (r Row) Time(name string) (time.Time, error) {
 		return unixTime(i64(b)), nil
 	case abi.TagInt:
 		return time.Unix(i64(b), 0).UTC(), nil
+	case abi.TagFloat:
+		f := f64(b)
+		// Unix seconds within the range of a timestamp (1678–2262, int64 nanoseconds).
+		if math.IsNaN(f) || f < -9.2e9 || f > 9.2e9 {
+			return time.Time{}, &FieldError{Field: name, Msg: "want timestamp, got float " + strconv.FormatFloat(f, 'g', -1, 64) + " (not Unix seconds between 1678 and 2262)"}
+		}
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
+	case abi.TagString:
+		s := string(core.StringBytes(b[1:]))
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t, err = time.Parse(time.DateOnly, s)
+		}
+		if err != nil {
+			q := strconv.Quote(s)
+			if len(q) > 66 {
+				q = q[:64] + "…\""
+			}
+			return time.Time{}, &FieldError{Field: name, Msg: "want timestamp (RFC 3339, e.g. 2026-12-01T10:00:00Z, or Unix seconds), got string " + q}
+		}
+		return t.UTC(), nil
 	}
 	return time.Time{}, wrongType(name, "timestamp", b)
 }
