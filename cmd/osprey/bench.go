@@ -67,6 +67,7 @@ type benchOptions struct {
 	cpuProfile  string
 	rounds      int
 	process     bool // serve the baseline from a child process instead of this one
+	http1       bool // HTTP/1.1 connections (one call at a time each) instead of HTTP/2
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -76,7 +77,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	var rate string
 	fs.StringVar(&o.addr, "addr", envOr("OSPREY_ADDR", "http://127.0.0.1:8080"), "the host's address (env OSPREY_ADDR)")
 	fs.StringVar(&o.token, "token", os.Getenv("OSPREY_TOKEN"), "bearer token (env OSPREY_TOKEN)")
-	fs.StringVar(&o.protocol, "protocol", "connect", "protocol: connect, grpc or grpcweb (binary protobuf)")
+	fs.StringVar(&o.protocol, "protocol", "connect", "protocol: connect, connect-json, grpc or grpcweb (all but connect-json: binary protobuf)")
+	fs.BoolVar(&o.http1, "http1", false, "HTTP/1.1 connections, one call in flight on each (Connect only); with --connections 1 --concurrency 1, the one-connection closed loop")
 	fs.StringVar(&o.selector, "selector", "fraud.amount+avg", "the feature Get reads")
 	fs.Var(&o.keys, "keys", "the entity, KEY=VALUE (repeatable or comma-separated; default card_id=c1)")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "closed loop: calls in flight")
@@ -89,6 +91,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&o.setup, "setup", true, "before measuring, Update the selector's feature with 1 for the entity (errors ignored)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and baseline) to this file")
 	fs.BoolVar(&o.process, "baseline-process", false, "serve the baseline from a child process (this binary), like the host, instead of from this one")
+	listen := fs.String("baseline-listen", "", "serve only the baseline, with a copy of the host's Get response, on this address until interrupted: for an external load generator (wrk)")
 	serve := fs.Bool("serve-baseline", false, "internal: serve a baseline with the constants read from standard input, print its address, stop at EOF")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, `Usage: osprey bench [flags]
@@ -145,6 +148,9 @@ Flags:`)
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *listen != "" {
+		return listenBaseline(ctx, &o, *listen, e.stderr)
+	}
 	rep, err := bench(ctx, &o, e.stderr)
 	if err != nil {
 		return err
@@ -182,6 +188,8 @@ func (o *benchOptions) validate() error {
 		return errors.New("--selector: want a feature selector")
 	case o.rounds < 1:
 		return errors.New("rounds: want at least 1")
+	case o.http1 && o.protocol != "connect" && o.protocol != "connect-json":
+		return fmt.Errorf("--http1: gRPC needs HTTP/2; want --protocol connect or connect-json, not %s", o.protocol)
 	}
 	if _, err := benchProtocol(o.protocol); err != nil {
 		return err
@@ -231,12 +239,14 @@ func benchProtocol(p string) (connect.ClientOption, error) {
 	switch p {
 	case "connect":
 		return nil, nil
+	case "connect-json":
+		return connect.WithProtoJSON(), nil
 	case "grpc":
 		return connect.WithGRPC(), nil
 	case "grpcweb", "grpc-web":
 		return connect.WithGRPCWeb(), nil
 	}
-	return nil, fmt.Errorf("--protocol %q: want connect, grpc or grpcweb", p)
+	return nil, fmt.Errorf("--protocol %q: want connect, connect-json, grpc or grpcweb", p)
 }
 
 // benchTarget is a server under load: one client (and one HTTP/2 connection) per
@@ -267,8 +277,14 @@ func newBenchTarget(name, addr string, o *benchOptions) (*benchTarget, error) {
 		// HTTP/2 with prior knowledge only: with HTTP/1 enabled too, http:// would be
 		// HTTP/1.1. Each transport holds one connection, which multiplexes every call.
 		var protocols http.Protocols
-		protocols.SetUnencryptedHTTP2(true)
 		tr := &http.Transport{Protocols: &protocols}
+		if o.http1 {
+			// One HTTP/1.1 connection: a call at a time, as wrk or a keep-alive client sends.
+			protocols.SetHTTP1(true)
+			tr.MaxConnsPerHost, tr.MaxIdleConnsPerHost = 1, 1
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
 		t.transports = append(t.transports, tr)
 		t.clients = append(t.clients, ospreyv1connect.NewEngineServiceClient(&http.Client{Transport: tr}, addr, opts...))
 	}
@@ -319,8 +335,35 @@ func (c *constEngine) GetMany(context.Context, *connect.Request[ospreyv1.GetMany
 
 // startBaseline serves c on 127.0.0.1 (HTTP/1.1 and h2c) and returns its address and a
 // stop function.
-func startBaseline(c *constEngine) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startBaseline(c *constEngine) (string, func(), error) { return startBaselineAt(c, "127.0.0.1:0") }
+
+// listenBaseline serves the baseline alone on addr, answering Get with a copy of the host's
+// response, until ctx ends.
+func listenBaseline(ctx context.Context, o *benchOptions, addr string, log io.Writer) error {
+	target, err := newBenchTarget("osprey", o.addr, o)
+	if err != nil {
+		return err
+	}
+	defer target.close()
+	callCtx, cancel := context.WithTimeout(ctx, benchGrace)
+	defer cancel()
+	res, err := target.clients[0].Get(callCtx, connect.NewRequest(&ospreyv1.GetRequest{Selector: o.selector, Keys: o.keys}))
+	if err != nil {
+		return fmt.Errorf("Get %s from %s: %w", o.selector, o.addr, serverError(err))
+	}
+	base, stop, err := startBaselineAt(&constEngine{get: res.Msg}, addr)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(log, "bench: baseline serving %s's Get %s response on %s until interrupted\n", o.addr, o.selector, base)
+	<-ctx.Done()
+	return nil
+}
+
+// startBaselineAt serves c on addr.
+func startBaselineAt(c *constEngine, addr string) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
 	}
@@ -1020,7 +1063,11 @@ func fmtRatio(a, b float64) string {
 }
 
 func (r *benchReport) writeText(w io.Writer) {
-	fmt.Fprintf(w, "osprey bench %s (%s, binary protobuf, %d connection(s))\n", r.Addr, r.Protocol, r.Connections)
+	codec := "binary protobuf"
+	if r.Protocol == "connect-json" {
+		codec = "JSON"
+	}
+	fmt.Fprintf(w, "osprey bench %s (%s, %s, %d connection(s))\n", r.Addr, r.Protocol, codec, r.Connections)
 	fmt.Fprintf(w, "Get %s %s: %d B response (found=%v)", r.Selector, keysFlag(r.Keys).String(), r.GetResponseBytes, r.Found)
 	if r.Many > 0 {
 		fmt.Fprintf(w, "; GetMany %d×1: %d B response", r.Many, r.GetManyResponseBytes)
