@@ -284,6 +284,13 @@ func joinArrow(s []string) string {
 	return out
 }
 
+// ResolveFQN returns the fully qualified name a feature or data source name stands for: a
+// bare name is in the engine's default namespace (WithDefaultNamespace), names are case
+// insensitive. It fails with ErrInvalidSelector for what is not a name (a selector's
+// +aggr, @-N or [encoding] included). Callers that must name an object as the engine will —
+// a delete, a watch — use it rather than guessing the namespace.
+func (e *Engine) ResolveFQN(name string) (string, error) { return ParseFQN(name, e.defaultNS) }
+
 // Delete removes an applied feature, then drops its stored values (State.Drop), so that a
 // feature applied again under the name — perhaps with another type or granularity — starts
 // empty. The drop runs under the engine's apply lock: no apply of the name can overlap it.

@@ -165,10 +165,11 @@ func (s *Server) serveWatch(ctx context.Context, req *connect.Request[ospreyv1.W
 		return connect.NewError(connect.CodeUnimplemented, errors.New("Watch needs a notifier, and this server has none"))
 	}
 	m := req.Msg
-	if _, err := engine.ParseFQN(m.GetFqn(), engine.DefaultNamespace); err != nil {
+	fqn, err := s.eng.ResolveFQN(m.GetFqn())
+	if err != nil {
 		return s.fail(ctx, procedure, err, fieldNames{selector: "fqn"})
 	}
-	f, err := s.eng.FeatureDescriptor(ctx, m.GetFqn())
+	f, err := s.eng.FeatureDescriptor(ctx, fqn)
 	if err != nil {
 		return s.fail(ctx, procedure, err, fieldNames{selector: "fqn"})
 	}
