@@ -321,13 +321,12 @@ func (e *Engine) Delete(ctx context.Context, fqn string) error {
 	return nil
 }
 
-// Features returns the applied features sorted by FQN. The pointers are the engine's own:
-// do not modify them.
+// Features returns copies of the applied features, sorted by FQN: the caller owns them.
 func (e *Engine) Features() []*Feature {
 	cur := *e.features.Load()
 	out := make([]*Feature, 0, len(cur))
 	for _, p := range cur {
-		out = append(out, p.f)
+		out = append(out, p.f.Clone())
 	}
 	slices.SortFunc(out, func(a, b *Feature) int {
 		switch {
@@ -341,8 +340,27 @@ func (e *Engine) Features() []*Feature {
 	return out
 }
 
-// FeatureDescriptor returns the applied feature a selector names (its +aggr, @-version and
-// [encoding] are checked against the feature but otherwise ignored). Do not modify it.
+// Resolve returns the FQN and the timeout of the applied feature a selector names, checked
+// as FeatureDescriptor checks it, without copying the feature: for a call that reads many
+// selectors at once (GetMany) and bounds itself by their timeouts.
+func (e *Engine) Resolve(selector string) (fqn string, timeout time.Duration, err error) {
+	sel, err := ParseSelector(selector, e.defaultNS)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := e.lookup(sel.FQN)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := e.checkSelector(p.f, sel); err != nil {
+		return "", 0, err
+	}
+	return p.f.FQN, p.f.Timeout, nil
+}
+
+// FeatureDescriptor returns a copy of the applied feature a selector names (its +aggr,
+// @-version and [encoding] are checked against the feature but otherwise ignored): the
+// caller owns it.
 func (e *Engine) FeatureDescriptor(ctx context.Context, selector string) (*Feature, error) {
 	sel, err := ParseSelector(selector, e.defaultNS)
 	if err != nil {
@@ -355,7 +373,7 @@ func (e *Engine) FeatureDescriptor(ctx context.Context, selector string) (*Featu
 	if err := e.checkSelector(p.f, sel); err != nil {
 		return nil, err
 	}
-	return p.f, nil
+	return p.f.Clone(), nil
 }
 
 func (e *Engine) lookup(fqn string) (*plan, error) {

@@ -451,12 +451,13 @@ func (e *Engine) DeleteDataSource(ctx context.Context, fqn string) error {
 	return nil
 }
 
-// DataSources returns the applied data sources sorted by FQN. Do not modify them.
+// DataSources returns copies of the applied data sources, sorted by FQN: the caller owns
+// them.
 func (e *Engine) DataSources() []*DataSource {
 	cur := *e.sources.Load()
 	out := make([]*DataSource, 0, len(cur))
 	for _, fqn := range slices.Sorted(maps.Keys(cur)) {
-		out = append(out, cur[fqn])
+		out = append(out, cur[fqn].Clone())
 	}
 	return out
 }

@@ -97,9 +97,9 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 	fqns := make([]string, len(sels))
 	var bound time.Duration
 	for j, sel := range sels {
-		if f, err := es.s.eng.FeatureDescriptor(ctx, sel); err == nil {
-			fqns[j] = f.FQN
-			bound = max(bound, f.Timeout)
+		if fqn, timeout, err := es.s.eng.Resolve(sel); err == nil {
+			fqns[j] = fqn
+			bound = max(bound, timeout)
 		}
 	}
 	if bound == 0 { // no selector names an applied feature: every cell fails at once
