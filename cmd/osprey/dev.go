@@ -192,7 +192,13 @@ func (s *shell) run(ctx context.Context, in io.Reader, interactive bool) error {
 			return nil
 		}
 		if err := s.exec(ctx, words); err != nil {
-			fmt.Fprintln(s.out, "error:", err)
+			// As the CLI prints the API's errors; the shell's own (a mistyped command) have
+			// none of the API's codes. (The shell runs no Wasm: nothing else is internal.)
+			code := server.CodeOf(err).String()
+			if code == "internal" {
+				code = "error"
+			}
+			fmt.Fprintf(s.out, "%s: %v\n", code, err)
 		}
 	}
 }
