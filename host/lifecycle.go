@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 )
 
 // Module lifecycle. A module — its bytes, its compiled code for each memory limit, its pool
@@ -22,9 +22,6 @@ import (
 // module finishes; its instance is closed when it returns. Until the first Retain nothing is
 // released, so a Host used without one (tests, tools) keeps what it loaded.
 
-// digestPrefix starts every module reference.
-const digestPrefix = "sha256:"
-
 var errHostClosed = errors.New("host closed")
 
 // Retain keeps the modules the features name — each feature's program and Wasm
@@ -35,12 +32,12 @@ func (h *Host) Retain(ctx context.Context, features []*engine.Feature) {
 	keys := map[moduleKey]bool{}
 	refs := map[string]bool{}
 	keep := func(ref string, cfg map[string]string) {
-		if !strings.HasPrefix(ref, digestPrefix) {
+		if !moduleref.Is(ref) {
 			return
 		}
 		refs[ref] = true
 		if pages, err := h.memoryLimit(cfg, ""); err == nil {
-			keys[moduleKey{digest: strings.TrimPrefix(ref, digestPrefix), pages: pages}] = true
+			keys[moduleKey{digest: moduleref.Digest(ref), pages: pages}] = true
 		}
 	}
 	for _, f := range features {
