@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 	"github.com/osprey-ml/osprey/server"
 )
 
@@ -138,7 +139,7 @@ func TestWasmWithoutHost(t *testing.T) {
 // directory) applies again; deletions stick.
 func TestRegistryPersistence(t *testing.T) {
 	dir := t.TempDir()
-	store, err := server.NewDirStore(dir)
+	store, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestRegistryPersistence(t *testing.T) {
 
 // TestRestoreSkipsBrokenObjects: an object that no longer applies is logged and skipped.
 func TestRestoreSkipsBrokenObjects(t *testing.T) {
-	store, err := server.NewDirStore(t.TempDir())
+	store, err := dirstore.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,27 +1,23 @@
-package server_test
+package dir_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/osprey-ml/osprey/server"
+	"github.com/osprey-ml/osprey/internal/moduleref"
+	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 )
 
-func ref(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func ref(b []byte) string { return moduleref.Of(b) }
 
-func TestDirStore(t *testing.T) {
+func TestStore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := server.NewDirStore(dir)
+	s, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +81,10 @@ func TestDirStore(t *testing.T) {
 	})
 }
 
-func TestDirStoreRejects(t *testing.T) {
+func TestStoreRejects(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := server.NewDirStore(dir)
+	s, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +113,8 @@ func TestDirStoreRejects(t *testing.T) {
 	if err != nil || len(objs) != 1 || objs[0].Err == nil || !strings.Contains(objs[0].Err.Error(), "corrupt") {
 		t.Fatalf("Load of a corrupt module: %v, %+v", err, objs)
 	}
-	if _, err := server.NewDirStore(""); err == nil {
-		t.Error("NewDirStore(\"\") succeeded")
+	if _, err := dirstore.New(""); err == nil {
+		t.Error("New(\"\") succeeded")
 	}
 }
 
