@@ -12,8 +12,9 @@ import (
 // Module lifecycle. A module — its bytes, its compiled code for each memory limit, its pool
 // of instances and their memories — lives while something needs it:
 //
-//   - an applied object names it: the owner of the applied set (the server's registry, the
-//     shell) tells the host which features are applied with Retain after every change;
+//   - an applied object names it: the owner of the applied set (registry.Registry, through
+//     its registry.Modules interface) tells the host which features are applied with Retain
+//     after every change;
 //   - or it is held: an apply in progress holds the modules it added (Hold), so that a
 //     Retain from another change cannot release them before the apply is decided.
 //

@@ -279,3 +279,49 @@ func TestModulesReleased(t *testing.T) {
 		t.Fatalf("after deleting both features: %+v; want nothing held", s)
 	}
 }
+
+// TestApplyDryRun: dry_run over the API reports per object what would happen and changes
+// nothing — not the engine, not the store; what would fail fails with the apply's code.
+func TestApplyDryRun(t *testing.T) {
+	dir := t.TempDir()
+	store, err := dirstore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, envOptions{cfg: server.Config{Registry: store}})
+	c := e.clients(protocols[0])
+	ctx := context.Background()
+	before := listAll(t, c)
+	stored, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := baseManifest + `---
+apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: dry, namespace: fraud}
+spec: {primitive: int, freshness: 1m, staleness: 1h, keys: [card_id]}
+`
+	res, err := c.registry.ApplyFeature(ctx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(manifest), DryRun: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Msg.GetApplied()
+	if last := got[len(got)-1]; last.GetFqn() != "fraud.dry" || last.GetAction() != "created" {
+		t.Errorf("last object: %v", last)
+	}
+	for _, a := range got[:len(got)-1] {
+		if a.GetAction() != "unchanged" {
+			t.Errorf("%s %s: %s, want unchanged", a.GetKind(), a.GetFqn(), a.GetAction())
+		}
+	}
+	if after := listAll(t, c); !slices.Equal(after, before) {
+		t.Errorf("a dry run changed the applied set: %v, was %v", after, before)
+	}
+	if now, _ := store.Load(ctx); len(now) != len(stored) {
+		t.Errorf("a dry run changed the store: %d objects, was %d", len(now), len(stored))
+	}
+	bad := "apiVersion: osprey.dev/v1alpha1\nkind: Feature\nmetadata: {name: orphan, namespace: fraud}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: [id], dataSource: fraud.nowhere}\n"
+	_, err = c.registry.ApplyFeature(ctx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(bad), DryRun: true}))
+	wantCode(t, err, connect.CodeFailedPrecondition)
+}
