@@ -272,8 +272,9 @@ func (r *Registry) restoreReturned(key Key, q *quarantined, late <-chan error, r
 		r.log.LogAttrs(ctx, slog.LevelWarn, "registry: an abandoned restore returned, failing; the object stays quarantined",
 			append(attrs, slog.Bool("still_quarantined", current), slog.Any("error", err))...)
 	case current:
-		r.unquarantine(key)
+		// Logged first, so that whoever sees the quarantine empty finds the line.
 		r.log.LogAttrs(ctx, slog.LevelWarn, "registry: an abandoned restore returned, succeeding late: the object is applied and served, and no longer quarantined", attrs...)
+		r.unquarantine(key)
 	default:
 		// Deleted while its apply ran: the late apply put it back in the engine.
 		dctx, cancel := context.WithTimeout(ctx, r.timeout)
