@@ -2,13 +2,16 @@ package dir_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/osprey-ml/osprey/internal/moduleref"
+	"github.com/osprey-ml/osprey/plugins"
 	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 )
 
@@ -125,4 +128,32 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestRegistered: the store registers as "dir" and takes the directory as its one key.
+func TestRegistered(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := plugins.NewRegistryStore(ctx, "dir", plugins.Config{"dir": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, "Feature", "ns.f", []byte("kind: Feature\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "objects", "Feature", "ns.f.yaml")); err != nil {
+		t.Error(err)
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "dir", plugins.Config{"dir": dir, "bogus": "1"}); err == nil {
+		t.Error("an unknown key was accepted")
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "dir", nil); err == nil {
+		t.Error("no directory was accepted")
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "nope", nil); !errors.Is(err, plugins.ErrNotRegistered) {
+		t.Errorf("unknown store: %v", err)
+	}
+	if !slices.Contains(plugins.RegistryStoreNames(), "dir") {
+		t.Errorf("names %v", plugins.RegistryStoreNames())
+	}
 }
