@@ -182,6 +182,24 @@ func TestFirstContact(t *testing.T) {
 		}
 	})
 
+	t.Run("apply-dry-run", func(t *testing.T) {
+		// --dry-run reports what would happen and changes nothing.
+		m := filepath.Join(dir, "dry.yaml")
+		if err := os.WriteFile(m, []byte(`apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: dry, namespace: e2e}
+spec: {primitive: int, freshness: 1h, staleness: 24h, keys: [id]}
+`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out := s.mustCLI(t, "apply", "--dry-run", "-f", m); out != "feature e2e.dry would be created (dry run)\n" {
+			t.Errorf("apply --dry-run printed %q", out)
+		}
+		if res := s.cli(t, "get", "e2e.dry", "id=1"); res.code == 0 || !strings.Contains(res.stderr, "not found") {
+			t.Errorf("after a dry run, get: %v", res)
+		}
+	})
+
 	t.Run("at-is-a-flag", func(t *testing.T) {
 		// A feature with a key named at: at=… is a key, --at the timestamp.
 		m := filepath.Join(dir, "visits.yaml")

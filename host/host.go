@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 )
 
 // BuilderWasm is the builder kind of features whose programs are Wasm modules.
@@ -229,8 +228,7 @@ func (h *Host) AddModule(wasm []byte) (string, error) {
 	if len(wasm) > h.cfg.maxModuleSize {
 		return "", fmt.Errorf("%w: %d bytes, more than the %d allowed", ErrModule, len(wasm), h.cfg.maxModuleSize)
 	}
-	sum := sha256.Sum256(wasm)
-	ref := digestPrefix + hex.EncodeToString(sum[:])
+	ref := moduleref.Of(wasm)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.blobs[ref]; !ok {

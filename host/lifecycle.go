@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 )
 
 // Module lifecycle. A module — its bytes, its compiled code for each memory limit, its pool
 // of instances and their memories — lives while something needs it:
 //
-//   - an applied object names it: the owner of the applied set (the server's registry, the
-//     shell) tells the host which features are applied with Retain after every change;
+//   - an applied object names it: the owner of the applied set (registry.Registry, through
+//     its registry.Modules interface) tells the host which features are applied with Retain
+//     after every change;
 //   - or it is held: an apply in progress holds the modules it added (Hold), so that a
 //     Retain from another change cannot release them before the apply is decided.
 //
@@ -21,9 +22,6 @@ import (
 // module, the modules of a deleted or replaced feature. A call still running on a released
 // module finishes; its instance is closed when it returns. Until the first Retain nothing is
 // released, so a Host used without one (tests, tools) keeps what it loaded.
-
-// digestPrefix starts every module reference.
-const digestPrefix = "sha256:"
 
 var errHostClosed = errors.New("host closed")
 
@@ -35,12 +33,12 @@ func (h *Host) Retain(ctx context.Context, features []*engine.Feature) {
 	keys := map[moduleKey]bool{}
 	refs := map[string]bool{}
 	keep := func(ref string, cfg map[string]string) {
-		if !strings.HasPrefix(ref, digestPrefix) {
+		if !moduleref.Is(ref) {
 			return
 		}
 		refs[ref] = true
 		if pages, err := h.memoryLimit(cfg, ""); err == nil {
-			keys[moduleKey{digest: strings.TrimPrefix(ref, digestPrefix), pages: pages}] = true
+			keys[moduleKey{digest: moduleref.Digest(ref), pages: pages}] = true
 		}
 	}
 	for _, f := range features {

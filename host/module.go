@@ -15,6 +15,7 @@ import (
 
 	"github.com/osprey-ml/osprey/abi"
 	"github.com/osprey-ml/osprey/host/internal/instrument"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 )
 
 // role is what a module is used as.
@@ -38,7 +39,7 @@ type moduleKey struct {
 	pages  uint32
 }
 
-func (k moduleKey) ref() string { return digestPrefix + k.digest }
+func (k moduleKey) ref() string { return moduleref.FromHex(k.digest) }
 
 // module is a compiled, checked module and its pool of instances. It is created, not yet
 // ready, when its first load starts compiling it; ready is closed when the compile ended,
@@ -69,7 +70,7 @@ func (h *Host) load(ctx context.Context, ref string, pages uint32, r role) (*mod
 	if err != nil {
 		return nil, err
 	}
-	key := moduleKey{digest: strings.TrimPrefix(ref, digestPrefix), pages: pages}
+	key := moduleKey{digest: moduleref.Digest(ref), pages: pages}
 	for {
 		h.mu.Lock()
 		if h.closed {

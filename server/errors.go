@@ -14,6 +14,7 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/manifest"
+	"github.com/osprey-ml/osprey/registry"
 )
 
 // Error codes. Every error a handler returns is a *connect.Error whose code follows this
@@ -181,4 +182,52 @@ func withField(ce *connect.Error, field, msg string) *connect.Error {
 		ce.AddDetail(detail)
 	}
 	return ce
+}
+
+// registryError turns an error of the registry (package registry) into a *connect.Error:
+//
+//	registry.ErrNotFound                                 NotFound
+//	registry.ErrPending (an abandoned restore has not    Unavailable
+//	  returned)
+//	registry.ErrInUse, ErrNoModules, ErrModuleUnknown    FailedPrecondition
+//	*registry.FieldError (module bytes wrong or          the cause's code, InvalidArgument
+//	  missing)                                             when it has none; on its field
+//	*registry.ObjectError (an object the engine or host  the cause's code, except NotFound
+//	  refused)                                             (a data source not applied):
+//	                                                       FailedPrecondition, and one the
+//	                                                       table does not classify (an unknown
+//	                                                       middleware, a module that fails to
+//	                                                       start): InvalidArgument on manifest
+//	anything else (the engine's, the store's errors)     rpcError
+func registryError(err error, names fieldNames) *connect.Error {
+	var oe *registry.ObjectError
+	var fe *registry.FieldError
+	switch {
+	case errors.As(err, &oe):
+		code := codeOf(oe.Err)
+		switch code {
+		case connect.CodeNotFound:
+			code = connect.CodeFailedPrecondition
+		case connect.CodeInternal, connect.CodeUnknown:
+			code = connect.CodeInvalidArgument
+		}
+		ce := connect.NewError(code, err)
+		if code == connect.CodeInvalidArgument {
+			return withField(ce, "manifest", err.Error())
+		}
+		return ce
+	case errors.As(err, &fe):
+		code := codeOf(fe.Err)
+		if code == connect.CodeInternal || code == connect.CodeUnknown {
+			code = connect.CodeInvalidArgument
+		}
+		return withField(connect.NewError(code, errors.New(fe.Error())), fe.Field, fe.Error())
+	case errors.Is(err, registry.ErrPending):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, registry.ErrInUse), errors.Is(err, registry.ErrNoModules), errors.Is(err, registry.ErrModuleUnknown):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, registry.ErrNotFound):
+		return rpcError(err, names) // NotFound: it wraps engine.ErrFeatureNotFound's message
+	}
+	return rpcError(err, names)
 }

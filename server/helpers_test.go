@@ -255,8 +255,9 @@ func start(t *testing.T, o envOptions) *env {
 		t.Cleanup(func() { n.Close() })
 		cfg.Notifier = n
 	}
+	h, _ := cfg.Host.(*host.Host)
 	if cfg.Engine == nil {
-		cfg.Engine = newEngine(t, cfg.Host, cfg.Notifier, log)
+		cfg.Engine = newEngine(t, h, cfg.Notifier, log)
 	}
 	srv, err := server.New(context.Background(), cfg)
 	if err != nil {
@@ -267,7 +268,7 @@ func start(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, srv: srv, eng: cfg.Engine, host: cfg.Host, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), logs: logs}
+	e := &env{t: t, srv: srv, eng: cfg.Engine, host: h, url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), logs: logs}
 	go func() { e.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		if err := e.stop(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 	"github.com/osprey-ml/osprey/server"
 )
 
@@ -138,7 +139,7 @@ func TestWasmWithoutHost(t *testing.T) {
 // directory) applies again; deletions stick.
 func TestRegistryPersistence(t *testing.T) {
 	dir := t.TempDir()
-	store, err := server.NewDirStore(dir)
+	store, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestRegistryPersistence(t *testing.T) {
 
 // TestRestoreSkipsBrokenObjects: an object that no longer applies is logged and skipped.
 func TestRestoreSkipsBrokenObjects(t *testing.T) {
-	store, err := server.NewDirStore(t.TempDir())
+	store, err := dirstore.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,4 +278,50 @@ func TestModulesReleased(t *testing.T) {
 	if s := e.host.Stats(); s.Modules != 0 || s.Blobs != 0 || s.Instances != 0 || s.MemoryInUse != 0 || s.MemoryReserved != 0 {
 		t.Fatalf("after deleting both features: %+v; want nothing held", s)
 	}
+}
+
+// TestApplyDryRun: dry_run over the API reports per object what would happen and changes
+// nothing — not the engine, not the store; what would fail fails with the apply's code.
+func TestApplyDryRun(t *testing.T) {
+	dir := t.TempDir()
+	store, err := dirstore.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, envOptions{cfg: server.Config{Registry: store}})
+	c := e.clients(protocols[0])
+	ctx := context.Background()
+	before := listAll(t, c)
+	stored, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := baseManifest + `---
+apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: dry, namespace: fraud}
+spec: {primitive: int, freshness: 1m, staleness: 1h, keys: [card_id]}
+`
+	res, err := c.registry.ApplyFeature(ctx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(manifest), DryRun: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res.Msg.GetApplied()
+	if last := got[len(got)-1]; last.GetFqn() != "fraud.dry" || last.GetAction() != "created" {
+		t.Errorf("last object: %v", last)
+	}
+	for _, a := range got[:len(got)-1] {
+		if a.GetAction() != "unchanged" {
+			t.Errorf("%s %s: %s, want unchanged", a.GetKind(), a.GetFqn(), a.GetAction())
+		}
+	}
+	if after := listAll(t, c); !slices.Equal(after, before) {
+		t.Errorf("a dry run changed the applied set: %v, was %v", after, before)
+	}
+	if now, _ := store.Load(ctx); len(now) != len(stored) {
+		t.Errorf("a dry run changed the store: %d objects, was %d", len(now), len(stored))
+	}
+	bad := "apiVersion: osprey.dev/v1alpha1\nkind: Feature\nmetadata: {name: orphan, namespace: fraud}\nspec: {primitive: int, freshness: 1m, staleness: 1h, keys: [id], dataSource: fraud.nowhere}\n"
+	_, err = c.registry.ApplyFeature(ctx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(bad), DryRun: true}))
+	wantCode(t, err, connect.CodeFailedPrecondition)
 }

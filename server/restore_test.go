@@ -18,7 +18,9 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 	"github.com/osprey-ml/osprey/plugins"
+	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 	memstate "github.com/osprey-ml/osprey/plugins/state/memory"
 	"github.com/osprey-ml/osprey/server"
 )
@@ -112,14 +114,14 @@ type restoreCase struct {
 // them off the list.
 func TestRestoreQuarantine(t *testing.T) {
 	dir := t.TempDir()
-	store, err := server.NewDirStore(dir)
+	store, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	objectFile := func(kind, fqn string) string { return filepath.Join(dir, "objects", kind, fqn+".yaml") }
 	moduleFile := func(wasm []byte) string {
-		return filepath.Join(dir, "modules", "sha256", strings.TrimPrefix(ref(wasm), "sha256:")+".wasm")
+		return filepath.Join(dir, "modules", "sha256", moduleref.Digest(moduleref.Of(wasm))+".wasm")
 	}
 	write := func(path, data string) {
 		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
@@ -153,7 +155,7 @@ func TestRestoreQuarantine(t *testing.T) {
 		{
 			kind: "Feature", fqn: "r.missing", manifest: restoreFeature("missing", "  builder: {module: missing.wasm}\n"), module: "missing.wasm",
 			breakIt: func(string) { os.Remove(moduleFile(mods["missing.wasm"])) },
-			want:    "module " + ref(mods["missing.wasm"]),
+			want:    "module " + moduleref.Of(mods["missing.wasm"]),
 			fix:     del("r.missing"),
 		},
 		{
@@ -316,7 +318,7 @@ func TestRestoreQuarantine(t *testing.T) {
 // TestRestoreDeletedWhileAbandoned: an object deleted while its abandoned apply runs is
 // deleted from the engine again when that apply succeeds late.
 func TestRestoreDeletedWhileAbandoned(t *testing.T) {
-	store, err := server.NewDirStore(t.TempDir())
+	store, err := dirstore.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +359,7 @@ func TestRestoreDeletedWhileAbandoned(t *testing.T) {
 // TestRestoreInterrupted: cancelling New's context stops the restore promptly; the objects
 // left are not restored, and stay in the store.
 func TestRestoreInterrupted(t *testing.T) {
-	store, err := server.NewDirStore(t.TempDir())
+	store, err := dirstore.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

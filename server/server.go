@@ -39,7 +39,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
-	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/registry"
 )
 
 // DefaultMaxMessageBytes is the default largest request message: enough for a Wasm module
@@ -56,12 +56,7 @@ const compressMinBytes = 4096
 
 // DefaultRestoreTimeout bounds, by default, the restore of each stored object when New
 // restores the registry.
-const DefaultRestoreTimeout = 30 * time.Second
-
-// restoreGrace is how long past an object's restore deadline New still waits for its apply
-// to return (the host stops guests at the deadline; this covers the unwinding) before it
-// abandons it.
-const restoreGrace = 2 * time.Second
+const DefaultRestoreTimeout = registry.DefaultRestoreTimeout
 
 // requestSlack is what a request body may hold beyond its largest message: the framing of
 // the gRPC and Connect envelopes, and the few small messages of a reflection stream.
@@ -72,11 +67,12 @@ const requestSlack = 1 << 20
 type Config struct {
 	// Engine serves the calls. Required. The Server does not close it.
 	Engine *engine.Engine
-	// Host accepts the Wasm modules of ApplyFeature requests (AddModule). Without one,
-	// ApplyFeature refuses manifests that name modules, with FailedPrecondition. The engine
-	// must have been built with the same Host as its program loader and middleware
-	// resolver. The Server does not close it.
-	Host *host.Host
+	// Host accepts the Wasm modules of ApplyFeature requests and manages their lifecycle
+	// (registry.Modules; *host.Host satisfies it). Without one, ApplyFeature refuses
+	// manifests that name modules, with FailedPrecondition. The engine must have been built
+	// with the same Host as its program loader and middleware resolver. The Server does not
+	// close it.
+	Host registry.Modules
 	// Notifier feeds Watch: the Server subscribes to it for its whole life with a consumer
 	// group of its own ("watch-<random>"), so every replica sees every change, and deletes
 	// the group when it stops. Without one, Watch answers Unimplemented. The Server does not
@@ -85,7 +81,7 @@ type Config struct {
 	// Registry persists what ApplyFeature and DeleteFeature change; New applies everything
 	// it holds again (data sources first), each object under RestoreTimeout, quarantining
 	// those that fail. Nil keeps the registry in memory only.
-	Registry Store
+	Registry registry.Store
 	// RestoreTimeout bounds the restore of each stored object by New: its manifest parsed,
 	// its modules added, and its apply (compiling and instantiating its Wasm modules) under
 	// a context with this deadline (DefaultRestoreTimeout when 0). An object whose restore
@@ -112,17 +108,15 @@ type Config struct {
 // for concurrent use.
 type Server struct {
 	eng             *engine.Engine
-	host            *host.Host
 	log             *slog.Logger
 	maxBytes        int
 	shutdownTimeout time.Duration
-	restoreTimeout  time.Duration
 
 	handler http.Handler
 	health  *grpchealth.StaticChecker
 	ready   atomic.Bool
 	watch   *watchHub // nil without a Notifier
-	reg     *registry
+	reg     *registry.Registry
 
 	// streams is cancelled by Close: every streaming call (Watch, health Watch,
 	// reflection) runs under a context that ends with it.
@@ -175,12 +169,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		eng:             cfg.Engine,
-		host:            cfg.Host,
 		log:             cfg.Logger,
 		maxBytes:        cfg.MaxMessageBytes,
 		shutdownTimeout: cfg.ShutdownTimeout,
-		restoreTimeout:  cfg.RestoreTimeout,
-		reg:             newRegistry(cfg.Registry),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -192,17 +183,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.shutdownTimeout == 0 {
 		s.shutdownTimeout = DefaultShutdownTimeout
 	}
-	if s.restoreTimeout == 0 {
-		s.restoreTimeout = DefaultRestoreTimeout
-	}
 	auth, err := newAuthenticator(cfg.Tokens)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if cfg.Registry != nil {
-		if err := s.restore(ctx); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
+	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Store: cfg.Registry,
+		RestoreTimeout: cfg.RestoreTimeout, Logger: s.log}); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := s.reg.Restore(ctx); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.streams, s.closeStreams = context.WithCancel(context.Background())
 	s.health = grpchealth.NewStaticChecker(serviceNames...)
@@ -408,6 +398,15 @@ func (s *Server) recoverHTTP(next http.Handler) http.Handler {
 // server's fault.
 func (s *Server) fail(ctx context.Context, procedure string, err error, names fieldNames) error {
 	ce := rpcError(err, names)
+	if ce.Code() == connect.CodeInternal || ce.Code() == connect.CodeUnknown {
+		s.log.LogAttrs(ctx, slog.LevelError, "call failed", slog.String("procedure", procedure), slog.Any("error", err))
+	}
+	return ce
+}
+
+// registryFail is fail for the registry's errors (registryError).
+func (s *Server) registryFail(ctx context.Context, procedure string, err error, names fieldNames) error {
+	ce := registryError(err, names)
 	if ce.Code() == connect.CodeInternal || ce.Code() == connect.CodeUnknown {
 		s.log.LogAttrs(ctx, slog.LevelError, "call failed", slog.String("procedure", procedure), slog.Any("error", err))
 	}

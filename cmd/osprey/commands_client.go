@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 	"github.com/osprey-ml/osprey/manifest"
 )
 
@@ -30,7 +31,8 @@ func clientCommand(name, usage string, minArgs int, body func(ctx context.Contex
 		if name == "apply" {
 			var files multiFlag
 			fs.Var(&files, "f", "a manifest file or directory (repeatable)")
-			extra = func() error { return applyFiles(ctx, e, &cf, files) }
+			dryRun := fs.Bool("dry-run", false, "check everything (validation, modules compiled, middlewares resolved) and change nothing; report what would be created, updated or left unchanged")
+			extra = func() error { return applyFiles(ctx, e, &cf, files, applyOptions{dryRun: *dryRun}) }
 		}
 		at := ""
 		if name == "set" || name == "append" || name == "incr" || name == "update" {
@@ -255,10 +257,18 @@ func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 	})
 }
 
+// applyOptions modify applyFiles.
+type applyOptions struct {
+	// dryRun sends each file with dry_run: the server checks it and changes nothing. Each
+	// file is checked on its own against what the server has applied, so a file that needs
+	// what an earlier file of the same run would apply is reported as failing.
+	dryRun bool
+}
+
 // applyFiles uploads each manifest file with the modules it names, building Go guests
 // from source first where a module path names a directory (or a .wasm file that does not
-// exist next to a directory of the same name).
-func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) error {
+// exist next to a directory of the same name), one ApplyFeature per file.
+func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string, opts applyOptions) error {
 	if len(paths) == 0 {
 		return fmt.Errorf("want -f FILE|DIR")
 	}
@@ -290,7 +300,7 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) er
 				refs = append(refs, mw.Module)
 			}
 			for _, ref := range refs {
-				if ref == "" || strings.HasPrefix(ref, "sha256:") || modules[ref] != nil {
+				if ref == "" || moduleref.Is(ref) || modules[ref] != nil {
 					continue
 				}
 				b, err := moduleBytes(ctx, e, filepath.Dir(file), ref)
@@ -301,7 +311,7 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) er
 			}
 		}
 		actx, cancel := context.WithTimeout(ctx, cf.timeout)
-		res, err := c.registry.ApplyFeature(actx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: data, Modules: modules}))
+		res, err := c.registry.ApplyFeature(actx, connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: data, Modules: modules, DryRun: opts.dryRun}))
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, serverError(err))
@@ -311,9 +321,21 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string) er
 	out := &ospreyv1.ApplyFeatureResponse{Applied: all}
 	return c.print(e.stdout, out, func() {
 		for _, a := range all {
+			if opts.dryRun {
+				fmt.Fprintf(e.stdout, "%s %s would be %s (dry run)\n", strings.ToLower(a.Kind), a.Fqn, wouldBe(a.Action))
+				continue
+			}
 			fmt.Fprintf(e.stdout, "%s %s %s\n", strings.ToLower(a.Kind), a.Fqn, a.Action)
 		}
 	})
+}
+
+// wouldBe phrases an apply action for a dry run: "created", "updated", "left unchanged".
+func wouldBe(action string) string {
+	if action == "unchanged" {
+		return "left unchanged"
+	}
+	return action
 }
 
 // manifestFiles expands directories to their *.yaml and *.yml files, in name order.

@@ -21,6 +21,7 @@ import (
 	_ "github.com/osprey-ml/osprey/plugins/middleware"      // native middlewares
 	_ "github.com/osprey-ml/osprey/plugins/notifier/memory" // "memory" notifier
 	_ "github.com/osprey-ml/osprey/plugins/state/memory"    // "memory" state
+	"github.com/osprey-ml/osprey/registry"
 	"github.com/osprey-ml/osprey/server"
 )
 
@@ -53,6 +54,12 @@ func runShell(ctx context.Context, e *env, args []string) error {
 	}
 	eng := engine.New(state, engine.WithNotifier(notifier), engine.WithLogger(e.log),
 		engine.WithMiddlewareResolver(plugins.Middlewares), engine.WithEncoderResolver(encoders))
+	// The same registry as osprey serve and dev, without a Store (nothing persists) and
+	// without a Wasm host (programs and Wasm middlewares need osprey dev).
+	reg, err := registry.New(registry.Config{Engine: eng, Logger: e.log})
+	if err != nil {
+		return err
+	}
 
 	var ms []manifest.Manifest
 	if !*noExamples {
@@ -67,12 +74,16 @@ func runShell(ctx context.Context, e *env, args []string) error {
 		}
 		ms = append(ms, more...)
 	}
+	var apply []manifest.Manifest
 	for _, m := range ms {
 		if m.Feature == nil || usesWasm(m.Feature) {
 			continue // programs and Wasm middlewares need the Wasm host: osprey dev
 		}
-		if err := eng.Apply(ctx, m.Feature); err != nil {
-			return fmt.Errorf("%s: %w", m.Pos, err)
+		apply = append(apply, m)
+	}
+	if len(apply) > 0 {
+		if _, err := reg.Apply(ctx, apply, nil, registry.ApplyOptions{}); err != nil {
+			return err
 		}
 	}
 	sh := &shell{eng: eng, out: e.stdout}

@@ -17,6 +17,7 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/examples"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 	"github.com/osprey-ml/osprey/manifest"
 )
 
@@ -67,7 +68,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("--examples %s: building the examples from source needs the Go toolchain (https://go.dev/dl), which is not on PATH; without --examples, osprey dev applies the prebuilt examples it embeds", *examplesDir)
 			}
 			e.log.Info("applying the examples, building their Go guests", "dir", *examplesDir)
-			if err := applyFiles(ctx, quiet, cf, paths); err != nil {
+			if err := applyFiles(ctx, quiet, cf, paths, applyOptions{}); err != nil {
 				return err
 			}
 			applied = "the examples of " + *examplesDir
@@ -79,7 +80,7 @@ func runDev(ctx context.Context, e *env, args []string) error {
 			applied = "the examples"
 		}
 		if len(files) > 0 {
-			return applyFiles(ctx, quiet, cf, files)
+			return applyFiles(ctx, quiet, cf, files, applyOptions{})
 		}
 		return nil
 	}()
@@ -169,7 +170,7 @@ func moduleRefs(m manifest.Manifest) []string {
 	}
 	var refs []string
 	for _, ref := range append([]string{m.Feature.Builder.Module}, middlewareModules(m.Feature)...) {
-		if ref != "" && !strings.HasPrefix(ref, "sha256:") {
+		if ref != "" && !moduleref.Is(ref) {
 			refs = append(refs, ref)
 		}
 	}

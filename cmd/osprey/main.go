@@ -39,7 +39,7 @@ func commands() []command {
 		{"serve", "serve the API (Connect, gRPC, gRPC-Web on one port)", runServe},
 		{"shell", "an engine in this process with an interactive shell (no server)", runShell},
 		{"validate", "parse and validate manifests: osprey validate FILE|DIR…", runValidate},
-		{"apply", "apply manifests and their Wasm modules to a host: osprey apply -f FILE|DIR…", clientCommand("apply", "-f FILE|DIR…", 0, nil)},
+		{"apply", "apply manifests and their Wasm modules to a host: osprey apply [--dry-run] -f FILE|DIR…", clientCommand("apply", "[--dry-run] -f FILE|DIR…", 0, nil)},
 		{"get", "read a feature: osprey get SELECTOR KEY=VALUE…", clientCommand("get", "SELECTOR KEY=VALUE…", 1, runGet)},
 		{"set", "set a value: osprey set FQN KEY=VALUE… VALUE", clientCommand("set", "FQN KEY=VALUE… VALUE", 2, runWrite("set"))},
 		{"append", "append to a list: osprey append FQN KEY=VALUE… VALUE", clientCommand("append", "FQN KEY=VALUE… VALUE", 2, runWrite("append"))},

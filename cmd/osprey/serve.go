@@ -18,6 +18,8 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/plugins"
+	_ "github.com/osprey-ml/osprey/plugins/registrystore/dir" // "dir" registry store
+	"github.com/osprey-ml/osprey/registry"
 	"github.com/osprey-ml/osprey/server"
 )
 
@@ -32,6 +34,8 @@ type serveConfig struct {
 	Notifier        string        `yaml:"notifier"`
 	NotifierConfig  string        `yaml:"notifier-config"`
 	DataDir         string        `yaml:"data-dir"`
+	Registry        string        `yaml:"registry"`
+	RegistryConfig  string        `yaml:"registry-config"`
 	Tokens          string        `yaml:"tokens"`
 	CORSOrigins     string        `yaml:"cors-origins"`
 	MaxMessageBytes int           `yaml:"max-message-bytes"`
@@ -49,6 +53,8 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.EncoderConfig, "encoder-config", "", "selector encodings' config, name.key=value,…, e.g. hash.key-env=HASH_KEY (encodings: "+strings.Join(plugins.EncoderNames(), ", ")+"; env OSPREY_ENCODER_CONFIG)")
 	fs.StringVar(&c.NotifierConfig, "notifier-config", "", "notifier config, key=value,… (env OSPREY_NOTIFIER_CONFIG)")
 	fs.StringVar(&c.DataDir, "data-dir", dataDir, "directory for the registry and the module compilation cache; empty keeps them in memory (env OSPREY_DATA_DIR)")
+	fs.StringVar(&c.Registry, "registry", "", "registry store by name: "+strings.Join(plugins.RegistryStoreNames(), ", ")+"; empty: dir when --data-dir is set (in <data-dir>/registry), otherwise none (the registry lives in memory) (env OSPREY_REGISTRY)")
+	fs.StringVar(&c.RegistryConfig, "registry-config", "", "registry store config, key=value,… (dir: dir=PATH, default <data-dir>/registry) (env OSPREY_REGISTRY_CONFIG)")
 	fs.StringVar(&c.Tokens, "tokens", "", "bearer tokens, token:read or token:write, comma-separated; empty: no auth (env OSPREY_TOKENS)")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "browser origins allowed, comma-separated, or * (env OSPREY_CORS_ORIGINS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest request message (env OSPREY_MAX_MESSAGE_BYTES)")
@@ -245,14 +251,12 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		}
 		hostOpts = append(hostOpts, host.WithMemoryBudget(int64(budget)))
 	}
-	var store server.Store
 	if c.DataDir != "" {
 		hostOpts = append(hostOpts, host.WithCompilationCache(filepath.Join(c.DataDir, "cache")))
-		ds, err := server.NewDirStore(filepath.Join(c.DataDir, "registry"))
-		if err != nil {
-			return fail(err)
-		}
-		store = ds
+	}
+	store, err := newRegistryStore(ctx, c)
+	if err != nil {
+		return fail(err)
 	}
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
@@ -274,6 +278,40 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// newRegistryStore creates the registry store c names (--registry, --registry-config): by
+// default the "dir" store in <data-dir>/registry when there is a data directory, and none
+// (nil: the registry lives in memory) when there is not.
+func newRegistryStore(ctx context.Context, c *serveConfig) (registry.Store, error) {
+	cfg, err := parseKV(c.RegistryConfig, "registry-config")
+	if err != nil {
+		return nil, err
+	}
+	name := c.Registry
+	if name == "" {
+		if c.DataDir == "" {
+			if len(cfg) > 0 {
+				return nil, errors.New("registry-config: set, but there is no registry store (set --registry or --data-dir)")
+			}
+			return nil, nil
+		}
+		name = "dir"
+	}
+	if name == "dir" && !cfg.Has("dir") {
+		if c.DataDir == "" {
+			return nil, errors.New("registry dir: needs --data-dir or --registry-config dir=PATH")
+		}
+		if cfg == nil {
+			cfg = plugins.Config{}
+		}
+		cfg["dir"] = filepath.Join(c.DataDir, "registry")
+	}
+	st, err := plugins.NewRegistryStore(ctx, name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	return st, nil
 }
 
 // startServing parses a serving command's flags (those of serveConfig plus any the caller

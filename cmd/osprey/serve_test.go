@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -72,5 +73,37 @@ func TestNewEncoders(t *testing.T) {
 				t.Fatalf("newEncoders(%q): no hash encoding: %v", tc.cfg, err)
 			}
 		}
+	}
+}
+
+// TestNewRegistryStore: dir by default with a data directory, none without one, and a named
+// store with its config.
+func TestNewRegistryStore(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	for _, tc := range []struct {
+		c       serveConfig
+		none    bool
+		wantErr bool
+	}{
+		{c: serveConfig{}, none: true},
+		{c: serveConfig{DataDir: data}},
+		{c: serveConfig{Registry: "dir", RegistryConfig: "dir=" + filepath.Join(data, "elsewhere")}},
+		{c: serveConfig{Registry: "dir"}, wantErr: true},
+		{c: serveConfig{Registry: "nope", DataDir: data}, wantErr: true},
+		{c: serveConfig{RegistryConfig: "dir=x"}, wantErr: true},
+	} {
+		st, err := newRegistryStore(ctx, &tc.c)
+		switch {
+		case tc.wantErr && err == nil:
+			t.Errorf("%+v: no error", tc.c)
+		case !tc.wantErr && err != nil:
+			t.Errorf("%+v: %v", tc.c, err)
+		case !tc.wantErr && (st == nil) != tc.none:
+			t.Errorf("%+v: store %v", tc.c, st)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "registry", "objects")); err != nil {
+		t.Errorf("the default dir store is not in <data-dir>/registry: %v", err)
 	}
 }

@@ -30,7 +30,12 @@ type ApplyFeatureRequest struct {
 	Manifest []byte `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
 	// The Wasm modules, by the path the manifest names them with (spec.builder.module,
 	// spec.middlewares[].module).
-	Modules       map[string][]byte `protobuf:"bytes,2,rep,name=modules,proto3" json:"modules,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Modules map[string][]byte `protobuf:"bytes,2,rep,name=modules,proto3" json:"modules,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Check everything an apply checks — the manifests validated, modules compiled,
+	// middlewares resolved, the engine's checks of each object — and change nothing: nothing
+	// is stored, no module is kept, and the response reports what would be created, updated or
+	// left unchanged.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -79,7 +84,14 @@ func (x *ApplyFeatureRequest) GetModules() map[string][]byte {
 	return nil
 }
 
-// ApplyFeatureResponse reports what was applied.
+func (x *ApplyFeatureRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// ApplyFeatureResponse reports what was applied (or, with dry_run, what would be).
 type ApplyFeatureResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One per manifest document, in manifest order.
@@ -631,10 +643,11 @@ var File_osprey_v1_registry_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x18osprey/v1/registry.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17osprey/v1/feature.proto\x1a\x15osprey/v1/value.proto\"\xb4\x01\n" +
+	"\x18osprey/v1/registry.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17osprey/v1/feature.proto\x1a\x15osprey/v1/value.proto\"\xcd\x01\n" +
 	"\x13ApplyFeatureRequest\x12\x1a\n" +
 	"\bmanifest\x18\x01 \x01(\fR\bmanifest\x12E\n" +
-	"\amodules\x18\x02 \x03(\v2+.osprey.v1.ApplyFeatureRequest.ModulesEntryR\amodules\x1a:\n" +
+	"\amodules\x18\x02 \x03(\v2+.osprey.v1.ApplyFeatureRequest.ModulesEntryR\amodules\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x1a:\n" +
 	"\fModulesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"J\n" +

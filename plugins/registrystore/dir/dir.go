@@ -1,11 +1,12 @@
-package server
+// Package dir is the "dir" registry store: the registry's objects and modules in a local
+// directory. Importing it registers it (plugins.RegisterRegistryStore) with one config key,
+// dir, the directory.
+package dir
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,45 +18,22 @@ import (
 	"sync"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/moduleref"
 	"github.com/osprey-ml/osprey/manifest"
+	"github.com/osprey-ml/osprey/plugins"
+	"github.com/osprey-ml/osprey/registry"
 )
 
-// Store persists what ApplyFeature applied, so that a restarted server applies it again: one
-// self-contained osprey.dev/v1alpha1 manifest per object (its Wasm modules named by their
-// "sha256:<hex>" digests) and the bytes of those modules.
-//
-// Implementations must be safe for concurrent use. The server serialises its own calls.
-type Store interface {
-	// Save stores (or replaces) an object: kind is "Feature" or "DataSource", fqn its
-	// "namespace.name", manifest its YAML document, and modules the bytes of every module
-	// the manifest names, by reference ("sha256:<hex>"). Save is atomic: a crash leaves the
-	// old object or the new one.
-	Save(ctx context.Context, kind, fqn string, manifest []byte, modules map[string][]byte) error
-	// Delete removes an object; deleting one that is not stored is not an error.
-	Delete(ctx context.Context, kind, fqn string) error
-	// Load returns every stored object, data sources first, then features, each group
-	// sorted by FQN. An object that cannot be read whole (its manifest unreadable, a module
-	// it names missing or corrupt) is returned with Err set, so that the server quarantines
-	// it and restores the others; Load fails only when the store itself cannot be read.
-	Load(ctx context.Context) ([]StoredObject, error)
+func init() {
+	plugins.RegisterRegistryStore("dir", func(_ context.Context, cfg plugins.Config) (registry.Store, error) {
+		if err := cfg.Check("dir"); err != nil {
+			return nil, err
+		}
+		return New(cfg.String("dir", ""))
+	})
 }
 
-// StoredObject is one object a Store holds. It is plain data: Load hands out fresh copies.
-type StoredObject struct {
-	// Kind is "Feature" or "DataSource".
-	Kind string
-	// FQN is the object's "namespace.name".
-	FQN string
-	// Manifest is the object's YAML document.
-	Manifest []byte
-	// Modules holds the bytes of the modules the manifest names, by reference.
-	Modules map[string][]byte
-	// Err, when set, says why the object could not be read whole (Manifest or Modules may
-	// then be incomplete); the server quarantines such an object.
-	Err error
-}
-
-// DirStore is a Store in a local directory:
+// Store is a registry.Store in a local directory:
 //
 //	<dir>/objects/Feature/<fqn>.yaml      one manifest per object
 //	<dir>/objects/DataSource/<fqn>.yaml
@@ -69,13 +47,13 @@ type StoredObject struct {
 //
 // A DirStore is safe for concurrent use by one process; two processes must not share a
 // directory.
-type DirStore struct {
+type Store struct {
 	dir string
 	mu  sync.Mutex
 }
 
-// NewDirStore returns a Store in dir, creating the directory if needed.
-func NewDirStore(dir string) (*DirStore, error) {
+// New returns a Store in dir, creating the directory if needed.
+func New(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("registry store: empty directory name")
 	}
@@ -88,13 +66,12 @@ func NewDirStore(dir string) (*DirStore, error) {
 			return nil, fmt.Errorf("registry store: %w", err)
 		}
 	}
-	return &DirStore{dir: dir}, nil
+	return &Store{dir: dir}, nil
 }
 
-const (
-	storeModuleLine = "# module: "
-	digestPrefix    = "sha256:"
-)
+const storeModuleLine = "# module: "
+
+var _ registry.Store = (*Store)(nil)
 
 func checkObject(kind, fqn string) error {
 	if kind != string(manifest.KindFeature) && kind != string(manifest.KindDataSource) {
@@ -106,42 +83,25 @@ func checkObject(kind, fqn string) error {
 	return nil
 }
 
-// digestHex returns the hex digest of a "sha256:<hex>" reference.
-func digestHex(ref string) (string, error) {
-	h, ok := strings.CutPrefix(ref, digestPrefix)
-	if !ok || len(h) != 2*sha256.Size {
-		return "", fmt.Errorf("module reference %q: want sha256:<64 hex digits>", ref)
-	}
-	if _, err := hex.DecodeString(h); err != nil || strings.ToLower(h) != h {
-		return "", fmt.Errorf("module reference %q: want sha256:<64 lower-case hex digits>", ref)
-	}
-	return h, nil
-}
-
-func moduleRef(b []byte) string {
-	sum := sha256.Sum256(b)
-	return digestPrefix + hex.EncodeToString(sum[:])
-}
-
-func (d *DirStore) objectPath(kind, fqn string) string {
+func (d *Store) objectPath(kind, fqn string) string {
 	return filepath.Join(d.dir, "objects", kind, fqn+".yaml")
 }
 
-func (d *DirStore) modulePath(hexDigest string) string {
+func (d *Store) modulePath(hexDigest string) string {
 	return filepath.Join(d.dir, "modules", "sha256", hexDigest+".wasm")
 }
 
-// Save implements Store.
-func (d *DirStore) Save(ctx context.Context, kind, fqn string, manifest []byte, modules map[string][]byte) error {
+// Save implements registry.Store.
+func (d *Store) Save(ctx context.Context, kind, fqn string, manifest []byte, modules map[string][]byte) error {
 	if err := checkObject(kind, fqn); err != nil {
 		return err
 	}
 	refs := slices.Sorted(maps.Keys(modules))
 	for _, ref := range refs {
-		if _, err := digestHex(ref); err != nil {
+		if _, err := moduleref.Hex(ref); err != nil {
 			return fmt.Errorf("registry store: save %s %s: %w", kind, fqn, err)
 		}
-		if got := moduleRef(modules[ref]); got != ref {
+		if got := moduleref.Of(modules[ref]); got != ref {
 			return fmt.Errorf("registry store: save %s %s: module %s: the bytes have digest %s", kind, fqn, ref, got)
 		}
 	}
@@ -151,7 +111,7 @@ func (d *DirStore) Save(ctx context.Context, kind, fqn string, manifest []byte, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ref := range refs {
-		h, _ := digestHex(ref)
+		h, _ := moduleref.Hex(ref)
 		path := d.modulePath(h)
 		if _, err := os.Stat(path); err == nil {
 			continue
@@ -172,8 +132,8 @@ func (d *DirStore) Save(ctx context.Context, kind, fqn string, manifest []byte, 
 	return d.collectGarbage()
 }
 
-// Delete implements Store.
-func (d *DirStore) Delete(ctx context.Context, kind, fqn string) error {
+// Delete implements registry.Store.
+func (d *Store) Delete(ctx context.Context, kind, fqn string) error {
 	if err := checkObject(kind, fqn); err != nil {
 		return err
 	}
@@ -192,11 +152,11 @@ func (d *DirStore) Delete(ctx context.Context, kind, fqn string) error {
 	return d.collectGarbage()
 }
 
-// Load implements Store.
-func (d *DirStore) Load(ctx context.Context) ([]StoredObject, error) {
+// Load implements registry.Store.
+func (d *Store) Load(ctx context.Context) ([]registry.StoredObject, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []StoredObject
+	var out []registry.StoredObject
 	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
 		names, err := d.objectNames(kind)
 		if err != nil {
@@ -214,8 +174,8 @@ func (d *DirStore) Load(ctx context.Context) ([]StoredObject, error) {
 
 // loadObject reads one stored object; what cannot be read is reported in its Err. Callers
 // hold d.mu.
-func (d *DirStore) loadObject(kind, fqn string) StoredObject {
-	obj := StoredObject{Kind: kind, FQN: fqn, Modules: map[string][]byte{}}
+func (d *Store) loadObject(kind, fqn string) registry.StoredObject {
+	obj := registry.StoredObject{Kind: kind, FQN: fqn, Modules: map[string][]byte{}}
 	path := d.objectPath(kind, fqn)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -224,7 +184,7 @@ func (d *DirStore) loadObject(kind, fqn string) StoredObject {
 	}
 	obj.Manifest = data
 	for _, ref := range moduleRefs(data) {
-		h, err := digestHex(ref)
+		h, err := moduleref.Hex(ref)
 		if err != nil {
 			obj.Err = fmt.Errorf("registry store: load %s: %w", path, err)
 			return obj
@@ -234,7 +194,7 @@ func (d *DirStore) loadObject(kind, fqn string) StoredObject {
 			obj.Err = fmt.Errorf("registry store: load %s: module %s: %w", path, ref, err)
 			return obj
 		}
-		if got := moduleRef(b); got != ref {
+		if got := moduleref.Of(b); got != ref {
 			obj.Err = fmt.Errorf("registry store: load %s: module %s is corrupt (its bytes have digest %s)", path, ref, got)
 			return obj
 		}
@@ -244,7 +204,7 @@ func (d *DirStore) loadObject(kind, fqn string) StoredObject {
 }
 
 // objectNames returns the FQNs of the stored objects of a kind, sorted.
-func (d *DirStore) objectNames(kind string) ([]string, error) {
+func (d *Store) objectNames(kind string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(d.dir, "objects", kind))
 	if err != nil {
 		return nil, fmt.Errorf("registry store: %w", err)
@@ -278,7 +238,7 @@ func moduleRefs(data []byte) []string {
 }
 
 // collectGarbage removes module files no object names. Callers hold d.mu.
-func (d *DirStore) collectGarbage() error {
+func (d *Store) collectGarbage() error {
 	used := map[string]bool{}
 	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
 		names, err := d.objectNames(kind)
@@ -291,7 +251,7 @@ func (d *DirStore) collectGarbage() error {
 				return fmt.Errorf("registry store: %w", err)
 			}
 			for _, ref := range moduleRefs(data) {
-				if h, err := digestHex(ref); err == nil {
+				if h, err := moduleref.Hex(ref); err == nil {
 					used[h] = true
 				}
 			}

@@ -1,27 +1,26 @@
-package server_test
+package dir_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/osprey-ml/osprey/server"
+	"github.com/osprey-ml/osprey/internal/moduleref"
+	"github.com/osprey-ml/osprey/plugins"
+	dirstore "github.com/osprey-ml/osprey/plugins/registrystore/dir"
 )
 
-func ref(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func ref(b []byte) string { return moduleref.Of(b) }
 
-func TestDirStore(t *testing.T) {
+func TestStore(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := server.NewDirStore(dir)
+	s, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,10 +84,10 @@ func TestDirStore(t *testing.T) {
 	})
 }
 
-func TestDirStoreRejects(t *testing.T) {
+func TestStoreRejects(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := server.NewDirStore(dir)
+	s, err := dirstore.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +116,8 @@ func TestDirStoreRejects(t *testing.T) {
 	if err != nil || len(objs) != 1 || objs[0].Err == nil || !strings.Contains(objs[0].Err.Error(), "corrupt") {
 		t.Fatalf("Load of a corrupt module: %v, %+v", err, objs)
 	}
-	if _, err := server.NewDirStore(""); err == nil {
-		t.Error("NewDirStore(\"\") succeeded")
+	if _, err := dirstore.New(""); err == nil {
+		t.Error("New(\"\") succeeded")
 	}
 }
 
@@ -129,4 +128,32 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestRegistered: the store registers as "dir" and takes the directory as its one key.
+func TestRegistered(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := plugins.NewRegistryStore(ctx, "dir", plugins.Config{"dir": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, "Feature", "ns.f", []byte("kind: Feature\n"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "objects", "Feature", "ns.f.yaml")); err != nil {
+		t.Error(err)
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "dir", plugins.Config{"dir": dir, "bogus": "1"}); err == nil {
+		t.Error("an unknown key was accepted")
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "dir", nil); err == nil {
+		t.Error("no directory was accepted")
+	}
+	if _, err := plugins.NewRegistryStore(ctx, "nope", nil); !errors.Is(err, plugins.ErrNotRegistered) {
+		t.Errorf("unknown store: %v", err)
+	}
+	if !slices.Contains(plugins.RegistryStoreNames(), "dir") {
+		t.Errorf("names %v", plugins.RegistryStoreNames())
+	}
 }
