@@ -569,7 +569,7 @@ func (r *Registry) persist(ctx context.Context, steps []*applyStep, undo *[]func
 // No object of the name is ErrNotFound (wrapping the engine's error, which suggests near
 // names). A name that does not parse is the engine's error (engine.ErrInvalidSelector).
 func (r *Registry) Delete(ctx context.Context, name string) (Key, error) {
-	if _, err := engine.ParseFQN(name, engine.DefaultNamespace); err != nil {
+	if _, err := r.eng.ResolveFQN(name); err != nil {
 		return Key{}, err
 	}
 	r.mu.Lock()
@@ -606,10 +606,10 @@ func (r *Registry) Delete(ctx context.Context, name string) (Key, error) {
 	return key, nil
 }
 
-// deleteDataSource deletes the data source name names, if one is applied. A bare name is
-// looked up in engine.DefaultNamespace. Callers hold mu.
+// deleteDataSource deletes the data source name names, if one is applied. A bare name is in
+// the engine's default namespace (Engine.ResolveFQN). Callers hold mu.
 func (r *Registry) deleteDataSource(ctx context.Context, name string) (Key, bool, error) {
-	fqn, err := engine.ParseFQN(name, engine.DefaultNamespace)
+	fqn, err := r.eng.ResolveFQN(name)
 	if err != nil {
 		return Key{}, false, nil
 	}

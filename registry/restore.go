@@ -297,7 +297,7 @@ func (r *Registry) restoreReturned(key Key, q *quarantined, late <-chan error, r
 // its stored manifest goes, and, for a feature whose manifest parses, the values stored
 // for it are dropped. Callers hold mu.
 func (r *Registry) deleteQuarantined(ctx context.Context, name string, kind manifest.Kind) (Key, bool, error) {
-	fqn, err := engine.ParseFQN(name, engine.DefaultNamespace)
+	fqn, err := r.eng.ResolveFQN(name)
 	if err != nil {
 		return Key{}, false, nil
 	}
