@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -276,7 +275,7 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string, op
 	if err != nil {
 		return err
 	}
-	files, err := manifestFiles(paths)
+	files, err := manifestFiles(paths, false)
 	if err != nil {
 		return err
 	}
@@ -338,37 +337,6 @@ func wouldBe(action string) string {
 	return action
 }
 
-// manifestFiles expands directories to their *.yaml and *.yml files, in name order.
-func manifestFiles(paths []string) ([]string, error) {
-	var files []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			files = append(files, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, err
-		}
-		var found []string
-		for _, de := range entries {
-			ext := strings.ToLower(filepath.Ext(de.Name()))
-			if !de.IsDir() && (ext == ".yaml" || ext == ".yml") {
-				found = append(found, filepath.Join(p, de.Name()))
-			}
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("%s: no *.yaml or *.yml files", p)
-		}
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	return files, nil
-}
 
 // moduleBytes reads a module a manifest names. When the path is a directory of Go source,
 // or a .wasm file with a directory of Go source of the same name beside it (amount.wasm and

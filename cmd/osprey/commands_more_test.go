@@ -208,7 +208,7 @@ func TestManifestTree(t *testing.T) {
 		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
 		os.WriteFile(filepath.Join(dir, p), nil, 0o644)
 	}
-	got, err := manifestTree([]string{dir})
+	got, err := manifestFiles([]string{dir}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,11 +220,11 @@ func TestManifestTree(t *testing.T) {
 	if want := []string{"a.yaml", "sub/b.yml", "sub/deeper/c.yaml"}; !slices.Equal(rel, want) {
 		t.Errorf("manifestTree = %q, want %q", rel, want)
 	}
-	if _, err := manifestTree([]string{filepath.Join(dir, "sub", "deeper", "..", "..", ".hidden", "..", "testdata", "nope")}); err == nil {
+	if _, err := manifestFiles([]string{filepath.Join(dir, "sub", "deeper", "..", "..", ".hidden", "..", "testdata", "nope")}, true); err == nil {
 		t.Error("a missing path: no error")
 	}
 	empty := t.TempDir()
-	if _, err := manifestTree([]string{empty}); err == nil || !strings.Contains(err.Error(), "no *.yaml") {
+	if _, err := manifestFiles([]string{empty}, true); err == nil || !strings.Contains(err.Error(), "no *.yaml") {
 		t.Errorf("an empty directory: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ func runValidate(_ context.Context, e *env, args []string) error {
 		fs.Usage()
 		return fmt.Errorf("no manifest given")
 	}
-	files, err := manifestTree(fs.Args())
+	files, err := manifestFiles(fs.Args(), true)
 	if err != nil {
 		return err
 	}
@@ -57,9 +57,10 @@ func describeFeature(f *engine.Feature) string {
 	return s
 }
 
-// manifestTree expands directories to the *.yaml and *.yml files under them, recursively
-// (skipping hidden directories and testdata), in path order; files are kept as given.
-func manifestTree(paths []string) ([]string, error) {
+// manifestFiles expands directories to the *.yaml and *.yml files in them — under them,
+// recursively, when recursive is set (skipping hidden directories and testdata) — in path
+// order; files are kept as given. A directory without one is an error.
+func manifestFiles(paths []string, recursive bool) ([]string, error) {
 	var files []string
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -77,7 +78,7 @@ func manifestTree(paths []string) ([]string, error) {
 			}
 			name := d.Name()
 			if d.IsDir() {
-				if path != p && (strings.HasPrefix(name, ".") || name == "testdata") {
+				if path != p && (!recursive || strings.HasPrefix(name, ".") || name == "testdata") {
 					return filepath.SkipDir
 				}
 				return nil
@@ -91,7 +92,11 @@ func manifestTree(paths []string) ([]string, error) {
 			return nil, err
 		}
 		if len(files) == n {
-			return nil, fmt.Errorf("%s: no *.yaml or *.yml files under it", p)
+			where := "in it"
+			if recursive {
+				where = "under it"
+			}
+			return nil, fmt.Errorf("%s: no *.yaml or *.yml files %s", p, where)
 		}
 	}
 	return files, nil
