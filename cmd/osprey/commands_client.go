@@ -337,7 +337,6 @@ func wouldBe(action string) string {
 	return action
 }
 
-
 // moduleBytes reads a module a manifest names. When the path is a directory of Go source,
 // or a .wasm file with a directory of Go source of the same name beside it (amount.wasm and
 // amount/), the guest is built from that source first — always, so that a stale .wasm is
