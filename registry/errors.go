@@ -20,6 +20,10 @@ var (
 	// ErrModuleUnknown: a manifest names a module by reference that neither the request
 	// carries nor the registry holds.
 	ErrModuleUnknown = errors.New("module not in the registry")
+	// ErrConflict: a SharedStore refused a write because the object changed in the store
+	// (another replica applied or deleted it) since this registry last saw it; nothing was
+	// applied. The registry catches up within its sync period: retry then.
+	ErrConflict = errors.New("changed concurrently")
 )
 
 // kindError is an error with its own message that is one of the sentinels above, and

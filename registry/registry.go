@@ -65,6 +65,12 @@ type Config struct {
 	RestoreGrace time.Duration
 	// Logger receives the registry's log lines; nil is slog.Default().
 	Logger *slog.Logger
+	// SyncPeriod is how often the registry lists a SharedStore's versions to catch up on
+	// changes whose notification it missed; 0 is DefaultSyncPeriod.
+	SyncPeriod time.Duration
+	// ResyncPeriod is how often it re-checks every object of a SharedStore (retrying the
+	// quarantined ones); 0 is DefaultResyncPeriod.
+	ResyncPeriod time.Duration
 }
 
 // Key names a registry object.
@@ -125,6 +131,15 @@ type Registry struct {
 	// pending holds the objects whose restore was abandoned at its deadline and whose apply
 	// has not returned yet: Apply refuses them (ErrPending) until it has.
 	pending map[Key]*quarantined
+
+	// With a SharedStore (shared.go): shared is the Store as one; versions holds the
+	// version of each stored object as this registry last saw it; follower converges on
+	// the other replicas' changes.
+	shared       SharedStore
+	versions     map[Key]string
+	follower     *follower
+	syncPeriod   time.Duration
+	resyncPeriod time.Duration
 }
 
 // New returns a Registry over cfg.Engine. It restores nothing: call Restore.
@@ -138,16 +153,21 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.RestoreGrace < 0 {
 		return nil, fmt.Errorf("registry: Config.RestoreGrace is negative (%v)", cfg.RestoreGrace)
 	}
+	if cfg.SyncPeriod < 0 || cfg.ResyncPeriod < 0 {
+		return nil, fmt.Errorf("registry: Config.SyncPeriod (%v) or ResyncPeriod (%v) is negative", cfg.SyncPeriod, cfg.ResyncPeriod)
+	}
 	r := &Registry{eng: cfg.Engine, mods: cfg.Modules, store: cfg.Store, log: cfg.Logger,
 		timeout: cmpOr(cfg.RestoreTimeout, DefaultRestoreTimeout), grace: cmpOr(cfg.RestoreGrace, DefaultRestoreGrace),
 		stored: map[Key]storedObject{}, modules: map[string][]byte{},
-		quarantine: map[Key]*quarantined{}, pending: map[Key]*quarantined{}}
+		quarantine: map[Key]*quarantined{}, pending: map[Key]*quarantined{}, versions: map[Key]string{},
+		syncPeriod: cmpOr(cfg.SyncPeriod, DefaultSyncPeriod), resyncPeriod: cmpOr(cfg.ResyncPeriod, DefaultResyncPeriod)}
 	if isNil(r.mods) {
 		r.mods = nil
 	}
 	if isNil(r.store) {
 		r.store = nil
 	}
+	r.shared, _ = r.store.(SharedStore)
 	if r.log == nil {
 		r.log = slog.Default()
 	}
@@ -522,7 +542,7 @@ func (r *Registry) persist(ctx context.Context, steps []*applyStep, undo *[]func
 			continue
 		}
 		mods := st.modules
-		if err := r.store.Save(sctx, st.key.Kind, st.key.FQN, st.canonical, mods); err != nil {
+		if err := r.save(sctx, st.key, st.canonical, mods); err != nil {
 			return err
 		}
 		key := st.key
@@ -533,10 +553,10 @@ func (r *Registry) persist(ctx context.Context, steps []*applyStep, undo *[]func
 		*undo = append(*undo, func(ctx context.Context) {
 			var err error
 			if had {
-				err = r.store.Save(ctx, key.Kind, key.FQN, prev.manifest, prevModules)
+				err = r.save(ctx, key, prev.manifest, prevModules)
 				r.stored[key] = prev
 			} else {
-				err = r.store.Delete(ctx, key.Kind, key.FQN)
+				err = r.remove(ctx, key)
 				delete(r.stored, key)
 			}
 			if err != nil {
@@ -651,7 +671,7 @@ func (r *Registry) unstore(ctx context.Context, key Key) error {
 	if r.store == nil {
 		return nil
 	}
-	if err := r.store.Delete(context.WithoutCancel(ctx), key.Kind, key.FQN); err != nil {
+	if err := r.remove(context.WithoutCancel(ctx), key); err != nil {
 		return err
 	}
 	delete(r.stored, key)

@@ -96,7 +96,8 @@ func kindRank(kind string) int {
 // Config.RestoreTimeout; an object that fails or overruns is quarantined (see above). When
 // ctx is done Restore stops: the object in flight and those after it are not restored (nor
 // quarantined), and it returns an error wrapping ctx's cause. A Store that cannot be read
-// fails Restore. Without a Store it does nothing. Call it once, before serving.
+// fails Restore. Without a Store it does nothing. Call it once, before serving. With a
+// SharedStore, Restore then starts following it (shared.go) until Close.
 func (r *Registry) Restore(ctx context.Context) error {
 	if r.store == nil {
 		return nil
@@ -113,6 +114,9 @@ func (r *Registry) Restore(ctx context.Context) error {
 	for _, o := range objs {
 		r.stored[Key{o.Kind, o.FQN}] = storedObject{manifest: o.Manifest, modules: slices.Sorted(maps.Keys(o.Modules))}
 		maps.Copy(r.modules, o.Modules)
+		if o.Version != "" {
+			r.versions[Key{o.Kind, o.FQN}] = o.Version
+		}
 	}
 	r.log.LogAttrs(ctx, slog.LevelInfo, "registry: restoring", slog.Int("stored", len(objs)),
 		slog.Duration("restore_timeout", r.timeout))
@@ -121,7 +125,6 @@ func (r *Registry) Restore(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return r.restoreInterrupted(ctx, applied, i, len(objs))
 		}
-		key := Key{o.Kind, o.FQN}
 		late, release, err := r.restoreObject(ctx, o)
 		if ctx.Err() != nil {
 			release()
@@ -132,20 +135,32 @@ func (r *Registry) Restore(ctx context.Context) error {
 			applied++
 			continue
 		}
-		q := &quarantined{err: fmt.Sprintf("restore %s %s: %v", o.Kind, o.FQN, err), since: time.Now()}
-		r.quarantineObject(key, q)
-		r.log.LogAttrs(ctx, slog.LevelError, "registry: a stored object does not restore; quarantined (it stays in the store, is not served, and is listed by ListFeatures until applied again or deleted)",
-			slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
-		if late != nil {
-			r.pending[key] = q
-			go r.restoreReturned(key, q, late, release)
-		} else {
-			release()
-		}
+		r.quarantineFailed(ctx, o, late, release, err)
 	}
 	r.log.LogAttrs(ctx, slog.LevelInfo, "registry: restored", slog.Int("applied", applied),
 		slog.Int("quarantined", len(r.quarantine)), slog.Int("stored", len(objs)))
+	if r.shared != nil {
+		if err := r.startFollowing(); err != nil {
+			return fmt.Errorf("registry: follow the shared store: %w", err)
+		}
+	}
 	return nil
+}
+
+// quarantineFailed quarantines a stored object whose restore failed with err (late and
+// release as restoreObject returned them). Callers hold mu.
+func (r *Registry) quarantineFailed(ctx context.Context, o StoredObject, late <-chan error, release func(), err error) {
+	key := Key{o.Kind, o.FQN}
+	q := &quarantined{err: fmt.Sprintf("restore %s %s: %v", o.Kind, o.FQN, err), since: time.Now()}
+	r.quarantineObject(key, q)
+	r.log.LogAttrs(ctx, slog.LevelError, "registry: a stored object does not restore; quarantined (it stays in the store, is not served, and is listed by ListFeatures until applied again or deleted)",
+		slog.String("kind", o.Kind), slog.String("fqn", o.FQN), slog.Any("error", err))
+	if late != nil {
+		r.pending[key] = q
+		go r.restoreReturned(key, q, late, release)
+	} else {
+		release()
+	}
 }
 
 // restoreInterrupted logs and returns the error of a restore stopped by ctx after done of

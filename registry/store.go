@@ -38,4 +38,7 @@ type StoredObject struct {
 	// Err, when set, says why the object could not be read whole (Manifest or Modules may
 	// then be incomplete); the registry quarantines such an object.
 	Err error
+	// Version is the object's version in a SharedStore (opaque, different after every
+	// write of the object); empty from a Store that keeps none.
+	Version string
 }

@@ -189,6 +189,8 @@ func withField(ce *connect.Error, field, msg string) *connect.Error {
 //	registry.ErrNotFound                                 NotFound
 //	registry.ErrPending (an abandoned restore has not    Unavailable
 //	  returned)
+//	registry.ErrConflict (another replica changed the    Aborted
+//	  object in the shared store meanwhile)
 //	registry.ErrInUse, ErrNoModules, ErrModuleUnknown    FailedPrecondition
 //	*registry.FieldError (module bytes wrong or          the cause's code, InvalidArgument
 //	  missing)                                             when it has none; on its field
@@ -224,6 +226,8 @@ func registryError(err error, names fieldNames) *connect.Error {
 		return withField(connect.NewError(code, errors.New(fe.Error())), fe.Field, fe.Error())
 	case errors.Is(err, registry.ErrPending):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, registry.ErrConflict):
+		return connect.NewError(connect.CodeAborted, err)
 	case errors.Is(err, registry.ErrInUse), errors.Is(err, registry.ErrNoModules), errors.Is(err, registry.ErrModuleUnknown):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, registry.ErrNotFound):

@@ -18,7 +18,10 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/plugins"
-	_ "github.com/osprey-ml/osprey/plugins/registrystore/dir" // "dir" registry store
+	_ "github.com/osprey-ml/osprey/plugins/notifier/redis"      // "redis" notifier
+	_ "github.com/osprey-ml/osprey/plugins/registrystore/dir"   // "dir" registry store
+	_ "github.com/osprey-ml/osprey/plugins/registrystore/redis" // "redis" registry store
+	_ "github.com/osprey-ml/osprey/plugins/state/redis"         // "redis" state
 	"github.com/osprey-ml/osprey/registry"
 	"github.com/osprey-ml/osprey/server"
 )
@@ -30,6 +33,7 @@ type serveConfig struct {
 	Listen          string        `yaml:"listen"`
 	State           string        `yaml:"state"`
 	StateConfig     string        `yaml:"state-config"`
+	RedisURL        string        `yaml:"redis-url"`
 	EncoderConfig   string        `yaml:"encoder-config"`
 	Notifier        string        `yaml:"notifier"`
 	NotifierConfig  string        `yaml:"notifier-config"`
@@ -48,13 +52,14 @@ type serveConfig struct {
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to serve Connect, gRPC and gRPC-Web on (env OSPREY_LISTEN)")
 	fs.StringVar(&c.State, "state", "memory", "state provider by name: "+strings.Join(plugins.StateNames(), ", ")+" (env OSPREY_STATE)")
-	fs.StringVar(&c.StateConfig, "state-config", "", "state provider config, key=value,… (env OSPREY_STATE_CONFIG)")
+	fs.StringVar(&c.StateConfig, "state-config", "", "state provider config, key=value,… (redis: url, addrs, username, password, db, tls, pool-size, dial-timeout, read-timeout, write-timeout, master-name, cluster; see docs/redis.md) (env OSPREY_STATE_CONFIG)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "shortcut for --state redis --state-config url=URL: redis://[user:password@]host:port[/db] or rediss://… (env OSPREY_REDIS_URL)")
 	fs.StringVar(&c.Notifier, "notifier", "memory", "notifier by name: "+strings.Join(plugins.NotifierNames(), ", ")+" (env OSPREY_NOTIFIER)")
 	fs.StringVar(&c.EncoderConfig, "encoder-config", "", "selector encodings' config, name.key=value,…, e.g. hash.key-env=HASH_KEY (encodings: "+strings.Join(plugins.EncoderNames(), ", ")+"; env OSPREY_ENCODER_CONFIG)")
-	fs.StringVar(&c.NotifierConfig, "notifier-config", "", "notifier config, key=value,… (env OSPREY_NOTIFIER_CONFIG)")
+	fs.StringVar(&c.NotifierConfig, "notifier-config", "", "notifier config, key=value,… (redis: url or addrs=HOST:PORT[;HOST:PORT…], username, password, db, tls, master-name, prefix, shards, max-len, claim-idle, block, groups=A[;B…]; see docs/redis.md) (env OSPREY_NOTIFIER_CONFIG)")
 	fs.StringVar(&c.DataDir, "data-dir", dataDir, "directory for the registry and the module compilation cache; empty keeps them in memory (env OSPREY_DATA_DIR)")
 	fs.StringVar(&c.Registry, "registry", "", "registry store by name: "+strings.Join(plugins.RegistryStoreNames(), ", ")+"; empty: dir when --data-dir is set (in <data-dir>/registry), otherwise none (the registry lives in memory) (env OSPREY_REGISTRY)")
-	fs.StringVar(&c.RegistryConfig, "registry-config", "", "registry store config, key=value,… (dir: dir=PATH, default <data-dir>/registry) (env OSPREY_REGISTRY_CONFIG)")
+	fs.StringVar(&c.RegistryConfig, "registry-config", "", "registry store config, key=value,… (dir: dir=PATH, default <data-dir>/registry; redis: url, addrs=HOST:PORT[;HOST:PORT…], master-name, username, password, db, prefix, timeout; see docs/redis.md) (env OSPREY_REGISTRY_CONFIG)")
 	fs.StringVar(&c.Tokens, "tokens", "", "bearer tokens, token:read or token:write, comma-separated; empty: no auth (env OSPREY_TOKENS)")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "browser origins allowed, comma-separated, or * (env OSPREY_CORS_ORIGINS)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest request message (env OSPREY_MAX_MESSAGE_BYTES)")
@@ -172,9 +177,12 @@ type stack struct {
 	engine   *engine.Engine
 	server   *server.Server
 	log      *slog.Logger
+	// registry is the registry store; closed first (a shared store's follower stops).
+	registry registry.Store
 }
 
 func (s *stack) close() {
+	closeStore(s.registry)
 	s.engine.Close()
 	closeHost(s.log, s.host)
 	s.notifier.Close()
@@ -202,9 +210,31 @@ func closeHost(log *slog.Logger, h *host.Host) {
 	}
 }
 
+// applyRedisURL applies --redis-url: it selects the redis state provider (unless --state
+// names another, which is an error) and sets its url, unless --state-config already does.
+func applyRedisURL(c *serveConfig, stateCfg plugins.Config) error {
+	if c.RedisURL == "" {
+		return nil
+	}
+	switch c.State {
+	case "memory", "": // the default
+		c.State = "redis"
+	case "redis":
+	default:
+		return fmt.Errorf("--redis-url is for --state redis, not --state %s", c.State)
+	}
+	if _, ok := stateCfg["url"]; !ok {
+		stateCfg["url"] = c.RedisURL
+	}
+	return nil
+}
+
 func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	stateCfg, err := parseKV(c.StateConfig, "state-config")
 	if err != nil {
+		return nil, err
+	}
+	if err := applyRedisURL(c, stateCfg); err != nil {
 		return nil, err
 	}
 	notifierCfg, err := parseKV(c.NotifierConfig, "notifier-config")
@@ -233,6 +263,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		if s.notifier != nil {
 			s.notifier.Close()
 		}
+		closeStore(s.registry)
 		st.Close()
 		return nil, err
 	}
@@ -258,6 +289,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.registry = store
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
 	}
@@ -278,6 +310,14 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// closeStore closes a registry store that needs closing (the redis store: its client and
+// change subscription).
+func closeStore(st registry.Store) {
+	if c, ok := st.(interface{ Close() error }); ok {
+		c.Close()
+	}
 }
 
 // newRegistryStore creates the registry store c names (--registry, --registry-config): by

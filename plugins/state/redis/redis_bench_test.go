@@ -1,0 +1,194 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/redistest"
+)
+
+// Benchmarks against a real standalone redis-server on loopback (see BENCHMARKS.md):
+//
+//	go test -run '^$' -bench . -benchtime 2s ./plugins/state/redis/
+
+func benchState(b *testing.B) *State {
+	b.Helper()
+	srv := redistest.Standalone(b)
+	s := New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}, ContextTimeoutEnabled: true}))
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func benchFeature(fqn string, p engine.Primitive) *engine.Feature {
+	return &engine.Feature{FQN: fqn, Primitive: p, Freshness: time.Minute, Staleness: time.Hour,
+		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+}
+
+// BenchmarkGet is one GET of a float's current value, serially and from parallel callers.
+func BenchmarkGet(b *testing.B) {
+	s := benchState(b)
+	ctx := context.Background()
+	f := benchFeature("bench.scalar", engine.PrimitiveFloat)
+	if _, err := s.Set(ctx, f, "e", engine.Float(1.5), time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B) {
+		if _, _, found, err := s.Get(ctx, f, "e", 0); err != nil || !found {
+			b.Fatalf("Get: found %v, %v", found, err)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			run(b)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				run(b)
+			}
+		})
+	})
+}
+
+// BenchmarkWindowGet reads a window of 60 one-minute buckets: WindowAggregate (one GET,
+// merged while decoding), the same merge in a Lua script inside Redis, and WindowBuckets
+// (a slice of buckets, merged by engine.Aggregate).
+func BenchmarkWindowGet(b *testing.B) {
+	s := benchState(b)
+	ctx := context.Background()
+	f := benchFeature("bench.window", engine.PrimitiveFloat)
+	f.Aggrs, f.Granularity = engine.AllAggrs, time.Minute
+	now := time.Now()
+	for i := range 60 {
+		if err := s.WindowAdd(ctx, f, "e", float64(i), now.Add(-time.Duration(i)*time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	span := engine.AliveSpan(now, f.Staleness, f.Granularity)
+	b.Run("aggregate", func(b *testing.B) {
+		for b.Loop() {
+			acc, err := s.WindowAggregate(ctx, f, "e", span)
+			if err != nil || acc.Count != 60 {
+				b.Fatalf("WindowAggregate: %+v, %v", acc, err)
+			}
+		}
+	})
+	b.Run("aggregate-parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.WindowAggregate(ctx, f, "e", span); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("in-redis", func(b *testing.B) {
+		for b.Loop() {
+			acc, err := s.windowAggregateInRedis(ctx, f, "e", span)
+			if err != nil || acc.Count != 60 {
+				b.Fatalf("windowAggregateInRedis: %+v, %v", acc, err)
+			}
+		}
+	})
+	b.Run("buckets", func(b *testing.B) {
+		for b.Loop() {
+			bs, err := s.WindowBuckets(ctx, f, "e", span)
+			if err != nil || len(bs) != 60 {
+				b.Fatalf("WindowBuckets: %d, %v", len(bs), err)
+			}
+			_, _, _ = engine.Aggregate(bs, span, f.Aggrs)
+		}
+	})
+}
+
+// BenchmarkWrite compares the event-time Set as a script (what Set does) with the same
+// decision made by WATCH, GET, MULTI/EXEC (optimistic locking: two round trips, and a retry
+// when another writer got in between), serially and under contention on one entity.
+func BenchmarkWrite(b *testing.B) {
+	s := benchState(b)
+	ctx := context.Background()
+	f := benchFeature("bench.write", engine.PrimitiveInt)
+	f.KeepPrevious = &engine.KeepPrevious{Versions: 3, Over: time.Hour}
+	b.Run("script", func(b *testing.B) {
+		i := int64(0)
+		for b.Loop() {
+			i++
+			if _, err := s.Set(ctx, f, "e", engine.Int(i), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("watch-multi", func(b *testing.B) {
+		i := int64(0)
+		for b.Loop() {
+			i++
+			if err := setWatchMulti(ctx, s.c, f, "e2", engine.Int(i), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("script-contended", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Set(ctx, f, "hot", engine.Int(1), time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("watch-multi-contended", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := setWatchMulti(ctx, s.c, f, "hot2", engine.Int(1), time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("incr", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Incr(ctx, f, "n", engine.Int(1), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// setWatchMulti is the MULTI alternative to setScript, for the benchmark only: the
+// applied path of an event-time Set with KeepPrevious (the superseded path would need an
+// LRANGE and a rebuild on top), retried while another client changes the key meanwhile.
+func setWatchMulti(ctx context.Context, c goredis.UniversalClient, f *engine.Feature, keys string, v engine.Value, ts time.Time) error {
+	tag := entityTag(f.FQN, keys)
+	vk, pk := tag+sufValue, tag+sufPrev
+	el := kindByte(f.Primitive) + tsHex(ts.UnixNano()) + encodeValue(v)
+	for {
+		err := c.Watch(ctx, func(tx *goredis.Tx) error {
+			cur, err := tx.Get(ctx, vk).Result()
+			if err != nil && !errors.Is(err, goredis.Nil) {
+				return err
+			}
+			if cur != "" && cur[1:17] > el[1:17] {
+				return nil // superseded
+			}
+			_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+				if cur != "" {
+					p.LPush(ctx, pk, cur)
+					p.LTrim(ctx, pk, 0, int64(f.KeepPrevious.Versions-1))
+					p.PExpire(ctx, pk, f.KeepPrevious.Over)
+				}
+				p.Set(ctx, vk, el, f.Staleness)
+				return nil
+			})
+			return err
+		}, vk)
+		if !errors.Is(err, goredis.TxFailedErr) {
+			return err
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// The Lua scripts of the atomic writes and of the window push-down. Each is sent once per
+// server (go-redis's Script runs EVALSHA and falls back to EVAL on NOSCRIPT, which loads it).
+//
+// Timestamps are 16 hex digits (see tsHex): they compare exactly as strings, which Lua's
+// doubles could not do for nanoseconds. Every reply is an array of strings, never a Lua
+// number, since Redis would truncate those to integers.
+
+// luaPrelude holds the helpers every write script shares.
+const luaPrelude = `
+local function nsOf(h)
+  return tonumber(string.sub(h, 1, 8), 16) * 4294967296 + tonumber(string.sub(h, 9, 16), 16) - 9223372036854775808
+end
+-- expireAt makes key expire keepms after the timestamp h (rounded up), deleting it when that
+-- is already past.
+local function expireAt(key, h, keepms, nowms)
+  local at = math.floor(nsOf(h) / 1000000) + keepms + 1
+  if at <= nowms then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('PEXPIREAT', key, string.format('%d', at))
+end
+-- push makes the replaced current value cur (or nothing) version 1, keeping n versions.
+local function push(p, cur, n, overms, nowms)
+  if n == 0 then
+    redis.call('DEL', p)
+    return
+  end
+  if cur then
+    redis.call('LPUSH', p, cur)
+    redis.call('LTRIM', p, 0, n - 1)
+    expireAt(p, string.sub(cur, 2, 17), overms, nowms)
+  else
+    redis.call('LTRIM', p, 0, n - 1)
+  end
+end
+local function fmt(x) return string.format('%.17g', x) end
+`
+
+// setScript: KEYS v, p. ARGV kind, ts, value, retainCut, overCut, versions, keepms, overms,
+// nowms. Reply {'a'} (applied) or {'s', current ts, kept '1'|'0'} (superseded).
+var setScript = goredis.NewScript(luaPrelude + `
+local v, p = KEYS[1], KEYS[2]
+local kind, ts, n = ARGV[1], ARGV[2], tonumber(ARGV[6])
+local keepms, overms, nowms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local cur = redis.call('GET', v)
+if cur and (string.sub(cur, 1, 1) ~= kind or string.sub(cur, 2, 17) <= ARGV[4]) then
+  redis.call('DEL', v, p)
+  cur = false
+end
+if cur and ts < string.sub(cur, 2, 17) then
+  local curts = string.sub(cur, 2, 17)
+  if n == 0 then
+    redis.call('DEL', p)
+    return {'s', curts, '0'}
+  end
+  if ts <= ARGV[5] then return {'s', curts, '0'} end
+  redis.call('LTRIM', p, 0, n - 1)
+  local hist = redis.call('LRANGE', p, 0, -1)
+  local m = 0
+  while m < #hist and string.sub(hist[m + 1], 2, 17) > ts do m = m + 1 end
+  if m >= n then return {'s', curts, '0'} end
+  local el = kind .. ts .. ARGV[3]
+  if m == #hist then
+    redis.call('RPUSH', p, el)
+  else
+    redis.call('LINSERT', p, 'BEFORE', hist[m + 1], el)
+  end
+  redis.call('LTRIM', p, 0, n - 1)
+  local newest = ts
+  if m > 0 then newest = string.sub(hist[1], 2, 17) end
+  expireAt(p, newest, overms, nowms)
+  return {'s', curts, '1'}
+end
+push(p, cur, n, overms, nowms)
+redis.call('SET', v, kind .. ts .. ARGV[3])
+expireAt(v, ts, keepms, nowms)
+return {'a'}
+`)
+
+// appendScript: KEYS v, p. ARGV kind, ts, elements, liveCut, versions, keepms, overms, nowms.
+// Reply {ts, list}.
+var appendScript = goredis.NewScript(luaPrelude + `
+local v, p = KEYS[1], KEYS[2]
+local kind, ts, n = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local keepms, overms, nowms = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local cur = redis.call('GET', v)
+if cur and string.sub(cur, 1, 1) ~= kind then
+  redis.call('DEL', v, p)
+  cur = false
+end
+local base, nts = '', ts
+if cur and string.sub(cur, 2, 17) > ARGV[4] then
+  base = string.sub(cur, 18)
+  if string.sub(cur, 2, 17) > ts then nts = string.sub(cur, 2, 17) end
+end
+local out = base .. ARGV[3]
+push(p, cur, n, overms, nowms)
+redis.call('SET', v, kind .. nts .. out)
+expireAt(v, nts, keepms, nowms)
+return {nts, out}
+`)
+
+// incrScript: KEYS v, p, x (scratch). ARGV kind, ts, by, liveCut, versions, keepms, overms,
+// nowms, int '1'|'0'. Reply {'a', ts, result} or {'o', current} (overflow: nothing written).
+// Ints are added by INCRBY on the scratch key, which is exact over int64 and refuses to
+// overflow; floats in Lua, whose numbers are float64.
+var incrScript = goredis.NewScript(luaPrelude + `
+local v, p, x = KEYS[1], KEYS[2], KEYS[3]
+local kind, ts, n = ARGV[1], ARGV[2], tonumber(ARGV[5])
+local keepms, overms, nowms = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local cur = redis.call('GET', v)
+if cur and string.sub(cur, 1, 1) ~= kind then
+  redis.call('DEL', v, p)
+  cur = false
+end
+local out, nts = ARGV[3], ts
+if cur and string.sub(cur, 2, 17) > ARGV[4] then
+  local cv = string.sub(cur, 18)
+  if string.sub(cur, 2, 17) > ts then nts = string.sub(cur, 2, 17) end
+  if ARGV[9] == '1' then
+    redis.call('SET', x, cv)
+    local r = redis.pcall('INCRBY', x, ARGV[3])
+    if type(r) == 'table' and r.err then
+      redis.call('DEL', x)
+      return {'o', cv}
+    end
+    out = redis.call('GET', x)
+    redis.call('DEL', x)
+  else
+    local r = tonumber(cv) + tonumber(ARGV[3])
+    if r ~= r or r == math.huge or r == -math.huge then return {'o', cv} end
+    out = fmt(r)
+  end
+end
+push(p, cur, n, overms, nowms)
+redis.call('SET', v, kind .. nts .. out)
+expireAt(v, nts, keepms, nowms)
+return {'a', nts, out}
+`)
+
+// windowAddScript: KEYS w. ARGV id, x, updated, first kept id, expiry (Unix ms); id,
+// updated and first kept id as idBytes (8 bytes that compare as strings as the numbers do).
+// Reply {'a'} or {'o', sum} (the sum would overflow: nothing written).
+//
+// :w is one string of bucketLen-byte records sorted by ID (see the package doc). A write to
+// the newest bucket — nearly every write — is a SETRANGE in place, a new newest bucket an
+// APPEND, both O(1); a late write to an older bucket finds it by binary search and a bucket
+// inserted in the middle rewrites the string. Expired buckets are always a prefix, cut when
+// the first record is older than the first kept ID.
+var windowAddScript = goredis.NewScript(luaPrelude + `
+local R = 48
+local w, id, x, upd, keep = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local n = redis.call('STRLEN', w)
+if n % R ~= 0 then
+  redis.call('DEL', w)
+  n = 0
+end
+if n > 0 and redis.call('GETRANGE', w, 0, 7) < keep then
+  local all = redis.call('GET', w)
+  local i = 0
+  while i < n and string.sub(all, i + 1, i + 8) < keep do i = i + R end
+  if i >= n then
+    redis.call('DEL', w)
+    n = 0
+  else
+    redis.call('SET', w, string.sub(all, i + 1), 'KEEPTTL')
+    n = n - i
+  end
+end
+local pos, ins = -1, n
+if n > 0 then
+  local lastid = redis.call('GETRANGE', w, n - R, n - R + 7)
+  if lastid == id then
+    pos = n - R
+  elseif lastid > id then
+    local all = redis.call('GET', w)
+    local lo, hi = 0, n / R
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if string.sub(all, mid * R + 1, mid * R + 8) < id then lo = mid + 1 else hi = mid end
+    end
+    ins = lo * R
+    if ins < n and string.sub(all, ins + 1, ins + 8) == id then pos = ins end
+  end
+end
+local sum, count, mn, mx, u = 0, 0, x, x, upd
+if pos >= 0 then
+  local rec = redis.call('GETRANGE', w, pos, pos + R - 1)
+  sum, count, mn, mx = struct.unpack('<dddd', string.sub(rec, 9, 40))
+  local old = string.sub(rec, 41, 48)
+  if x < mn then mn = x end
+  if x > mx then mx = x end
+  if old > u then u = old end
+end
+local ns = sum + x
+if ns == math.huge or ns == -math.huge then return {'o', fmt(sum)} end
+local rec = id .. struct.pack('<dddd', ns, count + 1, mn, mx) .. u
+if pos >= 0 then
+  redis.call('SETRANGE', w, pos, rec)
+elseif ins == n then
+  redis.call('APPEND', w, rec)
+else
+  local all = redis.call('GET', w)
+  redis.call('SET', w, string.sub(all, 1, ins) .. rec .. string.sub(all, ins + 1), 'KEEPTTL')
+end
+local t = redis.call('PEXPIRETIME', w)
+if t < 0 or t < tonumber(ARGV[5]) then redis.call('PEXPIREAT', w, ARGV[5]) end
+return {'a'}
+`)
+
+// windowAggregateScript: KEYS w. ARGV first, last (idBytes). Merges the buckets in
+// [first, last] in ID order, as engine.Bucket.Merge does. Reply {} when there are none, else
+// {sum, count, min, max (%.17g, which round-trips), updated (idBytes)}.
+var windowAggregateScript = goredis.NewScript(luaPrelude + `
+local R = 48
+local first, last = ARGV[1], ARGV[2]
+local all = redis.call('GET', KEYS[1])
+if not all then return {} end
+local sum, count, mn, mx, upd, seen = 0, 0, 0, 0, '', false
+for i = 1, #all - R + 1, R do
+  local id = string.sub(all, i, i + 7)
+  if id > last then break end
+  if id >= first then
+    local s, c, a, z = struct.unpack('<dddd', string.sub(all, i + 8, i + 39))
+    if not seen then
+      mn, mx, seen = a, z, true
+    else
+      if a < mn then mn = a end
+      if z > mx then mx = z end
+    end
+    sum = sum + s
+    count = count + c
+    local u = string.sub(all, i + 40, i + 47)
+    if u > upd then upd = u end
+  end
+end
+if not seen then return {} end
+return {fmt(sum), fmt(count), fmt(mn), fmt(mx), upd}
+`)
