@@ -291,9 +291,11 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// readyz is the readiness check: 200 once the registry is restored and the caller has not
-// held traffic off (SetReady), 503 before and while shutting down.
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+// readyz is the readiness check: 200 once the registry is restored, the caller has not held
+// traffic off (SetReady) and the state store answers (State.Ping, within readyPingTimeout:
+// a host whose Redis is down is taken out of a load balancer's rotation, and put back when
+// it returns); 503 otherwise, and while shutting down.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if !s.ready.Load() {
@@ -301,8 +303,18 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "not ready")
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyPingTimeout)
+	defer cancel()
+	if err := s.eng.State().Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: the state store does not answer: %v\n", err)
+		return
+	}
 	fmt.Fprintln(w, "ready")
 }
+
+// readyPingTimeout bounds the state store's ping in a readiness check.
+const readyPingTimeout = time.Second
 
 // Serve serves on ln (HTTP/1.1 and unencrypted HTTP/2, so gRPC works without TLS) until ctx
 // is done, then shuts down gracefully: it reports not ready, stops accepting, ends the
