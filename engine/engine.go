@@ -456,30 +456,44 @@ func (e *Engine) Get(ctx context.Context, selector string, keys Keys) (Result, e
 func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekeys string) (Result, error) {
 	f := p.f
 	now := e.now()
-	res := Result{FQN: f.FQN}
 	var call *Call
 	if pre := p.stages[StagePreGet]; len(pre) > 0 {
 		call = &Call{Op: OpGet, Stage: StagePreGet, Feature: f, Selector: sel, Keys: keys, EncodedKeys: ekeys, Timestamp: now}
 		v, err := runSteps(ctx, call, pre, Null)
 		if err != nil {
-			return res, err
+			return Result{FQN: f.FQN}, err
 		}
 		if !v.IsNull() {
-			res.Value, res.Timestamp, res.Fresh = v, now, true
-			return e.finishGet(ctx, p, call, sel, res)
+			return e.finishGet(ctx, p, call, sel, Result{FQN: f.FQN, Value: v, Timestamp: now, Fresh: true})
 		}
 	}
+	var st ReadResult
 	if f.Windowed() {
-		r, updated, ok, err := e.window(ctx, f, ekeys, AliveSpan(now, f.Staleness, f.Granularity))
-		if err != nil {
-			return res, fmt.Errorf("state: %w", err)
-		}
-		if ok {
+		b, err := e.window(ctx, f, ekeys, AliveSpan(now, f.Staleness, f.Granularity))
+		st = ReadResult{Window: b, Err: err}
+	} else {
+		st.Value, st.Timestamp, st.Found, st.Err = e.state.Get(ctx, f, ekeys, sel.Version)
+	}
+	return e.serve(ctx, p, call, sel, keys, ekeys, now, st)
+}
+
+// serve turns what the State returned for one cell, read as of now, into the Result of a
+// Get: freshness and staleness, the on-request recompute, postGet middlewares and encoding.
+// Get and a prefetched GetMany cell (Prefetch) share it, so that both serve alike.
+func (e *Engine) serve(ctx context.Context, p *plan, call *Call, sel Selector, keys Keys, ekeys string, now time.Time, st ReadResult) (Result, error) {
+	f := p.f
+	res := Result{FQN: f.FQN}
+	if st.Err != nil {
+		return res, fmt.Errorf("state: %w", st.Err)
+	}
+	if f.Windowed() {
+		if b := st.Window; b.Count != 0 {
+			r := WindowResult{Aggrs: f.Aggrs, Sum: b.Sum, Count: b.Count, Min: b.Min, Max: b.Max}
 			if err := r.checkFinite(sel.Aggr); err != nil {
 				return res, err
 			}
-			res.Timestamp = updated
-			res.Fresh = now.Sub(updated) < f.Freshness
+			res.Timestamp = b.Updated
+			res.Fresh = now.Sub(b.Updated) < f.Freshness
 			if sel.Aggr != AggrUnknown {
 				res.Value = Float(r.Get(sel.Aggr))
 			} else {
@@ -487,10 +501,7 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 			}
 		}
 	} else {
-		v, ts, found, err := e.state.Get(ctx, f, ekeys, sel.Version)
-		if err != nil {
-			return res, fmt.Errorf("state: %w", err)
-		}
+		v, ts, found := st.Value, st.Timestamp, st.Found
 		limit := f.Staleness
 		if sel.Version > 0 {
 			limit = f.KeepPrevious.Over
@@ -577,21 +588,21 @@ func (e *Engine) refresh(p *plan, keys Keys, ekeys string) {
 	}()
 }
 
-// window aggregates an entity's window, pushed down into the State when it can.
-func (e *Engine) window(ctx context.Context, f *Feature, ekeys string, span WindowSpan) (WindowResult, time.Time, bool, error) {
+// window aggregates an entity's window, pushed down into the State when it can; the merged
+// bucket has Count 0 when the window is empty.
+func (e *Engine) window(ctx context.Context, f *Feature, ekeys string, span WindowSpan) (Bucket, error) {
 	if e.aggregator == nil {
 		buckets, err := e.state.WindowBuckets(ctx, f, ekeys, span)
 		if err != nil {
-			return WindowResult{}, time.Time{}, false, err
+			return Bucket{}, err
 		}
-		r, updated, ok := Aggregate(buckets, span, f.Aggrs)
-		return r, updated, ok, nil
+		return MergeBuckets(buckets, span), nil
 	}
 	b, err := e.aggregator.WindowAggregate(ctx, f, ekeys, span)
-	if err != nil || b.Count == 0 {
-		return WindowResult{}, time.Time{}, false, err
+	if err != nil {
+		return Bucket{}, err
 	}
-	return WindowResult{Aggrs: f.Aggrs, Sum: b.Sum, Count: b.Count, Min: b.Min, Max: b.Max}, b.Updated, true, nil
+	return b, nil
 }
 
 func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selector, res Result) (Result, error) {

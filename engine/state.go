@@ -138,3 +138,48 @@ type WindowAggregator interface {
 type Blocker interface {
 	NonBlocking() bool
 }
+
+// BatchReader is implemented by a State that can read many cells — (feature, entity,
+// version) current or previous values and windows — at once, in fewer round trips than one
+// per cell (the Redis State: one pipeline, so one round trip per node). The engine uses it
+// for the cells of a GetMany (Engine.Prefetch) when the State provides it, and the single
+// reads otherwise.
+//
+// ReadBatch returns one ReadResult per Read, in the same order; it never returns fewer.
+// Each cell has the semantics of the single read it stands for, exactly: a Read of a
+// feature that is not windowed is State.Get(ctx, Feature, Keys, Version) — found, value and
+// timestamp as Get reports them, expiry applied as of the call — and a Read of a windowed
+// feature is WindowAggregate(ctx, Feature, Keys, Span) (for a State that is no
+// WindowAggregator: the buckets of WindowBuckets merged with Bucket.Merge), reported in
+// ReadResult.Window, Count 0 for an empty window. Errors are per cell: a cell that fails
+// (a Read a single call would refuse, say Version on a windowed feature, or a stored value
+// that cannot be decoded) carries the error its single read would have returned, and the
+// others are unaffected; a failure of the whole batch (the server out of reach, ctx ended)
+// is reported in every cell it touched. ReadBatch honours ctx as the single reads do.
+type BatchReader interface {
+	ReadBatch(ctx context.Context, reads []Read) []ReadResult
+}
+
+// Read is one cell of a BatchReader's batch.
+type Read struct {
+	// Feature read, as the engine applied it.
+	Feature *Feature
+	// Keys of the entity, encoded (EncodeKeys).
+	Keys string
+	// Version is 0 for the current value, N for the Nth previous one (not windowed only).
+	Version int
+	// Span is the window's buckets to aggregate (windowed only).
+	Span WindowSpan
+}
+
+// ReadResult is the answer to one Read.
+type ReadResult struct {
+	// Value, Timestamp and Found are Get's answer (not windowed).
+	Value     Value
+	Timestamp time.Time
+	Found     bool
+	// Window is the buckets in Span merged into one (windowed); Count 0 when there are none.
+	Window Bucket
+	// Err is the cell's error; the other fields are then zero.
+	Err error
+}

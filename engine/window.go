@@ -273,14 +273,21 @@ func BucketExpiry(id int64, staleness, granularity time.Duration) time.Time {
 // Aggregate folds the buckets inside span into a WindowResult reporting aggrs. It returns
 // the latest update time among them and false if no bucket in span has data.
 func Aggregate(buckets []Bucket, span WindowSpan, aggrs AggrSet) (WindowResult, time.Time, bool) {
+	acc := MergeBuckets(buckets, span)
+	if acc.Count == 0 {
+		return WindowResult{}, time.Time{}, false
+	}
+	return WindowResult{Aggrs: aggrs, Sum: acc.Sum, Count: acc.Count, Min: acc.Min, Max: acc.Max}, acc.Updated, true
+}
+
+// MergeBuckets merges the buckets inside span into one (Bucket.Merge, in the order given),
+// as a WindowAggregator does; its ID is 0 and its Count 0 when no bucket in span has data.
+func MergeBuckets(buckets []Bucket, span WindowSpan) Bucket {
 	var acc Bucket
 	for i := range buckets {
 		if span.Contains(buckets[i].ID) {
 			acc.Merge(buckets[i])
 		}
 	}
-	if acc.Count == 0 {
-		return WindowResult{}, time.Time{}, false
-	}
-	return WindowResult{Aggrs: aggrs, Sum: acc.Sum, Count: acc.Count, Min: acc.Min, Max: acc.Max}, acc.Updated, true
+	return acc
 }

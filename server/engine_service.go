@@ -72,6 +72,12 @@ func (es *engineService) Get(ctx context.Context, req *connect.Request[ospreyv1.
 // taking the sum of their timeouts. When it passes, the call answers with the cells read by
 // then; each cell not read carries a DeadlineExceeded error. Workers stop between cells once
 // the deadline has passed or the caller has gone away.
+//
+// When the State reads in batches (engine.BatchReader, e.g. Redis), the cells that are a
+// State read alone are read first in one batch (engine.Engine.Prefetch: one round trip per
+// Redis node for the whole vector) and served as their Gets would have been; cells of
+// features with preGet or postGet middlewares or computed on request are still read one by
+// one, by the workers, as above.
 func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospreyv1.GetManyRequest]) (*connect.Response[ospreyv1.GetManyResponse], error) {
 	m := req.Msg
 	sels, ents := m.GetSelectors(), m.GetEntities()
@@ -108,16 +114,31 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 	gctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 
+	// With a State that reads in batches, the cells a State read alone can serve are read
+	// at once first (one round trip per Redis node for the whole vector); the workers then
+	// serve those and read the others (features with get middlewares or computed on
+	// request) one by one. See engine.Engine.Prefetch.
+	entKeys := make([]engine.Keys, len(ents))
+	for i, ent := range ents {
+		entKeys[i] = engine.Keys(ent.GetKeys())
+	}
+	pre := es.s.eng.Prefetch(gctx, sels, entKeys)
+
 	// cells[i*len(sels)+j] is set when entity i's selector j has been read. Workers may
 	// still be finishing a cell after the deadline; the reply takes what is set by then.
 	cells := make([]atomic.Pointer[ospreyv1.FeatureResult], len(ents)*len(sels))
 	read := func(i int) {
-		keys := engine.Keys(ents[i].GetKeys())
+		keys := entKeys[i]
 		for j, sel := range sels {
 			if gctx.Err() != nil {
 				return
 			}
-			cells[i*len(sels)+j].Store(es.cell(gctx, sel, fqns[j], keys))
+			cells[i*len(sels)+j].Store(es.cell(gctx, sel, fqns[j], func(ctx context.Context) (engine.Result, error) {
+				if res, ok, err := pre.Get(ctx, i, j); ok {
+					return res, err
+				}
+				return es.s.eng.Get(ctx, sel, keys)
+			}))
 		}
 	}
 	workers := min(len(ents), 4*runtime.GOMAXPROCS(0), 64)
@@ -166,9 +187,9 @@ feed:
 	return connect.NewResponse(&ospreyv1.GetManyResponse{Results: results}), nil
 }
 
-// cell reads one selector for one entity of a GetMany; fqn is the feature the selector
-// names, or "" when it names none.
-func (es *engineService) cell(ctx context.Context, sel, fqn string, keys engine.Keys) (out *ospreyv1.FeatureResult) {
+// cell reads one selector for one entity of a GetMany with get (a prefetched cell or a Get);
+// fqn is the feature the selector names, or "" when it names none.
+func (es *engineService) cell(ctx context.Context, sel, fqn string, get func(context.Context) (engine.Result, error)) (out *ospreyv1.FeatureResult) {
 	out = &ospreyv1.FeatureResult{Selector: sel}
 	// Cells run on worker goroutines, beyond the reach of connect's recovery.
 	defer func() {
@@ -178,7 +199,7 @@ func (es *engineService) cell(ctx context.Context, sel, fqn string, keys engine.
 			out = &ospreyv1.FeatureResult{Selector: sel, Fqn: fqn, Error: connect.NewError(connect.CodeInternal, errors.New("internal error")).Error()}
 		}
 	}()
-	res, err := es.s.eng.Get(ctx, sel, keys)
+	res, err := get(ctx)
 	if err != nil {
 		out.Error = rpcError(err, readFields).Error()
 		out.Fqn = fqn

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -50,7 +51,8 @@ import (
 //	no bearer token, or an unknown one                     Unauthenticated
 //	a token without the scope the call needs               PermissionDenied
 //	a network error (the state or registry store out of    Unavailable
-//	  reach); a server shutting down (Watch)
+//	  reach, or its connection closed: io.EOF); a server
+//	  shutting down (Watch)
 //	Watch on a server without a Notifier                   Unimplemented
 //	anything else: host.ErrTrap (a guest failed), a        Internal
 //	  panic, a registry store failing, a bug
@@ -116,14 +118,16 @@ func codeOf(err error) connect.Code {
 	return connect.CodeInternal
 }
 
-// isUnavailable reports network failures: a state store or registry store out of reach.
+// isUnavailable reports network failures: a state store or registry store out of reach,
+// or one whose connection closed under a command (go-redis then returns io.EOF, as when
+// Redis crashes or a Sentinel master is killed mid-call).
 func isUnavailable(err error) bool {
 	var ne net.Error
 	if errors.As(err, &ne) {
 		return true
 	}
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, net.ErrClosed)
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // fieldOf returns the request field an error is about, or "".

@@ -40,6 +40,9 @@
 //   - Bucket.Updated is the latest timestamp added to the bucket.
 //   - Results of WindowBuckets and DeadWindowBuckets may come in any order.
 //   - Drop removes exactly one feature's data: not that of a feature whose FQN extends it.
+//   - A BatchReader's ReadBatch answers each cell exactly as the single read it stands for
+//     (Get, or WindowAggregate / WindowBuckets merged), errors included; a State that is no
+//     BatchReader skips that subtest.
 //   - Arithmetic never leaves its type's range: an int Incr past ±2^63 (never wrapping), a
 //     float Incr to ±Inf, and a WindowAdd taking a bucket's sum to ±Inf fail with
 //     engine.ErrOverflow and write nothing — the check and the write are one atomic step.
@@ -125,6 +128,7 @@ var tests = []struct {
 	{"ConcurrentWindowAdd", testConcurrentWindowAdd},
 	{"ConcurrentAppend", testConcurrentAppend},
 	{"ConcurrentEntities", testConcurrentEntities},
+	{"BatchRead", testBatchRead},
 }
 
 // featureSeq makes feature names unique within a process.

@@ -131,8 +131,9 @@ type State struct {
 }
 
 var (
-	_ engine.State   = (*State)(nil)
-	_ engine.Blocker = (*State)(nil)
+	_ engine.State       = (*State)(nil)
+	_ engine.Blocker     = (*State)(nil)
+	_ engine.BatchReader = (*State)(nil)
 )
 
 // shard is one lock's worth of entities, padded to its own cache lines.

@@ -31,7 +31,9 @@
 // float64), and the value (see encodeValue: lists are the concatenation of their elements,
 // so an Append is a string concatenation). Each read is one command: GET of :v for the
 // current value, LINDEX of :p for a previous one, GET of :w for a window's buckets, which a
-// windowed read merges as it decodes them (engine.WindowAggregator).
+// windowed read merges as it decodes them (engine.WindowAggregator). A batch of reads
+// (engine.BatchReader, a GetMany's feature vector) sends those same commands in one
+// pipeline, which a Cluster client splits per node: one round trip per node for the batch.
 //
 // A bucket record is 48 bytes: the bucket ID and the latest update's Unix ns as 8
 // big-endian bytes with the sign bit flipped (so that they compare as byte strings, exactly,
@@ -201,8 +203,8 @@ func newFromConfig(ctx context.Context, cfg plugins.Config) (engine.State, error
 	return s, nil
 }
 
-// State is the Redis engine.State (and engine.WindowAggregator). It is safe for concurrent
-// use.
+// State is the Redis engine.State (and engine.WindowAggregator and engine.BatchReader). It
+// is safe for concurrent use.
 type State struct {
 	c goredis.UniversalClient
 }
@@ -210,6 +212,7 @@ type State struct {
 var (
 	_ engine.State            = (*State)(nil)
 	_ engine.WindowAggregator = (*State)(nil)
+	_ engine.BatchReader      = (*State)(nil)
 )
 
 // New returns a State on c, which it closes on Close.
@@ -288,6 +291,12 @@ func (s *State) Get(ctx context.Context, f *engine.Feature, keys string, version
 		return engine.Null, time.Time{}, false, nil
 	}
 	raw, err := cmd.Result()
+	return decodeGet(f, raw, err, limit, time.Now())
+}
+
+// decodeGet turns the reply of a Get's GET or LINDEX into its result: a value past limit as
+// of now, or of another kind, is not found.
+func decodeGet(f *engine.Feature, raw string, err error, limit time.Duration, now time.Time) (engine.Value, time.Time, bool, error) {
 	if errors.Is(err, goredis.Nil) {
 		return engine.Null, time.Time{}, false, nil
 	}
@@ -298,7 +307,7 @@ func (s *State) Get(ctx context.Context, f *engine.Feature, keys string, version
 	if err != nil {
 		return engine.Null, time.Time{}, false, wrap("get", f, err)
 	}
-	if !ok || ns <= time.Now().UnixNano()-int64(limit) {
+	if !ok || ns <= now.UnixNano()-int64(limit) {
 		return engine.Null, time.Time{}, false, nil
 	}
 	return v, time.Unix(0, ns).UTC(), true, nil
@@ -492,13 +501,19 @@ func (s *State) WindowAggregate(ctx context.Context, f *engine.Feature, keys str
 		return acc, nil
 	}
 	raw, err := s.c.Get(ctx, entityTag(f.FQN, keys)+sufWindow).Result()
+	return decodeAggregate(f, raw, err, first, span.Last)
+}
+
+// decodeAggregate merges the buckets in [first, last] of the reply of a GET of :w.
+func decodeAggregate(f *engine.Feature, raw string, err error, first, last int64) (engine.Bucket, error) {
+	var acc engine.Bucket
 	if errors.Is(err, goredis.Nil) {
 		return acc, nil
 	}
 	if err != nil {
 		return acc, wrap("window aggregate", f, err)
 	}
-	if err := forBuckets(raw, first, span.Last, acc.Merge); err != nil {
+	if err := forBuckets(raw, first, last, acc.Merge); err != nil {
 		return engine.Bucket{}, wrap("window aggregate", f, err)
 	}
 	return acc, nil
