@@ -178,14 +178,27 @@ func (s *Sentinel) SentinelAddrs() []string {
 }
 
 // NewSentinel starts a master, a replica and three Sentinels (quorum 2, down after 1 s,
-// failover timeout 3 s), and waits until the Sentinels know the replica.
+// failover timeout 3 s), and waits until the replica has completed its first sync with the
+// master and the Sentinels know it. (A failover before that first sync would promote an
+// empty replica; the master syncs at once rather than after Redis 7's default 5 s delay.)
 func NewSentinel(t testing.TB) *Sentinel {
 	t.Helper()
 	Require(t, "redis-sentinel")
-	st := &Sentinel{Master: newServer(t)}
+	st := &Sentinel{Master: newServer(t, "--repl-diskless-sync-delay", "0")}
 	st.Master.Start()
 	st.Replica = newServer(t, "--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port))
 	st.Replica.Start()
+	synced := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := st.Replica.CLI("info", "replication")
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(synced) {
+			t.Fatalf("the replica is not in sync with the master after 20 s:\n%s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for range 3 {
 		port := FreePort(t)
 		dir := filepath.Join(t.TempDir(), "sentinel-"+strconv.Itoa(port))
