@@ -66,8 +66,10 @@ type benchOptions struct {
 	setup       bool
 	cpuProfile  string
 	rounds      int
-	process     bool // serve the baseline from a child process instead of this one
-	http1       bool // HTTP/1.1 connections (one call at a time each) instead of HTTP/2
+	process     bool   // serve the baseline from a child process instead of this one
+	http1       bool   // HTTP/1.1 connections (one call at a time each) instead of HTTP/2
+	redis       string // the baseline GETs the host's responses from this Redis (issue 10)
+	ingest      ingestBenchOptions
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -91,6 +93,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&o.setup, "setup", true, "before measuring, Update the selector's feature with 1 for the entity (errors ignored)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and baseline) to this file")
 	fs.BoolVar(&o.process, "baseline-process", false, "serve the baseline from a child process (this binary), like the host, instead of from this one")
+	fs.StringVar(&o.redis, "baseline-redis", "", "HOST:PORT of a Redis: the baseline does one go-redis GET per call of a key holding the host's response bytes (issue 10's targets)")
+	o.ingest.register(fs)
 	listen := fs.String("baseline-listen", "", "serve only the baseline, with a copy of the host's Get response, on this address until interrupted: for an external load generator (wrk)")
 	serve := fs.Bool("serve-baseline", false, "internal: serve a baseline with the constants read from standard input, print its address, stop at EOF")
 	fs.Usage = func() {
@@ -150,6 +154,9 @@ Flags:`)
 	}
 	if *listen != "" {
 		return listenBaseline(ctx, &o, *listen, e.stderr)
+	}
+	if o.ingest.file != "" {
+		return runIngestBench(ctx, &o, e.stdout, e.stderr)
 	}
 	rep, err := bench(ctx, &o, e.stderr)
 	if err != nil {
@@ -362,7 +369,7 @@ func listenBaseline(ctx context.Context, o *benchOptions, addr string, log io.Wr
 }
 
 // startBaselineAt serves c on addr.
-func startBaselineAt(c *constEngine, addr string) (string, func(), error) {
+func startBaselineAt(c ospreyv1connect.EngineServiceHandler, addr string) (string, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
@@ -506,7 +513,7 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 	}
 	defer target.close()
 	keys := map[string]string(o.keys)
-	rep := &benchReport{Addr: o.addr, BaselineProcess: o.process, Protocol: o.protocol, Selector: o.selector, Keys: keys,
+	rep := &benchReport{Addr: o.addr, BaselineProcess: o.process, BaselineRedis: o.redis, Protocol: o.protocol, Selector: o.selector, Keys: keys,
 		Concurrency: o.concurrency, Connections: o.connections, Many: o.many, Rounds: o.rounds,
 		DurationMS: ms(o.duration), WarmupMS: ms(o.warmup)}
 
@@ -554,7 +561,10 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 	cancel()
 
 	start := startBaseline
-	if o.process {
+	switch {
+	case o.redis != "":
+		start = func(c *constEngine) (string, func(), error) { return startRedisBaseline(ctx, c, o.redis) }
+	case o.process:
 		start = func(c *constEngine) (string, func(), error) { return spawnBaseline(c, log) }
 	}
 	baseAddr, stop, err := start(konst)
@@ -626,6 +636,11 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 	}
 
 	// The verdicts.
+	if o.redis != "" {
+		rep.Targets = redisTargets(o, closed, open, many, rate)
+		rep.TotalSeconds = time.Since(began).Seconds()
+		return rep, nil
+	}
 	b, t := closed[0], closed[1]
 	rep.Targets = append(rep.Targets, verdict(
 		fmt.Sprintf("Get throughput ≥ %.0f %% of baseline (closed loop, concurrency %d)", 100*targetGetThroughput, o.concurrency),
@@ -917,6 +932,7 @@ type benchReport struct {
 	Addr                 string            `json:"addr"`
 	Protocol             string            `json:"protocol"`
 	BaselineProcess      bool              `json:"baseline_process"`
+	BaselineRedis        string            `json:"baseline_redis,omitempty"`
 	Selector             string            `json:"selector"`
 	Keys                 map[string]string `json:"keys"`
 	Found                bool              `json:"found"`
@@ -1076,7 +1092,11 @@ func (r *benchReport) writeText(w io.Writer) {
 	if r.BaselineProcess {
 		where = "in a child process"
 	}
-	fmt.Fprintf(w, "\nbaseline: a bare connect-go handler %s answering a copy of the same response\n", where)
+	if r.BaselineRedis != "" {
+		fmt.Fprintf(w, "\nbaseline: a bare connect-go handler in this process doing one go-redis GET per call (Redis %s) of a copy of the same response\n", r.BaselineRedis)
+	} else {
+		fmt.Fprintf(w, "\nbaseline: a bare connect-go handler %s answering a copy of the same response\n", where)
+	}
 	fmt.Fprintf(w, "each loop: %d rounds × %v per target, alternating; warm-up %v\n\n",
 		r.Rounds, (time.Duration(r.DurationMS*float64(time.Millisecond)) / time.Duration(r.Rounds)).Round(time.Millisecond),
 		time.Duration(r.WarmupMS*float64(time.Millisecond)))

@@ -222,3 +222,11 @@ func TestBenchProfile(t *testing.T) {
 	st := res.stats(false)
 	t.Logf("%.0f calls/s, p50 %.0fµs, p99 %.0fµs, %d errors", st.Throughput, st.P50US, st.P99US, st.Errors)
 }
+
+func TestBenchIngestFlags(t *testing.T) {
+	e := &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: slog.New(slog.DiscardHandler)}
+	err := runBench(context.Background(), e, []string{"--ingest", "x.jsonl", "--ingest-batch", "0"})
+	if err == nil || !strings.Contains(err.Error(), "--ingest-batch") {
+		t.Fatalf("batch 0: %v, want an --ingest-batch error", err)
+	}
+}
