@@ -47,6 +47,7 @@ type serveConfig struct {
 	MemoryBudget    string        `yaml:"memory-budget"`
 	RestoreTimeout  time.Duration `yaml:"restore-timeout"`
 	MaxTimeout      time.Duration `yaml:"max-timeout"`
+	DebugListen     string        `yaml:"debug-listen"`
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -66,6 +67,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.MemoryCeiling, "memory-ceiling", "64Mi", "the most memory one Wasm module may have (env OSPREY_MEMORY_CEILING)")
 	fs.StringVar(&c.MemoryBudget, "memory-budget", "", "the most memory all Wasm guests together may have, e.g. 4Gi; empty: a quarter of the machine's (env OSPREY_MEMORY_BUDGET)")
 	fs.DurationVar(&c.RestoreTimeout, "restore-timeout", server.DefaultRestoreTimeout, "at start, the longest restoring one stored registry object may take; one that fails or takes longer is quarantined (env OSPREY_RESTORE_TIMEOUT)")
+	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty: none (env OSPREY_DEBUG_LISTEN)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
@@ -373,6 +375,12 @@ func startServing(ctx context.Context, e *env, fs *flag.FlagSet, c *serveConfig,
 	s, err := newStack(ctx, e, c)
 	if err != nil {
 		return nil, nil, err
+	}
+	if c.DebugListen != "" {
+		if _, err := startDebug(ctx, e.log, c.DebugListen); err != nil {
+			s.close()
+			return nil, nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
