@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -78,7 +79,8 @@ type State interface {
 
 	// Update writes v the way the feature's type calls for: WindowAdd for windowed features
 	// (Written.Value Null), Append for lists (the list after the write), Set for scalars (v,
-	// and superseded as a Set is). Only the Set form can be superseded.
+	// and superseded as a Set is). Only the Set form can be superseded. A provider with
+	// nothing of its own to add implements it with UpdateVia.
 	Update(ctx context.Context, f *Feature, keys string, v Value, ts time.Time) (Written, error)
 
 	// WindowAdd adds x to the bucket holding ts (BucketID(ts, f.Granularity)).
@@ -182,4 +184,23 @@ type ReadResult struct {
 	Window Bucket
 	// Err is the cell's error; the other fields are then zero.
 	Err error
+}
+
+// UpdateVia implements State.Update with s's own WindowAdd, Append and Set: the dispatch by
+// the feature's type that every provider shares. A windowed feature's v must be a number
+// (ErrTypeMismatch, prefixed with name, otherwise).
+func UpdateVia(ctx context.Context, s State, name string, f *Feature, keys string, v Value, ts time.Time) (Written, error) {
+	switch {
+	case f.Windowed():
+		x, ok := v.Number()
+		if !ok {
+			return Written{}, fmt.Errorf("%s: update %s: %w: got %s, want %s", name, f.FQN, ErrTypeMismatch, v.Kind(), f.Primitive)
+		}
+		return Written{}, s.WindowAdd(ctx, f, keys, x, ts)
+	case f.Primitive.IsList():
+		out, err := s.Append(ctx, f, keys, v, ts)
+		return Written{Value: out}, err
+	default:
+		return s.Set(ctx, f, keys, v, ts)
+	}
 }

@@ -378,23 +378,10 @@ func (s *State) Incr(_ context.Context, f *engine.Feature, keys string, by engin
 	return out, nil
 }
 
-// Update writes v the way the feature's type calls for: WindowAdd for a windowed feature
-// (v an int or a float; its Value is Null), Append for a list, Set for a scalar (ordered by
-// event time, as Set is).
+// Update writes v the way the feature's type calls for (engine.UpdateVia: WindowAdd, Append
+// or Set, each ordered as it is).
 func (s *State) Update(ctx context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) (engine.Written, error) {
-	switch {
-	case f.Windowed():
-		x, ok := v.Number()
-		if !ok {
-			return engine.Written{}, typeError("update", f, v)
-		}
-		return engine.Written{}, s.WindowAdd(ctx, f, keys, x, ts)
-	case f.Primitive.IsList():
-		out, err := s.Append(ctx, f, keys, v, ts)
-		return engine.Written{Value: out}, err
-	default:
-		return s.Set(ctx, f, keys, v, ts)
-	}
+	return engine.UpdateVia(ctx, s, "memory", f, keys, v, ts)
 }
 
 // WindowAdd adds x to the entity's bucket holding ts. A write to a bucket that has already

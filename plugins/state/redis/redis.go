@@ -414,22 +414,10 @@ func (s *State) Incr(ctx context.Context, f *engine.Feature, keys string, by eng
 	return out, nil
 }
 
-// Update writes v the way the feature's type calls for: WindowAdd for a windowed feature,
-// Append for a list, Set for a scalar.
+// Update writes v the way the feature's type calls for (engine.UpdateVia: WindowAdd, Append
+// or Set, each ordered as it is).
 func (s *State) Update(ctx context.Context, f *engine.Feature, keys string, v engine.Value, ts time.Time) (engine.Written, error) {
-	switch {
-	case f.Windowed():
-		x, ok := v.Number()
-		if !ok {
-			return engine.Written{}, typeError("update", f, v)
-		}
-		return engine.Written{}, s.WindowAdd(ctx, f, keys, x, ts)
-	case f.Primitive.IsList():
-		out, err := s.Append(ctx, f, keys, v, ts)
-		return engine.Written{Value: out}, err
-	default:
-		return s.Set(ctx, f, keys, v, ts)
-	}
+	return engine.UpdateVia(ctx, s, "redis", f, keys, v, ts)
 }
 
 // firstKept returns the ID of the oldest bucket of f not yet expired at now.
