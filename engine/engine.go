@@ -30,20 +30,12 @@ type Engine struct {
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
 
 	programs   ProgramLoader
-	refreshSem chan struct{} // bounds background recomputes
-	refreshing sync.Map      // address → struct{}: one recompute per address at a time
-	background sync.WaitGroup
-	closed     atomic.Bool
+	recomputes recomputes // background recomputes of stale on-request values
 
 	mu       sync.Mutex // serialises Apply and Delete
 	features atomic.Pointer[map[string]*plan]
 	sources  atomic.Pointer[map[string]*DataSource]
 }
-
-// MaxBackgroundRefreshes bounds the recomputes of stale on-request features running at
-// once; a stale read that finds them all busy serves the stale value without scheduling
-// one (the next read tries again).
-const MaxBackgroundRefreshes = 64
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -94,16 +86,15 @@ func New(state State, opts ...Option) *Engine {
 	e.features.Store(&empty)
 	noSources := map[string]*DataSource{}
 	e.sources.Store(&noSources)
-	e.refreshSem = make(chan struct{}, MaxBackgroundRefreshes)
 	return e
 }
 
-// Close waits for background recomputes to finish and stops scheduling new ones. It does
-// not close the State or the Notifier, which belong to the caller. Each recompute is
-// bounded by its feature's timeout, so Close waits at most the ceiling WithMaxTimeout sets.
+// Close stops the background recomputes of stale on-request values: it queues no more,
+// drops those queued but not started, and waits for those running. It does not close the
+// State or the Notifier, which belong to the caller. Each recompute is bounded by its
+// feature's timeout, so Close waits at most the ceiling WithMaxTimeout sets.
 func (e *Engine) Close() error {
-	e.closed.Store(true)
-	e.background.Wait()
+	e.closeRecomputes()
 	return nil
 }
 
@@ -554,38 +545,6 @@ func (e *Engine) compute(ctx context.Context, p *plan, keys Keys, ekeys string, 
 	v := w.Value
 	res.Value, res.Timestamp, res.Fresh = v, out.Timestamp, now.Sub(out.Timestamp) < p.f.Freshness
 	return res, nil
-}
-
-// refresh recomputes a stale on-request value in the background, at most once per address
-// at a time and at most MaxBackgroundRefreshes at once.
-func (e *Engine) refresh(p *plan, keys Keys, ekeys string) {
-	if e.closed.Load() {
-		return
-	}
-	addr := p.f.FQN + "\x00" + ekeys
-	if _, busy := e.refreshing.LoadOrStore(addr, struct{}{}); busy {
-		return
-	}
-	select {
-	case e.refreshSem <- struct{}{}:
-	default:
-		e.refreshing.Delete(addr)
-		return
-	}
-	keys = maps.Clone(keys)
-	e.background.Add(1)
-	go func() {
-		defer func() {
-			<-e.refreshSem
-			e.refreshing.Delete(addr)
-			e.background.Done()
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), p.f.Timeout)
-		defer cancel()
-		if _, err := e.compute(ctx, p, keys, ekeys, e.now()); err != nil {
-			e.log.LogAttrs(ctx, slog.LevelWarn, "background recompute failed", slog.String("fqn", p.f.FQN), slog.Any("error", err))
-		}
-	}()
 }
 
 // window aggregates an entity's window, pushed down into the State when it can; the merged

@@ -189,7 +189,12 @@ func TestOnRequestFeature(t *testing.T) {
 	if got.Value.Float() != 0.25 || got.Fresh {
 		t.Fatalf("stale read = %v fresh=%v, want the old 0.25, not fresh", got.Value, got.Fresh)
 	}
-	fx.e.Close() // waits for the background recompute
+	// A second stale read while the first's recompute is queued or running queues none.
+	_, _ = fx.e.Get(ctx, "fraud.utilisation", k)
+	waitFor(t, "the background recompute", func() bool { return fx.e.RecomputeStats().Done >= 1 })
+	if s := fx.e.RecomputeStats(); s.Queued != 1 || s.Failed != 0 || s.Dropped != 0 {
+		t.Fatalf("recompute stats = %+v, want one queued, none failed or dropped", s)
+	}
 	got, _ = fx.e.Get(ctx, "fraud.utilisation", k)
 	if got.Value.Float() != 0.5 || !got.Fresh {
 		t.Fatalf("after recompute = %v fresh=%v, want 0.5", got.Value, got.Fresh)
@@ -260,5 +265,17 @@ func TestRowFromMap(t *testing.T) {
 		if err != nil || !row["f"].Equal(tt.want) {
 			t.Errorf("%s: got %v (%v), want %v", tt.in, row["f"], err, tt.want)
 		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
