@@ -10,21 +10,23 @@ import (
 // in one batch (BatchReader) by Prefetch, for Get to serve. A nil *Prefetched holds no cell.
 // It is safe for concurrent use: each cell is served independently.
 type Prefetched struct {
-	e       *Engine
-	nsel    int
-	start   time.Time // when the batch was sent: cells' timeouts run from it
-	now     time.Time // the instant the cells are read as of
-	cells   []prefetchedCell
-	batched int
+	e        *Engine
+	sels     []prefetchedSelector // per selector j
+	entities []Keys               // per entity i
+	start    time.Time            // when the batch was sent: cells' timeouts run from it
+	now      time.Time            // the instant the cells are read as of
+	// read[i*len(sels)+j] is 1 + the index in ekeys and out of cell (i, j), 0 for a cell
+	// the batch left out.
+	read  []int32
+	ekeys []string
+	out   []ReadResult
 }
 
-// prefetchedCell is one selector × entity cell; p is nil for a cell the batch left out.
-type prefetchedCell struct {
-	p     *plan
-	sel   Selector
-	keys  Keys
-	ekeys string
-	st    ReadResult
+// prefetchedSelector is one selector of a Prefetch; p is nil for a selector the batch
+// left out.
+type prefetchedSelector struct {
+	p   *plan
+	sel Selector
 }
 
 // Prefetch reads, in one BatchReader.ReadBatch, every cell of selectors × entities that a
@@ -49,11 +51,7 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 	if !ok || len(selectors) == 0 || len(entities) == 0 {
 		return nil
 	}
-	type parsed struct {
-		p   *plan
-		sel Selector
-	}
-	sels := make([]parsed, len(selectors))
+	sels := make([]prefetchedSelector, len(selectors))
 	var bound time.Duration
 	timed := false
 	for j, s := range selectors {
@@ -65,15 +63,16 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 		if err != nil || e.checkSelector(p.f, sel) != nil || !batchable(p) {
 			continue
 		}
-		sels[j] = parsed{p: p, sel: sel}
+		sels[j] = prefetchedSelector{p: p, sel: sel}
 		bound = max(bound, p.f.Timeout)
 		timed = timed || p.timed
 	}
-	pf := &Prefetched{e: e, nsel: len(selectors), cells: make([]prefetchedCell, len(selectors)*len(entities))}
+	n := len(selectors) * len(entities)
+	pf := &Prefetched{e: e, sels: sels, entities: entities, read: make([]int32, n)}
 	pf.start = time.Now()
 	pf.now = e.now()
-	reads := make([]Read, 0, len(pf.cells))
-	idx := make([]int, 0, len(pf.cells))
+	reads := make([]Read, 0, n)
+	pf.ekeys = make([]string, 0, n)
 	for i, keys := range entities {
 		for j, s := range sels {
 			if s.p == nil {
@@ -88,10 +87,9 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 			if f.Windowed() {
 				r.Span = AliveSpan(pf.now, f.Staleness, f.Granularity)
 			}
-			k := i*len(selectors) + j
-			pf.cells[k] = prefetchedCell{p: s.p, sel: s.sel, keys: keys, ekeys: ekeys}
 			reads = append(reads, r)
-			idx = append(idx, k)
+			pf.ekeys = append(pf.ekeys, ekeys)
+			pf.read[i*len(selectors)+j] = int32(len(reads))
 		}
 	}
 	if len(reads) == 0 {
@@ -102,15 +100,19 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
-	out := br.ReadBatch(ctx, reads)
-	for n, k := range idx {
-		if n < len(out) {
-			pf.cells[k].st = out[n]
-		} else {
-			pf.cells[k].st.Err = fmt.Errorf("%w: the State answered %d of %d reads of a batch", ErrUnsupported, len(out), len(reads))
+	pf.out = br.ReadBatch(ctx, reads)
+	if len(pf.out) != len(reads) {
+		err := fmt.Errorf("%w: the State answered %d of %d reads of a batch", ErrUnsupported, len(pf.out), len(reads))
+		out := make([]ReadResult, len(reads))
+		for n := range out {
+			if n < len(pf.out) {
+				out[n] = pf.out[n]
+			} else {
+				out[n].Err = err
+			}
 		}
+		pf.out = out
 	}
-	pf.batched = len(reads)
 	return pf
 }
 
@@ -125,34 +127,36 @@ func (pf *Prefetched) Len() int {
 	if pf == nil {
 		return 0
 	}
-	return pf.batched
+	return len(pf.out)
 }
 
 // Get serves cell (i, j) — entity i's selector j of the Prefetch — as Engine.Get would have
 // for the same selector and keys: the same Result, or the same error. ok is false when the
 // batch left the cell out (or pf is nil); read it with Engine.Get.
 func (pf *Prefetched) Get(ctx context.Context, i, j int) (res Result, ok bool, err error) {
-	if pf == nil || j < 0 || j >= pf.nsel || i < 0 || i*pf.nsel+j >= len(pf.cells) {
+	if pf == nil || j < 0 || j >= len(pf.sels) || i < 0 || i >= len(pf.entities) {
 		return Result{}, false, nil
 	}
-	c := &pf.cells[i*pf.nsel+j]
-	if c.p == nil {
+	n := pf.read[i*len(pf.sels)+j] - 1
+	if n < 0 {
 		return Result{}, false, nil
 	}
-	if c.p.timed {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, pf.start.Add(c.p.f.Timeout))
-		defer cancel()
-	}
-	st := c.st
+	s := &pf.sels[j]
+	st := pf.out[n]
 	if st.Err == nil {
-		if cerr := ctx.Err(); cerr != nil {
-			st = ReadResult{Err: fmt.Errorf("the batch read came back after the feature's timeout (%v): %w", c.p.f.Timeout, cerr)}
+		// The cell's timeout runs from when the batch was sent; serving it from memory
+		// cannot block, so a comparison stands in for a context with that deadline.
+		cerr := ctx.Err()
+		if cerr == nil && s.p.timed && time.Since(pf.start) >= s.p.f.Timeout {
+			cerr = context.DeadlineExceeded
+		}
+		if cerr != nil {
+			st = ReadResult{Err: fmt.Errorf("the batch read came back after the feature's timeout (%v): %w", s.p.f.Timeout, cerr)}
 		}
 	}
-	res, err = pf.e.serve(ctx, c.p, nil, c.sel, c.keys, c.ekeys, pf.now, st)
+	res, err = pf.e.serve(ctx, s.p, nil, s.sel, pf.entities[i], pf.ekeys[n], pf.now, st)
 	if err != nil {
-		return Result{}, true, fmt.Errorf("get %s: %w", c.sel, err)
+		return Result{}, true, fmt.Errorf("get %s: %w", s.sel, err)
 	}
 	return res, true, nil
 }

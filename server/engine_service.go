@@ -77,7 +77,8 @@ func (es *engineService) Get(ctx context.Context, req *connect.Request[ospreyv1.
 // State read alone are read first in one batch (engine.Engine.Prefetch: one round trip per
 // Redis node for the whole vector) and served as their Gets would have been; cells of
 // features with preGet or postGet middlewares or computed on request are still read one by
-// one, by the workers, as above.
+// one, by the workers, as above. When the batch read every cell, they are served on the
+// call's own goroutine, with no workers.
 func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospreyv1.GetManyRequest]) (*connect.Response[ospreyv1.GetManyResponse], error) {
 	m := req.Msg
 	sels, ents := m.GetSelectors(), m.GetEntities()
@@ -126,14 +127,19 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 
 	// cells[i*len(sels)+j] is set when entity i's selector j has been read. Workers may
 	// still be finishing a cell after the deadline; the reply takes what is set by then.
+	// Each cell is written once, into its slot of results (one allocation for the call, not
+	// one per cell), before it is published in cells.
 	cells := make([]atomic.Pointer[ospreyv1.FeatureResult], len(ents)*len(sels))
+	slots := make([]ospreyv1.FeatureResult, len(cells))
+	stamps := make([]timestamppb.Timestamp, len(cells))
 	read := func(i int) {
 		keys := entKeys[i]
 		for j, sel := range sels {
 			if gctx.Err() != nil {
 				return
 			}
-			cells[i*len(sels)+j].Store(es.cell(gctx, sel, fqns[j], func(ctx context.Context) (engine.Result, error) {
+			k := i*len(sels) + j
+			cells[k].Store(es.cell(gctx, &slots[k], &stamps[k], sel, fqns[j], func(ctx context.Context) (engine.Result, error) {
 				if res, ok, err := pre.Get(ctx, i, j); ok {
 					return res, err
 				}
@@ -141,33 +147,15 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 			}))
 		}
 	}
-	workers := min(len(ents), 4*runtime.GOMAXPROCS(0), 64)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				read(i)
-			}
-		})
-	}
-feed:
-	for i := range ents {
-		select {
-		case next <- i:
-		case <-gctx.Done():
-			break feed
+	if pre.Len() == len(cells) {
+		// Every cell was read in the batch: serving them is work in memory, done here
+		// rather than handed to workers and back (each hand-off is a goroutine wake-up,
+		// which is what a loaded machine delays).
+		for i := range ents {
+			read(i)
 		}
-	}
-	close(next)
-	finished := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-	case <-gctx.Done():
+	} else {
+		es.readCells(gctx, len(ents), read)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, es.s.fail(ctx, req.Spec().Procedure, err, readFields)
@@ -187,10 +175,46 @@ feed:
 	return connect.NewResponse(&ospreyv1.GetManyResponse{Results: results}), nil
 }
 
-// cell reads one selector for one entity of a GetMany with get (a prefetched cell or a Get);
-// fqn is the feature the selector names, or "" when it names none.
-func (es *engineService) cell(ctx context.Context, sel, fqn string, get func(context.Context) (engine.Result, error)) (out *ospreyv1.FeatureResult) {
-	out = &ospreyv1.FeatureResult{Selector: sel}
+// readCells runs read for each of n entities on workers (at most 4 per CPU, 64 in all) and
+// returns when all have run or ctx is done, whichever is first.
+func (es *engineService) readCells(ctx context.Context, n int, read func(i int)) {
+	workers := min(n, 4*runtime.GOMAXPROCS(0), 64)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				read(i)
+			}
+		})
+	}
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
+}
+
+// cell reads one selector for one entity of a GetMany with get (a prefetched cell or a Get)
+// into slot, with its timestamp in ts, and returns it (a new result after a panic); fqn is the feature the selector
+// names, or "" when it names none.
+func (es *engineService) cell(ctx context.Context, slot *ospreyv1.FeatureResult, ts *timestamppb.Timestamp, sel, fqn string,
+	get func(context.Context) (engine.Result, error)) (out *ospreyv1.FeatureResult) {
+	out = slot
+	out.Selector = sel
 	// Cells run on worker goroutines, beyond the reach of connect's recovery.
 	defer func() {
 		if p := recover(); p != nil {
@@ -207,7 +231,11 @@ func (es *engineService) cell(ctx context.Context, sel, fqn string, get func(con
 	}
 	out.Fqn, out.Found = res.FQN, res.Found()
 	if res.Found() {
-		out.Value, out.Timestamp, out.Fresh = valueToProto(res.Value), timeToProto(res.Timestamp), res.Fresh
+		out.Value, out.Fresh = valueToProto(res.Value), res.Fresh
+		if !res.Timestamp.IsZero() {
+			ts.Seconds, ts.Nanos = res.Timestamp.Unix(), int32(res.Timestamp.Nanosecond())
+			out.Timestamp = ts
+		}
 	}
 	return out
 }
