@@ -73,3 +73,55 @@ func TestDeleteDropFails(t *testing.T) {
 		t.Errorf("the feature is still there: %v", err)
 	}
 }
+
+// sharedState is a memory State that says it is shared by replicas (engine.Sharer).
+type sharedState struct{ *memory.State }
+
+func (sharedState) Shared() bool { return true }
+
+// TestForget: a replica that learns of another's delete drops the values only when the
+// State is its own; over a shared State the deleting replica dropped them, and the values a
+// re-created feature has written since are kept.
+func TestForget(t *testing.T) {
+	keys := engine.Keys{"id": "c1"}
+	for _, tc := range []struct {
+		name     string
+		shared   bool
+		wantKept bool
+	}{
+		{"own state: dropped as by Delete", false, false},
+		{"shared state: left to the deleting replica", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st engine.State = memory.New()
+			if tc.shared {
+				st = sharedState{st.(*memory.State)}
+			}
+			e := engine.New(st, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+			f := scalar("t.s", engine.PrimitiveInt)
+			if err := e.Apply(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			// What another replica's re-created feature wrote to the shared store.
+			if _, err := e.Set(ctx, "t.s", keys, 7, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Forget(ctx, "t.s"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Get(ctx, "t.s", keys); !errors.Is(err, engine.ErrFeatureNotFound) {
+				t.Fatalf("read after Forget: %v, want ErrFeatureNotFound", err)
+			}
+			if err := e.Apply(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			r, err := e.Get(ctx, "t.s", keys)
+			if err != nil || r.Found() != tc.wantKept {
+				t.Fatalf("after Forget and apply: found=%v (%v), want found=%v", r.Found(), err, tc.wantKept)
+			}
+			if err := e.Forget(ctx, "t.nope"); !errors.Is(err, engine.ErrFeatureNotFound) {
+				t.Fatalf("Forget of an unknown feature: %v", err)
+			}
+		})
+	}
+}

@@ -288,7 +288,18 @@ func (e *Engine) ResolveFQN(name string) (string, error) { return ParseFQN(name,
 // A write that began before the delete may still land after the drop; its value expires
 // with the old feature's staleness. When the drop fails the feature is deleted all the same
 // and the error says so.
-func (e *Engine) Delete(ctx context.Context, fqn string) error {
+func (e *Engine) Delete(ctx context.Context, fqn string) error { return e.remove(ctx, fqn, true) }
+
+// Forget removes an applied feature that another replica deleted. Over a shared State
+// (Sharer) its stored values are left alone: the replica that deleted the feature dropped
+// them, and a drop here, later, could remove the values of the feature re-created under the
+// name since. Over a State of this process's own it drops them, as Delete does.
+func (e *Engine) Forget(ctx context.Context, fqn string) error {
+	sh, ok := e.state.(Sharer)
+	return e.remove(ctx, fqn, !ok || !sh.Shared())
+}
+
+func (e *Engine) remove(ctx context.Context, fqn string, drop bool) error {
 	name, err := ParseFQN(fqn, e.defaultNS)
 	if err != nil {
 		return err
@@ -303,6 +314,10 @@ func (e *Engine) Delete(ctx context.Context, fqn string) error {
 	next := maps.Clone(cur)
 	delete(next, name)
 	e.features.Store(&next)
+	if !drop {
+		e.log.LogAttrs(ctx, slog.LevelInfo, "feature deleted (its shared values were dropped by the replica that deleted it)", slog.String("fqn", name))
+		return nil
+	}
 	if err := e.state.Drop(ctx, p.f); err != nil {
 		e.log.LogAttrs(ctx, slog.LevelError, "feature deleted, its stored values not dropped",
 			slog.String("fqn", name), slog.Any("error", err))

@@ -141,6 +141,14 @@ type Blocker interface {
 	NonBlocking() bool
 }
 
+// Sharer is implemented by a State whose values other processes read and write too (Redis):
+// many replicas over one store. A replica that learns another deleted a feature then
+// forgets it without dropping its values (Engine.Forget), since the deleting replica
+// dropped them and the name may already hold a re-created feature's.
+type Sharer interface {
+	Shared() bool
+}
+
 // BatchReader is implemented by a State that can read many cells — (feature, entity,
 // version) current or previous values and windows — at once, in fewer round trips than one
 // per cell (the Redis State: one pipeline, so one round trip per node). The engine uses it

@@ -339,7 +339,7 @@ func (r *Registry) dropLocal(ctx context.Context, key Key) error {
 			err = r.eng.DeleteDataSource(ctx, key.FQN)
 		}
 	} else if slices.ContainsFunc(r.eng.Features(), func(f *engine.Feature) bool { return f.FQN == key.FQN }) {
-		err = r.eng.Delete(ctx, key.FQN)
+		err = r.eng.Forget(ctx, key.FQN) // the deleting replica dropped shared values
 	}
 	if err != nil {
 		return fmt.Errorf("registry: delete %s %s, deleted from the shared store: %w", key.Kind, key.FQN, err)

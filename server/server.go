@@ -365,15 +365,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close ends the Server's streaming calls (Watch answers Unavailable) and its Notifier
-// subscription. Serve calls it; call it yourself when serving through Handler. Unary calls
-// still in flight finish. Close does not close the Engine, Host, Notifier or Store. It is
-// idempotent and always returns nil.
+// subscription, and stops its registry following a shared Store (registry.Registry.Close).
+// Serve calls it; call it yourself when serving through Handler. Unary calls still in
+// flight finish. Close does not close the Engine, Host, Notifier or Store. It is idempotent
+// and always returns nil.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		if s.watch != nil {
 			s.watch.close()
 		}
 		s.closeStreams()
+		s.reg.Close()
 	})
 	return nil
 }

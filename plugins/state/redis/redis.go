@@ -221,6 +221,10 @@ func New(c goredis.UniversalClient) *State { return &State{c: c} }
 // Client returns the client the State uses.
 func (s *State) Client() goredis.UniversalClient { return s.c }
 
+// Shared reports true (engine.Sharer): other replicas read and write the same Redis, so a
+// replica that learns of another's delete leaves the dropping to it.
+func (s *State) Shared() bool { return true }
+
 // Ping reports whether the server answers.
 func (s *State) Ping(ctx context.Context) error {
 	if err := s.c.Ping(ctx).Err(); err != nil {
