@@ -829,7 +829,7 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 			return res, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, v.kind, want)
 		}
 	}
-	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts}
+	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts, Written: now}
 	var w Written
 	var err error
 	switch {

@@ -39,8 +39,11 @@ type Notification struct {
 	// Value is the value after the write; Null for a window add. For a superseded write it
 	// is the late value itself, not the current one.
 	Value Value
-	// Timestamp is the write's timestamp.
+	// Timestamp is the write's timestamp (event time).
 	Timestamp time.Time
+	// Written is when the engine wrote (its clock; for NotifyWrite). With FQN, EncodedKeys,
+	// Op and Timestamp it tells a notification delivered twice from two writes.
+	Written time.Time
 	// Outcome (for NotifyWrite) says whether the write became the entity's current value
 	// (WriteApplied) or arrived after a later one (WriteSuperseded): the historian records
 	// both, Watch streams say which.
@@ -78,6 +81,47 @@ type Notifier interface {
 
 	// Close releases the notifier's resources.
 	Close() error
+}
+
+// BatchSubscriber is implemented by a Notifier that can hand a subscriber notifications in
+// batches and take their acknowledgement later: what a consumer that makes them durable in
+// batches (the historian: one Parquet object per batch) needs, since it can acknowledge a
+// notification only once the object holding it is written, and writing one object per
+// notification would be far too slow.
+type BatchSubscriber interface {
+	// SubscribeBatches delivers notifications of group to handle until ctx ends, then
+	// returns ctx's error, with the group semantics of Subscribe. Each call of handle gets
+	// a batch of at most opts.MaxBatch notifications, in order per feature, and done: the
+	// handler owns the batch, may return before it has handled it, and calls done exactly
+	// once — done(nil) acknowledges the whole batch, done(err) has it delivered again
+	// after the notifier's retry delay. At most opts.MaxPending notifications are handed
+	// out and not yet done; beyond that SubscribeBatches waits (back-pressure on the
+	// subscriber, never on Publish beyond the notifier's own bounds). A batch not done when
+	// SubscribeBatches returns is delivered again later (to this group), as is one whose
+	// subscriber died.
+	SubscribeBatches(ctx context.Context, group string, opts BatchOptions,
+		handle func(ctx context.Context, batch []Notification, done func(error))) error
+}
+
+// BatchOptions bound a SubscribeBatches.
+type BatchOptions struct {
+	// MaxBatch bounds a batch (0: 1,024).
+	MaxBatch int
+	// MaxPending bounds the notifications handed out and not yet done (0: 65,536). It is
+	// at least MaxBatch.
+	MaxPending int
+}
+
+// Limits returns o with its defaults applied.
+func (o BatchOptions) Limits() (maxBatch, maxPending int) {
+	maxBatch, maxPending = o.MaxBatch, o.MaxPending
+	if maxBatch <= 0 {
+		maxBatch = 1024
+	}
+	if maxPending <= 0 {
+		maxPending = 65536
+	}
+	return maxBatch, max(maxPending, maxBatch)
 }
 
 // ErrGroupDeleted is returned by Subscribe when its group is deleted.

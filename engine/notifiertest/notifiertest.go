@@ -49,6 +49,9 @@ func Run(t *testing.T, h Harness) {
 		{"DeleteIdleGroupReleases", testDeleteIdleGroup},
 		{"SubscribeEndsWithContext", testSubscribeEndsWithContext},
 		{"Close", testClose},
+		{"BatchesInOrderAcknowledgedOnDone", testBatchesInOrder},
+		{"BatchFailedIsDeliveredAgain", testBatchFailed},
+		{"BatchMaxPendingBounds", testBatchMaxPending},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
 	}
@@ -414,5 +417,185 @@ func testClose(t *testing.T, h Harness) {
 	}
 	if err := n.Subscribe(ctx, "g", func(context.Context, engine.Notification) error { return nil }); err == nil {
 		t.Error("Subscribe after Close succeeded")
+	}
+}
+
+// batchSubscriber returns n as an engine.BatchSubscriber, skipping the test when it is not.
+func batchSubscriber(t *testing.T, n engine.Notifier) engine.BatchSubscriber {
+	t.Helper()
+	b, ok := n.(engine.BatchSubscriber)
+	if !ok {
+		t.Skipf("%T is no engine.BatchSubscriber", n)
+	}
+	return b
+}
+
+// batchDelivery is one batch received by subscribeBatches.
+type batchDelivery struct {
+	values []int64
+	done   func(error)
+}
+
+// subscribeBatches runs SubscribeBatches of group in the background, sending each batch
+// received on the returned channel; stop ends it and waits for it.
+func subscribeBatches(t *testing.T, b engine.BatchSubscriber, group string, opts engine.BatchOptions) (<-chan batchDelivery, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan batchDelivery, 1024)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- b.SubscribeBatches(ctx, group, opts, func(_ context.Context, batch []engine.Notification, done func(error)) {
+			d := batchDelivery{done: done}
+			for _, n := range batch {
+				d.values = append(d.values, n.Value.Int())
+			}
+			got <- d
+		})
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("SubscribeBatches: %v", err)
+				}
+			case <-time.After(hang):
+				t.Errorf("SubscribeBatches did not return after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return got, stop
+}
+
+// receive takes batches until want values have arrived.
+func receive(t *testing.T, got <-chan batchDelivery, want int) []batchDelivery {
+	t.Helper()
+	var out []batchDelivery
+	n := 0
+	for n < want {
+		select {
+		case d := <-got:
+			out = append(out, d)
+			n += len(d.values)
+		case <-time.After(hang):
+			t.Fatalf("received %d of %d notifications", n, want)
+		}
+	}
+	return out
+}
+
+func testBatchesInOrder(t *testing.T, h Harness) {
+	n := newNotifier(t, h, "g")
+	b := batchSubscriber(t, n)
+	publish(t, n, 0, 100)
+	got, stop := subscribeBatches(t, b, "g", engine.BatchOptions{MaxBatch: 16})
+	batches := receive(t, got, 100)
+	var all []int64
+	for _, d := range batches {
+		if len(d.values) == 0 || len(d.values) > 16 {
+			t.Errorf("a batch of %d, want 1 to 16", len(d.values))
+		}
+		all = append(all, d.values...)
+	}
+	want := make([]int64, 100)
+	for i := range want {
+		want[i] = int64(i)
+	}
+	if !slices.Equal(all, want) {
+		t.Fatalf("received %v, want 0…99 in order", all)
+	}
+	if h.Held != nil {
+		if held := h.Held(t, n); held != 100 {
+			t.Errorf("before done: %d held, want all 100", held)
+		}
+	}
+	for _, d := range batches {
+		d.done(nil)
+		d.done(nil) // a second call is ignored
+	}
+	stop()
+	if h.Held != nil {
+		waitHeld(t, h, n, 0)
+	}
+	// Acknowledged batches are not delivered again to a new subscription of the group.
+	publish(t, n, 100, 101)
+	got, _ = subscribeBatches(t, b, "g", engine.BatchOptions{})
+	if d := receive(t, got, 1); len(d) != 1 || d[0].values[0] != 100 {
+		t.Fatalf("after the acknowledgements: %v, want only 100", d[0].values)
+	}
+}
+
+func testBatchFailed(t *testing.T, h Harness) {
+	n := newNotifier(t, h, "g")
+	b := batchSubscriber(t, n)
+	publish(t, n, 0, 5)
+	got, _ := subscribeBatches(t, b, "g", engine.BatchOptions{MaxBatch: 5})
+	first := receive(t, got, 5)
+	for _, d := range first {
+		d.done(errors.New("storage down"))
+	}
+	again := receive(t, got, 5)
+	var vals []int64
+	for _, d := range again {
+		vals = append(vals, d.values...)
+		d.done(nil)
+	}
+	if !slices.Equal(vals, []int64{0, 1, 2, 3, 4}) {
+		t.Fatalf("delivered again: %v, want 0…4", vals)
+	}
+	if h.Held != nil {
+		waitHeld(t, h, n, 0)
+	}
+}
+
+func testBatchMaxPending(t *testing.T, h Harness) {
+	n := newNotifier(t, h, "g")
+	b := batchSubscriber(t, n)
+	publish(t, n, 0, 40)
+	got, _ := subscribeBatches(t, b, "g", engine.BatchOptions{MaxBatch: 4, MaxPending: 10})
+	held := receive(t, got, 8)
+	count := 0
+	for _, d := range held {
+		count += len(d.values)
+	}
+	// Whatever else arrives before a done is within the bound.
+	for extra := true; extra; {
+		select {
+		case d := <-got:
+			held = append(held, d)
+			count += len(d.values)
+		case <-time.After(50 * time.Millisecond):
+			extra = false
+		}
+	}
+	if count > 10 {
+		t.Fatalf("%d handed out without a done, more than MaxPending (10)", count)
+	}
+	for _, d := range held {
+		d.done(nil)
+	}
+	for count < 40 { // the rest, each batch done as it comes
+		d := receive(t, got, 1)[0]
+		count += len(d.values)
+		d.done(nil)
+	}
+}
+
+// waitHeld waits until n holds want notifications.
+func waitHeld(t *testing.T, h Harness, n engine.Notifier, want int) {
+	t.Helper()
+	deadline := time.Now().Add(hang)
+	for {
+		got := h.Held(t, n)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d notifications held, want %d", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

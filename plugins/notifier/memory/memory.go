@@ -75,6 +75,15 @@ type group struct {
 	next    uint64               // next sequence number never handed out
 	pending map[uint64]bool      // handed out, not yet acknowledged
 	retry   map[uint64]time.Time // failed, to be handed out again at the time
+	// Batches (SubscribeBatches): [start, end) handed out and not yet done, and those
+	// whose done failed, due again at a time.
+	batches     map[uint64]uint64
+	retryBatchs map[uint64]retryBatch
+}
+
+type retryBatch struct {
+	end uint64
+	at  time.Time
 }
 
 // Option configures a Notifier.
@@ -117,7 +126,8 @@ func WithRetryDelay(d time.Duration) Option {
 }
 
 func newGroup(next uint64) *group {
-	return &group{next: next, pending: map[uint64]bool{}, retry: map[uint64]time.Time{}}
+	return &group{next: next, pending: map[uint64]bool{}, retry: map[uint64]time.Time{},
+		batches: map[uint64]uint64{}, retryBatchs: map[uint64]retryBatch{}}
 }
 
 // New returns an in-process Notifier.
@@ -148,6 +158,12 @@ func (nt *Notifier) floor() uint64 {
 			f = min(f, seq)
 		}
 		for seq := range g.retry {
+			f = min(f, seq)
+		}
+		for seq := range g.batches {
+			f = min(f, seq)
+		}
+		for seq := range g.retryBatchs {
 			f = min(f, seq)
 		}
 	}
@@ -248,6 +264,116 @@ func (nt *Notifier) Subscribe(ctx context.Context, groupName string, handle func
 			return ctx.Err()
 		}
 	}
+}
+
+// SubscribeBatches delivers notifications to handle in batches (engine.BatchSubscriber):
+// each batch is a contiguous run of the log, acknowledged as a whole by done(nil), delivered
+// again as a whole after the retry delay by done(err). A batch stays pending — held in the
+// log, and holding back Publish once the log is full — until its done is called, even after
+// SubscribeBatches has returned.
+func (nt *Notifier) SubscribeBatches(ctx context.Context, groupName string, opts engine.BatchOptions,
+	handle func(context.Context, []engine.Notification, func(error))) error {
+	if groupName == "" {
+		return fmt.Errorf("memory notifier: subscribe: empty group name")
+	}
+	maxBatch, maxPending := opts.Limits()
+	nt.mu.Lock()
+	if nt.closed {
+		nt.mu.Unlock()
+		return ErrClosed
+	}
+	g, ok := nt.groups[groupName]
+	if !ok {
+		g = newGroup(nt.base)
+		nt.groups[groupName] = g
+	}
+	nt.mu.Unlock()
+	outstanding := 0 // notifications handed out by this call and not yet done; under nt.mu
+	for {
+		nt.mu.Lock()
+		start, end, wait, err := nt.nextBatch(g, min(maxBatch, maxPending-outstanding))
+		if err != nil {
+			nt.mu.Unlock()
+			return err
+		}
+		if wait != nil {
+			nt.mu.Unlock()
+			select {
+			case <-wait.changed:
+			case <-wait.timer:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
+		batch := make([]engine.Notification, end-start)
+		copy(batch, nt.log[start-nt.base:end-nt.base])
+		outstanding += len(batch)
+		nt.mu.Unlock()
+		var once sync.Once
+		handle(ctx, batch, func(herr error) {
+			once.Do(func() {
+				nt.mu.Lock()
+				defer nt.mu.Unlock()
+				outstanding -= int(end - start)
+				if _, ok := g.batches[start]; !ok {
+					return // the group was deleted
+				}
+				delete(g.batches, start)
+				if herr != nil {
+					g.retryBatchs[start] = retryBatch{end: end, at: time.Now().Add(nt.retryDelay)}
+				} else {
+					nt.trim()
+				}
+				nt.signal()
+			})
+		})
+	}
+}
+
+// nextBatch hands out the group's next batch of at most n: a due retried batch first, then
+// the next run of new notifications. Callers hold mu.
+func (nt *Notifier) nextBatch(g *group, n int) (start, end uint64, w *waitFor, err error) {
+	if nt.closed {
+		return 0, 0, nil, ErrClosed
+	}
+	if g.deleted {
+		return 0, 0, nil, engine.ErrGroupDeleted
+	}
+	w = &waitFor{changed: nt.changed}
+	if n <= 0 { // as many pending as allowed: wait for a done
+		return 0, 0, w, nil
+	}
+	now := time.Now()
+	var soonest time.Time
+	for s, r := range g.retryBatchs {
+		if !r.at.After(now) {
+			delete(g.retryBatchs, s)
+			// A retried batch larger than n (a smaller MaxBatch since) is split.
+			e := min(r.end, s+uint64(n))
+			if e < r.end {
+				g.retryBatchs[e] = r
+			}
+			g.batches[s] = e
+			return s, e, nil, nil
+		}
+		if soonest.IsZero() || r.at.Before(soonest) {
+			soonest = r.at
+		}
+	}
+	if g.next < nt.base {
+		g.next = nt.base
+	}
+	if last := nt.base + uint64(len(nt.log)); g.next < last {
+		start, end = g.next, min(last, g.next+uint64(n))
+		g.next = end
+		g.batches[start] = end
+		return start, end, nil, nil
+	}
+	if !soonest.IsZero() {
+		w.timer = time.After(soonest.Sub(now))
+	}
+	return 0, 0, w, nil
 }
 
 type waitFor struct {

@@ -22,6 +22,7 @@ type wire struct {
 	Keys     string                  `json:"e,omitempty"`
 	Value    *wireValue              `json:"v,omitempty"`
 	TS       int64                   `json:"t"`
+	Written  int64                   `json:"wt,omitempty"`
 	Outcome  engine.WriteOutcome     `json:"o,omitempty"`
 	Windowed bool                    `json:"w,omitempty"`
 	Bucket   int64                   `json:"b,omitempty"`
@@ -50,6 +51,9 @@ func encode(n engine.Notification) (string, error) {
 		Windowed: n.Windowed, Bucket: n.Bucket, Active: n.ActiveBucket}
 	if !n.Timestamp.IsZero() {
 		w.TS = n.Timestamp.UnixNano()
+	}
+	if !n.Written.IsZero() {
+		w.Written = n.Written.UnixNano()
 	}
 	if !n.Value.IsNull() {
 		v, err := encodeValue(n.Value)
@@ -105,6 +109,9 @@ func decode(s string) (engine.Notification, error) {
 		Windowed: w.Windowed, Bucket: w.Bucket, ActiveBucket: w.Active}
 	if w.TS != 0 {
 		n.Timestamp = time.Unix(0, w.TS).UTC()
+	}
+	if w.Written != 0 {
+		n.Written = time.Unix(0, w.Written).UTC()
 	}
 	if w.Value != nil {
 		v, err := decodeValue(w.Value)

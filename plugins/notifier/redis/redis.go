@@ -374,6 +374,9 @@ func New(ctx context.Context, client redis.UniversalClient, opts ...Option) (*No
 	return n, nil
 }
 
+// Client returns the client the Notifier uses (the historian's leader lock shares it).
+func (n *Notifier) Client() redis.UniversalClient { return n.client }
+
 // Stream returns the key of shard i's stream: prefix + ":{" + i + "}". The braces make i
 // the key's Cluster hash tag, so that the shards land in different slots.
 func (n *Notifier) Stream(i int) string { return n.prefix + ":{" + strconv.Itoa(i) + "}" }
@@ -462,9 +465,15 @@ func (n *Notifier) Subscribe(ctx context.Context, group string, handle func(cont
 		defer hmu.Unlock()
 		return handle(c, x)
 	}
+	return n.subscribe(ctx, sctx, cancel, group, consumer, func(int) sink { return &oneByOne{n: n, group: group, handle: serial} })
+}
+
+// subscribe runs one consumer of group per shard, each delivering to the sink newSink makes
+// for it, until sctx ends; it returns the first error that is not a cancellation, or ctx's.
+func (n *Notifier) subscribe(ctx, sctx context.Context, cancel context.CancelFunc, group, consumer string, newSink func(shard int) sink) error {
 	errs := make(chan error, n.shards)
 	for i := range n.shards {
-		go func() { errs <- n.consume(sctx, i, group, consumer, serial) }()
+		go func() { errs <- n.consume(sctx, i, group, consumer, newSink(i)) }()
 	}
 	var first error
 	for range n.shards {
@@ -484,7 +493,7 @@ func (n *Notifier) Subscribe(ctx context.Context, group string, handle func(cont
 }
 
 // consume runs one consumer of group on shard i until ctx ends or the group is deleted.
-func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, handle func(context.Context, engine.Notification) error) error {
+func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, out sink) error {
 	key := n.Stream(i)
 	log := n.log.With(slog.String("stream", key), slog.String("group", group), slog.String("consumer", consumer))
 	defer n.dropConsumer(i, group, consumer)
@@ -500,6 +509,19 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, h
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if err := out.redeliver(ctx, key); err != nil {
+			return err
+		}
+		room := min(out.room(), n.batch)
+		if room <= 0 { // as many handed out as the subscriber allows
+			select {
+			case <-out.ready():
+			case <-time.After(n.block):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
 		}
 		var msgs []redis.XMessage
 		var err error
@@ -518,13 +540,13 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, h
 			// Our own pending entries: those whose handler failed.
 			var res []redis.XStream
 			res, err = n.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
-				Streams: []string{key, "0"}, Count: n.batch, Block: -1}).Result()
+				Streams: []string{key, "0"}, Count: room, Block: -1}).Result()
 			msgs = flatten(res)
 			retryAt = time.Time{}
 		case !now.Before(nextClaim):
 			var next string
 			msgs, next, err = n.client.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: key, Group: group,
-				Consumer: consumer, MinIdle: n.claimIdle, Start: claimFrom, Count: n.batch}).Result()
+				Consumer: consumer, MinIdle: n.claimIdle, Start: claimFrom, Count: room}).Result()
 			if err == nil {
 				if len(msgs) > 0 {
 					log.LogAttrs(ctx, slog.LevelInfo, "redis notifier: took over entries idle too long",
@@ -540,10 +562,13 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, h
 			if !retryAt.IsZero() {
 				block = min(block, retryAt.Sub(now))
 			}
+			if at := out.retryAt(); !at.IsZero() {
+				block = min(block, at.Sub(now))
+			}
 			block = max(min(block, nextClaim.Sub(now)), time.Millisecond)
 			var res []redis.XStream
 			res, err = n.client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
-				Streams: []string{key, ">"}, Count: n.batch, Block: block}).Result()
+				Streams: []string{key, ">"}, Count: room, Block: block}).Result()
 			msgs = flatten(res)
 		}
 		if errors.Is(err, redis.Nil) {
@@ -581,7 +606,12 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, h
 			log.LogAttrs(ctx, slog.LevelInfo, "redis notifier: reading again")
 			failing, backoff = false, 0
 		}
+		ids := make([]string, 0, len(msgs))
+		notes := make([]engine.Notification, 0, len(msgs))
 		for _, m := range msgs {
+			if out.handling(m.ID) { // ours, still being handled: claimed or read again
+				continue
+			}
 			if m.Values == nil { // deleted from the stream while pending
 				n.ack(ctx, key, group, m.ID)
 				continue
@@ -594,18 +624,65 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, h
 				n.ack(ctx, key, group, m.ID)
 				continue
 			}
-			if herr := handle(ctx, note); herr != nil {
-				if retryAt.IsZero() {
-					retryAt = time.Now().Add(n.retryDelay)
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				continue
+			ids, notes = append(ids, m.ID), append(notes, note)
+		}
+		if len(notes) == 0 {
+			continue
+		}
+		if failed := out.deliver(ctx, key, ids, notes); failed {
+			if retryAt.IsZero() {
+				retryAt = time.Now().Add(n.retryDelay)
 			}
-			n.ack(ctx, key, group, m.ID)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 	}
+}
+
+// sink is where a consumer delivers what it reads from one shard.
+type sink interface {
+	// room is how many entries the consumer may read now.
+	room() int64
+	// ready is signalled when room may have grown.
+	ready() <-chan struct{}
+	// handling reports whether the entry is ours and still being handled (so that reading
+	// it again, by a claim, does not deliver it twice).
+	handling(id string) bool
+	// deliver hands the entries read over; failed reports entries whose handling failed
+	// and that the consumer must read again from its pending entries after the retry delay.
+	deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool)
+	// redeliver hands over again what the sink itself keeps for a retry, once due.
+	redeliver(ctx context.Context, key string) error
+	// retryAt is when redeliver next has something due (zero: nothing).
+	retryAt() time.Time
+}
+
+// oneByOne is the sink of Subscribe: each entry handled in turn, acknowledged when its
+// handler returns nil, read again from the pending entries when it fails.
+type oneByOne struct {
+	n      *Notifier
+	group  string
+	handle func(context.Context, engine.Notification) error
+}
+
+func (s *oneByOne) room() int64                             { return s.n.batch }
+func (s *oneByOne) ready() <-chan struct{}                  { return nil }
+func (s *oneByOne) handling(string) bool                    { return false }
+func (s *oneByOne) redeliver(context.Context, string) error { return nil }
+func (s *oneByOne) retryAt() time.Time                      { return time.Time{} }
+func (s *oneByOne) deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool) {
+	for i, note := range notes {
+		if herr := s.handle(ctx, note); herr != nil {
+			failed = true
+			if ctx.Err() != nil {
+				return true
+			}
+			continue
+		}
+		s.n.ack(ctx, key, s.group, ids[i])
+	}
+	return failed
 }
 
 func flatten(res []redis.XStream) []redis.XMessage {
@@ -622,12 +699,13 @@ func flatten(res []redis.XStream) []redis.XMessage {
 // ack acknowledges id. It runs even when ctx has just ended, so that a handled entry is not
 // delivered again on a clean stop. A failed acknowledgement leaves the entry pending, to be
 // delivered again (at least once).
-func (n *Notifier) ack(ctx context.Context, key, group, id string) {
+func (n *Notifier) ack(ctx context.Context, key, group string, ids ...string) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.timeout)
 	defer cancel()
-	if err := n.client.XAck(actx, key, group, id).Err(); err != nil && !isNoGroup(err) {
-		n.log.LogAttrs(actx, slog.LevelWarn, "redis notifier: acknowledgement failed; the entry will be delivered again",
-			slog.String("stream", key), slog.String("group", group), slog.String("id", id), slog.Any("error", err))
+	if err := n.client.XAck(actx, key, group, ids...).Err(); err != nil && !isNoGroup(err) {
+		n.log.LogAttrs(actx, slog.LevelWarn, "redis notifier: acknowledgement failed; the entries will be delivered again",
+			slog.String("stream", key), slog.String("group", group), slog.String("first", ids[0]),
+			slog.Int("entries", len(ids)), slog.Any("error", err))
 	}
 }
 

@@ -430,3 +430,57 @@ func TestStreamNames(t *testing.T) {
 func containsLine(out, want string) bool {
 	return slices.Contains(strings.Split(out, "\n"), want)
 }
+
+// TestBatchesLeftByAStoppedSubscriber: batches handed out and never done stay pending in
+// Redis; the group's next subscriber claims them after the claim idle time, and the first
+// subscriber's own claims never hand them to it twice while it holds them.
+func TestBatchesLeftByAStoppedSubscriber(t *testing.T) {
+	s := redistest.Standalone(t)
+	opts := []redis.Option{redis.WithPrefix(fresh()), redis.WithGroups("g"), redis.WithBlock(20 * time.Millisecond),
+		redis.WithClaimIdle(100 * time.Millisecond), redis.WithTrimInterval(time.Hour), redis.WithLogger(quiet)}
+	n := newNotifier(t, standaloneClient(t, s), opts...)
+	for i := range 10 {
+		if err := n.Publish(context.Background(), notifiertest.Note(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	first := map[int64]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- n.SubscribeBatches(ctx, "g", engine.BatchOptions{}, func(_ context.Context, b []engine.Notification, _ func(error)) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, x := range b {
+				first[x.Value.Int()]++
+			}
+		})
+	}()
+	deadline := time.Now().Add(hang)
+	for {
+		mu.Lock()
+		got := len(first)
+		mu.Unlock()
+		if got == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first subscriber got %d of 10", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // three claim idle times: its own claims see them
+	cancel()
+	<-done
+	for v, k := range first {
+		if k != 1 {
+			t.Fatalf("the first subscriber got %d %d times while it held it", v, k)
+		}
+	}
+	got := notifiertest.Collect(t, n, "g", 10, nil)
+	slices.Sort(got)
+	if !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("the next subscriber got %v, want 0..9", got)
+	}
+}

@@ -1,0 +1,167 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+// SubscribeBatches delivers notifications to handle in batches (engine.BatchSubscriber): each
+// batch is what one XREADGROUP (or XAUTOCLAIM) of one shard returned, at most opts.MaxBatch
+// entries; done(nil) acknowledges them with one XACK, done(err) hands the same batch over
+// again after the retry delay. Entries handed out stay pending in Redis until done(nil), so
+// a subscriber that dies leaves them to XAUTOCLAIM by the group's next subscriber (after the
+// claim idle time), and while handed out they are never delivered twice by this subscriber,
+// even when its own claims read them again. A batch not done when SubscribeBatches returns
+// is acknowledged by a later done(nil) all the same, or claimed by the next subscriber.
+func (n *Notifier) SubscribeBatches(ctx context.Context, group string, opts engine.BatchOptions,
+	handle func(context.Context, []engine.Notification, func(error))) error {
+	if group == "" {
+		return errors.New("redis notifier: subscribe: empty group name")
+	}
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	maxBatch, maxPending := opts.Limits()
+	consumer := n.consumerBase + "-" + strconv.FormatUint(n.consumers.Add(1), 10)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.closing:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	shared := &batchBudget{max: int64(maxPending), wake: make(chan struct{}, 1)}
+	var hmu sync.Mutex // handle is called by one shard at a time
+	return n.subscribe(ctx, sctx, cancel, group, consumer, func(int) sink {
+		return &batches{n: n, group: group, maxBatch: int64(maxBatch), budget: shared, hmu: &hmu, handle: handle,
+			inFlight: map[string]struct{}{}}
+	})
+}
+
+// batchBudget counts the notifications a SubscribeBatches has handed out and not yet done,
+// over all its shards.
+type batchBudget struct {
+	mu   sync.Mutex
+	out  int64
+	max  int64
+	wake chan struct{}
+}
+
+func (b *batchBudget) room() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.max - b.out
+}
+
+func (b *batchBudget) take(k int64) {
+	b.mu.Lock()
+	b.out += k
+	b.mu.Unlock()
+}
+
+func (b *batchBudget) give(k int64) {
+	b.mu.Lock()
+	b.out -= k
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// batches is the sink of SubscribeBatches for one shard.
+type batches struct {
+	n        *Notifier
+	group    string
+	maxBatch int64
+	budget   *batchBudget
+	hmu      *sync.Mutex
+	handle   func(context.Context, []engine.Notification, func(error))
+
+	mu       sync.Mutex
+	inFlight map[string]struct{} // handed out and not yet acknowledged (failed ones too)
+	retries  []retry             // failed batches, in the order they failed
+}
+
+type retry struct {
+	at    time.Time
+	ids   []string
+	notes []engine.Notification
+}
+
+func (s *batches) room() int64            { return min(s.maxBatch, s.budget.room()) }
+func (s *batches) ready() <-chan struct{} { return s.budget.wake }
+
+func (s *batches) handling(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inFlight[id]
+	return ok
+}
+
+func (s *batches) retryAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.retries) == 0 {
+		return time.Time{}
+	}
+	return s.retries[0].at
+}
+
+func (s *batches) deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) bool {
+	s.mu.Lock()
+	for _, id := range ids {
+		s.inFlight[id] = struct{}{}
+	}
+	s.mu.Unlock()
+	s.budget.take(int64(len(ids)))
+	s.hand(ctx, key, ids, notes)
+	return false // failures come back through done, not through the pending entries
+}
+
+// hand calls the handler with a batch and a done that acknowledges it or queues it again.
+func (s *batches) hand(ctx context.Context, key string, ids []string, notes []engine.Notification) {
+	var once sync.Once
+	done := func(err error) {
+		once.Do(func() {
+			if err != nil {
+				s.mu.Lock()
+				s.retries = append(s.retries, retry{at: time.Now().Add(s.n.retryDelay), ids: ids, notes: notes})
+				s.mu.Unlock()
+				return
+			}
+			s.n.ack(ctx, key, s.group, ids...)
+			s.mu.Lock()
+			for _, id := range ids {
+				delete(s.inFlight, id)
+			}
+			s.mu.Unlock()
+			s.budget.give(int64(len(ids)))
+		})
+	}
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	s.handle(ctx, notes, done)
+}
+
+func (s *batches) redeliver(ctx context.Context, key string) error {
+	now := time.Now()
+	for {
+		s.mu.Lock()
+		if len(s.retries) == 0 || s.retries[0].at.After(now) {
+			s.mu.Unlock()
+			return ctx.Err()
+		}
+		r := s.retries[0]
+		s.retries = s.retries[1:]
+		s.mu.Unlock()
+		s.hand(ctx, key, r.ids, r.notes)
+	}
+}
