@@ -831,6 +831,7 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 	}
 	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts, Written: now}
 	var w Written
+	var added Value // a window add's number, for the notification
 	var err error
 	switch {
 	case f.Windowed():
@@ -840,6 +841,7 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		}
 		x, _ := v.Number()
 		if err = e.state.WindowAdd(ctx, f, ekeys, x, ts); err == nil {
+			added = Float(x)
 			n.Windowed, n.Bucket = true, id
 			n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
 		}
@@ -871,6 +873,9 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		}
 	}
 	res.Value, n.Value = out, out
+	if n.Windowed {
+		n.Value = added
+	}
 	if e.notifier != nil {
 		if err := e.notifier.Publish(ctx, n); err != nil {
 			return res, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}

@@ -63,6 +63,51 @@ func EncodeKeys(names []string, keys Keys) (string, error) {
 	return b.String(), nil
 }
 
+// DecodeKeyValues reverses EncodeKeys into the values in the order of names, appended to
+// dst: what a caller that needs no map (the historian, one column per key) uses.
+func DecodeKeyValues(dst []string, names []string, encoded string) ([]string, error) {
+	if len(names) == 0 && encoded == "" {
+		return dst, nil
+	}
+	start, i := len(dst), 0
+	from := 0        // start of the current value in encoded
+	escaped := false // the current value holds an escape: build it byte by byte
+	var b strings.Builder
+	for j := 0; j <= len(encoded); j++ {
+		if j == len(encoded) || encoded[j] == keySep {
+			if i >= len(names) {
+				return dst[:start], fmt.Errorf("%w: encoded keys %s hold more than the %d named", ErrInvalidKeys, quoteClipped(encoded), len(names))
+			}
+			if escaped {
+				dst = append(dst, b.String())
+				b.Reset()
+			} else {
+				dst = append(dst, encoded[from:j]) // shares encoded's bytes: no copy
+			}
+			i++
+			from, escaped = j+1, false
+			continue
+		}
+		if encoded[j] == keyEsc {
+			if !escaped {
+				b.WriteString(encoded[from:j])
+				escaped = true
+			}
+			j++
+			if j == len(encoded) {
+				return dst[:start], fmt.Errorf("%w: encoded keys %s end in an escape", ErrInvalidKeys, quoteClipped(encoded))
+			}
+		}
+		if escaped {
+			b.WriteByte(encoded[j])
+		}
+	}
+	if i != len(names) {
+		return dst[:start], fmt.Errorf("%w: encoded keys %s hold %d values, want %d (%s)", ErrInvalidKeys, quoteClipped(encoded), i, len(names), strings.Join(names, ", "))
+	}
+	return dst, nil
+}
+
 // DecodeKeys reverses EncodeKeys for the same key names.
 func DecodeKeys(names []string, encoded string) (Keys, error) {
 	if len(names) == 0 && encoded == "" { // EncodeKeys of no keys

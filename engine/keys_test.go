@@ -216,3 +216,32 @@ func FuzzKeysRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeKeyValues: DecodeKeyValues gives DecodeKeys' values, in the names' order, for
+// every encoding (escapes included), and its errors.
+func TestDecodeKeyValues(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	for _, vals := range [][]string{{"x", "y", "z"}, {"", "", ""}, {"a;b", `c\d`, "\x00;\\"}, {"ünï", ";", `\`}} {
+		keys := Keys{"a": vals[0], "b": vals[1], "c": vals[2]}
+		enc, err := EncodeKeys(names, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeKeyValues([]string{"keep"}, names, enc)
+		if err != nil || len(got) != 4 || got[0] != "keep" || got[1] != vals[0] || got[2] != vals[1] || got[3] != vals[2] {
+			t.Errorf("DecodeKeyValues(%q) = %q, %v; want keep + %q", enc, got, err, vals)
+		}
+		m, err := DecodeKeys(names, enc)
+		if err != nil || m["a"] != vals[0] || m["b"] != vals[1] || m["c"] != vals[2] {
+			t.Errorf("DecodeKeys(%q) = %v, %v", enc, m, err)
+		}
+	}
+	for _, bad := range []string{"x;y", "x;y;z;w", `x;y;z\`} {
+		if got, err := DecodeKeyValues(nil, names, bad); err == nil || len(got) != 0 {
+			t.Errorf("DecodeKeyValues(%q) = %q, %v; want an error and nothing appended", bad, got, err)
+		}
+	}
+	if got, err := DecodeKeyValues(nil, nil, ""); err != nil || len(got) != 0 {
+		t.Errorf("no keys: %q, %v", got, err)
+	}
+}

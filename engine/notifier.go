@@ -36,8 +36,8 @@ type Notification struct {
 	// FQN and EncodedKeys name the entity (DecodeKeys with the feature's keys).
 	FQN         string
 	EncodedKeys string
-	// Value is the value after the write; Null for a window add. For a superseded write it
-	// is the late value itself, not the current one.
+	// Value is the value after the write; for a window add, the number added (a Float).
+	// For a superseded write it is the late value itself, not the current one.
 	Value Value
 	// Timestamp is the write's timestamp (event time).
 	Timestamp time.Time

@@ -235,7 +235,7 @@ func (s *Server) watchResponse(ctx context.Context, f *engine.Feature, n engine.
 		return out
 	}
 	out.Keys = keys
-	if n.Value.IsNull() && f.Windowed() {
+	if f.Windowed() { // the notification holds the number added; watchers see the window
 		res, err := s.eng.Get(ctx, f.FQN, keys)
 		if err != nil {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "watch: reading the window after a change", slog.String("fqn", n.FQN), slog.Any("error", err))

@@ -48,6 +48,8 @@ type serveConfig struct {
 	RestoreTimeout  time.Duration `yaml:"restore-timeout"`
 	MaxTimeout      time.Duration `yaml:"max-timeout"`
 	DebugListen     string        `yaml:"debug-listen"`
+	History         string        `yaml:"history"`
+	HistoryConfig   string        `yaml:"history-config"`
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -68,6 +70,8 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.MemoryBudget, "memory-budget", "", "the most memory all Wasm guests together may have, e.g. 4Gi; empty: a quarter of the machine's (env OSPREY_MEMORY_BUDGET)")
 	fs.DurationVar(&c.RestoreTimeout, "restore-timeout", server.DefaultRestoreTimeout, "at start, the longest restoring one stored registry object may take; one that fails or takes longer is quarantined (env OSPREY_RESTORE_TIMEOUT)")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty: none (env OSPREY_DEBUG_LISTEN)")
+	fs.StringVar(&c.History, "history", "", "history store by name: "+strings.Join(plugins.HistoryStoreNames(), ", ")+", or none; empty: file when --data-dir is set (in <data-dir>/history), otherwise none (env OSPREY_HISTORY)")
+	fs.StringVar(&c.HistoryConfig, "history-config", "", "history store config, key=value,… (file: dir; s3: endpoint, bucket, prefix, region, access_key, secret_key, session_token, secure, path_style, create_bucket; see docs/history.md) (env OSPREY_HISTORY_CONFIG)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
@@ -181,11 +185,15 @@ type stack struct {
 	log      *slog.Logger
 	// registry is the registry store; closed first (a shared store's follower stops).
 	registry registry.Store
+	// history is the historian, nil when history is off; stopped after the engine (its
+	// final flush reads buckets), before the notifier.
+	history *runningHistorian
 }
 
 func (s *stack) close() {
 	closeStore(s.registry)
 	s.engine.Close()
+	s.history.stop()
 	closeHost(s.log, s.host)
 	s.notifier.Close()
 	s.state.Close()
@@ -243,6 +251,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	declareHistoryGroup(c, notifierCfg)
 	tokens, err := parseTokens(c.Tokens)
 	if err != nil {
 		return nil, err
@@ -308,6 +317,11 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
 		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log})
 	if err != nil {
+		s.engine.Close()
+		return fail(err)
+	}
+	if s.history, err = startHistorian(ctx, e, c, s.engine, s.notifier); err != nil {
+		s.server.Close()
 		s.engine.Close()
 		return fail(err)
 	}

@@ -435,6 +435,10 @@ func (nt *Notifier) DeleteGroup(_ context.Context, name string) error {
 	return nil
 }
 
+// Capacity returns how many unacknowledged notifications the log holds before Publish
+// blocks (a subscriber that holds batches, like the historian, sizes them by it).
+func (nt *Notifier) Capacity() int { return nt.capacity }
+
 // Len returns how many notifications the log holds (published and not yet acknowledged by
 // every group).
 func (nt *Notifier) Len() int {

@@ -513,7 +513,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 		if err := out.redeliver(ctx, key); err != nil {
 			return err
 		}
-		room := min(out.room(), n.batch)
+		room := out.room()
 		if room <= 0 { // as many handed out as the subscriber allows
 			select {
 			case <-out.ready():
