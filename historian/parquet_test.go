@@ -592,9 +592,6 @@ func TestDecodeParquetRefuses(t *testing.T) {
 		}), "row group 0, column fqn: "},
 		{"footer length", append(slices.Clone(valid[:len(valid)-8]), 0xff, 0xff, 0xff, 0x7f, 'P', 'A', 'R', '1'),
 			"the footer's length 2147483647 is more than the"},
-		{"footer list length", pqWithFooter(t, valid, func(md *format.FileMetaData) {
-			md.KeyValueMetadata = append(md.KeyValueMetadata, format.KeyValue{Key: "x", Value: strings.Repeat("y", 300)})
-		})[:len(valid)], "historian: decode parquet:"},
 		{"truncated", valid[:len(valid)-1], "historian: decode parquet:"},
 		{"footer only", valid[len(valid)-100:], "historian: decode parquet:"},
 	}
@@ -608,6 +605,36 @@ func TestDecodeParquetRefuses(t *testing.T) {
 				t.Errorf("records returned with the error: %d", len(got))
 			}
 		})
+	}
+}
+
+func TestThriftCheck(t *testing.T) {
+	deep := bytes.Repeat([]byte{0x1c}, 40) // struct field 1 of type struct, 40 deep
+	tests := []struct {
+		name string
+		b    []byte
+		want string // "" for valid
+	}{
+		{"empty struct", []byte{0x00}, ""},
+		{"fields", []byte{0x15, 0x02, 0x18, 0x02, 'h', 'i', 0x11, 0x00}, ""},              // i32 1, binary "hi", bool true
+		{"long field id", []byte{0x05, 0x80, 0x01, 0x04, 0x00}, ""},                       // i32 field 64 (zigzag varint ID)
+		{"list", []byte{0x19, 0x35, 0x02, 0x04, 0x06, 0x00}, ""},                          // list of 3 i32
+		{"bool list", []byte{0x19, 0x21, 0x01, 0x02, 0x00}, ""},                           // list of 2 bools, a byte each
+		{"map", []byte{0x1b, 0x01, 0x85, 0x01, 'k', 0x02, 0x00}, ""},                      // map of 1 binary → i32
+		{"huge list", []byte{0x19, 0xf5, 0xff, 0xff, 0xff, 0xff, 0x07, 0x00}, "a length"}, // 2^31-1 i32
+		{"huge binary", []byte{0x18, 0xff, 0xff, 0xff, 0xff, 0x07}, "a length"},
+		{"huge map", []byte{0x1b, 0xff, 0xff, 0x03, 0x55, 0x00}, "a length"},
+		{"no stop", []byte{0x15, 0x02}, "a length"},
+		{"bad varint", append([]byte{0x15}, bytes.Repeat([]byte{0xff}, 11)...), "a bad varint"},
+		{"unknown type", []byte{0x1e, 0x00}, "unknown type 14"},
+		{"too deep", append(deep, 0x00), "nested too deep"},
+	}
+	for _, tt := range tests {
+		c := thriftCheck{b: tt.b}
+		err := c.value(thriftStruct)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
 	}
 }
 

@@ -142,9 +142,11 @@ func classify(f *engine.Feature, op engine.Op) (writeClass, error) {
 // entity with equal write times, which are taken in that order.
 //
 // Only KindWrite records are used (windows are recomputed from their adds; bucket snapshot
-// and final records are skipped). NewTimeline fails, naming the record (its index in recs),
-// on a record of another feature (FQN, primitive or key names), and on a write whose value
-// does not have the feature's type.
+// and final records are skipped). A write of a scalar or list feature recorded without a
+// value changed the value to one the history does not know: it is served as none while it is
+// current. NewTimeline fails, naming the record (its index in recs), on a record of another
+// feature (FQN, primitive or key names), on a write whose value does not have the feature's
+// type, and on a window add without a finite number.
 func NewTimeline(f *engine.Feature, recs []Record, opts AsOfOptions) (*Timeline, error) {
 	if f == nil {
 		return nil, errors.New("historian: timeline: no feature descriptor")
@@ -212,7 +214,7 @@ func checkTimelineRecord(f *engine.Feature, r *Record) error {
 		}
 		return nil
 	}
-	if r.Value.Kind() != engine.Kind(f.Primitive) {
+	if !r.Value.IsNull() && r.Value.Kind() != engine.Kind(f.Primitive) {
 		return fmt.Errorf("the value is %s, but %s is %s", r.Value.Kind(), f.FQN, f.Primitive)
 	}
 	_, err := classify(f, r.Op)
@@ -381,7 +383,7 @@ func (tl *Timeline) AsOfEntity(entity int, at time.Time, sel engine.Selector) (e
 	}
 	p := &line.points[i]
 	age := since(now, p.ts)
-	if age >= tl.f.Staleness {
+	if age >= tl.f.Staleness || p.v.IsNull() {
 		return res, nil
 	}
 	res.Value, res.Timestamp, res.Fresh = p.v, time.Unix(0, p.ts).UTC(), age < tl.f.Freshness

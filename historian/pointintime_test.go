@@ -243,6 +243,20 @@ func TestAsOfValues(t *testing.T) {
 			},
 		},
 		{
+			name:    "a write recorded without a value is served as none while current",
+			feature: limit,
+			recs: []historian.Record{
+				wr(limit, engine.OpSet, "c1", f(1), 0, 0),
+				wr(limit, engine.OpSet, "c1", engine.Null, m, m),
+				wr(limit, engine.OpSet, "c1", f(3), 2*m, 2*m),
+			},
+			queries: []query{
+				{at: 30 * time.Second, found: true, value: f(1), fresh: true},
+				{at: m},
+				{at: 2 * m, found: true, value: f(3), ts: 2 * m, fresh: true},
+			},
+		},
+		{
 			name:    "appends carry the list after them",
 			feature: tags,
 			recs: []historian.Record{

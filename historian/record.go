@@ -16,8 +16,9 @@ type RecordKind uint8
 
 // Record kinds.
 const (
-	// KindWrite is a write to a feature (any operation), superseded or not. Windowed writes
-	// are recorded as their buckets' snapshots instead.
+	// KindWrite is a write to a feature (any operation), superseded or not. For a windowed
+	// feature it is one add, its Value the number added (the buckets have records of their
+	// own).
 	KindWrite RecordKind = iota + 1
 	// KindBucketSnapshot is a window bucket as it stood after a batch of writes to it
 	// (the writes of one batch to one bucket are coalesced into one snapshot).

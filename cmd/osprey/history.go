@@ -618,12 +618,17 @@ type exporter struct {
 	keysets   []keyset
 	selKeyset []int
 	timelines map[string]*historian.Timeline // by FQN
+	// local maps, by FQN, an entity's ID in its keyset to its index in the feature's
+	// timeline (-1: no history), so that a row looks its entity up once per keyset.
+	local map[string][]int32
 }
 
 type keyset struct {
 	names []string
 	cols  []int
 	keys  engine.Keys // reused for each row
+	// ids numbers the entities with history in any timeline of the keyset's features.
+	ids map[string]int32
 }
 
 // plan checks the entity columns against the selectors.
@@ -682,6 +687,37 @@ func (x *exporter) load(ctx context.Context, e *env, s historian.Storage) error 
 		x.timelines[hs.f.FQN] = tl
 		e.log.Info("history loaded", "feature", hs.f.FQN, "records", len(recs), "entities", tl.Entities(), "took", time.Since(start).Round(time.Millisecond))
 	}
+	x.local = map[string][]int32{}
+	for k := range x.keysets {
+		ks := &x.keysets[k]
+		ks.ids = map[string]int32{}
+		var fqns []string
+		for i, hs := range x.sels {
+			if x.selKeyset[i] == k && !slices.Contains(fqns, hs.f.FQN) {
+				fqns = append(fqns, hs.f.FQN)
+			}
+		}
+		for _, fqn := range fqns {
+			for _, key := range x.timelines[fqn].EntityKeys() {
+				if _, ok := ks.ids[key]; !ok {
+					if len(ks.ids) == math.MaxInt32 {
+						return fmt.Errorf("history: more than %d entities", math.MaxInt32)
+					}
+					ks.ids[key] = int32(len(ks.ids))
+				}
+			}
+		}
+		for _, fqn := range fqns {
+			local := make([]int32, len(ks.ids))
+			for i := range local {
+				local[i] = -1
+			}
+			for i, key := range x.timelines[fqn].EntityKeys() {
+				local[ks.ids[key]] = int32(i)
+			}
+			x.local[fqn] = local
+		}
+	}
 	return nil
 }
 
@@ -713,6 +749,7 @@ func (x *exporter) write(ctx context.Context, e *env, rd entityReader, out, form
 		return 0, 0, err
 	}
 	vals := make([]engine.Value, len(x.sels))
+	ids := make([]int32, len(x.keysets)) // the row's entity in each keyset, -1 for none
 	for {
 		if rows%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -738,14 +775,22 @@ func (x *exporter) write(ctx context.Context, e *env, rd entityReader, out, form
 				}
 				ks.keys[ks.names[i]] = row.text[c]
 			}
-		}
-		for i, hs := range x.sels {
-			ks := &x.keysets[x.selKeyset[i]]
 			ekeys, err := engine.EncodeKeys(ks.names, ks.keys)
 			if err != nil {
-				return 0, 0, fmt.Errorf("entities %s: %s: keys of %s: %w", x.path, rd.where(), hs.f.FQN, err)
+				return 0, 0, fmt.Errorf("entities %s: %s: keys of %s: %w", x.path, rd.where(), x.selsOf(k), err)
 			}
-			res, err := x.timelines[hs.f.FQN].AsOf(ekeys, at, hs.sel)
+			id, ok := ks.ids[ekeys]
+			if !ok {
+				id = -1
+			}
+			ids[k] = id
+		}
+		for i, hs := range x.sels {
+			entity := -1
+			if id := ids[x.selKeyset[i]]; id >= 0 {
+				entity = int(x.local[hs.f.FQN][id])
+			}
+			res, err := x.timelines[hs.f.FQN].AsOfEntity(entity, at, hs.sel)
 			if err != nil {
 				return 0, 0, fmt.Errorf("entities %s: %s: %s: %w", x.path, rd.where(), hs.text, err)
 			}
@@ -1340,7 +1385,7 @@ func csvValue(v engine.Value) (string, error) {
 // parquetExport writes Parquet (zstd): the entity columns (a Parquet file's with their
 // types, text ones as strings), then a column per selector typed by its primitive.
 type parquetExport struct {
-	w     *parquet.Writer
+	w     *parquet.GenericWriter[any]
 	x     *exporter
 	pqIn  bool
 	inDef []int // a Parquet input column's definition level when set: 1 optional, 0 required
@@ -1368,7 +1413,10 @@ func newParquetExport(w io.Writer, x *exporter, rd entityReader) (*parquetExport
 			group = append(group, &namedField{Node: node, name: c.Name()})
 		}
 	} else {
-		for _, name := range x.cols {
+		for i, name := range x.cols {
+			if name == "" {
+				return nil, fmt.Errorf("entities %s: column %d has no name, which a Parquet column needs", x.path, i+1)
+			}
 			group = append(group, &namedField{Node: parquet.Optional(parquet.String()), name: name})
 		}
 	}
@@ -1380,7 +1428,7 @@ func newParquetExport(w io.Writer, x *exporter, rd entityReader) (*parquetExport
 		leaf += leaves
 	}
 	schema := parquet.NewSchema("osprey_export", group)
-	p.w = parquet.NewWriter(w, schema, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(parquetRowGroup),
+	p.w = parquet.NewGenericWriter[any](w, schema, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(parquetRowGroup),
 		parquet.CreatedBy("osprey history export", buildVersion(), ""))
 	return p, nil
 }
