@@ -46,6 +46,20 @@ spec:
   keys: [account]
 `
 
+// clicksFeature is a window short enough that its buckets close within the test.
+const clicksFeature = `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: clicks, namespace: hist}
+spec:
+  primitive: int
+  freshness: 1s
+  staleness: 2s
+  keys: [user]
+  builder:
+    aggr: [sum, count, min, max]
+    aggrGranularity: 1s
+`
+
 // historyFlags are the serve flags of a host on srv's Redis (state, notifier, registry)
 // with the historian writing to the history store given.
 func historyFlags(srv *redistest.Server, store string, storeCfg string) []string {
@@ -61,7 +75,7 @@ func historyFlags(srv *redistest.Server, store string, storeCfg string) []string
 func historyRecords(t *testing.T, s historian.Storage) (recs []historian.Record, objects []string) {
 	t.Helper()
 	ctx := context.Background()
-	infos, err := s.List(ctx, "")
+	infos, err := s.List(ctx, "fqn=")
 	if err != nil {
 		t.Fatalf("list the history: %v", err)
 	}
@@ -186,9 +200,19 @@ func TestHistoryToMinIO(t *testing.T) {
 	srv := redistest.Standalone(t)
 	mc := miniotest.Start(t)
 	cfg := fmt.Sprintf("endpoint=%s,bucket=history,prefix=osprey,access_key=%s,secret_key=%s,create_bucket=true", mc.Endpoint(), mc.AccessKey, mc.SecretKey)
-	s := startServer(t, t.TempDir(), historyFlags(srv, "s3", cfg)...)
+	s := startServer(t, t.TempDir(), append(historyFlags(srv, "s3", cfg), "--history-collect", "1s")...)
 	s.mustCLI(t, "apply", "-f", "examples/fraud")
 	applyHistoryFeature(t, s)
+	c := s.api(protocolNamed("connect"), "")
+	if _, err := c.registry.ApplyFeature(context.Background(), connect.NewRequest(&ospreyv1.ApplyFeatureRequest{Manifest: []byte(clicksFeature)})); err != nil {
+		t.Fatalf("ApplyFeature clicks: %v", err)
+	}
+	for i := range 5 {
+		if _, err := c.engine.Update(context.Background(), connect.NewRequest(&ospreyv1.UpdateRequest{Fqn: "hist.clicks",
+			Keys: map[string]string{"user": "u1"}, Value: structpb.NewNumberValue(float64(i + 1))})); err != nil {
+			t.Fatalf("update hist.clicks: %v", err)
+		}
+	}
 	s.mustCLI(t, "ingest", "fraud.transactions", "examples/fraud/transactions.jsonl")
 	var a acked
 	writeBalances(context.Background(), s.api(protocolNamed("connect"), ""), 0, 2, 50, &a)
@@ -199,8 +223,23 @@ func TestHistoryToMinIO(t *testing.T) {
 	}
 	defer store.Close()
 	recs := waitHistory(t, store, "every write in MinIO", func(recs []historian.Record) bool {
-		return len(a.missing(recs)) == 0 && countKind(recs, "fraud.amount", historian.KindBucketSnapshot) > 0
+		return len(a.missing(recs)) == 0 && countKind(recs, "fraud.amount", historian.KindBucketSnapshot) > 0 &&
+			countKind(recs, "hist.clicks", historian.KindBucketFinal) > 0
 	})
+	var clicks int64
+	for _, r := range recs {
+		switch {
+		case r.FQN == "hist.clicks" && r.Kind == historian.KindWrite:
+			clicks += r.Value.Int()
+		case r.FQN == "hist.clicks" && r.Kind == historian.KindBucketFinal:
+			if r.Bucket == nil || r.Bucket.Open || r.Bucket.Count == 0 {
+				t.Errorf("final bucket %+v", r.Bucket)
+			}
+		}
+	}
+	if clicks != 15 {
+		t.Errorf("hist.clicks adds sum to %d, want 15", clicks)
+	}
 	adds := 0
 	for _, r := range recs {
 		if r.FQN == "fraud.amount" && r.Kind == historian.KindWrite {

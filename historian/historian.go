@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -79,6 +80,8 @@ type Stats struct {
 	FinalBuckets   int64 // final bucket records collected
 	LeaderTerms    int64 // times this historian became the leader
 	Skipped        int64 // writes delivered again that an earlier leader had written
+	Unencodable    int64 // records dropped because they could not be encoded (logged)
+	Unknown        int64 // writes dropped for a feature not applied (deleted since; logged)
 	LastFlushError string
 }
 
@@ -96,8 +99,10 @@ type Historian struct {
 	dones     []func(error)
 	oldest    time.Time
 	full      chan struct{}  // poked when the buffer reaches FlushRecords
-	flushing  sync.WaitGroup // flushes running
-	collectMu sync.Mutex     // one Collect at a time
+	fmu       sync.Mutex // guards running
+	idle      *sync.Cond // signalled when running drops to 0
+	running   int        // flushes running
+	collectMu sync.Mutex // one Collect at a time
 	fence     atomic.Int64
 	seq       atomic.Uint64
 
@@ -109,6 +114,8 @@ type Historian struct {
 	writtenUntil time.Time
 	recalling    atomic.Bool // written is set
 	skipped      atomic.Int64
+	unencodable  atomic.Int64
+	unknown      atomic.Int64
 
 	received, records, objects, bytes, flushes, failedPuts, pending, finals, terms atomic.Int64
 	lastErr                                                                        atomic.Value // string
@@ -156,15 +163,18 @@ func New(cfg Config) (*Historian, error) {
 	}
 	var id [4]byte
 	_, _ = rand.Read(id[:])
-	return &Historian{cfg: cfg, sub: sub, log: cfg.Logger, now: cfg.Now, runID: hex.EncodeToString(id[:]),
-		full: make(chan struct{}, 1), collected: map[string]int64{}}, nil
+	h := &Historian{cfg: cfg, sub: sub, log: cfg.Logger, now: cfg.Now, runID: hex.EncodeToString(id[:]),
+		full: make(chan struct{}, 1), collected: map[string]int64{}}
+	h.idle = sync.NewCond(&h.fmu)
+	return h, nil
 }
 
 // Stats returns the counters.
 func (h *Historian) Stats() Stats {
 	s := Stats{Received: h.received.Load(), Records: h.records.Load(), Objects: h.objects.Load(), Bytes: h.bytes.Load(),
 		Flushes: h.flushes.Load(), FailedPuts: h.failedPuts.Load(), Pending: h.pending.Load(), FinalBuckets: h.finals.Load(),
-		LeaderTerms: h.terms.Load(), Skipped: h.skipped.Load()}
+		LeaderTerms: h.terms.Load(), Skipped: h.skipped.Load(), Unencodable: h.unencodable.Load(),
+		Unknown: h.unknown.Load()}
 	s.LastFlushError, _ = h.lastErr.Load().(string)
 	return s
 }
@@ -181,12 +191,17 @@ func (h *Historian) Run(ctx context.Context) error {
 		}
 		h.fence.Store(lease.Fence)
 		h.terms.Add(1)
-		err = h.term(lease)
+		err = h.term(ctx, lease)
 		lease.Release()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		h.log.LogAttrs(ctx, slog.LevelWarn, "historian: no longer the leader; waiting to lead again", slog.Any("error", err))
+		h.log.LogAttrs(ctx, slog.LevelWarn, "historian: the subscription ended; subscribing again", slog.Any("error", err))
+		select { // a notifier that keeps failing (closed, say) is not retried in a loop
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -194,7 +209,8 @@ func (h *Historian) Run(ctx context.Context) error {
 // ends but with ctx).
 func (h *Historian) lead(ctx context.Context) (Lease, error) {
 	if h.cfg.Leader == nil {
-		return Lease{Context: ctx, Until: func() time.Time { return time.Now().Add(h.cfg.PutTimeout) }, Release: func() {}}, nil
+		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		return Lease{Context: lctx, Until: func() time.Time { return time.Now().Add(h.cfg.PutTimeout) }, Release: cancel}, nil
 	}
 	lease, err := h.cfg.Leader.Lead(ctx)
 	if err != nil {
@@ -204,34 +220,42 @@ func (h *Historian) lead(ctx context.Context) (Lease, error) {
 	return lease, nil
 }
 
-// term runs one term of writing: the subscription, the flusher and the collector, until the
-// lease's context ends; then flushes what it holds if it still may, and fails it back
-// otherwise.
-func (h *Historian) term(lease Lease) error {
-	ctx := lease.Context
+// term runs one term of writing — the subscription, the flusher and the collector — until
+// ctx ends (a clean stop) or the lease does (lost). On a clean stop the running flushes and
+// a final one write what is held, under the lease, within PutTimeout; what cannot be
+// written then is given back. On a lost lease nothing more is written: it is all given back.
+func (h *Historian) term(ctx context.Context, lease Lease) error {
 	if h.cfg.Leader != nil {
-		h.recall(ctx, lease.Fence)
+		h.recall(lease.Context, lease.Fence)
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	// Writes run under wctx: the lease's, so that a lost lease stops them at once, ended
+	// PutTimeout after a clean stop at the latest.
+	wctx, wcancel := context.WithCancel(lease.Context)
+	defer wcancel()
+	sctx, cancel := context.WithCancel(lease.Context)
 	defer cancel()
+	stop := context.AfterFunc(ctx, cancel)
+	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { h.flushLoop(sctx) })
+	wg.Go(func() { h.flushLoop(sctx, wctx) })
 	wg.Go(func() { h.collectLoop(sctx) })
 	err := h.sub.SubscribeBatches(sctx, h.cfg.Group, engine.BatchOptions{MaxBatch: 4096, MaxPending: h.cfg.MaxPending}, h.take)
 	cancel()
 	wg.Wait()
-	// Shutdown: write what is held, within PutTimeout, under the lease when there is one
-	// (a lost lease means another writer may have taken over: give it all back instead).
+	if errors.Is(context.Cause(lease.Context), ErrLostLead) {
+		wcancel()
+		h.waitFlushes() // they fail (their context ended) and put their records back
+		h.giveBack(errors.New("historian: lost the lead"))
+		return err
+	}
 	until := time.Now().Add(h.cfg.PutTimeout)
 	if u := lease.Until(); u.Before(until) {
 		until = u
 	}
-	fctx, fcancel := context.WithDeadline(context.WithoutCancel(ctx), until)
-	defer fcancel()
-	if h.cfg.Leader != nil && errors.Is(context.Cause(ctx), ErrLostLead) {
-		h.flushing.Wait() // they fail (their context ended) and put their records back
-		h.giveBack(errors.New("historian: lost the lead"))
-	} else if ferr := h.flush(fctx, true); ferr != nil {
+	timer := time.AfterFunc(time.Until(until), wcancel)
+	defer timer.Stop()
+	h.waitFlushes()
+	if ferr := h.flush(wctx, true); ferr != nil {
 		h.giveBack(ferr)
 	}
 	return err
@@ -269,7 +293,8 @@ func (h *Historian) giveBack(err error) {
 	}
 }
 
-func (h *Historian) flushLoop(ctx context.Context) {
+// flushLoop starts flushes until ctx ends; they write under wctx.
+func (h *Historian) flushLoop(ctx, wctx context.Context) {
 	tick := time.NewTicker(max(h.cfg.FlushAge/4, 10*time.Millisecond))
 	defer tick.Stop()
 	sem := make(chan struct{}, FlushParallelism)
@@ -297,10 +322,10 @@ func (h *Historian) flushLoop(ctx context.Context) {
 			<-sem
 			continue
 		}
-		h.flushing.Add(1)
+		h.flushStarted()
 		go func() {
-			defer func() { <-sem; h.flushing.Done() }()
-			_ = h.write(ctx, buf, dones, false)
+			defer func() { <-sem; h.flushEnded() }()
+			_ = h.write(wctx, buf, dones, false)
 		}()
 		h.mu.Lock()
 		again := len(h.buf) >= h.cfg.FlushRecords
@@ -322,12 +347,37 @@ func (h *Historian) Flush(ctx context.Context) error { return h.flush(ctx, true)
 // flush waits for the running flushes, then writes the buffer (once: give up after the
 // first round of failures instead of retrying).
 func (h *Historian) flush(ctx context.Context, once bool) error {
-	h.flushing.Wait()
+	h.waitFlushes()
 	buf, dones := h.takeBuffer()
 	if len(buf) == 0 {
 		return nil
 	}
 	return h.write(ctx, buf, dones, once)
+}
+
+// flushStarted, flushEnded and waitFlushes count the flushes running (a WaitGroup would not
+// do: Flush may wait while the flush loop starts another).
+func (h *Historian) flushStarted() {
+	h.fmu.Lock()
+	h.running++
+	h.fmu.Unlock()
+}
+
+func (h *Historian) flushEnded() {
+	h.fmu.Lock()
+	h.running--
+	if h.running == 0 {
+		h.idle.Broadcast()
+	}
+	h.fmu.Unlock()
+}
+
+func (h *Historian) waitFlushes() {
+	h.fmu.Lock()
+	for h.running > 0 {
+		h.idle.Wait()
+	}
+	h.fmu.Unlock()
 }
 
 // takeBuffer takes the buffered notifications and their dones.
@@ -346,6 +396,9 @@ func (h *Historian) write(ctx context.Context, buf []engine.Notification, dones 
 	objs, err := h.build(ctx, buf)
 	if err == nil {
 		err = h.putAll(ctx, objs, once)
+	}
+	if err == nil && h.cfg.Leader != nil {
+		h.putFlushManifest(ctx, objs)
 	}
 	if err != nil {
 		h.lastErr.Store(err.Error())
@@ -433,6 +486,15 @@ func (h *Historian) build(ctx context.Context, notes []engine.Notification) ([]*
 		}
 		f := feature(n.FQN)
 		if f == nil {
+			// Not applied here: not yet (another replica applied it, and this one's
+			// registry has not caught up — it does within seconds), or deleted since.
+			// A recent write waits for the first; an older one is taken for the second.
+			if written.Sub(n.Written) < unknownFeatureGrace {
+				return nil, fmt.Errorf("%w: %s (written %v ago)", errUnknownFeature, n.FQN, written.Sub(n.Written).Round(time.Millisecond))
+			}
+			h.unknown.Add(1)
+			h.log.LogAttrs(ctx, slog.LevelWarn, "historian: a write to a feature not applied here (deleted since?) is not recorded",
+				slog.String("fqn", n.FQN), slog.Time("written", n.Written))
 			continue
 		}
 		keys, err := keyValues(f, n.EncodedKeys)
@@ -447,7 +509,7 @@ func (h *Historian) build(ctx context.Context, notes []engine.Notification) ([]*
 			// The add itself, so that a window can be recomputed as of any instant (the
 			// export does), and its bucket's snapshot, once per batch.
 			add := rec
-			add.Kind, add.Value, add.EventTime, add.WriteTime = KindWrite, n.Value, n.Timestamp, n.Written
+			add.Kind, add.Value, add.EventTime, add.WriteTime = KindWrite, addValue(f, n.Value), n.Timestamp, n.Written
 			if h.alreadyWritten(&add) {
 				h.skipped.Add(1)
 			} else {
@@ -481,7 +543,25 @@ func (h *Historian) build(ctx context.Context, notes []engine.Notification) ([]*
 	return h.objectsOf(byFeature)
 }
 
-// objectsOf encodes records, one object per feature and event date.
+// unknownFeatureGrace is how long after a write to a feature this replica does not know the
+// historian waits for its registry to catch up, before taking the feature for deleted.
+const unknownFeatureGrace = 30 * time.Second
+
+var errUnknownFeature = errors.New("historian: a write to a feature not applied here yet")
+
+// addValue is a window add's value as the feature's primitive: the notifier carries the
+// number added as a float; an int feature's adds are ints.
+func addValue(f *engine.Feature, v engine.Value) engine.Value {
+	if x, ok := v.Number(); ok && f.Primitive == engine.PrimitiveInt {
+		return engine.Int(int64(x))
+	}
+	return v
+}
+
+// objectsOf encodes records, one object per feature and event date. A record that cannot be
+// encoded — never transient: a bug or a value the schema cannot hold — is logged and
+// dropped, counted in Stats.Unencodable, rather than failing the whole flush for ever; the
+// others are written.
 func (h *Historian) objectsOf(byFeature map[string][]Record) ([]*object, error) {
 	fqns := make([]string, 0, len(byFeature))
 	for fqn := range byFeature {
@@ -501,11 +581,30 @@ func (h *Historian) objectsOf(byFeature map[string][]Record) ([]*object, error) 
 		}
 		sort.Strings(dates)
 		for _, d := range dates {
+			recs := byDate[d]
 			var buf bytes.Buffer
-			if err := EncodeParquet(&buf, byDate[d]); err != nil {
-				return nil, fmt.Errorf("historian: encode %s %s: %w", fqn, d, err)
+			if err := EncodeParquet(&buf, recs); err != nil {
+				// Find the records at fault, one by one (a rare path), and write the rest.
+				good := recs[:0:0]
+				for _, r := range recs {
+					if rerr := EncodeParquet(io.Discard, []Record{r}); rerr != nil {
+						h.unencodable.Add(1)
+						h.log.LogAttrs(context.Background(), slog.LevelError, "historian: a record that cannot be encoded is dropped",
+							slog.String("fqn", fqn), slog.String("keys", r.EncodedKeys), slog.Any("error", rerr))
+						continue
+					}
+					good = append(good, r)
+				}
+				buf.Reset()
+				if len(good) == 0 {
+					continue
+				}
+				if err := EncodeParquet(&buf, good); err != nil {
+					return nil, fmt.Errorf("historian: encode %s %s: %w", fqn, d, err)
+				}
+				recs = good
 			}
-			out = append(out, &object{key: h.objectKey(fqn, d), body: buf.Bytes(), records: len(byDate[d])})
+			out = append(out, &object{key: h.objectKey(fqn, d), body: buf.Bytes(), records: len(recs)})
 		}
 	}
 	return out, nil

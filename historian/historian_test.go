@@ -78,6 +78,9 @@ func (s *memStorage) records(t *testing.T) (keys []string, recs []historian.Reco
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, b := range s.objects {
+		if strings.HasPrefix(k, historian.FlushManifestPrefix) {
+			continue
+		}
 		keys = append(keys, k)
 		rs, err := historian.DecodeParquet(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
@@ -354,7 +357,7 @@ type fakeLeader struct {
 }
 
 func (l *fakeLeader) Lead(ctx context.Context) (historian.Lease, error) {
-	lctx, cancel := context.WithCancelCause(ctx)
+	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	l.mu.Lock()
 	l.lose = cancel
 	l.mu.Unlock()
@@ -397,5 +400,106 @@ func TestLostLead(t *testing.T) {
 		if r.Fence != 2 {
 			t.Fatalf("record under fence %d, want only the second lease's (2)", r.Fence)
 		}
+	}
+}
+
+// TestIntWindowAdds: the adds of an int windowed feature are recorded as ints, and one
+// feature's records never hold up another's.
+func TestIntWindowAdds(t *testing.T) {
+	fx := newFixture(t)
+	clicks := &engine.Feature{FQN: "web.clicks", Primitive: engine.PrimitiveInt, Keys: []string{"user"}, Freshness: time.Minute,
+		Staleness: 10 * time.Minute, Timeout: time.Second, Aggrs: engine.AllAggrs, Granularity: time.Minute,
+		Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	if err := fx.eng.Apply(ctx, clicks); err != nil {
+		t.Fatal(err)
+	}
+	h := fx.historian(t, historian.Config{})
+	stop := run(h)
+	defer stop()
+	for i := range 3 {
+		if _, err := fx.eng.Update(ctx, "web.clicks", engine.Keys{"user": "u1"}, i+1, t0.Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := fx.eng.Set(ctx, "fraud.limit", engine.Keys{"card_id": "c1"}, 5.0, t0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the notifications", func() bool { return h.Stats().Received == 4 })
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, recs := fx.storage.records(t)
+	var sum int64
+	limit := false
+	for _, r := range recs {
+		switch {
+		case r.FQN == "web.clicks" && r.Kind == historian.KindWrite:
+			if r.Value.Kind() != engine.KindInt {
+				t.Fatalf("an int window's add recorded as %v", r.Value.Kind())
+			}
+			sum += r.Value.Int()
+		case r.FQN == "fraud.limit":
+			limit = true
+		}
+	}
+	if sum != 6 || !limit || h.Stats().Unencodable != 0 {
+		t.Fatalf("adds sum to %d (want 6), fraud.limit recorded: %v, stats %+v", sum, limit, h.Stats())
+	}
+}
+
+// TestNewLeaderSkipsWhatTheLastWrote: notifications delivered again to a new leader after
+// the last one wrote them (and died before acknowledging) are not written again under the
+// new fence; others are.
+func TestNewLeaderSkipsWhatTheLastWrote(t *testing.T) {
+	fx := newFixture(t)
+	leader := &fakeLeader{}
+	first := fx.historian(t, historian.Config{Leader: leader})
+	stop := run(first)
+	var notes []engine.Notification
+	for i := range 5 {
+		w, err := fx.eng.Set(ctx, "fraud.limit", engine.Keys{"card_id": fmt.Sprint("c", i)}, float64(i), t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes = append(notes, engine.Notification{Kind: engine.NotifyWrite, Op: engine.OpSet, FQN: "fraud.limit",
+			EncodedKeys: fmt.Sprint("c", i), Value: w, Timestamp: t0, Written: t0, Outcome: engine.WriteApplied})
+	}
+	waitFor(t, "the first leader's records", func() bool { return first.Stats().Received == 5 })
+	if err := first.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = stop()
+
+	// The next leader, on a notifier that delivers the same five again and one more.
+	n2, err := memory.New(memory.WithGroups(historian.DefaultGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	extra := notes[0]
+	extra.EncodedKeys, extra.Written = "c9", t0.Add(time.Second)
+	for _, n := range append(notes, extra) {
+		if err := n2.Publish(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := historian.New(historian.Config{Engine: fx.eng, Notifier: n2, Storage: fx.storage, Leader: leader,
+		FlushAge: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return *fx.now.Load() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = run(second)
+	defer stop()
+	waitFor(t, "the second leader's deliveries", func() bool { return second.Stats().Received == 6 })
+	if err := second.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, recs := fx.storage.records(t)
+	byFence := map[int64]int{}
+	for _, r := range recs {
+		byFence[r.Fence]++
+	}
+	if byFence[1] != 5 || byFence[2] != 1 || second.Stats().Skipped != 5 {
+		t.Fatalf("records by fence %v, skipped %d: want 5 under the first, only the new one under the second", byFence, second.Stats().Skipped)
 	}
 }

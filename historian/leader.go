@@ -24,7 +24,8 @@ type Lease struct {
 	Fence int64
 	// Context ends when the lease ends: with ErrLostLead as its cause when it could not be
 	// renewed, before another replica can take it (so a write bounded by it cannot land
-	// under a newer lease), or when the parent context of Lead ends.
+	// under a newer lease), or when it is released. It outlives Lead's context, so that a
+	// holder that stops cleanly can finish its writes under the lease.
 	Context context.Context
 	// Until returns the instant up to which the lease is certainly still held (its last
 	// renewal plus its lifetime, less a margin): a write that must finish under the lease

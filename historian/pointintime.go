@@ -238,9 +238,10 @@ func (tl *Timeline) valueLine(recs []Record, idx []int) (entityLine, error) {
 		ts := et
 		switch {
 		case class == classAccrue:
-			// The State keeps the later of the write's timestamp and the one of the value it
-			// added to (when that is not stale relative to the write, it is later only then:
-			// a stale one is older than the write by at least staleness).
+			// The State keeps the later of the write's timestamp and the current value's when
+			// that value is live relative to the write, the write's otherwise; a value that
+			// is not live is older than the write by staleness or more, so the later of the
+			// two is right either way.
 			if hasCur && cur > ts {
 				ts = cur
 			}
@@ -349,11 +350,12 @@ func CheckSelector(f *engine.Feature, sel engine.Selector) error {
 // was Fresh. A +aggr selector gives that aggregation as a Float, a windowed feature without
 // one its engine.Window value.
 //
-// What the engine does around the stored value is not reproduced: middlewares, the
-// on-request computation of a feature that has a program and no data source, and, in the
-// event-time view, the order of writes that were concurrent. AsOf fails for a selector
-// CheckSelector refuses for the timeline's feature, for an instant outside the years 1678 to 2262, and, as Get does,
-// with engine.ErrOverflow for a window whose aggregation leaves the float range.
+// What the engine does around the stored value is not reproduced: middlewares, and the
+// on-request computation of a feature that has a program and no data source. Writes to one
+// entity are taken in the order of their write times (then of the records), which is the
+// State's unless they were concurrent. AsOf fails for a selector CheckSelector refuses for the
+// timeline's feature, for an instant outside the years 1678 to 2262, and, as Get does, with
+// engine.ErrOverflow for a window whose aggregation leaves the float range.
 func (tl *Timeline) AsOf(encodedKeys string, at time.Time, sel engine.Selector) (engine.Result, error) {
 	return tl.AsOfEntity(tl.Entity(encodedKeys), at, sel)
 }

@@ -2,6 +2,9 @@ package historian
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -11,8 +14,8 @@ import (
 // A leader that dies between writing an object and acknowledging its notifications leaves
 // them to the next leader, which would write them again under its own fence. To keep every
 // batch under one fence, a new leader first reads what earlier leaders wrote in the last
-// takeoverWindow (objects of today and yesterday, by name: time and fence) and skips, for
-// takeoverMemory, the writes it finds there again. The window covers a dead leader's last
+// takeoverWindow (the objects their flush manifests of today and yesterday name) and skips,
+// for takeoverMemory, the writes it finds there again. The window covers a dead leader's last
 // objects not yet acknowledged: its lease's lifetime plus a Put's timeout, generously.
 
 const (
@@ -62,28 +65,66 @@ func nameTimeFence(key string) (time.Time, int64, bool) {
 	return t, fence, true
 }
 
-// recall reads the writes of earlier fences' recent objects into h.written.
+// FlushManifestPrefix is where a leader records, per flush, the objects it wrote:
+// _flushes/date=<write date>/<time>-<fence>-<run>-<seq>.json holding {"fence", "objects"}.
+// Objects are partitioned by event date, which a late or early write can put anywhere; the
+// manifests, by write date, let a new leader find an earlier leader's last objects.
+const FlushManifestPrefix = "_flushes/"
+
+type flushManifest struct {
+	Fence   int64    `json:"fence"`
+	Objects []string `json:"objects"`
+}
+
+// putFlushManifest records the objects a flush wrote. It is best effort: the objects are
+// written, and a manifest that fails only means a new leader might write them again.
+func (h *Historian) putFlushManifest(ctx context.Context, objs []*object) {
+	if len(objs) == 0 {
+		return
+	}
+	m := flushManifest{Fence: h.fence.Load()}
+	for _, o := range objs {
+		m.Objects = append(m.Objects, o.key)
+	}
+	body, _ := json.Marshal(m)
+	name := strings.TrimSuffix(objs[0].key[strings.LastIndexByte(objs[0].key, '/')+1:], ".parquet")
+	key := FlushManifestPrefix + "date=" + h.now().UTC().Format(time.DateOnly) + "/" + name + ".json"
+	pctx, cancel := context.WithTimeout(ctx, h.cfg.PutTimeout)
+	defer cancel()
+	if err := h.cfg.Storage.Put(pctx, key, body); err != nil {
+		h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not record a flush's objects; a new leader may write them again",
+			slog.String("key", key), slog.Any("error", err))
+	}
+}
+
+// recall reads the writes of the objects earlier fences wrote in the last takeoverWindow
+// (found through their flush manifests) into h.written.
 func (h *Historian) recall(ctx context.Context, fence int64) {
 	now := h.now().UTC()
 	since := now.Add(-takeoverWindow)
 	seen := map[string]struct{}{}
 	objects := 0
-	for _, f := range h.cfg.Engine.Features() {
-		for _, d := range []time.Time{now, now.Add(-24 * time.Hour)} {
-			infos, err := h.cfg.Storage.List(ctx, "fqn="+f.FQN+"/date="+d.Format(time.DateOnly)+"/")
-			if err != nil {
-				h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not read the last leader's objects; what it wrote and did not acknowledge is written again",
-					slog.Any("error", err))
-				return
+	for _, d := range []time.Time{now.Add(-24 * time.Hour), now} {
+		infos, err := h.cfg.Storage.List(ctx, FlushManifestPrefix+"date="+d.Format(time.DateOnly)+"/")
+		if err != nil {
+			h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not read the last leader's flushes; what it wrote and did not acknowledge is written again",
+				slog.Any("error", err))
+			return
+		}
+		for _, info := range infos {
+			t, of, ok := nameTimeFence(strings.TrimSuffix(info.Key, ".json"))
+			if !ok || of >= fence || t.Before(since) {
+				continue
 			}
-			for _, info := range infos {
-				t, of, ok := nameTimeFence(info.Key)
-				if !ok || of >= fence || t.Before(since) {
-					continue
-				}
-				recs, err := h.readObject(ctx, info.Key)
+			var m flushManifest
+			if err := h.readJSON(ctx, info.Key, &m); err != nil {
+				h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not read a flush manifest", slog.String("key", info.Key), slog.Any("error", err))
+				continue
+			}
+			for _, key := range m.Objects {
+				recs, err := h.readObject(ctx, key)
 				if err != nil {
-					h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not read an object of the last leader", slog.String("key", info.Key), slog.Any("error", err))
+					h.log.LogAttrs(ctx, slog.LevelWarn, "historian: could not read an object of the last leader", slog.String("key", key), slog.Any("error", err))
 					continue
 				}
 				objects++
@@ -105,6 +146,19 @@ func (h *Historian) recall(ctx context.Context, fence int64) {
 		h.log.LogAttrs(ctx, slog.LevelInfo, "historian: read the last leader's recent objects, to skip what it wrote and did not acknowledge",
 			slog.Int("objects", objects), slog.Int("writes", len(seen)))
 	}
+}
+
+// readJSON decodes a small stored JSON object (at most 16 MiB).
+func (h *Historian) readJSON(ctx context.Context, key string, v any) error {
+	o, err := h.cfg.Storage.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	if o.Size() > 16<<20 {
+		return fmt.Errorf("%s: %d bytes, more than a flush manifest holds", key, o.Size())
+	}
+	return json.NewDecoder(io.NewSectionReader(o, 0, o.Size())).Decode(v)
 }
 
 // readObject decodes one stored object.

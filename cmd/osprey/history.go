@@ -295,9 +295,15 @@ func runHistoryList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	objs, err := s.List(ctx, prefix)
+	all, err := s.List(ctx, prefix)
 	if err != nil {
 		return fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	objs := all[:0:0]
+	for _, o := range all { // the leaders' flush manifests are bookkeeping, not history
+		if !strings.HasPrefix(o.Key, historian.FlushManifestPrefix) {
+			objs = append(objs, o)
+		}
 	}
 	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
 	type partition struct {

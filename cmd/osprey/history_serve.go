@@ -81,7 +81,7 @@ func startHistorian(ctx context.Context, e *env, c *serveConfig, eng *engine.Eng
 	if err != nil {
 		return nil, err
 	}
-	hc := historian.Config{Engine: eng, Notifier: n, Storage: storage, Logger: e.log}
+	hc := historian.Config{Engine: eng, Notifier: n, Storage: storage, Logger: e.log, CollectInterval: c.HistoryCollect}
 	if c, ok := n.(interface{ Capacity() int }); ok {
 		// A notifier that holds what is unacknowledged in memory (the in-process one)
 		// blocks writes once it is full: hold at most three quarters of it, in flushes of
@@ -89,7 +89,9 @@ func startHistorian(ctx context.Context, e *env, c *serveConfig, eng *engine.Eng
 		hc.MaxPending = max(c.Capacity()*3/4, 1)
 		hc.FlushRecords = max(c.Capacity()/8, 1)
 	}
-	if rc, ok := n.(interface{ Client() goredis.UniversalClient }); ok {
+	if rc, ok := n.(interface {
+		Client() goredis.UniversalClient
+	}); ok {
 		lock, err := historylock.New(historylock.Config{Client: rc.Client(), Logger: e.log})
 		if err != nil {
 			storage.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -173,8 +174,14 @@ func TestHistoryGet(t *testing.T) {
 	}
 	code, out, errOut := runCLI(t, "", "history", "get", "fraud.limit", "card_id=c1", "--at", "2026-12-01T10:05:00Z",
 		"--data-dir", data, "-f", manifests, "--output", "json")
-	if code != 0 || !strings.Contains(out, `"floatValue": 100`) || !strings.Contains(out, `"found": true`) {
-		t.Errorf("--output json: exit %d\n%s%s", code, out, errOut)
+	var got struct {
+		Value     struct{ FloatValue float64 }
+		Timestamp time.Time
+		Fresh     bool
+		Found     bool
+	}
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Value.FloatValue != 100 || !got.Found || !got.Fresh || !got.Timestamp.Equal(histT0) {
+		t.Errorf("--output json: exit %d, %+v (%v)\n%s%s", code, got, err, out, errOut)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/historian"
 	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/plugins"
 	_ "github.com/osprey-ml/osprey/plugins/notifier/redis"      // "redis" notifier
@@ -50,6 +51,7 @@ type serveConfig struct {
 	DebugListen     string        `yaml:"debug-listen"`
 	History         string        `yaml:"history"`
 	HistoryConfig   string        `yaml:"history-config"`
+	HistoryCollect  time.Duration `yaml:"history-collect"`
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -72,6 +74,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty: none (env OSPREY_DEBUG_LISTEN)")
 	fs.StringVar(&c.History, "history", "", "history store by name: "+strings.Join(plugins.HistoryStoreNames(), ", ")+", or none; empty: file when --data-dir is set (in <data-dir>/history), otherwise none (env OSPREY_HISTORY)")
 	fs.StringVar(&c.HistoryConfig, "history-config", "", "history store config, key=value,… (file: dir; s3: endpoint, bucket, prefix, region, access_key, secret_key, session_token, secure, path_style, create_bucket; see docs/history.md) (env OSPREY_HISTORY_CONFIG)")
+	fs.DurationVar(&c.HistoryCollect, "history-collect", historian.DefaultCollectInterval, "how often the historian collects the window buckets that closed (under 5m: they are kept 10m) (env OSPREY_HISTORY_COLLECT)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }

@@ -107,9 +107,10 @@ return redis.call('DEL', KEYS[1])
 // Lead waits until this process holds the lease (historian.Leader).
 func (l *Lock) Lead(ctx context.Context) (historian.Lease, error) {
 	for {
+		sent := time.Now() // the lease's TTL runs from no earlier than this
 		fence, err := acquire.Run(ctx, l.cfg.Client, []string{l.leaseKey(), l.fenceKey()}, l.holder, l.cfg.TTL.Milliseconds()).Int64()
 		if err == nil && fence > 0 {
-			return l.hold(ctx, fence, time.Now()), nil
+			return l.hold(ctx, fence, sent), nil
 		}
 		if err != nil && ctx.Err() == nil {
 			l.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "historian lock: could not try the lease", slog.Any("error", err))
@@ -124,7 +125,9 @@ func (l *Lock) Lead(ctx context.Context) (historian.Lease, error) {
 
 // hold renews the lease in the background until it is lost or released.
 func (l *Lock) hold(parent context.Context, fence int64, since time.Time) historian.Lease {
-	ctx, cancel := context.WithCancelCause(parent)
+	// The lease outlives Lead's context: it ends when lost or released, so that a holder
+	// stopping cleanly can still finish its writes under it.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	value := strconv.FormatInt(fence, 10) + ":" + l.holder
 	keys := []string{l.leaseKey()}
 	stopped := make(chan struct{})
@@ -137,7 +140,7 @@ func (l *Lock) hold(parent context.Context, fence int64, since time.Time) histor
 	}
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(l.cfg.TTL / 3)
+		tick := time.NewTicker(min(l.cfg.TTL/3, (l.cfg.TTL-l.cfg.Margin)/2))
 		defer tick.Stop()
 		for {
 			deadline := until()

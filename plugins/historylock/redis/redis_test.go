@@ -87,11 +87,17 @@ func TestOneLeaderAtATime(t *testing.T) {
 // TestLeaderDies: a holder that stops renewing (its process died) is replaced once its
 // lease expires.
 func TestLeaderDies(t *testing.T) {
-	c := client(t, redistest.Standalone(t))
-	a, b := newLock(t, c, 300*time.Millisecond), newLock(t, c, 300*time.Millisecond)
-	actx, kill := context.WithCancel(context.Background())
+	srv := redistest.Standalone(t)
+	ac := client(t, srv)
+	a, b := newLock(t, ac, 300*time.Millisecond), newLock(t, client(t, srv), 300*time.Millisecond)
+	actx, cancel := context.WithCancel(context.Background())
 	la := wait(t, lead(actx, a), "a's lease")
-	kill() // a's renewals stop, and it never releases
+	cancel() // Lead's context ending does not end the lease: it is still renewed
+	time.Sleep(600 * time.Millisecond)
+	if la.Context.Err() != nil {
+		t.Fatalf("a's lease ended with Lead's context: %v", context.Cause(la.Context))
+	}
+	ac.Close() // a dies: its renewals fail, and it never releases
 	lb := wait(t, lead(context.Background(), b), "b's lease after a died")
 	if lb.Fence != la.Fence+1 {
 		t.Fatalf("fence %d after %d", lb.Fence, la.Fence)

@@ -41,7 +41,7 @@ func (n *Notifier) SubscribeBatches(ctx context.Context, group string, opts engi
 	var hmu sync.Mutex // handle is called by one shard at a time
 	return n.subscribe(ctx, sctx, cancel, group, consumer, func(int) sink {
 		return &batches{n: n, group: group, maxBatch: int64(maxBatch), budget: shared, hmu: &hmu, handle: handle,
-			inFlight: map[string]struct{}{}}
+			inFlight: map[string]struct{}{}, acked: map[string]time.Time{}}
 	})
 }
 
@@ -86,8 +86,9 @@ type batches struct {
 	handle   func(context.Context, []engine.Notification, func(error))
 
 	mu       sync.Mutex
-	inFlight map[string]struct{} // handed out and not yet acknowledged (failed ones too)
-	retries  []retry             // failed batches, in the order they failed
+	inFlight map[string]struct{}  // handed out and not yet acknowledged (failed ones too)
+	acked    map[string]time.Time // acknowledged since the last read was sent (see settle)
+	retries  []retry              // failed batches, in the order they failed
 }
 
 type retry struct {
@@ -102,8 +103,24 @@ func (s *batches) ready() <-chan struct{} { return s.budget.wake }
 func (s *batches) handling(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.inFlight[id]
+	if _, ok := s.inFlight[id]; ok {
+		return true
+	}
+	// Acknowledged while a claim that returned it was on its way: not again.
+	_, ok := s.acked[id]
 	return ok
+}
+
+// settle forgets the acknowledgements made before a read sent at sent: that read, and
+// every later one, was answered after them, so it cannot return their entries.
+func (s *batches) settle(sent time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, at := range s.acked {
+		if at.Before(sent) {
+			delete(s.acked, id)
+		}
+	}
 }
 
 func (s *batches) retryAt() time.Time {
@@ -138,9 +155,11 @@ func (s *batches) hand(ctx context.Context, key string, ids []string, notes []en
 				return
 			}
 			s.n.ack(ctx, key, s.group, ids...)
+			now := time.Now()
 			s.mu.Lock()
 			for _, id := range ids {
 				delete(s.inFlight, id)
+				s.acked[id] = now
 			}
 			s.mu.Unlock()
 			s.budget.give(int64(len(ids)))

@@ -525,7 +525,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 		}
 		var msgs []redis.XMessage
 		var err error
-		now := time.Now()
+		now := time.Now() // also when the read is sent (sink.settle)
 		switch {
 		case !joined:
 			marker, err = n.client.Get(ctx, n.deletedKey(i, group)).Result()
@@ -626,6 +626,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 			}
 			ids, notes = append(ids, m.ID), append(notes, note)
 		}
+		out.settle(now)
 		if len(notes) == 0 {
 			continue
 		}
@@ -652,6 +653,8 @@ type sink interface {
 	// deliver hands the entries read over; failed reports entries whose handling failed
 	// and that the consumer must read again from its pending entries after the retry delay.
 	deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool)
+	// settle tells the sink that a read sent at sent has been handled.
+	settle(sent time.Time)
 	// redeliver hands over again what the sink itself keeps for a retry, once due.
 	redeliver(ctx context.Context, key string) error
 	// retryAt is when redeliver next has something due (zero: nothing).
@@ -670,6 +673,7 @@ func (s *oneByOne) room() int64                             { return s.n.batch }
 func (s *oneByOne) ready() <-chan struct{}                  { return nil }
 func (s *oneByOne) handling(string) bool                    { return false }
 func (s *oneByOne) redeliver(context.Context, string) error { return nil }
+func (s *oneByOne) settle(time.Time)                        {}
 func (s *oneByOne) retryAt() time.Time                      { return time.Time{} }
 func (s *oneByOne) deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool) {
 	for i, note := range notes {
