@@ -98,11 +98,11 @@ type Historian struct {
 	buf       []engine.Notification
 	dones     []func(error)
 	oldest    time.Time
-	full      chan struct{}  // poked when the buffer reaches FlushRecords
-	fmu       sync.Mutex // guards running
-	idle      *sync.Cond // signalled when running drops to 0
-	running   int        // flushes running
-	collectMu sync.Mutex // one Collect at a time
+	full      chan struct{} // poked when the buffer reaches FlushRecords
+	fmu       sync.Mutex    // guards running
+	idle      *sync.Cond    // signalled when running drops to 0
+	running   int           // flushes running
+	collectMu sync.Mutex    // one Collect at a time
 	fence     atomic.Int64
 	seq       atomic.Uint64
 

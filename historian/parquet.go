@@ -8,19 +8,17 @@ import (
 	"io"
 	"math"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/parquetgroup"
 )
 
 // MaxParquetRows is the most rows DecodeParquet reads from one object. An object whose footer
@@ -320,64 +318,19 @@ func newLayout(r *Record) (*layout, error) {
 		fqn:       []byte(r.FQN),
 		primitive: []byte(r.Primitive.String()),
 	}
-	fields := make(orderedGroup, 0, numHeadColumns+len(keyNames)+numTailColumns)
+	fields := make(parquetgroup.Group, 0, numHeadColumns+len(keyNames)+numTailColumns)
 	for _, c := range headColumns {
-		fields = append(fields, &namedField{Node: c.node, name: c.name})
+		fields = append(fields, parquetgroup.Field(c.name, c.node))
 	}
 	for _, n := range keyNames {
-		fields = append(fields, &namedField{Node: stringNode, name: KeyColumn(n)})
+		fields = append(fields, parquetgroup.Field(KeyColumn(n), stringNode))
 	}
 	for _, c := range tailColumns {
-		fields = append(fields, &namedField{Node: c.node, name: c.name})
+		fields = append(fields, parquetgroup.Field(c.name, c.node))
 	}
 	l.schema = parquet.NewSchema("osprey_history", fields)
 	return l, nil
 }
-
-// orderedGroup is a Parquet group whose fields keep the order given: parquet.Group, a map,
-// sorts its fields by name, and the history's columns have a documented order.
-type orderedGroup []parquet.Field
-
-func (g orderedGroup) ID() int { return 0 }
-
-func (g orderedGroup) String() string {
-	var b strings.Builder
-	if err := parquet.PrintSchema(&b, "", g); err != nil {
-		return "group"
-	}
-	return b.String()
-}
-
-func (g orderedGroup) Type() parquet.Type { return parquet.Group{}.Type() }
-
-func (g orderedGroup) Optional() bool { return false }
-
-func (g orderedGroup) Repeated() bool { return false }
-
-func (g orderedGroup) Required() bool { return true }
-
-func (g orderedGroup) Leaf() bool { return false }
-
-func (g orderedGroup) Fields() []parquet.Field { return g }
-
-func (g orderedGroup) Encoding() encoding.Encoding { return nil }
-
-func (g orderedGroup) Compression() compress.Codec { return nil }
-
-// GoType is the type of a row as a map: rows of the history are built as parquet.Row
-// values, never from Go structs.
-func (g orderedGroup) GoType() reflect.Type { return reflect.TypeFor[map[string]any]() }
-
-// namedField is a field of an orderedGroup.
-type namedField struct {
-	parquet.Node
-	name string
-}
-
-func (f *namedField) Name() string { return f.name }
-
-// Value returns the zero reflect.Value: the history's rows are not Go values.
-func (f *namedField) Value(reflect.Value) reflect.Value { return reflect.Value{} }
 
 // EncodeParquet writes recs to w as one Parquet object (docs/history.md): one row per record,
 // zstd-compressed, with the feature's FQN, primitive and key names in the key-value

@@ -16,6 +16,7 @@ import (
 	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/internal/parquetgroup"
 )
 
 var (
@@ -656,8 +657,8 @@ func TestDecodeParquetExtraColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	fields := slices.Clone(l.schema.Fields())
-	fields = slices.Insert(fields, 3, parquet.Field(&namedField{Node: parquet.Optional(parquet.String()), name: "later_column"}))
-	schema := parquet.NewSchema("osprey_history", orderedGroup(fields))
+	fields = slices.Insert(fields, 3, (parquetgroup.Field("later_column", parquet.Optional(parquet.String()))))
+	schema := parquet.NewSchema("osprey_history", parquetgroup.Group(fields))
 	opts := []parquet.WriterOption{schema}
 	for k, v := range pqGoodMeta(f) {
 		opts = append(opts, parquet.KeyValueMetadata(k, v))

@@ -13,7 +13,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -23,16 +22,16 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/parquet-go/parquet-go"
-	"github.com/parquet-go/parquet-go/compress"
-	"github.com/parquet-go/parquet-go/encoding"
 	"github.com/parquet-go/parquet-go/format"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/historian"
+	"github.com/osprey-ml/osprey/internal/parquetgroup"
 	"github.com/osprey-ml/osprey/manifest"
 	"github.com/osprey-ml/osprey/plugins"
+	"github.com/osprey-ml/osprey/server"
 )
 
 const historyUsage = `Usage: osprey history COMMAND [flags]
@@ -422,7 +421,7 @@ func runHistoryGet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	m := &ospreyv1.GetResponse{Fqn: res.FQN, Value: valueProto(res.Value), Fresh: res.Fresh, Found: res.Found()}
+	m := &ospreyv1.GetResponse{Fqn: res.FQN, Value: server.ValueProto(res.Value), Fresh: res.Fresh, Found: res.Found()}
 	if res.Found() {
 		m.Timestamp = timestamppb.New(res.Timestamp)
 	}
@@ -434,57 +433,6 @@ func runHistoryGet(ctx context.Context, e *env, args []string) error {
 		}
 		printGet(e.stdout, hs.text, true, res.Fresh, m.Value, res.Timestamp)
 	})
-}
-
-// valueProto converts an engine value for printing as osprey get does; Null is nil.
-func valueProto(v engine.Value) *ospreyv1.Value {
-	switch v.Kind() {
-	case engine.KindInt:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_IntValue{IntValue: v.Int()}}
-	case engine.KindFloat:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_FloatValue{FloatValue: v.Float()}}
-	case engine.KindString:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_StringValue{StringValue: v.Str()}}
-	case engine.KindBool:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_BoolValue{BoolValue: v.Bool()}}
-	case engine.KindTimestamp:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_TimestampValue{TimestampValue: timestamppb.New(v.Time())}}
-	case engine.KindIntList:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_IntList{IntList: &ospreyv1.IntList{Values: v.Ints()}}}
-	case engine.KindFloatList:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_FloatList{FloatList: &ospreyv1.FloatList{Values: v.Floats()}}}
-	case engine.KindStringList:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_StringList{StringList: &ospreyv1.StringList{Values: v.Strs()}}}
-	case engine.KindBoolList:
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_BoolList{BoolList: &ospreyv1.BoolList{Values: v.Bools()}}}
-	case engine.KindTimestampList:
-		ts := v.Times()
-		out := make([]*timestamppb.Timestamp, len(ts))
-		for i, t := range ts {
-			out[i] = timestamppb.New(t)
-		}
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_TimestampList{TimestampList: &ospreyv1.TimestampList{Values: out}}}
-	case engine.KindWindow:
-		r := v.Window()
-		w := &ospreyv1.WindowResult{}
-		for _, a := range r.Aggrs.Fns() {
-			x := r.Get(a)
-			switch a {
-			case engine.AggrSum:
-				w.Sum = &x
-			case engine.AggrCount:
-				w.Count = &x
-			case engine.AggrMin:
-				w.Min = &x
-			case engine.AggrMax:
-				w.Max = &x
-			case engine.AggrAvg:
-				w.Avg = &x
-			}
-		}
-		return &ospreyv1.Value{Kind: &ospreyv1.Value_Window{Window: w}}
-	}
-	return nil
 }
 
 // runHistoryExport writes a point-in-time join of an entity file with features.
@@ -1405,7 +1353,7 @@ const parquetRowGroup = 128 << 10
 
 func newParquetExport(w io.Writer, x *exporter, rd entityReader) (*parquetExport, error) {
 	p := &parquetExport{x: x, nIn: len(x.cols)}
-	var group orderedGroup
+	var group parquetgroup.Group
 	if pr, ok := rd.(*parquetEntities); ok {
 		p.pqIn = true
 		for _, c := range pr.cols {
@@ -1416,21 +1364,21 @@ func newParquetExport(w io.Writer, x *exporter, rd entityReader) (*parquetExport
 				node = parquet.Required(node)
 			}
 			p.inDef = append(p.inDef, def)
-			group = append(group, &namedField{Node: node, name: c.Name()})
+			group = append(group, parquetgroup.Field(c.Name(), node))
 		}
 	} else {
 		for i, name := range x.cols {
 			if name == "" {
 				return nil, fmt.Errorf("entities %s: column %d has no name, which a Parquet column needs", x.path, i+1)
 			}
-			group = append(group, &namedField{Node: parquet.Optional(parquet.String()), name: name})
+			group = append(group, parquetgroup.Field(name, parquet.Optional(parquet.String())))
 		}
 	}
 	leaf := p.nIn
 	for _, hs := range x.sels {
 		p.start = append(p.start, leaf)
 		node, leaves := featureNode(hs)
-		group = append(group, &namedField{Node: node, name: hs.text})
+		group = append(group, parquetgroup.Field(hs.text, node))
 		leaf += leaves
 	}
 	schema := parquet.NewSchema("osprey_export", group)
@@ -1446,9 +1394,9 @@ func featureNode(hs historySelector) (parquet.Node, int) {
 		if hs.sel.Aggr != engine.AggrUnknown {
 			return parquet.Optional(parquet.Leaf(parquet.DoubleType)), 1
 		}
-		var g orderedGroup
+		var g parquetgroup.Group
 		for _, a := range f.Aggrs.Fns() {
-			g = append(g, &namedField{Node: parquet.Required(parquet.Leaf(parquet.DoubleType)), name: a.String()})
+			g = append(g, parquetgroup.Field(a.String(), parquet.Required(parquet.Leaf(parquet.DoubleType))))
 		}
 		return parquet.Optional(g), len(g)
 	}
@@ -1577,32 +1525,3 @@ func appendParquetList[T any](row parquet.Row, col int, elems []T, value func(T)
 	}
 	return row
 }
-
-// orderedGroup is a Parquet group whose fields keep the order given (parquet.Group, a map,
-// sorts them by name): the entity columns first, then the selectors', as documented.
-type orderedGroup []parquet.Field
-
-func (g orderedGroup) ID() int                     { return 0 }
-func (g orderedGroup) String() string              { return "group" }
-func (g orderedGroup) Type() parquet.Type          { return parquet.Group{}.Type() }
-func (g orderedGroup) Optional() bool              { return false }
-func (g orderedGroup) Repeated() bool              { return false }
-func (g orderedGroup) Required() bool              { return true }
-func (g orderedGroup) Leaf() bool                  { return false }
-func (g orderedGroup) Fields() []parquet.Field     { return g }
-func (g orderedGroup) Encoding() encoding.Encoding { return nil }
-func (g orderedGroup) Compression() compress.Codec { return nil }
-
-// GoType is the type of a row as a map: rows are built as parquet.Row values.
-func (g orderedGroup) GoType() reflect.Type { return reflect.TypeFor[map[string]any]() }
-
-// namedField is a field of an orderedGroup.
-type namedField struct {
-	parquet.Node
-	name string
-}
-
-func (f *namedField) Name() string { return f.name }
-
-// Value returns the zero reflect.Value: rows are not Go values.
-func (f *namedField) Value(reflect.Value) reflect.Value { return reflect.Value{} }
