@@ -290,6 +290,9 @@ func (nt *Notifier) SubscribeBatches(ctx context.Context, groupName string, opts
 	nt.mu.Unlock()
 	outstanding := 0 // notifications handed out by this call and not yet done; under nt.mu
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		nt.mu.Lock()
 		start, end, wait, err := nt.nextBatch(g, min(maxBatch, maxPending-outstanding))
 		if err != nil {
