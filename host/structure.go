@@ -64,3 +64,14 @@ func (l StructureLimits) instrumentLimits() instrument.Limits {
 		MaxTotalLocals: l.TotalLocals, MaxGlobals: l.Globals, MaxElementEntries: l.ElementEntries,
 	}
 }
+
+// Check checks a module's structure against l without compiling it: what every module the
+// host runs is checked against first, exported for the hosts of other module kinds (Extism
+// plugins, host/extism) that compile through another runtime. It returns an error naming
+// the limit a module exceeds, or what is malformed.
+func (l StructureLimits) Check(wasm []byte) error {
+	if _, err := instrument.Instrument(wasm, l.instrumentLimits()); err != nil {
+		return err
+	}
+	return nil
+}
