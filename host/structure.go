@@ -69,8 +69,13 @@ func (l StructureLimits) instrumentLimits() instrument.Limits {
 // host runs is checked against first, exported for the hosts of other module kinds (Extism
 // plugins, host/extism) that compile through another runtime. It returns an error naming
 // the limit a module exceeds, or what is malformed.
+//
+// A start section is allowed: such a host bounds instantiation itself (host/extism
+// instantiates under the plugin's timeout, with wazero closing the module when it passes).
 func (l StructureLimits) Check(wasm []byte) error {
-	if _, err := instrument.Instrument(wasm, l.instrumentLimits()); err != nil {
+	lim := l.instrumentLimits()
+	lim.AllowStart = true
+	if _, err := instrument.Instrument(wasm, lim); err != nil {
 		return err
 	}
 	return nil

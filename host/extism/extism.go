@@ -246,8 +246,15 @@ func Load(ctx context.Context, p Policy, s Spec, log *slog.Logger) (*Plugin, err
 // Name returns the plugin's name.
 func (p *Plugin) Name() string { return p.name }
 
+// newInstance instantiates the plugin, bounded by its timeout: a start function runs then,
+// and one that does not end is closed with the context.
 func (p *Plugin) newInstance(ctx context.Context) (*extism.Plugin, error) {
-	inst, err := p.compiled.Instance(ctx, extism.PluginInstanceConfig{ModuleConfig: wazero.NewModuleConfig()})
+	ictx, cancel := context.WithTimeout(ctx, p.limits.Timeout)
+	defer cancel()
+	inst, err := p.compiled.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: wazero.NewModuleConfig()})
+	if err != nil && ictx.Err() != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("plugin %s: instantiate: not finished within its timeout (%v): %w", p.name, p.limits.Timeout, ErrTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: instantiate: %w", p.name, classify(err))
 	}

@@ -158,3 +158,15 @@ func TestHTTPAllowedHost(t *testing.T) {
 		t.Fatalf("a host the policy does not allow: %v", err)
 	}
 }
+
+// TestStartLoop: a start function that never ends is stopped at the plugin's timeout, at
+// load: instantiation is bounded like a call.
+func TestStartLoop(t *testing.T) {
+	start := time.Now()
+	_, err := extism.Load(ctx, extism.DefaultPolicy, extism.Spec{Name: "start", Module: module(t, "testdata/hostile/start_loop.wasm"),
+		Limits: extism.Limits{Timeout: 100 * time.Millisecond}}, quiet)
+	if !errors.Is(err, extism.ErrTimeout) {
+		t.Fatalf("Load = %v, want ErrTimeout", err)
+	}
+	t.Logf("stopped after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}

@@ -308,7 +308,11 @@ func (ins *instrumenter) sections() error {
 		case secExport:
 			err = ins.exports(pos, end)
 		case secStart:
-			err = fmt.Errorf("instrument: the module has a start section (byte offset %d): a start function is not allowed: initialise in _initialize", start)
+			if !ins.lim.AllowStart {
+				err = fmt.Errorf("instrument: the module has a start section (byte offset %d): a start function is not allowed: initialise in _initialize", start)
+			} else {
+				ins.out = append(ins.out, in[start:end]...)
+			}
 		case secCode:
 			err = ins.code(pos, end)
 		case secMemory:

@@ -32,6 +32,10 @@ type Limits struct {
 	// when it has none) so that the maximums add up to at most this. table.grow beyond
 	// it fails in the guest (returns -1), as the specification allows.
 	MaxTableEntries uint32
+	// AllowStart lets a module have a start section, for a caller that bounds
+	// instantiation itself rather than through the stop flag (Extism plugins, run with
+	// wazero's close-on-context-done; host/extism).
+	AllowStart bool
 }
 
 // tables rewrites the table section with each table's maximum capped (see
