@@ -1,11 +1,15 @@
 package extism_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	sdk "github.com/extism/go-sdk"
 
+	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host/extism"
+	"github.com/osprey-ml/osprey/plugins/state/memory"
 )
 
 // BenchmarkCall measures one call of a pooled plugin instance against the Extism SDK called
@@ -67,4 +71,47 @@ func BenchmarkCall(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkGetThroughMiddleware measures an engine Get of a float on the in-process state
+// with no middleware, and with the example validate plugin as its postGet middleware (the
+// same value back): the cost a plugin middleware adds to a read.
+//
+//	go test -run '^$' -bench GetThroughMiddleware -benchmem ./host/extism/
+func BenchmarkGetThroughMiddleware(b *testing.B) {
+	for _, withPlugin := range []bool{false, true} {
+		name := "none"
+		if withPlugin {
+			name = "plugin-validate"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := &engine.Feature{FQN: "payments.amount", Primitive: engine.PrimitiveFloat, Keys: []string{"account_id"}, Freshness: time.Hour,
+				Staleness: 24 * time.Hour, Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+			var opts []engine.Option
+			if withPlugin {
+				pl := load(b, extism.DefaultPolicy, extism.Spec{Name: "validate", Module: module(b, "../../examples/plugins/validate/validate.wasm")})
+				f.Middlewares = []engine.MiddlewareRef{{Name: "validate", Stages: []engine.Stage{engine.StagePostGet}, Config: map[string]string{"max": "10000"}}}
+				opts = append(opts, engine.WithMiddlewareResolver(engine.MiddlewareResolverFunc(func(_ context.Context, f *engine.Feature, ref engine.MiddlewareRef) (engine.Middleware, error) {
+					return pl.Middleware("handle", f, ref.Config), nil
+				})))
+			}
+			st := memory.New()
+			defer st.Close()
+			e := engine.New(st, append(opts, engine.WithLogger(quiet))...)
+			defer e.Close()
+			if err := e.Apply(ctx, f); err != nil {
+				b.Fatal(err)
+			}
+			keys := engine.Keys{"account_id": "a1"}
+			if _, err := e.Set(ctx, f.FQN, keys, 2500.0, time.Time{}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if got, err := e.Get(ctx, f.FQN, keys); err != nil || got.Value.Float() != 2500 {
+					b.Fatal(got.Value, err)
+				}
+			}
+		})
+	}
 }
