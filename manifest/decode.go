@@ -375,10 +375,18 @@ func (d *decoder) duration(f field) (time.Duration, bool) {
 }
 
 func (d *decoder) integer(f field) (int, bool) {
+	v, ok := d.integerBits(f, 32)
+	return int(v), ok
+}
+
+func (d *decoder) integer64(f field) (int64, bool) { return d.integerBits(f, 64) }
+
+// integerBits decodes an integer that fits in bits bits, signed.
+func (d *decoder) integerBits(f field, bits int) (int64, bool) {
 	if f.val.Kind == yaml.ScalarNode && (f.val.Tag == "!!int" || f.val.Tag == "!!str") {
-		v, err := strconv.ParseInt(strings.ReplaceAll(f.val.Value, "_", ""), 0, 32)
+		v, err := strconv.ParseInt(strings.ReplaceAll(f.val.Value, "_", ""), 0, bits)
 		if err == nil {
-			return int(v), true
+			return v, true
 		}
 		if errors.Is(err, strconv.ErrRange) {
 			d.failf(f.val, f.path, "%s is out of range", f.val.Value)
@@ -520,24 +528,33 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		}
 		m.APIVersion = av
 	}
+	// The kinds of the manifest's apiVersion: RaptorML has no Plugin.
+	kinds, wantKinds := []string{string(KindFeature), string(KindDataSource), string(KindPlugin)}, "Feature, DataSource or Plugin"
+	if d.raptor {
+		kinds, wantKinds = kinds[:2], "Feature or DataSource"
+	}
 	f, ok = top.get("kind")
 	if !ok {
-		d.failf(root, "kind", "missing (want Feature or DataSource)")
+		d.failf(root, "kind", "missing (want %s)", wantKinds)
 	} else if kind, sok := d.str(f); sok {
 		switch kind {
 		case string(KindFeature), string(KindDataSource):
 			m.Kind = Kind(kind)
+		case string(KindPlugin):
+			if d.raptor {
+				d.failf(f.val, f.path, "RaptorML has no Plugin kind: a Plugin manifest is an Osprey one (apiVersion: %s)", APIVersion)
+			} else {
+				m.Kind = KindPlugin
+			}
 		case "Model":
 			if d.raptor {
 				d.failf(f.val, f.path, "Model is not supported yet: RaptorML Models cannot be migrated (migrate their Features and DataSources)")
 			} else {
-				d.failf(f.val, f.path, "Model is not supported yet (want Feature or DataSource)")
+				d.failf(f.val, f.path, "Model is not supported yet (want %s)", wantKinds)
 			}
-		case "Plugin":
-			d.failf(f.val, f.path, "Plugin is not supported yet (want Feature or DataSource)")
 		default:
-			msg := fmt.Sprintf("unknown kind %q (want Feature or DataSource)", kind)
-			if s := suggest(kind, []string{"Feature", "DataSource"}); s != "" {
+			msg := fmt.Sprintf("unknown kind %q (want %s)", kind, wantKinds)
+			if s := suggest(kind, kinds); s != "" {
 				msg = fmt.Sprintf("unknown kind %q (did you mean %s?)", kind, s)
 			}
 			d.failf(f.val, f.path, "%s", msg)
@@ -595,15 +612,20 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		m.Feature = d.feature(spec, fqn, ns, labels)
 	case KindDataSource:
 		m.DataSource = d.dataSource(spec, fqn, labels)
+	case KindPlugin:
+		m.Plugin = d.plugin(spec, fqn, labels)
 	}
-	if len(d.errs) > 0 || (m.Feature == nil && m.DataSource == nil) {
+	if len(d.errs) > 0 || (m.Feature == nil && m.DataSource == nil && m.Plugin == nil) {
 		return m, false
 	}
 	var err error
-	if m.Feature != nil {
+	switch {
+	case m.Feature != nil:
 		err = m.Feature.Validate()
-	} else {
+	case m.DataSource != nil:
 		err = m.DataSource.Validate()
+	default:
+		err = m.Plugin.Validate()
 	}
 	if err != nil {
 		d.validationError(err)
@@ -962,4 +984,97 @@ func (d *decoder) raptorConfig(f field) map[string]string {
 		}
 	}
 	return out
+}
+
+// plugin decodes a Plugin's spec. It returns nil when fqn is "" (metadata had errors).
+// What the wire types can hold is checked here; the rest is Plugin.Validate's.
+func (d *decoder) plugin(spec fieldMap, fqn string, labels map[string]string) *Plugin {
+	d.allow(&spec, pluginFields)
+	p := &Plugin{FQN: fqn, Labels: labels}
+	if f, ok := spec.get("module"); !ok {
+		d.failf(nil, "spec.module", "missing (the Wasm module: its path, relative to the manifest, or its sha256: reference)")
+	} else if s, ok := d.str(f); ok {
+		p.Module = strings.TrimSpace(s)
+		if p.Module == "" {
+			d.failf(f.val, f.path, "empty (a Wasm module's path or digest)")
+		}
+	}
+	if f, ok := spec.get("functions"); !ok {
+		d.failf(nil, "spec.functions", "missing (the functions the module exports, e.g. [{name: handle, role: middleware}])")
+	} else if elems, ok := d.list(f); ok {
+		for _, e := range elems {
+			var fn PluginFunction
+			if m, ok := d.mapping(e.val, e.path, pluginFunctionFields.with()); ok {
+				d.allow(&m, pluginFunctionFields)
+				if f, ok := m.get("name"); ok {
+					if s, ok := d.str(f); ok {
+						fn.Name = strings.TrimSpace(s)
+					}
+				}
+				if f, ok := m.get("role"); ok {
+					if s, ok := d.str(f); ok {
+						fn.Role = PluginRole(strings.TrimSpace(s))
+						if r := strings.ToLower(string(fn.Role)); slices.Contains(pluginRoles, r) {
+							fn.Role = PluginRole(r) // roles are case-insensitive; an unknown one is reported as written
+						}
+					}
+				}
+			}
+			p.Functions = append(p.Functions, fn) // even when bad: Validate's paths are indexes
+		}
+	}
+	if f, ok := spec.get("config"); ok {
+		p.Config, _ = d.stringMap(f)
+	}
+	if f, ok := spec.get("allowedHosts"); ok {
+		if hosts, _, ok := d.strs(f); ok {
+			for _, h := range hosts {
+				p.AllowedHosts = append(p.AllowedHosts, strings.TrimSpace(h))
+			}
+		}
+	}
+	if f, ok := spec.get("limits"); ok {
+		d.pluginLimits(f, &p.Limits)
+	}
+	if fqn == "" {
+		return nil
+	}
+	return p
+}
+
+// pluginLimits decodes spec.limits. A timeout that is written must be positive: 0 would
+// read as the host's default, not as what it says.
+func (d *decoder) pluginLimits(f field, l *PluginLimits) {
+	m, ok := d.mapping(f.val, f.path, pluginLimitsFields.with())
+	if !ok {
+		return
+	}
+	d.allow(&m, pluginLimitsFields)
+	if f, ok := m.get("timeout"); ok {
+		if v, ok := d.duration(f); ok {
+			if v <= 0 {
+				d.failf(f.val, f.path, "%s", timeoutMsg)
+			}
+			l.Timeout = v
+		}
+	}
+	if f, ok := m.get("memoryPages"); ok {
+		if v, ok := d.integer64(f); ok {
+			if v < 0 || v > maxMemoryPages {
+				d.failf(f.val, f.path, "%s", memoryPagesMsg(v))
+			} else {
+				l.MemoryPages = uint32(v)
+			}
+		}
+	}
+	for _, n := range []struct {
+		name string
+		dst  *int64
+	}{{"httpResponseBytes", &l.HTTPResponseBytes}, {"outputBytes", &l.OutputBytes}} {
+		if f, ok := m.get(n.name); ok {
+			if v, ok := d.integer64(f); ok {
+				*n.dst = v
+			}
+		}
+	}
 }

@@ -1,18 +1,50 @@
 // Package manifest owns Osprey's manifest format, in both directions: it reads YAML
 // manifests (osprey.dev/v1alpha1, and RaptorML's k8s.raptor.ml/v1alpha1, migrated) into the
-// engine's Feature and DataSource, and writes those back as canonical osprey.dev/v1alpha1
-// manifests.
+// engine's Feature and DataSource and into this package's Plugin, and writes those back as
+// canonical osprey.dev/v1alpha1 manifests.
+//
+// # Kinds
+//
+// A Feature manifest describes an engine.Feature, a DataSource manifest an
+// engine.DataSource. A Plugin manifest describes an Extism plugin (Plugin): a Wasm module
+// and the functions it exports for Osprey, each with its role (middleware, encoder or
+// connector), the Extism config it reads, the hosts it may call over HTTP and the limits it
+// asks for:
+//
+//	apiVersion: osprey.dev/v1alpha1
+//	kind: Plugin
+//	metadata: {name: mask, namespace: pii, labels: {team: privacy}}
+//	spec:
+//	  module: mask.wasm            # a path relative to the manifest, or sha256:<hex>
+//	  functions:
+//	    - {name: encode, role: encoder}
+//	    - {name: handle, role: middleware}
+//	  config: {mask_char: "*"}     # Extism config, names to strings
+//	  allowedHosts: [api.example.com, "*.geo.example.net"]
+//	  limits: {timeout: 200ms, memoryPages: 64, httpResponseBytes: 1048576, outputBytes: 65536}
+//
+// spec.module and spec.functions are required; function names are Wasm export names
+// ([A-Za-z_][A-Za-z0-9_]*, at most 128 characters), each listed once. An allowed host is a
+// host name or a glob pattern of one, without scheme, port or path. Every limit is optional
+// (absent or 0: the host's default; a timeout that is written must be positive), and
+// memoryPages counts 64 KiB pages, at most 65536. Whether the operator allows those hosts
+// and limits is checked by the host that loads the plugin, not here. A plugin's module,
+// like a feature's spec.builder.module, is kept as the manifest writes it: a path, which
+// whoever sends the module's bytes resolves relative to the manifest's file, or a
+// "sha256:<hex>" reference to a module already uploaded. RaptorML has no Plugin kind.
 //
 // # Reading
 //
 // Parse reads the "---" separated documents of one input and Load reads files and
 // directories. Every field is checked, unknown fields are rejected (with the nearest known
-// name as a suggestion), and each Feature and DataSource is validated with its own Validate.
-// A manifest that parses is therefore one the engine accepts, short of what depends on what
-// is applied (a data source, a middleware, a module).
+// name as a suggestion), and each Feature, DataSource and Plugin is validated with its own
+// Validate. A manifest that parses is therefore one the engine accepts, short of what
+// depends on what is applied (a data source, a middleware, a module) and, for a plugin, on
+// the operator's policy.
 //
 // Errors are *Error values, each wrapping ErrInvalid (and the cause, when there is one: a
-// *engine.FieldError from Validate, a file's fs.ErrNotExist, …). An error names the source,
+// *engine.FieldError from Validate, with engine.ErrInvalidFeature, engine.ErrInvalidDataSource
+// or ErrInvalidPlugin; a file's fs.ErrNotExist, …). An error names the source,
 // the document, the line and the field path, then what is wrong:
 //
 //	fraud.yaml: document 2 (line 14): spec.staleness: must be ≥ spec.freshness (1m0s < 1h0m0s)
@@ -31,8 +63,8 @@
 //
 // # Writing
 //
-// Feature, DataSource and Marshal write an object as a canonical osprey.dev/v1alpha1
-// manifest: the same object always gives the same bytes (fields in schema order, map keys
+// Feature, DataSource and Marshal (for a Plugin too) write an object as a canonical
+// osprey.dev/v1alpha1 manifest: the same object always gives the same bytes (fields in schema order, map keys
 // sorted, defaults spelled out, empty fields left out), and Parse reads them back to an
 // equal object. The registry stores objects in this form and compares them by it.
 //

@@ -53,17 +53,33 @@ func DataSource(ds *engine.DataSource) ([]byte, error) {
 		Metadata: metadataOf(ds.FQN, ds.Labels), Spec: spec})
 }
 
-// Marshal returns the canonical manifest of m's object: Feature(m.Feature) or
-// DataSource(m.DataSource). Its apiVersion is APIVersion whatever m's was, so that a
-// RaptorML manifest is written migrated.
+// Marshal returns the canonical manifest of m's object: Feature(m.Feature),
+// DataSource(m.DataSource), or m.Plugin's Plugin manifest. Its apiVersion is APIVersion
+// whatever m's was, so that a RaptorML manifest is written migrated.
 func Marshal(m Manifest) ([]byte, error) {
 	switch {
 	case m.Feature != nil:
 		return Feature(m.Feature)
 	case m.DataSource != nil:
 		return DataSource(m.DataSource)
+	case m.Plugin != nil:
+		return marshalPlugin(m.Plugin)
 	}
-	return nil, fmt.Errorf("%w: %s: no Feature or DataSource to write", ErrInvalid, m.Pos)
+	return nil, fmt.Errorf("%w: %s: no Feature, DataSource or Plugin to write", ErrInvalid, m.Pos)
+}
+
+// marshalPlugin returns p as a canonical Plugin manifest.
+func marshalPlugin(p *Plugin) ([]byte, error) {
+	spec := pluginSpec{Module: p.Module, Config: emptyNil(p.Config), AllowedHosts: p.AllowedHosts}
+	for _, fn := range p.Functions {
+		spec.Functions = append(spec.Functions, pluginFunctionSpec{Name: fn.Name, Role: string(fn.Role)})
+	}
+	if l := p.Limits; l != (PluginLimits{}) {
+		spec.Limits = &pluginLimitsSpec{Timeout: durationText(l.Timeout), MemoryPages: l.MemoryPages,
+			HTTPResponseBytes: l.HTTPResponseBytes, OutputBytes: l.OutputBytes}
+	}
+	return encode(document{APIVersion: APIVersion, Kind: string(KindPlugin),
+		Metadata: metadataOf(p.FQN, p.Labels), Spec: spec})
 }
 
 func metadataOf(fqn string, labels map[string]string) metadata {

@@ -19,7 +19,7 @@ const (
 	APIVersion = "osprey.dev/v1alpha1"
 	// RaptorAPIVersion is the apiVersion of RaptorML manifests, accepted for migration:
 	// Feature and DataSource manifests load where their fields map onto Osprey's (see
-	// docs/migrating-from-raptor.md).
+	// docs/migrating-from-raptor.md). RaptorML has no Plugin kind.
 	RaptorAPIVersion = "k8s.raptor.ml/v1alpha1"
 )
 
@@ -40,6 +40,7 @@ type Kind string
 const (
 	KindFeature    Kind = "Feature"
 	KindDataSource Kind = "DataSource"
+	KindPlugin     Kind = "Plugin"
 )
 
 // Position locates a manifest, or an error in one.
@@ -79,9 +80,9 @@ func (p Position) String() string {
 	return b.String()
 }
 
-// Manifest is one parsed and validated manifest: a Feature or a DataSource.
+// Manifest is one parsed and validated manifest: a Feature, a DataSource or a Plugin.
 type Manifest struct {
-	// Kind says which of Feature and DataSource is set.
+	// Kind says which of Feature, DataSource and Plugin is set.
 	Kind Kind
 	// APIVersion is the manifest's apiVersion: APIVersion or RaptorAPIVersion.
 	APIVersion string
@@ -89,17 +90,21 @@ type Manifest struct {
 	Feature *engine.Feature
 	// DataSource is set when Kind is KindDataSource.
 	DataSource *engine.DataSource
+	// Plugin is set when Kind is KindPlugin.
+	Plugin *Plugin
 	// Pos is where the manifest's document starts.
 	Pos Position
 }
 
-// FQN returns the fully qualified name of the manifest's feature or data source.
+// FQN returns the fully qualified name of the manifest's feature, data source or plugin.
 func (m Manifest) FQN() string {
 	switch {
 	case m.Feature != nil:
 		return m.Feature.FQN
 	case m.DataSource != nil:
 		return m.DataSource.FQN
+	case m.Plugin != nil:
+		return m.Plugin.FQN
 	}
 	return ""
 }
@@ -145,13 +150,14 @@ func (e *Error) Unwrap() []error {
 }
 
 // Parse parses the YAML documents in data ("---" separated; empty documents are skipped)
-// into Feature and DataSource manifests, and validates them. source names data in error
-// messages (usually a file name).
+// into Feature, DataSource and Plugin manifests, and validates them. source names data in
+// error messages (usually a file name).
 //
 // Every field is checked and unknown fields are rejected. On error Parse returns no
 // manifests and an error listing the problems of every document (errors.Join of *Error,
 // each wrapping ErrInvalid); for an input with one problem the error is that *Error itself.
-// A feature or data source defined twice is an error.
+// A feature, data source or plugin defined twice is an error (a feature and a plugin may
+// share a name).
 func Parse(data []byte, source string) ([]Manifest, error) {
 	ms, errs := parse(data, source)
 	errs = append(errs, duplicates(ms)...)
@@ -164,8 +170,8 @@ func Parse(data []byte, source string) ([]Manifest, error) {
 // Load reads and parses manifest files. A path naming a directory loads the directory's
 // *.yaml and *.yml files (not its subdirectories, nor hidden files), in name order; a path
 // naming a file loads it whatever its extension. The result keeps the order of paths, then
-// of files, then of documents. A feature or data source defined twice, in one file or
-// across files, is an error.
+// of files, then of documents. A feature, data source or plugin defined twice, in one file
+// or across files, is an error.
 //
 // As with Parse, on error no manifests are returned and the error lists every problem
 // found; each wraps ErrInvalid (and, for a file that cannot be read, the *fs.PathError's
@@ -263,7 +269,7 @@ func joinErrors(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// duplicates reports features, and data sources, defined more than once.
+// duplicates reports features, data sources and plugins defined more than once.
 func duplicates(ms []Manifest) []error {
 	type key struct {
 		kind Kind

@@ -30,6 +30,15 @@ spec:
   keys: [id]
 `
 
+// pluginMinimal is the smallest valid Plugin body; tests append spec fields to it.
+const pluginMinimal = `metadata:
+  name: p
+  namespace: ns
+spec:
+  module: p.wasm
+  functions: [{name: handle, role: middleware}]
+`
+
 func mustParse(t *testing.T, src string) []Manifest {
 	t.Helper()
 	ms, err := Parse([]byte(src), "t.yaml")
@@ -214,6 +223,150 @@ status: {ready: true}
 	}
 }
 
+func TestParsePlugin(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want *Plugin
+	}{
+		{
+			name: "everything",
+			src: manifestDoc("Plugin", `metadata: {name: Mask, namespace: PII, labels: {team: privacy}}
+spec:
+  module: mask.wasm
+  functions:
+    - {name: encode, role: encoder}
+    - {name: handle, role: middleware}
+    - {name: compute, role: connector}
+  config: {mask_char: "*", width: 2}
+  allowedHosts: [api.example.com, "*.geo.example.net"]
+  limits: {timeout: 200ms, memoryPages: 64, httpResponseBytes: 1048576, outputBytes: 65536}
+`),
+			want: &Plugin{FQN: "pii.mask", Labels: map[string]string{"team": "privacy"}, Module: "mask.wasm",
+				Functions: []PluginFunction{{"encode", PluginRoleEncoder}, {"handle", PluginRoleMiddleware}, {"compute", PluginRoleConnector}},
+				Config:    map[string]string{"mask_char": "*", "width": "2"}, AllowedHosts: []string{"api.example.com", "*.geo.example.net"},
+				Limits: PluginLimits{Timeout: 200 * time.Millisecond, MemoryPages: 64, HTTPResponseBytes: 1 << 20, OutputBytes: 64 << 10}},
+		},
+		{
+			name: "minimal gets the default namespace and no limits",
+			src:  manifestDoc("Plugin", "metadata: {name: p}\nspec: {module: \"sha256:"+strings.Repeat("ab", 32)+"\", functions: [{name: handle, role: middleware}]}\n"),
+			want: &Plugin{FQN: "default.p", Module: "sha256:" + strings.Repeat("ab", 32), Functions: []PluginFunction{{"handle", PluginRoleMiddleware}}},
+		},
+		{
+			name: "roles are case-insensitive, strings trimmed, empty collections and nulls absent",
+			src: manifestDoc("Plugin", `metadata: {name: p, namespace: ns, labels: {}}
+spec:
+  module: " modules/p.wasm "
+  functions:
+    - {name: " _encode2 ", role: " Encoder"}
+  config: {}
+  allowedHosts: [" api.example.com "]
+  limits: {timeout: ~, memoryPages: 0, outputBytes: 1_024}
+`),
+			want: &Plugin{FQN: "ns.p", Module: "modules/p.wasm", Functions: []PluginFunction{{"_encode2", PluginRoleEncoder}},
+				AllowedHosts: []string{"api.example.com"}, Limits: PluginLimits{OutputBytes: 1024}},
+		},
+		{
+			name: "limits {} and allowedHosts [] are none",
+			src:  manifestDoc("Plugin", pluginMinimal+"  allowedHosts: []\n  limits: {}\n  config: ~\n"),
+			want: &Plugin{FQN: "ns.p", Module: "p.wasm", Functions: []PluginFunction{{"handle", PluginRoleMiddleware}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := mustParse(t, tt.src)
+			if len(ms) != 1 {
+				t.Fatalf("got %d manifests, want 1", len(ms))
+			}
+			m := ms[0]
+			if m.Kind != KindPlugin || m.Feature != nil || m.DataSource != nil || m.APIVersion != APIVersion {
+				t.Fatalf("got kind %q, apiVersion %q, feature %v, data source %v", m.Kind, m.APIVersion, m.Feature, m.DataSource)
+			}
+			if !reflect.DeepEqual(m.Plugin, tt.want) {
+				t.Errorf("plugin:\n got %+v\nwant %+v", m.Plugin, tt.want)
+			}
+			if m.FQN() != tt.want.FQN {
+				t.Errorf("FQN() = %q, want %q", m.FQN(), tt.want.FQN)
+			}
+		})
+	}
+}
+
+// TestParseFeatureAndPlugin: one input holds a Feature and a Plugin, which may share a name.
+func TestParseFeatureAndPlugin(t *testing.T) {
+	src := manifestDoc("Feature", strings.Replace(manifestMinimal, "name: f", "name: p", 1)) + "---\n" + manifestDoc("Plugin", pluginMinimal)
+	ms := mustParse(t, src)
+	if len(ms) != 2 {
+		t.Fatalf("got %d manifests, want 2", len(ms))
+	}
+	if m := ms[0]; m.Kind != KindFeature || m.Feature == nil || m.Plugin != nil || m.FQN() != "ns.p" || m.Pos != (Position{"t.yaml", 1, 1}) {
+		t.Errorf("document 1 = %+v", m)
+	}
+	if m := ms[1]; m.Kind != KindPlugin || m.Plugin == nil || m.Feature != nil || m.FQN() != "ns.p" || m.Pos != (Position{"t.yaml", 2, 12}) {
+		t.Errorf("document 2 = %+v", m)
+	}
+}
+
+// TestPluginValidate checks Validate on plugins built in Go, including what the decoder
+// never produces (a negative timeout, more memory pages than a memory has).
+func TestPluginValidate(t *testing.T) {
+	valid := func(edit func(p *Plugin)) *Plugin {
+		p := &Plugin{FQN: "ns.p", Module: "p.wasm", Functions: []PluginFunction{{"encode", PluginRoleEncoder}, {"handle", PluginRoleMiddleware}},
+			Config: map[string]string{"a": ""}, AllowedHosts: []string{"api.example.com", "*.example.net", "*"},
+			Limits: PluginLimits{Timeout: time.Second, MemoryPages: 65536, HTTPResponseBytes: 1, OutputBytes: 1}}
+		if edit != nil {
+			edit(p)
+		}
+		return p
+	}
+	tests := []struct {
+		name     string
+		p        *Plugin
+		path     string // "" for a valid plugin
+		contains string
+	}{
+		{"valid", valid(nil), "", ""},
+		{"zero limits", valid(func(p *Plugin) { p.Limits = PluginLimits{} }), "", ""},
+		{"name of 128 characters", valid(func(p *Plugin) { p.Functions[0].Name = strings.Repeat("x", 128) }), "", ""},
+		{"bad FQN", valid(func(p *Plugin) { p.FQN = "p" }), "metadata.name", ""},
+		{"no module", valid(func(p *Plugin) { p.Module = "" }), "spec.module", "missing"},
+		{"no functions", valid(func(p *Plugin) { p.Functions = nil }), "spec.functions", "at least one function is required"},
+		{"empty function name", valid(func(p *Plugin) { p.Functions[1].Name = "" }), "spec.functions[1].name", "missing"},
+		{"function name with a dot", valid(func(p *Plugin) { p.Functions[0].Name = "a.b" }), "spec.functions[0].name", `"a.b" has '.' at offset 1`},
+		{"duplicate function", valid(func(p *Plugin) { p.Functions[1].Name = "encode" }), "spec.functions[1].name", `duplicate function "encode" (also spec.functions[0])`},
+		{"role not lower-case", valid(func(p *Plugin) { p.Functions[0].Role = "Encoder" }), "spec.functions[0].role", `unknown role "Encoder" (did you mean encoder?)`},
+		{"no role", valid(func(p *Plugin) { p.Functions[0].Role = "" }), "spec.functions[0].role", "missing"},
+		{"empty config name", valid(func(p *Plugin) { p.Config[""] = "x" }), `spec.config[""]`, "empty name"},
+		{"host with a path", valid(func(p *Plugin) { p.AllowedHosts[1] = "example.net/api" }), "spec.allowedHosts[1]", "(did you mean example.net?)"},
+		{"host with credentials", valid(func(p *Plugin) { p.AllowedHosts[0] = "user@api.example.com" }), "spec.allowedHosts[0]", "(did you mean api.example.com?)"},
+		{"IPv6 literal", valid(func(p *Plugin) { p.AllowedHosts[0] = "[::1]" }), "spec.allowedHosts[0]", "want a host name, without scheme, port or path"},
+		{"empty host", valid(func(p *Plugin) { p.AllowedHosts[2] = "" }), "spec.allowedHosts[2]", "empty"},
+		{"duplicate host", valid(func(p *Plugin) { p.AllowedHosts[2] = "API.EXAMPLE.COM" }), "spec.allowedHosts[2]", "(also spec.allowedHosts[0])"},
+		{"negative timeout", valid(func(p *Plugin) { p.Limits.Timeout = -time.Second }), "spec.limits.timeout", "must be a positive duration"},
+		{"too many pages", valid(func(p *Plugin) { p.Limits.MemoryPages = 65537 }), "spec.limits.memoryPages", "65537 is more than 65536"},
+		{"negative httpResponseBytes", valid(func(p *Plugin) { p.Limits.HTTPResponseBytes = -1 }), "spec.limits.httpResponseBytes", "not -1"},
+		{"negative outputBytes", valid(func(p *Plugin) { p.Limits.OutputBytes = -2 }), "spec.limits.outputBytes", "not -2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.Validate()
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			var fe *engine.FieldError
+			if !errors.Is(err, ErrInvalidPlugin) || !errors.As(err, &fe) || fe.Path != tt.path || !strings.Contains(fe.Msg, tt.contains) {
+				t.Fatalf("Validate = %v (%+v), want ErrInvalidPlugin and a *engine.FieldError at %s containing %q", err, fe, tt.path, tt.contains)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid plugin "+tt.p.FQN+": "+tt.path+": ") {
+				t.Errorf("error %q does not name the plugin and the path", err)
+			}
+		})
+	}
+}
+
 func TestParseRaptor(t *testing.T) {
 	const raptor = `apiVersion: k8s.raptor.ml/v1alpha1
 kind: Feature
@@ -274,6 +427,12 @@ spec:
 
 func TestParseErrors(t *testing.T) {
 	feature := func(spec string) string { return manifestDoc("Feature", manifestMinimal+spec) }
+	// plugin's spec starts at line 4, its module is line 5 and spec begins at line 6;
+	// pluginFn's functions are line 6 and spec begins at line 7.
+	plugin := func(spec string) string {
+		return manifestDoc("Plugin", "metadata: {name: p, namespace: ns}\nspec:\n  module: p.wasm\n"+spec)
+	}
+	pluginFn := func(spec string) string { return plugin("  functions: [{name: handle, role: middleware}]\n" + spec) }
 	tests := []struct {
 		name string
 		src  string
@@ -284,11 +443,15 @@ func TestParseErrors(t *testing.T) {
 		{"scalar document", "hello\n", []string{"document 1 (line 1): must be a mapping"}},
 		{"apiVersion missing", "kind: Feature\n", []string{"document 1 (line 1): apiVersion: missing (want osprey.dev/v1alpha1)"}},
 		{"apiVersion unknown", "apiVersion: v1\nkind: Feature\n", []string{`apiVersion: unsupported apiVersion "v1" (want osprey.dev/v1alpha1, or k8s.raptor.ml/v1alpha1 for a RaptorML manifest)`}},
-		{"kind missing", "apiVersion: osprey.dev/v1alpha1\n", []string{"kind: missing (want Feature or DataSource)"}},
+		{"kind missing", "apiVersion: osprey.dev/v1alpha1\n", []string{"kind: missing (want Feature, DataSource or Plugin)"}},
 		{"kind misspelt", manifestDoc("feature", manifestMinimal), []string{`(line 2): kind: unknown kind "feature" (did you mean Feature?)`}},
-		{"kind unknown", manifestDoc("Pod", manifestMinimal), []string{`kind: unknown kind "Pod" (want Feature or DataSource)`}},
-		{"kind Model", manifestDoc("Model", manifestMinimal), []string{"(line 2): kind: Model is not supported yet"}},
-		{"kind Plugin", manifestDoc("Plugin", manifestMinimal), []string{"kind: Plugin is not supported yet"}},
+		{"kind Plugin misspelt", manifestDoc("plugins", pluginMinimal), []string{`(line 2): kind: unknown kind "plugins" (did you mean Plugin?)`}},
+		{"kind unknown", manifestDoc("Pod", manifestMinimal), []string{`kind: unknown kind "Pod" (want Feature, DataSource or Plugin)`}},
+		{"kind Model", manifestDoc("Model", manifestMinimal), []string{"(line 2): kind: Model is not supported yet (want Feature, DataSource or Plugin)"}},
+		{"RaptorML kind missing", "apiVersion: k8s.raptor.ml/v1alpha1\n", []string{"kind: missing (want Feature or DataSource)"}},
+		{"RaptorML kind unknown", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: Pod\n" + manifestMinimal, []string{`kind: unknown kind "Pod" (want Feature or DataSource)`}},
+		{"RaptorML Plugin", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: Plugin\n" + pluginMinimal, []string{
+			"t.yaml: document 1 (line 2): kind: RaptorML has no Plugin kind: a Plugin manifest is an Osprey one (apiVersion: osprey.dev/v1alpha1)"}},
 		{"unknown top field", manifestDoc("Feature", manifestMinimal+"status: {}\n"), []string{"(line 11): status: unknown field"}},
 		{"metadata missing", manifestDoc("Feature", "spec: {}\n"), []string{"metadata: missing"}},
 		{"spec missing", manifestDoc("Feature", "metadata: {name: f}\n"), []string{"spec: missing"}},
@@ -385,11 +548,82 @@ func TestParseErrors(t *testing.T) {
 		{"data source secret", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: DataSource\nmetadata: {name: s}\nspec:\n  kind: rest\n  config:\n    - name: token\n      secretKeyRef: {name: s, key: k}\n", []string{
 			"(line 8): spec.config[0].secretKeyRef: Kubernetes secret references are not supported"}},
 
+		// Plugin spec: decoding.
+		{"plugin module missing", manifestDoc("Plugin", "metadata: {name: p}\nspec:\n  functions: [{name: f, role: encoder}]\n"), []string{
+			"t.yaml: document 1 (line 4): spec.module: missing (the Wasm module: its path, relative to the manifest, or its sha256: reference)"}},
+		{"plugin module empty", manifestDoc("Plugin", "metadata: {name: p}\nspec:\n  module: ' '\n  functions: [{name: f, role: encoder}]\n"), []string{
+			"(line 5): spec.module: empty (a Wasm module's path or digest)"}},
+		{"plugin module not a string", manifestDoc("Plugin", "metadata: {name: p}\nspec:\n  module: [a]\n  functions: [{name: f, role: encoder}]\n"), []string{
+			"(line 5): spec.module: must be a string, not a list"}},
+		{"plugin functions missing", plugin(""), []string{"(line 4): spec.functions: missing (the functions the module exports, e.g. [{name: handle, role: middleware}])"}},
+		{"plugin functions not a list", plugin("  functions: {name: f}\n"), []string{"(line 6): spec.functions: must be a list, not a mapping"}},
+		{"plugin function not a mapping", plugin("  functions: [handle]\n"), []string{`(line 6): spec.functions[0]: must be a mapping with name and role, not "handle"`}},
+		{"plugin function unknown field", plugin("  functions:\n    - {name: f, role: encoder, export: g}\n"), []string{"(line 7): spec.functions[0].export: unknown field"}},
+		{"plugin function name not a string", plugin("  functions:\n    - {name: [f], role: encoder}\n"), []string{"(line 7): spec.functions[0].name: must be a string, not a list"}},
+		{"plugin unknown field", pluginFn("  alowedHosts: [api.example.com]\n"), []string{"t.yaml: document 1 (line 7): spec.alowedHosts: unknown field (did you mean allowedHosts?)"}},
+		{"plugin unknown field, no suggestion", pluginFn("  sandbox: strict\n"), []string{"(line 7): spec.sandbox: unknown field"}},
+		{"plugin host not a string", pluginFn("  allowedHosts: [{a: b}]\n"), []string{"(line 7): spec.allowedHosts[0]: must be a string, not a mapping"}},
+		{"plugin config not a map", pluginFn("  config: [a]\n"), []string{"(line 7): spec.config: must be a mapping of names to strings, not a list"}},
+		{"plugin config value", pluginFn("  config: {a: [1]}\n"), []string{"(line 7): spec.config.a: must be a string, not a list"}},
+		{"plugin limits not a mapping", pluginFn("  limits: 5\n"), []string{`(line 7): spec.limits: must be a mapping with timeout, memoryPages, httpResponseBytes and outputBytes, not "5"`}},
+		{"plugin limits unknown field", pluginFn("  limits: {memoryPage: 1}\n"), []string{"(line 7): spec.limits.memoryPage: unknown field (did you mean memoryPages?)"}},
+		{"plugin timeout zero", pluginFn("  limits:\n    timeout: 0s\n"), []string{
+			"(line 8): spec.limits.timeout: must be a positive duration, e.g. 200ms (omit it for the host's default)"}},
+		{"plugin timeout negative", pluginFn("  limits:\n    timeout: -1s\n"), []string{"(line 8): spec.limits.timeout: must be a positive duration"}},
+		{"plugin timeout invalid", pluginFn("  limits:\n    timeout: soon\n"), []string{`(line 8): spec.limits.timeout: invalid duration "soon"`}},
+		{"plugin memoryPages too many", pluginFn("  limits:\n    memoryPages: 65537\n"), []string{
+			"(line 8): spec.limits.memoryPages: 65537 is more than 65536 (64 KiB pages: 4 GiB, the most a memory can have)"}},
+		{"plugin memoryPages negative", pluginFn("  limits:\n    memoryPages: -1\n"), []string{"(line 8): spec.limits.memoryPages: must be ≥ 0 (omit it for the host's default), not -1"}},
+		{"plugin memoryPages beyond 32 bits", pluginFn("  limits:\n    memoryPages: 9999999999\n"), []string{"(line 8): spec.limits.memoryPages: 9999999999 is more than 65536"}},
+		{"plugin httpResponseBytes out of range", pluginFn("  limits:\n    httpResponseBytes: 18446744073709551615\n"), []string{
+			"(line 8): spec.limits.httpResponseBytes: 18446744073709551615 is out of range"}},
+		{"plugin outputBytes not an integer", pluginFn("  limits:\n    outputBytes: 1.5\n"), []string{`(line 8): spec.limits.outputBytes: must be an integer, not "1.5"`}},
+		{"plugin name with dash", manifestDoc("Plugin", "metadata: {name: geo-ip}\nspec: {module: m.wasm, functions: [{name: f, role: connector}]}\n"), []string{
+			`(line 3): metadata.name: "geo-ip" has '-' at offset 3 (want letters, digits and '_'); use '_' instead of '-'`}},
+
+		// Plugin spec: Validate's errors keep their field path and get a line.
+		{"plugin functions empty", plugin("  functions: []\n"), []string{
+			"t.yaml: document 1 (line 6): spec.functions: at least one function is required (e.g. [{name: handle, role: middleware}])"}},
+		{"plugin function name missing", plugin("  functions:\n    - {role: encoder}\n"), []string{
+			"(line 7): spec.functions[0].name: missing (the name of a function the module exports)"}},
+		{"plugin function name blank", plugin("  functions:\n    - name: ' '\n      role: encoder\n"), []string{"(line 7): spec.functions[0].name: missing"}},
+		{"plugin function name invalid", plugin("  functions:\n    - {name: encode, role: encoder}\n    - {name: mask-value, role: encoder}\n"), []string{
+			`(line 8): spec.functions[1].name: "mask-value" has '-' at offset 4 (want letters, digits and '_')`}},
+		{"plugin function name starts with a digit", plugin("  functions:\n    - {name: 1st, role: encoder}\n"), []string{
+			`(line 7): spec.functions[0].name: "1st" starts with a digit (want a letter or '_')`}},
+		{"plugin function name too long", plugin("  functions:\n    - {name: " + strings.Repeat("f", 129) + ", role: encoder}\n"), []string{
+			"(line 7): spec.functions[0].name: 129 characters, more than 128"}},
+		{"plugin function duplicate", plugin("  functions:\n    - {name: encode, role: encoder}\n    - {name: encode, role: middleware}\n"), []string{
+			`(line 8): spec.functions[1].name: duplicate function "encode" (also spec.functions[0])`}},
+		{"plugin role missing", plugin("  functions:\n    - {name: f}\n"), []string{"(line 7): spec.functions[0].role: missing (want middleware, encoder or connector)"}},
+		{"plugin role misspelt", plugin("  functions:\n    - {name: f, role: encoder}\n    - {name: g, role: Encodr}\n"), []string{
+			`(line 8): spec.functions[1].role: unknown role "Encodr" (did you mean encoder?)`}},
+		{"plugin role unknown", plugin("  functions:\n    - {name: f, role: filter}\n"), []string{
+			`(line 7): spec.functions[0].role: unknown role "filter" (want middleware, encoder or connector)`}},
+		{"plugin host with a port", pluginFn("  allowedHosts: [api.example.com:443]\n"), []string{
+			`t.yaml: document 1 (line 7): spec.allowedHosts[0]: "api.example.com:443": want a host name, without scheme, port or path (did you mean api.example.com?)`}},
+		{"plugin host as a URL", pluginFn("  allowedHosts:\n    - ok.example.com\n    - https://api.example.com/v1\n"), []string{
+			`(line 9): spec.allowedHosts[1]: "https://api.example.com/v1": want a host name, without scheme, port or path (did you mean api.example.com?)`}},
+		{"plugin host with a space", pluginFn("  allowedHosts: ['api example.com']\n"), []string{
+			`(line 7): spec.allowedHosts[0]: "api example.com": want a host name, without scheme, port or path (e.g. api.example.com or *.example.com)`}},
+		{"plugin host empty", pluginFn("  allowedHosts: [' ']\n"), []string{"(line 7): spec.allowedHosts[0]: empty (a host name, e.g. api.example.com)"}},
+		{"plugin host duplicate", pluginFn("  allowedHosts:\n    - api.example.com\n    - API.example.com\n"), []string{
+			`(line 9): spec.allowedHosts[1]: duplicate host "API.example.com" (also spec.allowedHosts[0])`}},
+		{"plugin config empty name", pluginFn("  config:\n    \"\": x\n"), []string{`(line 8): spec.config[""]: empty name`}},
+		{"plugin httpResponseBytes negative", pluginFn("  limits:\n    httpResponseBytes: -1\n"), []string{
+			"(line 8): spec.limits.httpResponseBytes: must be ≥ 0 (omit it for the host's default), not -1"}},
+		{"plugin outputBytes negative", pluginFn("  limits: {timeout: 1s, outputBytes: -5}\n"), []string{
+			"(line 7): spec.limits.outputBytes: must be ≥ 0 (omit it for the host's default), not -5"}},
+
 		// Several documents: every document's errors are reported.
 		{"errors in two documents", manifestDoc("Feature", "metadata: {name: a}\nspec: {}\n") + "---\n---\n" + manifestDoc("DataSource", "metadata: {name: b}\nspec: {}\n"), []string{
 			"document 1 (line 4): spec.primitive: missing", "document 3 (line 10): spec.kind: missing"}},
 		{"duplicate feature", manifestDoc("Feature", manifestMinimal) + "---\n" + manifestDoc("Feature", strings.Replace(manifestMinimal, "name: f", "name: F", 1)), []string{
 			"document 2 (line 12): metadata.name: Feature ns.f is defined twice (first at t.yaml: document 1 (line 1))"}},
+		{"duplicate plugin", manifestDoc("Plugin", pluginMinimal) + "---\n" + manifestDoc("Plugin", strings.Replace(pluginMinimal, "name: p", "name: P", 1)), []string{
+			"document 2 (line 10): metadata.name: Plugin ns.p is defined twice (first at t.yaml: document 1 (line 1))"}},
+		{"errors in a feature and a plugin", manifestDoc("Feature", "metadata: {name: a}\nspec: {}\n") + "---\n" + manifestDoc("Plugin", "metadata: {name: b}\nspec: {module: b.wasm}\n"), []string{
+			"document 1 (line 4): spec.primitive: missing", "document 2 (line 9): spec.functions: missing"}},
 		{"feature and data source may share a name", manifestDoc("Feature", manifestMinimal) + "---\n" + manifestDoc("DataSource", "metadata: {name: f, namespace: ns}\nspec: {kind: rest}\n") + "---\n[]\n", []string{
 			"document 3 (line 17): must be a mapping"}},
 		{"syntax error", manifestDoc("Feature", manifestMinimal) + "---\nkind: [\n", []string{"t.yaml: document 2 (line 12): invalid YAML: did not find expected node content"}},
@@ -478,6 +712,14 @@ func TestErrorWrapsFieldError(t *testing.T) {
 	if !errors.Is(err, engine.ErrInvalidDataSource) || !errors.As(err, &fe) || fe.Path != "spec.keyFields[1]" {
 		t.Errorf("error %v: want engine.ErrInvalidDataSource and a *engine.FieldError for spec.keyFields[1]", err)
 	}
+
+	_, err = Parse([]byte(manifestDoc("Plugin", pluginMinimal+"  allowedHosts: [a.example.com, b.example.com:80]\n")), "x.yaml")
+	if !errors.Is(err, ErrInvalidPlugin) || !errors.Is(err, ErrInvalid) || !errors.As(err, &fe) || fe.Path != "spec.allowedHosts[1]" {
+		t.Errorf("error %v: want ErrInvalidPlugin, ErrInvalid and a *engine.FieldError for spec.allowedHosts[1]", err)
+	}
+	if !errors.As(err, &me) || me.Path != "spec.allowedHosts[1]" || me.Pos != (Position{Source: "x.yaml", Document: 1, Line: 9}) {
+		t.Errorf("Error = %+v", me)
+	}
 }
 
 func TestParseEmpty(t *testing.T) {
@@ -564,12 +806,19 @@ func TestLoad(t *testing.T) {
 		"fraud.yaml:DataSource:fraud.transactions",
 		"fraud.yaml:Feature:fraud.card_spend",
 		"fraud.yaml:Feature:fraud.last_country",
+		"plugin.yaml:Plugin:pii.mask",
+		"plugin.yaml:Feature:pii.mask",
 		"raptor.yaml:DataSource:legacy_fraud.card_transactions",
 		"raptor.yaml:Feature:legacy_fraud.card_spend",
 		"raptor.yaml:Feature:legacy_fraud.card_label",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("loaded\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	mask := ms[5].Plugin
+	if mask.Module != "modules/mask.wasm" || len(mask.Functions) != 3 || mask.Functions[2] != (PluginFunction{"compute", PluginRoleConnector}) ||
+		mask.Limits.Timeout != 200*time.Millisecond || mask.Config["mask_char"] != "*" || mask.Labels["team"] != "privacy" {
+		t.Errorf("pii.mask = %+v", mask)
 	}
 	spend := ms[3].Feature
 	if spend.Builder.Kind != "wasm" || spend.Aggrs.String() != "sum,count,max,avg" || spend.DataSource != "fraud.transactions" {
@@ -578,7 +827,7 @@ func TestLoad(t *testing.T) {
 	if ds := ms[2].DataSource; ds.Config["brokers"] != "kafka-1:9092,kafka-2:9092" || ds.Config["partitions"] != "12" || ds.Schema != "{\"type\": \"object\"}\n" {
 		t.Errorf("fraud.transactions = %+v", ds)
 	}
-	if f := ms[7].Feature; f.Builder.Kind != engine.BuilderSourceless {
+	if f := ms[9].Feature; f.Builder.Kind != engine.BuilderSourceless {
 		t.Errorf("headless feature = %+v", f)
 	}
 
@@ -702,13 +951,17 @@ func FuzzParse(f *testing.F) {
 		}
 		for _, m := range ms {
 			switch {
-			case m.Kind == KindFeature && m.Feature != nil && m.DataSource == nil:
+			case m.Kind == KindFeature && m.Feature != nil && m.DataSource == nil && m.Plugin == nil:
 				if err := m.Feature.Validate(); err != nil {
 					t.Fatalf("accepted an invalid feature: %v", err)
 				}
-			case m.Kind == KindDataSource && m.DataSource != nil && m.Feature == nil:
+			case m.Kind == KindDataSource && m.DataSource != nil && m.Feature == nil && m.Plugin == nil:
 				if err := m.DataSource.Validate(); err != nil {
 					t.Fatalf("accepted an invalid data source: %v", err)
+				}
+			case m.Kind == KindPlugin && m.Plugin != nil && m.Feature == nil && m.DataSource == nil:
+				if err := m.Plugin.Validate(); err != nil {
+					t.Fatalf("accepted an invalid plugin: %v", err)
 				}
 			default:
 				t.Fatalf("inconsistent manifest %+v", m)

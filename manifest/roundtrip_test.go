@@ -97,6 +97,40 @@ spec:
   schema: |
     {"type": "object"}
 `},
+	{"plugin, every field", `apiVersion: osprey.dev/v1alpha1
+kind: Plugin
+metadata:
+  name: Mask
+  namespace: PII
+  labels: {team: privacy, "app.kubernetes.io/name": osprey}
+spec:
+  module: modules/mask.wasm
+  functions:
+    - {name: encode, role: encoder}
+    - {name: handle, role: Middleware}
+    - {name: _compute2, role: connector}
+  config: {mask_char: "*", width: 2, empty: "", multi: "line one\nline two\n", yes: "yes"}
+  allowedHosts: [api.example.com, "*.geo.example.net", "*"]
+  limits: {timeout: 1m30s, memoryPages: 65536, httpResponseBytes: 1048576, outputBytes: 0x10000}
+`},
+	{"plugin, minimal", `apiVersion: osprey.dev/v1alpha1
+kind: Plugin
+metadata: {name: p, labels: {}}
+spec:
+  module: "sha256:` + strings.Repeat("cd", 32) + `"
+  functions: [{name: handle, role: middleware}]
+  config: {}
+  allowedHosts: []
+  limits: {memoryPages: 0, timeout: ~}
+`},
+	{"plugin, some limits", `apiVersion: osprey.dev/v1alpha1
+kind: Plugin
+metadata: {name: p, namespace: ns}
+spec:
+  module: p.wasm
+  functions: [{name: f, role: encoder}]
+  limits: {outputBytes: 10}
+`},
 	{"RaptorML feature", `apiVersion: k8s.raptor.ml/v1alpha1
 kind: Feature
 metadata:
@@ -187,10 +221,13 @@ func roundTrip(t *testing.T, ms []Manifest) [][]byte {
 
 // objectOf is what a round trip keeps: the object, not where it was nor its apiVersion.
 func objectOf(m Manifest) any {
-	if m.Feature != nil {
+	switch {
+	case m.Feature != nil:
 		return m.Feature
+	case m.DataSource != nil:
+		return m.DataSource
 	}
-	return m.DataSource
+	return m.Plugin
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -225,7 +262,7 @@ func TestRoundTripFiles(t *testing.T) {
 // them write every field of the schema, and that the writer writes no field the reader
 // does not accept.
 func TestRoundTripCoversEveryField(t *testing.T) {
-	seen := map[Kind]map[string]bool{KindFeature: {}, KindDataSource: {}}
+	seen := map[Kind]map[string]bool{KindFeature: {}, KindDataSource: {}, KindPlugin: {}}
 	for _, tt := range roundTripInputs {
 		ms, err := Parse([]byte(tt.src), "t.yaml")
 		if err != nil {
@@ -255,6 +292,8 @@ func TestRoundTripCoversEveryField(t *testing.T) {
 		KindFeature: slices.Concat(common, prefixed("spec.", featureFields), prefixed("spec.keepPrevious.", keepPreviousFields),
 			prefixed("spec.builder.", builderFields), prefixed("spec.middlewares[].", middlewareFields)),
 		KindDataSource: slices.Concat(common, prefixed("spec.", dataSourceFields)),
+		KindPlugin: slices.Concat(common, prefixed("spec.", pluginFields), prefixed("spec.functions[].", pluginFunctionFields),
+			prefixed("spec.limits.", pluginLimitsFields)),
 	}
 	for kind, paths := range want {
 		for _, p := range paths {
@@ -301,7 +340,7 @@ func TestCanonical(t *testing.T) {
 		src  string
 		want string
 	}{
-		{"feature", roundTripInputs[7].src, `apiVersion: osprey.dev/v1alpha1
+		{"feature", roundTripInputs[10].src, `apiVersion: osprey.dev/v1alpha1
 kind: Feature
 metadata:
   name: card_label
@@ -364,7 +403,7 @@ spec:
   dependencies:
     - fraud.count
 `},
-		{"data source", roundTripInputs[8].src, `apiVersion: osprey.dev/v1alpha1
+		{"data source", roundTripInputs[11].src, `apiVersion: osprey.dev/v1alpha1
 kind: DataSource
 metadata:
   name: card_tx
@@ -378,6 +417,41 @@ spec:
   keyFields:
     - card_id
   timestampField: ts
+`},
+		{"plugin", `apiVersion: osprey.dev/v1alpha1
+kind: Plugin
+metadata: {name: Mask, namespace: pii, labels: {team: privacy, tier: "1"}}
+spec:
+  limits: {outputBytes: 65536, timeout: 0.2s, memoryPages: 64}
+  allowedHosts: ["*.geo.example.net", api.example.com]
+  config: {width: 2, mask_char: "*"}
+  functions: [{role: Encoder, name: encode}, {name: handle, role: middleware}]
+  module: mask.wasm
+`, `apiVersion: osprey.dev/v1alpha1
+kind: Plugin
+metadata:
+  name: mask
+  namespace: pii
+  labels:
+    team: privacy
+    tier: "1"
+spec:
+  module: mask.wasm
+  functions:
+    - name: encode
+      role: encoder
+    - name: handle
+      role: middleware
+  config:
+    mask_char: '*'
+    width: "2"
+  allowedHosts:
+    - '*.geo.example.net'
+    - api.example.com
+  limits:
+    timeout: 200ms
+    memoryPages: 64
+    outputBytes: 65536
 `},
 	}
 	for _, tt := range tests {
@@ -399,7 +473,7 @@ spec:
 
 func TestMarshalNothing(t *testing.T) {
 	_, err := Marshal(Manifest{Kind: KindFeature, Pos: Position{Source: "x.yaml", Document: 1}})
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x.yaml: document 1: no Feature or DataSource to write") {
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x.yaml: document 1: no Feature, DataSource or Plugin to write") {
 		t.Errorf("error = %v", err)
 	}
 }
@@ -437,6 +511,9 @@ func TestFieldLists(t *testing.T) {
 		{"builder", builderFields, "kind module aggr aggrGranularity config code", "runtime packages", " with kind, module, aggr, aggrGranularity and config"},
 		{"middleware", middlewareFields, "name module stages priority config", "", " with name, module, stages, priority and config"},
 		{"data source", dataSourceFields, "kind config keyFields timestampField schema", "replicas resources", " with kind, config, keyFields, timestampField and schema"},
+		{"plugin", pluginFields, "module functions config allowedHosts limits", "", " with module, functions, config, allowedHosts and limits"},
+		{"plugin function", pluginFunctionFields, "name role", "", " with name and role"},
+		{"plugin limits", pluginLimitsFields, "timeout memoryPages httpResponseBytes outputBytes", "", " with timeout, memoryPages, httpResponseBytes and outputBytes"},
 		{"data source reference", dataSourceRefFields, "name namespace", "", " with name and namespace"},
 		{"RaptorML config entry", raptorConfigFields, "name value secretKeyRef", "", " with name and value"},
 	}

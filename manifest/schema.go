@@ -20,7 +20,7 @@ type document struct {
 	APIVersion string   `yaml:"apiVersion"`
 	Kind       string   `yaml:"kind"`
 	Metadata   metadata `yaml:"metadata"`
-	Spec       any      `yaml:"spec"` // featureSpec or dataSourceSpec
+	Spec       any      `yaml:"spec"` // featureSpec, dataSourceSpec or pluginSpec
 }
 
 type metadata struct {
@@ -69,6 +69,26 @@ type dataSourceSpec struct {
 	KeyFields      []string          `yaml:"keyFields,omitempty"`
 	TimestampField string            `yaml:"timestampField,omitempty"`
 	Schema         string            `yaml:"schema,omitempty"`
+}
+
+type pluginSpec struct {
+	Module       string               `yaml:"module"`
+	Functions    []pluginFunctionSpec `yaml:"functions"`
+	Config       map[string]string    `yaml:"config,omitempty"`
+	AllowedHosts []string             `yaml:"allowedHosts,omitempty"`
+	Limits       *pluginLimitsSpec    `yaml:"limits,omitempty"`
+}
+
+type pluginFunctionSpec struct {
+	Name string `yaml:"name"`
+	Role string `yaml:"role"`
+}
+
+type pluginLimitsSpec struct {
+	Timeout           string `yaml:"timeout,omitempty"`
+	MemoryPages       uint32 `yaml:"memoryPages,omitempty"`
+	HTTPResponseBytes int64  `yaml:"httpResponseBytes,omitempty"`
+	OutputBytes       int64  `yaml:"outputBytes,omitempty"`
 }
 
 // fieldSet is the fields of one mapping of the format.
@@ -120,11 +140,14 @@ var (
 	metadataFields = fieldsOf[metadata](nil, "annotations", "uid", "resourceVersion", "generation",
 		"creationTimestamp", "managedFields", "finalizers", "ownerReferences", "selfLink", "generateName",
 		"deletionTimestamp", "deletionGracePeriodSeconds")
-	featureFields      = fieldsOf[featureSpec](nil)
-	keepPreviousFields = fieldsOf[keepPreviousSpec](nil)
-	builderFields      = fieldsOf[builderSpec]([]string{"code"}, "runtime", "packages")
-	middlewareFields   = fieldsOf[middlewareSpec](nil)
-	dataSourceFields   = fieldsOf[dataSourceSpec](nil, "replicas", "resources")
+	featureFields        = fieldsOf[featureSpec](nil)
+	keepPreviousFields   = fieldsOf[keepPreviousSpec](nil)
+	builderFields        = fieldsOf[builderSpec]([]string{"code"}, "runtime", "packages")
+	middlewareFields     = fieldsOf[middlewareSpec](nil)
+	dataSourceFields     = fieldsOf[dataSourceSpec](nil, "replicas", "resources")
+	pluginFields         = fieldsOf[pluginSpec](nil)
+	pluginFunctionFields = fieldsOf[pluginFunctionSpec](nil)
+	pluginLimitsFields   = fieldsOf[pluginLimitsSpec](nil)
 
 	// dataSourceRefFields: spec.dataSource may be a mapping; the writer writes the FQN.
 	dataSourceRefFields = extend([]string{"name", "namespace"}, nil)

@@ -24,6 +24,8 @@ var (
 	// (another replica applied or deleted it) since this registry last saw it; nothing was
 	// applied. The registry catches up within its sync period: retry then.
 	ErrConflict = errors.New("changed concurrently")
+	// ErrUnsupportedKind: a manifest of a kind the registry does not apply (yet): Plugin.
+	ErrUnsupportedKind = errors.New("kind not supported")
 )
 
 // kindError is an error with its own message that is one of the sentinels above, and

@@ -345,6 +345,10 @@ func (r *Registry) stepsOf(ms []manifest.Manifest, provided map[string][]byte) (
 	}
 	steps = make([]*applyStep, len(ms))
 	for i, mf := range ms {
+		if mf.Kind != manifest.KindFeature && mf.Kind != manifest.KindDataSource {
+			return nil, release, &kindError{kind: ErrUnsupportedKind,
+				msg: fmt.Sprintf("%s: %s %s: applying %s manifests is not supported yet (the plugin host exists; the registry does not apply plugins)", mf.Pos, mf.Kind, mf.FQN(), mf.Kind)}
+		}
 		st := &applyStep{m: mf, key: Key{string(mf.Kind), mf.FQN()}}
 		if err := r.pendingError(st); err != nil {
 			return nil, release, err

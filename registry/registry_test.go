@@ -259,6 +259,11 @@ func TestApply(t *testing.T) {
 		applied   []string // the engine's objects afterwards
 		stored    []string // the store's afterwards
 	}{{
+		name: "a Plugin manifest is refused, and nothing of the request applied",
+		yaml: docs(feature("a", ""), "apiVersion: osprey.dev/v1alpha1\nkind: Plugin\nmetadata: {name: mask, namespace: t}\nspec:\n  module: sha256:"+
+			strings.Repeat("ab", 32)+"\n  functions: [{name: encode, role: encoder}]\n"),
+		wantErr: registry.ErrUnsupportedKind,
+	}, {
 		name:    "data source after its feature in the request is applied first",
 		yaml:    docs(feature("a", "  dataSource: clicks\n"), source),
 		want:    []string{"Feature t.a created", "DataSource t.clicks created"},

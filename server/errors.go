@@ -196,6 +196,7 @@ func withField(ce *connect.Error, field, msg string) *connect.Error {
 //	registry.ErrConflict (another replica changed the    Aborted
 //	  object in the shared store meanwhile)
 //	registry.ErrInUse, ErrNoModules, ErrModuleUnknown    FailedPrecondition
+//	registry.ErrUnsupportedKind (a Plugin manifest)      Unimplemented
 //	*registry.FieldError (module bytes wrong or          the cause's code, InvalidArgument
 //	  missing)                                             when it has none; on its field
 //	*registry.ObjectError (an object the engine or host  the cause's code, except NotFound
@@ -232,6 +233,8 @@ func registryError(err error, names fieldNames) *connect.Error {
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, registry.ErrConflict):
 		return connect.NewError(connect.CodeAborted, err)
+	case errors.Is(err, registry.ErrUnsupportedKind):
+		return connect.NewError(connect.CodeUnimplemented, err)
 	case errors.Is(err, registry.ErrInUse), errors.Is(err, registry.ErrNoModules), errors.Is(err, registry.ErrModuleUnknown):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, registry.ErrNotFound):

@@ -38,6 +38,12 @@ func runValidate(_ context.Context, e *env, args []string) error {
 		switch {
 		case m.Feature != nil:
 			fmt.Fprintf(e.stdout, "ok  %-10s %-30s %s\n", m.Kind, m.FQN(), describeFeature(m.Feature))
+		case m.Plugin != nil:
+			fns := make([]string, len(m.Plugin.Functions))
+			for i, f := range m.Plugin.Functions {
+				fns[i] = f.Name + " (" + string(f.Role) + ")"
+			}
+			fmt.Fprintf(e.stdout, "ok  %-10s %-30s module=%s functions=%s\n", m.Kind, m.FQN(), m.Plugin.Module, strings.Join(fns, ", "))
 		default:
 			fmt.Fprintf(e.stdout, "ok  %-10s %-30s kind=%s\n", m.Kind, m.FQN(), m.DataSource.Kind)
 		}
