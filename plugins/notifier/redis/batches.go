@@ -54,16 +54,14 @@ type batchBudget struct {
 	wake chan struct{}
 }
 
-func (b *batchBudget) room() int64 {
+// reserve takes up to k of what is left, for one read; the read gives back what it did not
+// hand out (give). Shards reserve before they read, so together they never exceed max.
+func (b *batchBudget) reserve(k int64) int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.max - b.out
-}
-
-func (b *batchBudget) take(k int64) {
-	b.mu.Lock()
+	k = max(min(k, b.max-b.out), 0)
 	b.out += k
-	b.mu.Unlock()
+	return k
 }
 
 func (b *batchBudget) give(k int64) {
@@ -97,7 +95,8 @@ type retry struct {
 	notes []engine.Notification
 }
 
-func (s *batches) room() int64            { return min(s.maxBatch, s.budget.room()) }
+func (s *batches) room() int64            { return s.budget.reserve(s.maxBatch) }
+func (s *batches) unused(k int64)         { s.budget.give(k) }
 func (s *batches) ready() <-chan struct{} { return s.budget.wake }
 
 func (s *batches) handling(id string) bool {
@@ -138,7 +137,6 @@ func (s *batches) deliver(ctx context.Context, key string, ids []string, notes [
 		s.inFlight[id] = struct{}{}
 	}
 	s.mu.Unlock()
-	s.budget.take(int64(len(ids)))
 	s.hand(ctx, key, ids, notes)
 	return false // failures come back through done, not through the pending entries
 }

@@ -513,8 +513,8 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 		if err := out.redeliver(ctx, key); err != nil {
 			return err
 		}
-		room := out.room()
-		if room <= 0 { // as many handed out as the subscriber allows
+		room := out.room() // reserved: what the read does not hand out is given back
+		if room <= 0 {     // as many handed out as the subscriber allows
 			select {
 			case <-out.ready():
 			case <-time.After(n.block):
@@ -536,6 +536,9 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 				err = n.createGroup(ctx, i, group)
 			}
 			joined = err == nil
+			if joined {
+				n.sweepConsumers(ctx, i, group, consumer)
+			}
 		case !retryAt.IsZero() && !now.Before(retryAt):
 			// Our own pending entries: those whose handler failed.
 			var res []redis.XStream
@@ -575,6 +578,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 			err = nil
 		}
 		if err != nil {
+			out.unused(room) // nothing was read
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -627,6 +631,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 			ids, notes = append(ids, m.ID), append(notes, note)
 		}
 		out.settle(now)
+		out.unused(room - int64(len(notes)))
 		if len(notes) == 0 {
 			continue
 		}
@@ -655,6 +660,8 @@ type sink interface {
 	deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool)
 	// settle tells the sink that a read sent at sent has been handled.
 	settle(sent time.Time)
+	// unused gives back what room reserved and the read did not hand out.
+	unused(k int64)
 	// redeliver hands over again what the sink itself keeps for a retry, once due.
 	redeliver(ctx context.Context, key string) error
 	// retryAt is when redeliver next has something due (zero: nothing).
@@ -674,6 +681,7 @@ func (s *oneByOne) ready() <-chan struct{}                  { return nil }
 func (s *oneByOne) handling(string) bool                    { return false }
 func (s *oneByOne) redeliver(context.Context, string) error { return nil }
 func (s *oneByOne) settle(time.Time)                        {}
+func (s *oneByOne) unused(int64)                            {}
 func (s *oneByOne) retryAt() time.Time                      { return time.Time{} }
 func (s *oneByOne) deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool) {
 	for i, note := range notes {
@@ -725,6 +733,25 @@ func (n *Notifier) dropConsumer(i int, group, consumer string) {
 		return
 	}
 	_ = n.client.XGroupDelConsumer(ctx, key, group, consumer).Err()
+}
+
+// sweepConsumers removes from the group the consumers other subscribers left behind: no
+// entry pending, and idle for longer than any live subscriber is (a live one reads at least
+// every block time). A subscription that ended holding entries keeps its consumer until
+// those are acknowledged or claimed; this removes it afterwards, so consumers do not pile up
+// over restarts.
+func (n *Notifier) sweepConsumers(ctx context.Context, i int, group, self string) {
+	key := n.Stream(i)
+	cs, err := n.client.XInfoConsumers(ctx, key, group).Result()
+	if err != nil {
+		return
+	}
+	idle := max(10*n.block, n.claimIdle)
+	for _, c := range cs {
+		if c.Name != self && c.Pending == 0 && c.Idle > idle {
+			_ = n.client.XGroupDelConsumer(ctx, key, group, c.Name).Err()
+		}
+	}
 }
 
 // wasDeleted reports whether DeleteGroup ran on group since a subscriber that saw marker

@@ -484,3 +484,41 @@ func TestBatchesLeftByAStoppedSubscriber(t *testing.T) {
 		t.Fatalf("the next subscriber got %v, want 0..9", got)
 	}
 }
+
+// TestLeftConsumersSwept: a consumer a subscription left behind (nothing pending, idle) is
+// removed when the next subscriber joins.
+func TestLeftConsumersSwept(t *testing.T) {
+	s := redistest.Standalone(t)
+	client := standaloneClient(t, s)
+	prefix := fresh()
+	n := newNotifier(t, client, redis.WithPrefix(prefix), redis.WithGroups("g"), redis.WithBlock(20*time.Millisecond),
+		redis.WithClaimIdle(50*time.Millisecond), redis.WithTrimInterval(time.Hour), redis.WithLogger(quiet))
+	stream := n.Stream(0)
+	if err := client.XGroupCreateConsumer(context.Background(), stream, "g", "left-behind").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // past ten block times
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Subscribe(ctx, "g", func(context.Context, engine.Notification) error { return nil }) }()
+	deadline := time.Now().Add(hang)
+	for {
+		cs, err := client.XInfoConsumers(context.Background(), stream, "g").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := false
+		for _, c := range cs {
+			left = left || c.Name == "left-behind"
+		}
+		if !left {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the left consumer is still in the group: %+v", cs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
