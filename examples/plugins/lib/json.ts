@@ -50,6 +50,47 @@ export class JSONValue {
   }
 }
 
+// Builds a string in one growing buffer of UTF-16 units. Appending to a string, or pushing
+// pieces into an Array<string> and joining, costs time quadratic in the number of pieces
+// (the first copies, the second makes the incremental collector rescan the growing array),
+// and a 300,000-escape string took minutes that way.
+export class StringBuilder {
+  private buf: ArrayBuffer = new ArrayBuffer(64);
+  private bytes: i32 = 0;
+
+  private reserve(extra: i32): void {
+    const need = this.bytes + extra;
+    const cap = this.buf.byteLength;
+    if (need <= cap) return;
+    let next = cap << 1;
+    while (next < need) next <<= 1;
+    const grown = new ArrayBuffer(next);
+    memory.copy(changetype<usize>(grown), changetype<usize>(this.buf), <usize>this.bytes);
+    this.buf = grown;
+  }
+
+  // s[start:end], all of s by default.
+  add(s: string, start: i32 = 0, end: i32 = -1): void {
+    if (end < 0) end = s.length;
+    const n = (end - start) << 1;
+    if (n <= 0) return;
+    this.reserve(n);
+    memory.copy(changetype<usize>(this.buf) + <usize>this.bytes, changetype<usize>(s) + (<usize>start << 1), <usize>n);
+    this.bytes += n;
+  }
+
+  // One UTF-16 unit.
+  unit(c: i32): void {
+    this.reserve(2);
+    store<u16>(changetype<usize>(this.buf) + <usize>this.bytes, <u16>c);
+    this.bytes += 2;
+  }
+
+  toString(): string {
+    return String.UTF16.decodeUnsafe(changetype<usize>(this.buf), <usize>this.bytes);
+  }
+}
+
 export let lastError: string = "";
 
 class Parser {
@@ -193,7 +234,7 @@ class Parser {
 
   string(): string | null {
     this.pos++; // opening quote
-    let out = "";
+    const out = new StringBuilder();
     let run = this.pos;
     while (true) {
       if (this.pos >= this.src.length) {
@@ -202,9 +243,9 @@ class Parser {
       }
       const c = this.src.charCodeAt(this.pos);
       if (c == 0x22) {
-        out += this.src.substring(run, this.pos);
+        out.add(this.src, run, this.pos);
         this.pos++;
-        return out;
+        return out.toString();
       }
       if (c < 0x20) {
         this.fail("control character in string");
@@ -214,18 +255,16 @@ class Parser {
         this.pos++;
         continue;
       }
-      out += this.src.substring(run, this.pos);
+      out.add(this.src, run, this.pos);
       this.pos++;
       const e = this.peek();
       this.pos++;
-      if (e == 0x22) out += "\"";
-      else if (e == 0x5c) out += "\\";
-      else if (e == 0x2f) out += "/";
-      else if (e == 0x62) out += "\b";
-      else if (e == 0x66) out += "\f";
-      else if (e == 0x6e) out += "\n";
-      else if (e == 0x72) out += "\r";
-      else if (e == 0x74) out += "\t";
+      if (e == 0x22 || e == 0x5c || e == 0x2f) out.unit(e);
+      else if (e == 0x62) out.unit(0x08);
+      else if (e == 0x66) out.unit(0x0c);
+      else if (e == 0x6e) out.unit(0x0a);
+      else if (e == 0x72) out.unit(0x0d);
+      else if (e == 0x74) out.unit(0x09);
       else if (e == 0x75) {
         let code: i32 = 0;
         for (let i = 0; i < 4; i++) {
@@ -243,7 +282,7 @@ class Parser {
         }
         // UTF-16 code units pass through as they are: a surrogate pair written as two
         // escapes becomes the pair again.
-        out += String.fromCharCode(code);
+        out.unit(code);
       } else {
         this.pos--;
         this.fail("invalid escape");
@@ -276,7 +315,8 @@ const HEX = "0123456789abcdef";
 
 // A JSON string literal for s.
 export function quote(s: string): string {
-  let out = "\"";
+  const out = new StringBuilder();
+  out.unit(0x22);
   let run = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
@@ -288,10 +328,13 @@ export function quote(s: string): string {
     else if (c == 0x09) esc = "\\t";
     else if (c < 0x20) esc = "\\u00" + HEX.charAt(c >> 4) + HEX.charAt(c & 15);
     else continue;
-    out += s.substring(run, i) + esc;
+    out.add(s, run, i);
+    out.add(esc);
     run = i + 1;
   }
-  return out + s.substring(run) + "\"";
+  out.add(s, run);
+  out.unit(0x22);
+  return out.toString();
 }
 
 // A JSON number for n: integers without a fraction ("0", not AssemblyScript's "0.0").

@@ -11,8 +11,8 @@
 
 import { Memory } from "@extism/as-pdk";
 import { http_request, length } from "@extism/as-pdk/lib/env";
-import { fail, featureName, inputError, output, readInput, setting } from "../../lib/extism";
-import { JSONValue, parse, quote } from "../../lib/json";
+import { allocString, fail, featureName, inputError, output, readInput, setting } from "../../lib/extism";
+import { JSONValue, StringBuilder, parse, quote } from "../../lib/json";
 
 // The PDK 1.0.0 declares http_request but not this one; the go-sdk exports it as () -> i32.
 @external("extism:host/env", "http_status_code")
@@ -23,17 +23,19 @@ const HEX = "0123456789ABCDEF";
 // Percent-encodes s (UTF-8) for a query value, keeping only RFC 3986 unreserved characters.
 function queryEscape(s: string): string {
   const bytes = Uint8Array.wrap(String.UTF8.encode(s));
-  let out = "";
+  const out = new StringBuilder();
   for (let i = 0; i < bytes.length; i++) {
     const b = <i32>bytes[i];
     if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
         b == 0x2d || b == 0x2e || b == 0x5f || b == 0x7e) {
-      out += String.fromCharCode(b);
+      out.unit(b);
     } else {
-      out += "%" + HEX.charAt(b >> 4) + HEX.charAt(b & 15);
+      out.unit(0x25); // %
+      out.unit(HEX.charCodeAt(b >> 4));
+      out.unit(HEX.charCodeAt(b & 15));
     }
   }
-  return out;
+  return out.toString();
 }
 
 function snippet(s: string): string {
@@ -60,12 +62,12 @@ export function compute(): i32 {
   // response body (0 when empty); the status comes from http_status_code afterwards. A
   // request the host refuses (allowed_hosts) or cannot make ends the call there, as a trap.
   const req = "{\"method\":\"GET\",\"url\":" + quote(url) + ",\"headers\":{\"Accept\":\"application/json\"}}";
-  const bodyOffset = http_request(Memory.allocateString(req).offset, 0);
+  const bodyOffset = http_request(allocString(req).offset, 0);
   const status = http_status_code();
   const body = bodyOffset == 0 ? "" : new Memory(bodyOffset, length(bodyOffset)).toString();
 
   if (status != 200) {
-    let msg = "geoip: " + feature + ": GET " + url + " returned HTTP status " + status.toString();
+    let msg = "geoip: " + feature + ": GET " + snippet(url) + " returned HTTP status " + status.toString();
     if (body.length > 0) msg += ": " + snippet(body);
     return fail(msg);
   }

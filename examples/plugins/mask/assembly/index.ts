@@ -12,42 +12,37 @@
 import { fail, featureName, inputError, output, readInput, setting } from "../../lib/extism";
 import { quote } from "../../lib/json";
 
-// s split into code points, each as a string.
-function codePoints(s: string): Array<string> {
-  const out = new Array<string>();
-  let i = 0;
-  while (i < s.length) {
-    const c = s.charCodeAt(i);
-    let n = 1;
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) n = 2;
-    }
-    out.push(s.substr(i, n));
-    i += n;
-  }
-  return out;
+function isHigh(c: i32): bool { return c >= 0xd800 && c <= 0xdbff; }
+function isLow(c: i32): bool { return c >= 0xdc00 && c <= 0xdfff; }
+
+// UTF-16 units of the code point that starts at i.
+function unitsAt(s: string, i: i32): i32 {
+  return isHigh(s.charCodeAt(i)) && i + 1 < s.length && isLow(s.charCodeAt(i + 1)) ? 2 : 1;
 }
 
-function keepFirst(cps: Array<string>, maskChar: string): string {
-  let out = cps[0];
-  for (let i = 1; i < cps.length; i++) out += maskChar;
-  return out;
+// Code points in s (a lone surrogate counts as one).
+function countCodePoints(s: string): i32 {
+  let n = 0;
+  for (let i = 0; i < s.length; i += unitsAt(s, i)) n++;
+  return n;
 }
 
+// Linear in the string's length: one repeat, no concatenation in a loop.
 function mask(s: string, maskChar: string): string {
   const at = s.lastIndexOf("@");
   if (at > 0 && at < s.length - 1) {
-    return keepFirst(codePoints(s.substring(0, at)), maskChar) + s.substring(at);
+    const local = s.substring(0, at);
+    const first = unitsAt(local, 0);
+    return local.substring(0, first) + maskChar.repeat(countCodePoints(local) - 1) + s.substring(at);
   }
-  const cps = codePoints(s);
-  const n = cps.length;
+  const n = countCodePoints(s);
   if (n == 0) return "";
   if (n == 1) return maskChar;
-  if (n == 2) return cps[0] + maskChar;
-  let out = cps[0];
-  for (let i = 1; i < n - 1; i++) out += maskChar;
-  return out + cps[n - 1];
+  const first = unitsAt(s, 0);
+  if (n == 2) return s.substring(0, first) + maskChar;
+  let lastStart = s.length - 1;
+  if (lastStart > 0 && isLow(s.charCodeAt(lastStart)) && isHigh(s.charCodeAt(lastStart - 1))) lastStart--;
+  return s.substring(0, first) + maskChar.repeat(n - 2) + s.substring(lastStart);
 }
 
 export function encode(): i32 {
