@@ -29,36 +29,26 @@ func BenchmarkCall(b *testing.B) {
 			}
 		}
 	})
-	b.Run("sdk-one-instance", func(b *testing.B) {
-		m := sdk.Manifest{Wasm: []sdk.Wasm{sdk.WasmData{Data: wasm}}}
-		p, err := sdk.NewPlugin(ctx, m, sdk.PluginConfig{EnableWasi: true}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close(ctx)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, _, err := p.CallWithContext(ctx, "echo", in); err != nil {
+	sdkCall := func(timeoutMS uint64) func(b *testing.B) {
+		return func(b *testing.B) {
+			m := sdk.Manifest{Wasm: []sdk.Wasm{sdk.WasmData{Data: wasm}}, Timeout: timeoutMS}
+			p, err := sdk.NewPlugin(ctx, m, sdk.PluginConfig{EnableWasi: true}, nil)
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-	})
-	b.Run("sdk-one-instance-timeout", func(b *testing.B) {
-		// The same, with a timeout: the SDK then closes a call's instance when its context
-		// ends (wazero's CloseOnContextDone), as every osprey call does.
-		m := sdk.Manifest{Wasm: []sdk.Wasm{sdk.WasmData{Data: wasm}}, Timeout: 1000}
-		p, err := sdk.NewPlugin(ctx, m, sdk.PluginConfig{EnableWasi: true}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer p.Close(ctx)
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, _, err := p.CallWithContext(ctx, "echo", in); err != nil {
-				b.Fatal(err)
+			defer p.Close(ctx)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := p.CallWithContext(ctx, "echo", in); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-	})
+	}
+	b.Run("sdk-one-instance", sdkCall(0))
+	// The same, with a timeout: the SDK then closes a call's instance when its context ends
+	// (wazero's CloseOnContextDone), as every osprey call does.
+	b.Run("sdk-one-instance-timeout", sdkCall(1000))
 	b.Run("osprey-pool-parallel", func(b *testing.B) {
 		pl := load(b, extism.DefaultPolicy, extism.Spec{Name: "echo", Module: wasm, Functions: []string{"echo"}})
 		b.ReportAllocs()
