@@ -3,7 +3,9 @@ package historian
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -42,4 +44,30 @@ type ObjectInfo struct {
 	Key      string
 	Size     int64
 	Modified time.Time
+}
+
+// KeyProblem says what is wrong with key as a Storage key, or "" when nothing is: a key is a
+// relative slash-separated path of non-empty segments other than "." and "..", without
+// backslashes or NUL bytes. Every Storage accepts these keys, so that objects can move
+// between them; a Storage may refuse more (the file store: its temporary names).
+func KeyProblem(key string) string {
+	switch {
+	case key == "":
+		return "is empty"
+	case strings.HasPrefix(key, "/"):
+		return "is absolute"
+	case strings.ContainsRune(key, '\\'):
+		return "has a backslash"
+	case strings.ContainsRune(key, 0):
+		return "has a NUL byte"
+	}
+	for seg := range strings.SplitSeq(key, "/") {
+		switch seg {
+		case "":
+			return "has an empty segment"
+		case ".", "..":
+			return fmt.Sprintf("has a %q segment", seg)
+		}
+	}
+	return ""
 }

@@ -87,25 +87,14 @@ func CheckKey(key string) error {
 	return nil
 }
 
-// badKey says what is wrong with key, or "".
+// badKey says what is wrong with key, or "": historian.KeyProblem, and the file store's own
+// rules (its temporary names, the directory's bounds).
 func badKey(key string) string {
-	switch {
-	case key == "":
-		return "is empty"
-	case strings.HasPrefix(key, "/"):
-		return "is absolute"
-	case strings.ContainsRune(key, '\\'):
-		return "has a backslash"
-	case strings.ContainsRune(key, 0):
-		return "has a NUL byte"
+	if reason := historian.KeyProblem(key); reason != "" {
+		return reason
 	}
 	for seg := range strings.SplitSeq(key, "/") {
-		switch {
-		case seg == "":
-			return "has an empty segment"
-		case seg == "." || seg == "..":
-			return fmt.Sprintf("has a %q segment", seg)
-		case strings.HasPrefix(seg, tempPrefix):
+		if strings.HasPrefix(seg, tempPrefix) {
 			return fmt.Sprintf("has a segment starting with %q (reserved for temporary files)", tempPrefix)
 		}
 	}

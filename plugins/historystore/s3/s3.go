@@ -277,30 +277,9 @@ func describe(err error) error {
 	return err
 }
 
-// badKey says what is wrong with a key, or "": the keys are those of the file store (relative
-// slash-separated paths of non-empty segments other than "." and "..", without backslashes
-// or NULs), so that the historian's objects can move between the two.
-func badKey(key string) string {
-	switch {
-	case key == "":
-		return "is empty"
-	case strings.HasPrefix(key, "/"):
-		return "is absolute"
-	case strings.ContainsRune(key, '\\'):
-		return "has a backslash"
-	case strings.ContainsRune(key, 0):
-		return "has a NUL byte"
-	}
-	for seg := range strings.SplitSeq(key, "/") {
-		switch seg {
-		case "":
-			return "has an empty segment"
-		case ".", "..":
-			return fmt.Sprintf("has a %q segment", seg)
-		}
-	}
-	return ""
-}
+// badKey says what is wrong with a key, or "": historian.KeyProblem, the keys every store
+// accepts, so that the historian's objects can move between them.
+func badKey(key string) string { return historian.KeyProblem(key) }
 
 func checkKey(key string) error {
 	if reason := badKey(key); reason != "" {
