@@ -152,14 +152,14 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 	p := &plan{f: f}
 	for i, ref := range f.Middlewares {
 		if e.resolver == nil {
-			return fmt.Errorf("apply %s: spec.middlewares[%d]: no middleware resolver configured for %q", f.FQN, i, ref.Name)
+			return fmt.Errorf("apply %s: spec.middlewares[%d]: no middleware resolver configured for %q", f.FQN, i, ref.Label())
 		}
 		fn, err := e.resolver.ResolveMiddleware(ctx, f, ref)
 		if err != nil {
-			return fmt.Errorf("apply %s: spec.middlewares[%d] (%s): %w", f.FQN, i, ref.Name, err)
+			return fmt.Errorf("apply %s: spec.middlewares[%d] (%s): %w", f.FQN, i, ref.Label(), err)
 		}
 		for _, st := range ref.Stages {
-			p.stages[st] = append(p.stages[st], step{name: ref.Name, priority: ref.Priority, fn: fn})
+			p.stages[st] = append(p.stages[st], step{name: ref.Label(), priority: ref.Priority, fn: fn})
 		}
 	}
 	if f.Builder.Kind != BuilderSourceless {
@@ -597,7 +597,7 @@ func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selecto
 		if err != nil {
 			return res, err
 		}
-		if res.Value, err = enc(res.Value); err != nil {
+		if res.Value, err = enc(ctx, res.Value); err != nil {
 			return res, fmt.Errorf("encoding %s: %w", sel.Encoding, err)
 		}
 	}

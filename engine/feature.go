@@ -20,6 +20,9 @@ const (
 	// BuilderSourceless is a feature with no program: values are written with Set, Append,
 	// Incr and Update.
 	BuilderSourceless = "sourceless"
+	// BuilderPlugin is a feature computed on request by a plugin's connector function
+	// (Builder.Plugin, Builder.Function); the program loader that knows plugins runs it.
+	BuilderPlugin = "plugin"
 )
 
 // Feature describes a feature: its type, its time semantics, its keys, where its values come
@@ -71,6 +74,11 @@ type Builder struct {
 	Kind string
 	// Module is the Wasm module's reference (path or digest) for Wasm builders.
 	Module string
+	// Plugin is the FQN of the plugin whose Function computes the feature, for the
+	// BuilderPlugin kind.
+	Plugin string
+	// Function is the plugin's connector function, for the BuilderPlugin kind.
+	Function string
 	// Config is builder-specific configuration.
 	Config map[string]string
 }
@@ -109,10 +117,15 @@ func ParseStage(s string) (Stage, error) {
 
 // MiddlewareRef attaches a middleware to a feature's pipeline.
 type MiddlewareRef struct {
-	// Name of a registered native middleware, or of a Wasm middleware when Module is set.
+	// Name of a registered native middleware, or of a Wasm middleware when Module is set;
+	// "" for a plugin's.
 	Name string
 	// Module is the Wasm module implementing the middleware, or "" for a native one.
 	Module string
+	// Plugin is the FQN of the plugin whose Function is the middleware, or "".
+	Plugin string
+	// Function is the plugin's middleware function, when Plugin is set.
+	Function string
 	// Stages the middleware runs at.
 	Stages []Stage
 	// Priority orders middlewares within a stage: lowest first; equal priorities keep
@@ -120,6 +133,14 @@ type MiddlewareRef struct {
 	Priority int
 	// Config is middleware-specific configuration.
 	Config map[string]string
+}
+
+// Label names the middleware in logs and errors: its name, or plugin/function.
+func (m MiddlewareRef) Label() string {
+	if m.Plugin != "" {
+		return m.Plugin + "/" + m.Function
+	}
+	return m.Name
 }
 
 // Windowed reports whether the feature aggregates its values in time windows.
@@ -251,9 +272,33 @@ func (f *Feature) Validate() error {
 			return bad(fmt.Sprintf("spec.dependencies[%d]", i), "a feature cannot depend on itself")
 		}
 	}
+	switch {
+	case f.Builder.Kind == BuilderPlugin && (f.Builder.Plugin == "" || f.Builder.Function == ""):
+		return bad("spec.builder.plugin", "builder kind %s needs spec.builder.plugin and spec.builder.function (the plugin's connector)", BuilderPlugin)
+	case f.Builder.Kind == BuilderPlugin && f.DataSource != "":
+		return bad("spec.dataSource", "a plugin connector computes the feature on request: it takes no data source")
+	case f.Builder.Kind != BuilderPlugin && (f.Builder.Plugin != "" || f.Builder.Function != ""):
+		return bad("spec.builder.plugin", "set with builder kind %s (a plugin connector is builder kind %s)", f.Builder.Kind, BuilderPlugin)
+	}
+	if f.Builder.Plugin != "" {
+		if _, err := ParseFQN(f.Builder.Plugin, ""); err != nil {
+			return bad("spec.builder.plugin", "%v", err)
+		}
+	}
 	for i, m := range f.Middlewares {
-		if m.Name == "" {
-			return bad(fmt.Sprintf("spec.middlewares[%d].name", i), "missing")
+		switch {
+		case m.Plugin != "" && (m.Name != "" || m.Module != ""):
+			return bad(fmt.Sprintf("spec.middlewares[%d].plugin", i), "a plugin's middleware takes no name or module (it is the plugin's function)")
+		case m.Plugin != "" && m.Function == "":
+			return bad(fmt.Sprintf("spec.middlewares[%d].function", i), "missing: the plugin's middleware function")
+		case m.Plugin == "" && m.Function != "":
+			return bad(fmt.Sprintf("spec.middlewares[%d].function", i), "set without spec.middlewares[%d].plugin", i)
+		case m.Plugin != "":
+			if _, err := ParseFQN(m.Plugin, ""); err != nil {
+				return bad(fmt.Sprintf("spec.middlewares[%d].plugin", i), "%v", err)
+			}
+		case m.Name == "":
+			return bad(fmt.Sprintf("spec.middlewares[%d].name", i), "missing (or plugin and function, for a plugin's middleware)")
 		}
 		if len(m.Stages) == 0 {
 			return bad(fmt.Sprintf("spec.middlewares[%d].stages", i), "at least one of preGet, postGet, preSet, postSet")

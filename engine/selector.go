@@ -31,7 +31,7 @@ type Selector struct {
 	Aggr AggrFn
 	// Version is N of @-N: 0 is the current value, 1 the previous one, ….
 	Version int
-	// Encoding is the name inside [...], or "".
+	// Encoding is the name inside [...] (a name, or namespace.name for a plugin's), or "".$
 	Encoding string
 }
 
@@ -158,8 +158,15 @@ func ParseSelector(s, defaultNamespace string) (Selector, error) {
 		if enc == "" {
 			return sel, selectorError(s, "encoding", "empty between '[' and ']'")
 		}
-		if err := checkIdent(s, "encoding", enc); err != nil {
+		// A name, or namespace.name (a plugin's encoding).
+		first, second, qualified := strings.Cut(enc, ".")
+		if err := checkIdent(s, "encoding", first); err != nil {
 			return sel, err
+		}
+		if qualified {
+			if err := checkIdent(s, "encoding", second); err != nil {
+				return sel, err
+			}
 		}
 		sel.Encoding = strings.ToLower(enc)
 		rest = rest[end+1:]

@@ -698,12 +698,12 @@ func (d *decoder) feature(spec fieldMap, fqn, ns string, labels map[string]strin
 		ft.DataSource = d.dataSourceRef(f, ns)
 	}
 	if f, ok := spec.get("builder"); ok {
-		d.builder(f, ft)
+		d.builder(f, ft, ns)
 	} else {
 		ft.Builder.Kind = engine.BuilderSourceless
 	}
 	if f, ok := spec.get("middlewares"); ok {
-		d.middlewares(f, ft)
+		d.middlewares(f, ft, ns)
 	}
 	if f, ok := spec.get("dependencies"); ok {
 		if deps, elems, ok := d.strs(f); ok {
@@ -765,7 +765,7 @@ func (d *decoder) dataSourceRef(f field, ns string) string {
 	return fqn
 }
 
-func (d *decoder) builder(f field, ft *engine.Feature) {
+func (d *decoder) builder(f field, ft *engine.Feature, ns string) {
 	b, ok := d.mapping(f.val, f.path, builderFields.with())
 	if !ok {
 		return
@@ -801,7 +801,34 @@ func (d *decoder) builder(f field, ft *engine.Feature) {
 			}
 		}
 	}
+	pluginField, hasPlugin := b.get("plugin")
+	if hasPlugin {
+		if s, ok := d.str(pluginField); ok {
+			ft.Builder.Plugin, _ = d.ref(pluginField, s, ns)
+		}
+	}
+	functionField, hasFunction := b.get("function")
+	if hasFunction {
+		if s, ok := d.str(functionField); ok {
+			ft.Builder.Function = strings.TrimSpace(s)
+			if msg := checkFunctionName(ft.Builder.Function); msg != "" {
+				d.failf(functionField.val, functionField.path, "%s", msg)
+			}
+		}
+	}
 	switch {
+	case hasPlugin && ft.Builder.Module != "":
+		d.failf(pluginField.key, pluginField.path, "set with spec.builder.module: a feature is computed by a Wasm program or by a plugin's connector, not both")
+	case hasFunction && !hasPlugin:
+		d.failf(functionField.key, functionField.path, "set without spec.builder.plugin (the plugin whose connector function it is)")
+	case hasPlugin && !hasFunction:
+		d.failf(pluginField.key, "spec.builder.function", "missing: the plugin's connector function (a function of role connector)")
+	case hasPlugin && hasKind && ft.Builder.Kind != engine.BuilderPlugin:
+		d.failf(kindField.val, kindField.path, "%q with spec.builder.plugin (a plugin's connector is builder kind %s; omit the kind)", ft.Builder.Kind, engine.BuilderPlugin)
+	case hasPlugin:
+		ft.Builder.Kind = engine.BuilderPlugin
+	case hasKind && ft.Builder.Kind == engine.BuilderPlugin:
+		d.failf(kindField.val, "spec.builder.plugin", "missing: builder kind %s needs the plugin and its connector function", engine.BuilderPlugin)
 	case !hasKind && ft.Builder.Module != "":
 		ft.Builder.Kind = builderWasm
 	case !hasKind:
@@ -839,7 +866,7 @@ func (d *decoder) builder(f field, ft *engine.Feature) {
 	}
 }
 
-func (d *decoder) middlewares(f field, ft *engine.Feature) {
+func (d *decoder) middlewares(f field, ft *engine.Feature, ns string) {
 	elems, ok := d.list(f)
 	if !ok {
 		return
@@ -861,6 +888,7 @@ func (d *decoder) middlewares(f field, ft *engine.Feature) {
 				ref.Module = strings.TrimSpace(s)
 			}
 		}
+		d.pluginMiddleware(m, e.path, &ref, ns)
 		if f, ok := m.get("stages"); ok {
 			if stages, elems, ok := d.strs(f); ok {
 				for i, s := range stages {
@@ -884,6 +912,34 @@ func (d *decoder) middlewares(f field, ft *engine.Feature) {
 			ref.Config, _ = d.stringMap(f)
 		}
 		ft.Middlewares = append(ft.Middlewares, ref)
+	}
+}
+
+// pluginMiddleware decodes a middleware's plugin and function: a plugin's middleware names
+// the plugin (relative to the manifest's namespace) and its function, and no name or module.
+func (d *decoder) pluginMiddleware(m fieldMap, path string, ref *engine.MiddlewareRef, ns string) {
+	pf, hasPlugin := m.get("plugin")
+	if hasPlugin {
+		if s, ok := d.str(pf); ok {
+			ref.Plugin, _ = d.ref(pf, s, ns)
+		}
+	}
+	ff, hasFunction := m.get("function")
+	if hasFunction {
+		if s, ok := d.str(ff); ok {
+			ref.Function = strings.TrimSpace(s)
+			if msg := checkFunctionName(ref.Function); msg != "" {
+				d.failf(ff.val, ff.path, "%s", msg)
+			}
+		}
+	}
+	switch {
+	case hasPlugin && (ref.Name != "" || ref.Module != ""):
+		d.failf(pf.key, pf.path, "set with %s.name or %s.module: a middleware is a plugin's function, or a named native or Wasm one", path, path)
+	case hasPlugin && !hasFunction:
+		d.failf(pf.key, path+".function", "missing: the plugin's middleware function (a function of role middleware)")
+	case hasFunction && !hasPlugin:
+		d.failf(ff.key, ff.path, "set without %s.plugin (the plugin whose function it is)", path)
 	}
 }
 

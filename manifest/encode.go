@@ -24,6 +24,8 @@ func Feature(f *engine.Feature) ([]byte, error) {
 		Builder: builderSpec{
 			Kind:            f.Builder.Kind,
 			Module:          f.Builder.Module,
+			Plugin:          f.Builder.Plugin,
+			Function:        f.Builder.Function,
 			AggrGranularity: durationText(f.Granularity),
 			Config:          emptyNil(f.Builder.Config),
 		},
@@ -35,7 +37,7 @@ func Feature(f *engine.Feature) ([]byte, error) {
 		spec.KeepPrevious = &keepPreviousSpec{Versions: kp.Versions, Over: kp.Over.String()}
 	}
 	for _, m := range f.Middlewares {
-		ms := middlewareSpec{Name: m.Name, Module: m.Module, Priority: m.Priority, Config: emptyNil(m.Config)}
+		ms := middlewareSpec{Name: m.Name, Module: m.Module, Plugin: m.Plugin, Function: m.Function, Priority: m.Priority, Config: emptyNil(m.Config)}
 		for _, st := range m.Stages {
 			ms.Stages = append(ms.Stages, st.String())
 		}

@@ -77,6 +77,19 @@ spec:
   keys: [id]
   builder: {kind: streaming, module: x.wasm}
 `},
+	{"feature, plugin connector and plugin middlewares", `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: country, namespace: geo}
+spec:
+  primitive: string
+  freshness: 1h
+  staleness: 24h
+  keys: [ip]
+  builder: {plugin: GeoIP, function: lookup, config: {field: country}}
+  middlewares:
+    - {plugin: pii.validate, function: handle, stages: [postGet], config: {max: "3"}}
+    - {plugin: audit, function: _log2, stages: [postGet], priority: 2}
+`},
 	{"data source, every field", `apiVersion: osprey.dev/v1alpha1
 kind: DataSource
 metadata: {name: stream, namespace: fraud, labels: {"app.kubernetes.io/name": osprey}}
@@ -340,7 +353,7 @@ func TestCanonical(t *testing.T) {
 		src  string
 		want string
 	}{
-		{"feature", roundTripInputs[10].src, `apiVersion: osprey.dev/v1alpha1
+		{"feature", roundTripInputs[11].src, `apiVersion: osprey.dev/v1alpha1
 kind: Feature
 metadata:
   name: card_label
@@ -403,7 +416,7 @@ spec:
   dependencies:
     - fraud.count
 `},
-		{"data source", roundTripInputs[11].src, `apiVersion: osprey.dev/v1alpha1
+		{"data source", roundTripInputs[12].src, `apiVersion: osprey.dev/v1alpha1
 kind: DataSource
 metadata:
   name: card_tx
@@ -508,8 +521,8 @@ func TestFieldLists(t *testing.T) {
 		{"metadata", metadataFields, "name namespace labels", "annotations uid resourceVersion generation creationTimestamp managedFields finalizers ownerReferences selfLink generateName deletionTimestamp deletionGracePeriodSeconds", " with name, namespace and labels"},
 		{"feature", featureFields, "primitive freshness staleness timeout keepPrevious keys dataSource builder middlewares dependencies", "", " with primitive, freshness, staleness, timeout, keepPrevious, keys, dataSource, builder, middlewares and dependencies"},
 		{"keepPrevious", keepPreviousFields, "versions over", "", " with versions and over"},
-		{"builder", builderFields, "kind module aggr aggrGranularity config code", "runtime packages", " with kind, module, aggr, aggrGranularity and config"},
-		{"middleware", middlewareFields, "name module stages priority config", "", " with name, module, stages, priority and config"},
+		{"builder", builderFields, "kind module plugin function aggr aggrGranularity config code", "runtime packages", " with kind, module, plugin, function, aggr, aggrGranularity and config"},
+		{"middleware", middlewareFields, "name module plugin function stages priority config", "", " with name, module, plugin, function, stages, priority and config"},
 		{"data source", dataSourceFields, "kind config keyFields timestampField schema", "replicas resources", " with kind, config, keyFields, timestampField and schema"},
 		{"plugin", pluginFields, "module functions config allowedHosts limits", "", " with module, functions, config, allowedHosts and limits"},
 		{"plugin function", pluginFunctionFields, "name role", "", " with name and role"},

@@ -50,14 +50,18 @@ type keepPreviousSpec struct {
 type builderSpec struct {
 	Kind            string            `yaml:"kind"`
 	Module          string            `yaml:"module,omitempty"`
+	Plugin          string            `yaml:"plugin,omitempty"`
+	Function        string            `yaml:"function,omitempty"`
 	Aggr            []string          `yaml:"aggr,omitempty"`
 	AggrGranularity string            `yaml:"aggrGranularity,omitempty"`
 	Config          map[string]string `yaml:"config,omitempty"`
 }
 
 type middlewareSpec struct {
-	Name     string            `yaml:"name"`
+	Name     string            `yaml:"name,omitempty"`
 	Module   string            `yaml:"module,omitempty"`
+	Plugin   string            `yaml:"plugin,omitempty"`
+	Function string            `yaml:"function,omitempty"`
 	Stages   []string          `yaml:"stages"`
 	Priority int               `yaml:"priority,omitempty"`
 	Config   map[string]string `yaml:"config,omitempty"`

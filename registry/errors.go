@@ -12,7 +12,8 @@ var (
 	// ErrPending: the object's restore at start overran its deadline and its apply has not
 	// returned yet; applying it again would race with that apply. Retry later.
 	ErrPending = errors.New("restore still running")
-	// ErrInUse: a data source cannot be deleted while features use it.
+	// ErrInUse: a data source or a plugin cannot be deleted while features use it, nor a
+	// plugin replaced by one without a function they use.
 	ErrInUse = errors.New("in use")
 	// ErrNoModules: a manifest names a Wasm module and the registry has no Modules (no
 	// Wasm host).
@@ -24,7 +25,8 @@ var (
 	// (another replica applied or deleted it) since this registry last saw it; nothing was
 	// applied. The registry catches up within its sync period: retry then.
 	ErrConflict = errors.New("changed concurrently")
-	// ErrUnsupportedKind: a manifest of a kind the registry does not apply (yet): Plugin.
+	// ErrUnsupportedKind: a manifest of a kind this registry cannot apply: a Plugin without
+	// a plugin host (Config.Plugins).
 	ErrUnsupportedKind = errors.New("kind not supported")
 )
 

@@ -1,4 +1,4 @@
-// Package registry owns the set of applied objects — features and data sources — and how
+// Package registry owns the set of applied objects — features, data sources and plugins — and how
 // it changes: applying a set of manifest objects all or nothing, deleting, listing,
 // restoring what a Store holds when a process starts (each object bounded, quarantining
 // what fails), and the lifecycle of the Wasm modules the objects name. It knows no
@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -56,6 +57,9 @@ type Config struct {
 	// Modules is the Wasm host; nil (or a nil pointer) means none: manifests naming Wasm
 	// modules are refused with ErrNoModules.
 	Modules Modules
+	// Plugins is the plugin host; nil (or a nil pointer) means none: Plugin manifests are
+	// refused with ErrUnsupportedKind.
+	Plugins Plugins
 	// Store persists what is applied; nil persists nothing (Restore then does nothing).
 	Store Store
 	// RestoreTimeout bounds restoring one stored object; 0 is DefaultRestoreTimeout.
@@ -75,7 +79,7 @@ type Config struct {
 
 // Key names a registry object.
 type Key struct {
-	// Kind is "Feature" or "DataSource" (manifest.KindFeature, manifest.KindDataSource).
+	// Kind is "Feature", "DataSource" or "Plugin" (manifest.KindFeature, …).
 	Kind string
 	// FQN is the object's "namespace.name".
 	FQN string
@@ -114,6 +118,7 @@ type storedObject struct {
 type Registry struct {
 	eng     *engine.Engine
 	mods    Modules // nil: no Wasm host
+	plugs   Plugins // nil: no plugin host
 	store   Store   // nil: nothing is persisted
 	log     *slog.Logger
 	timeout time.Duration
@@ -121,6 +126,8 @@ type Registry struct {
 
 	mu     sync.Mutex
 	stored map[Key]storedObject
+	// plugins holds the applied plugins by FQN (the engine knows none).
+	plugins map[string]*appliedPlugin
 	// modules holds the bytes of the modules stored objects name, so that an object naming
 	// a module by reference alone can be stored again. Only kept with a Store.
 	modules map[string][]byte
@@ -156,7 +163,7 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.SyncPeriod < 0 || cfg.ResyncPeriod < 0 {
 		return nil, fmt.Errorf("registry: Config.SyncPeriod (%v) or ResyncPeriod (%v) is negative", cfg.SyncPeriod, cfg.ResyncPeriod)
 	}
-	r := &Registry{eng: cfg.Engine, mods: cfg.Modules, store: cfg.Store, log: cfg.Logger,
+	r := &Registry{eng: cfg.Engine, mods: cfg.Modules, plugs: cfg.Plugins, store: cfg.Store, log: cfg.Logger, plugins: map[string]*appliedPlugin{},
 		timeout: cmpOr(cfg.RestoreTimeout, DefaultRestoreTimeout), grace: cmpOr(cfg.RestoreGrace, DefaultRestoreGrace),
 		stored: map[Key]storedObject{}, modules: map[string][]byte{},
 		quarantine: map[Key]*quarantined{}, pending: map[Key]*quarantined{}, versions: map[Key]string{},
@@ -166,6 +173,9 @@ func New(cfg Config) (*Registry, error) {
 	}
 	if isNil(r.store) {
 		r.store = nil
+	}
+	if isNil(r.plugs) {
+		r.plugs = nil
 	}
 	r.shared, _ = r.store.(SharedStore)
 	if r.log == nil {
@@ -214,6 +224,14 @@ type applyStep struct {
 	action    Action
 	oldF      *engine.Feature
 	oldDS     *engine.DataSource
+
+	// A plugin's: pluginModule its module's bytes; same when it was identical to the
+	// applied plugin when the request was checked (it is then not loaded); loaded what
+	// Plugins.Load returned; replaced the handle of the plugin it replaced once applied.
+	pluginModule []byte
+	same         bool
+	loaded       io.Closer
+	replaced     io.Closer
 }
 
 // Apply applies manifest objects with the Wasm modules they name, all or nothing.
@@ -245,11 +263,12 @@ type applyStep struct {
 // Errors: an *ObjectError for an object that could not be applied (wrapping the engine's or
 // the host's error), a *FieldError for module bytes that are wrong or missing, ErrNoModules,
 // ErrModuleUnknown, ErrPending, or the Store's error (wrapped; nothing was applied).
-func (r *Registry) Apply(ctx context.Context, ms []manifest.Manifest, modules map[string][]byte, opts ApplyOptions) ([]Applied, error) {
+func (r *Registry) Apply(ctx context.Context, ms []manifest.Manifest, modules map[string][]byte, opts ApplyOptions) (_ []Applied, err error) {
 	r.mu.Lock()
 	steps, release, err := r.stepsOf(ms, modules)
 	r.mu.Unlock()
 	defer release()
+	defer func() { finishPlugins(steps, err == nil && !opts.DryRun) }()
 	if err != nil {
 		return nil, err
 	}
@@ -276,13 +295,13 @@ func (r *Registry) Apply(ctx context.Context, ms []manifest.Manifest, modules ma
 			undo[i](uctx)
 		}
 	}
-	// Data sources first, so that the features of the same request find theirs.
-	for _, kind := range []manifest.Kind{manifest.KindDataSource, manifest.KindFeature} {
+	// Data sources and plugins first, so that the features of the same request find theirs.
+	for _, kind := range []manifest.Kind{manifest.KindDataSource, manifest.KindPlugin, manifest.KindFeature} {
 		for _, st := range steps {
 			if st.m.Kind != kind || st.action == Unchanged {
 				continue
 			}
-			u, err := r.applyObject(ctx, st)
+			u, err := r.applyObject(ctx, st, steps)
 			if err != nil {
 				rollback()
 				return nil, &ObjectError{Pos: st.m.Pos.String(), Key: st.key, Err: err}
@@ -345,15 +364,16 @@ func (r *Registry) stepsOf(ms []manifest.Manifest, provided map[string][]byte) (
 	}
 	steps = make([]*applyStep, len(ms))
 	for i, mf := range ms {
-		if mf.Kind != manifest.KindFeature && mf.Kind != manifest.KindDataSource {
-			return nil, release, &kindError{kind: ErrUnsupportedKind,
-				msg: fmt.Sprintf("%s: %s %s: applying %s manifests is not supported yet (the plugin host exists; the registry does not apply plugins)", mf.Pos, mf.Kind, mf.FQN(), mf.Kind)}
-		}
 		st := &applyStep{m: mf, key: Key{string(mf.Kind), mf.FQN()}}
 		if err := r.pendingError(st); err != nil {
 			return nil, release, err
 		}
-		if err := r.resolveModules(st, provided, hold); err != nil {
+		if mf.Plugin != nil {
+			err = r.resolvePluginModule(st, provided)
+		} else {
+			err = r.resolveModules(st, provided, hold)
+		}
+		if err != nil {
 			return nil, release, err
 		}
 		canonical, err := manifest.Marshal(st.m)
@@ -361,22 +381,26 @@ func (r *Registry) stepsOf(ms []manifest.Manifest, provided map[string][]byte) (
 			return nil, release, fmt.Errorf("%s: %w", mf.Pos, err)
 		}
 		st.canonical = canonical
+		if ap := r.plugins[st.key.FQN]; mf.Plugin != nil && ap != nil {
+			st.same = bytes.Equal(ap.canonical, canonical)
+		}
 		steps[i] = st
 	}
 	return steps, release, nil
 }
 
-// prepare compiles the Wasm modules of a request's features (Modules.Prepare), outside the
-// registry's lock.
+// prepare compiles the Wasm modules of a request's features (Modules.Prepare) and loads its
+// plugins (Plugins.Load), outside the registry's lock.
 func (r *Registry) prepare(ctx context.Context, steps []*applyStep) error {
-	if r.mods == nil {
-		return nil
-	}
 	for _, st := range steps {
-		if st.m.Feature == nil {
-			continue
+		var err error
+		switch {
+		case st.m.Plugin != nil:
+			err = r.loadPlugin(ctx, st)
+		case st.m.Feature != nil && r.mods != nil:
+			err = r.mods.Prepare(ctx, st.m.Feature)
 		}
-		if err := r.mods.Prepare(ctx, st.m.Feature); err != nil {
+		if err != nil {
 			return &ObjectError{Pos: st.m.Pos.String(), Key: st.key, Err: err}
 		}
 	}
@@ -466,7 +490,12 @@ func (r *Registry) decideActions(steps []*applyStep) error {
 	for _, st := range steps {
 		var old []byte
 		var err error
+		var had bool
 		switch {
+		case st.m.Plugin != nil:
+			if ap := r.plugins[st.key.FQN]; ap != nil {
+				had, old = true, ap.canonical
+			}
 		case st.m.Feature != nil:
 			if f := features[st.key.FQN]; f != nil {
 				st.oldF = f.Clone()
@@ -482,7 +511,7 @@ func (r *Registry) decideActions(steps []*applyStep) error {
 			return fmt.Errorf("registry: write the applied %s %s: %w", st.key.Kind, st.key.FQN, err)
 		}
 		switch {
-		case st.oldF == nil && st.oldDS == nil:
+		case st.oldF == nil && st.oldDS == nil && !had:
 			st.action = Created
 		case bytes.Equal(old, st.canonical):
 			st.action = Unchanged
@@ -493,9 +522,12 @@ func (r *Registry) decideActions(steps []*applyStep) error {
 	return nil
 }
 
-// applyObject applies one object and returns how to undo it.
-func (r *Registry) applyObject(ctx context.Context, st *applyStep) (func(context.Context), error) {
+// applyObject applies one object of a request's steps and returns how to undo it.
+func (r *Registry) applyObject(ctx context.Context, st *applyStep, steps []*applyStep) (func(context.Context), error) {
 	fqn := st.key.FQN
+	if st.m.Plugin != nil {
+		return r.applyPlugin(ctx, st, steps)
+	}
 	if ds := st.m.DataSource; ds != nil {
 		if err := r.eng.ApplyDataSource(ctx, ds); err != nil {
 			return nil, err
@@ -588,7 +620,10 @@ func (r *Registry) persist(ctx context.Context, steps []*applyStep, undo *[]func
 //   - else a quarantined feature: its stored manifest goes, the values stored for it are
 //     dropped when its manifest still parses, and it leaves the quarantine;
 //   - else an applied data source, which no feature may use (ErrInUse);
-//   - else a quarantined data source.
+//   - else a quarantined data source;
+//   - else an applied plugin, which no feature may name (ErrInUse; an encoding naming it
+//     in a selector fails from then on);
+//   - else a quarantined plugin.
 //
 // No object of the name is ErrNotFound (wrapping the engine's error, which suggests near
 // names). A name that does not parse is the engine's error (engine.ErrInvalidSelector).
@@ -608,6 +643,10 @@ func (r *Registry) Delete(ctx context.Context, name string) (Key, error) {
 			r.deleteDataSource,
 			func(ctx context.Context, name string) (Key, bool, error) {
 				return r.deleteQuarantined(ctx, name, manifest.KindDataSource)
+			},
+			r.deletePlugin,
+			func(ctx context.Context, name string) (Key, bool, error) {
+				return r.deleteQuarantined(ctx, name, manifest.KindPlugin)
 			},
 		} {
 			if key, done, derr := try(ctx, name); done || derr != nil {
@@ -689,12 +728,14 @@ type Listing struct {
 	// engine's: do not modify them.
 	Features    []*engine.Feature
 	DataSources []*engine.DataSource
+	// Plugins are the applied plugins, sorted by FQN; the registry's: do not modify them.
+	Plugins []*manifest.Plugin
 	// Quarantined are the stored objects that did not restore, data sources first, then
 	// features, each sorted by FQN.
 	Quarantined []Quarantined
 }
 
-// List lists the applied features and data sources and the quarantined objects, of one
+// List lists the applied features, data sources and plugins and the quarantined objects, of one
 // namespace, or of all when namespace is "". A namespace that is not a valid name is a
 // *FieldError on the field "namespace".
 func (r *Registry) List(namespace string) (Listing, error) {
@@ -716,6 +757,7 @@ func (r *Registry) List(namespace string) (Listing, error) {
 			out.DataSources = append(out.DataSources, ds)
 		}
 	}
+	out.Plugins = r.Plugins(ns)
 	for _, q := range r.Quarantined() {
 		if in(q.FQN) {
 			out.Quarantined = append(out.Quarantined, q)

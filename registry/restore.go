@@ -84,12 +84,13 @@ func (r *Registry) publishQuarantine() {
 	r.quarantineList.Store(&list)
 }
 
-// kindRank orders kinds as the Store does: data sources first.
+// kindRank orders kinds as the Store does (Kinds): data sources, plugins, features.
 func kindRank(kind string) int {
-	if kind == string(manifest.KindDataSource) {
-		return 0
+	kinds := Kinds()
+	if i := slices.Index(kinds, kind); i >= 0 {
+		return i
 	}
-	return 1
+	return len(kinds)
 }
 
 // Restore applies what the Store holds: data sources first, then features, each bounded by
@@ -186,6 +187,12 @@ func (r *Registry) restoreObject(ctx context.Context, o StoredObject) (late <-ch
 	if err != nil {
 		return nil, release, err
 	}
+	if m.Plugin != nil {
+		// Loading is bounded by ctx and the plugin's own timeout: nothing to abandon.
+		actx, cancel := context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+		return nil, release, r.restorePlugin(actx, m, o.Modules)
+	}
 	if r.mods != nil {
 		release = r.mods.Hold(slices.Sorted(maps.Keys(o.Modules))...)
 	}
@@ -231,6 +238,15 @@ func (r *Registry) prepareRestore(o StoredObject) (manifest.Manifest, error) {
 	m := ms[0]
 	if canonical, err := manifest.Marshal(m); err == nil {
 		r.stored[Key{o.Kind, o.FQN}] = storedObject{manifest: canonical, modules: slices.Sorted(maps.Keys(o.Modules))}
+	}
+	if p := m.Plugin; p != nil {
+		if _, ok := o.Modules[p.Module]; !ok {
+			return manifest.Manifest{}, fmt.Errorf("it names the module %s, which is not in the registry store", p.Module)
+		}
+		if r.plugs == nil {
+			return manifest.Manifest{}, errors.New("it is a plugin, and this server has no plugin host")
+		}
+		return m, nil
 	}
 	if f := m.Feature; f != nil {
 		refs := []string{f.Builder.Module}

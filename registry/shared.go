@@ -334,7 +334,9 @@ func (r *Registry) converge(ctx context.Context, key Key) (version string, gone 
 func (r *Registry) dropLocal(ctx context.Context, key Key) error {
 	defer r.retain(ctx)
 	var err error
-	if key.Kind == string(manifest.KindDataSource) {
+	if key.Kind == string(manifest.KindPlugin) {
+		r.dropPlugin(key.FQN)
+	} else if key.Kind == string(manifest.KindDataSource) {
 		if slices.ContainsFunc(r.eng.DataSources(), func(ds *engine.DataSource) bool { return ds.FQN == key.FQN }) {
 			err = r.eng.DeleteDataSource(ctx, key.FQN)
 		}

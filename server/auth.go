@@ -67,6 +67,7 @@ var procedureScopes = map[string]Scope{
 	ospreyv1connect.RegistryServiceApplyFeatureProcedure:    ScopeWrite,
 	ospreyv1connect.RegistryServiceDeleteFeatureProcedure:   ScopeWrite,
 	ospreyv1connect.RegistryServiceDryRunProcedure:          ScopeWrite,
+	ospreyv1connect.RegistryServiceCallPluginProcedure:      ScopeWrite,
 }
 
 // authenticator checks bearer tokens. Tokens are kept as SHA-256 digests and looked up by

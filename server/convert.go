@@ -17,6 +17,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
+	"github.com/osprey-ml/osprey/manifest"
 )
 
 // This file converts between the engine's types and the osprey.v1 messages. Every function
@@ -350,7 +351,7 @@ func featureToProto(f *engine.Feature) *ospreyv1.Feature {
 		Timeout:      durationToProto(f.Timeout),
 		Keys:         slices.Clone(f.Keys),
 		DataSource:   f.DataSource,
-		Builder:      &ospreyv1.Builder{Kind: f.Builder.Kind, Module: f.Builder.Module},
+		Builder:      &ospreyv1.Builder{Kind: f.Builder.Kind, Module: f.Builder.Module, Plugin: f.Builder.Plugin, Function: f.Builder.Function},
 		Dependencies: slices.Clone(f.Dependencies),
 		Labels:       maps.Clone(f.Labels),
 	}
@@ -361,7 +362,7 @@ func featureToProto(f *engine.Feature) *ospreyv1.Feature {
 		out.KeepPrevious = &ospreyv1.KeepPrevious{Versions: int32(kp.Versions), Over: durationToProto(kp.Over)}
 	}
 	for _, m := range f.Middlewares {
-		mw := &ospreyv1.Middleware{Name: m.Name, Module: m.Module, Priority: int32(m.Priority)}
+		mw := &ospreyv1.Middleware{Name: m.Name, Module: m.Module, Priority: int32(m.Priority), Plugin: m.Plugin, Function: m.Function}
 		for _, st := range m.Stages {
 			mw.Stages = append(mw.Stages, st.String())
 		}
@@ -371,6 +372,17 @@ func featureToProto(f *engine.Feature) *ospreyv1.Feature {
 }
 
 // dataSourceToProto describes an applied data source.
+// pluginToProto converts an applied plugin's manifest.
+func pluginToProto(p *manifest.Plugin) *ospreyv1.Plugin {
+	out := &ospreyv1.Plugin{Fqn: p.FQN, Module: p.Module, AllowedHosts: slices.Clone(p.AllowedHosts), Labels: maps.Clone(p.Labels),
+		Limits: &ospreyv1.PluginLimits{Timeout: durationToProto(p.Limits.Timeout), MemoryPages: p.Limits.MemoryPages,
+			HttpResponseBytes: p.Limits.HTTPResponseBytes, OutputBytes: p.Limits.OutputBytes}}
+	for _, fn := range p.Functions {
+		out.Functions = append(out.Functions, &ospreyv1.PluginFunction{Name: fn.Name, Role: string(fn.Role)})
+	}
+	return out
+}
+
 func dataSourceToProto(ds *engine.DataSource) *ospreyv1.DataSource {
 	return &ospreyv1.DataSource{
 		Fqn:            ds.FQN,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/host/extism"
 	"github.com/osprey-ml/osprey/manifest"
 	"github.com/osprey-ml/osprey/registry"
 )
@@ -27,7 +28,8 @@ import (
 //	cause                                                 code
 //	----------------------------------------------------  ------------------
 //	context.DeadlineExceeded: the feature's timeout (a     DeadlineExceeded
-//	  slow middleware, program or state) or the client's
+//	  slow middleware, program or state) or the client's;
+//	  extism.ErrTimeout (a plugin's call past its timeout)
 //	context.Canceled: the client went away                 Canceled
 //	engine.ErrInvalidSelector, ErrInvalidKeys,             InvalidArgument
 //	  ErrInvalidFeature, ErrInvalidDataSource;
@@ -37,24 +39,31 @@ import (
 //	  GetMany; a module the manifest names but the
 //	  request lacks; a manifest naming an unknown
 //	  middleware
-//	engine.ErrFeatureNotFound: feature or data source      NotFound
+//	engine.ErrFeatureNotFound: feature or data source;     NotFound
+//	  extism.ErrNotApplied (a plugin, or a function of
+//	  one, that is not applied)
 //	engine.ErrTypeMismatch, ErrUnsupported,                FailedPrecondition
 //	  ErrIncompatibleChange, ErrRejected;
 //	  host.ErrModuleNotFound, host.ErrGuestFailed (a
 //	  guest's own error status); a manifest naming a data
 //	  source not applied; Wasm modules sent to a server
-//	  without a Host
+//	  without a Host; extism.ErrFailed (a plugin's own
+//	  error), ErrDenied (the plugin policy refuses what
+//	  a plugin asks for), ErrNoFunction
 //	engine.ErrVersionOutOfRange, ErrOutOfWindow            OutOfRange
 //	a message over MaxMessageBytes, a GetMany over its     ResourceExhausted
 //	  limits, a Watch client that reads too slowly,
-//	  host.ErrExhausted (the guest memory budget)
+//	  host.ErrExhausted (the guest memory budget);
+//	  extism.ErrLimit (a plugin's memory, output or HTTP
+//	  response cap)
 //	no bearer token, or an unknown one                     Unauthenticated
 //	a token without the scope the call needs               PermissionDenied
 //	a network error (the state or registry store out of    Unavailable
 //	  reach, or its connection closed: io.EOF); a server
-//	  shutting down (Watch)
+//	  shutting down (Watch); extism.ErrClosed
 //	Watch on a server without a Notifier                   Unimplemented
-//	anything else: host.ErrTrap (a guest failed), a        Internal
+//	anything else: host.ErrTrap, extism.ErrTrap (a guest   Internal
+//	  or plugin failed), a
 //	  panic, a registry store failing, a bug
 //
 // Where InvalidArgument ends and FailedPrecondition begins: InvalidArgument means the
@@ -93,7 +102,7 @@ func codeOf(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	}
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, extism.ErrTimeout):
 		return connect.CodeDeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled
@@ -102,17 +111,18 @@ func codeOf(err error) connect.Code {
 		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule),
 		errors.Is(err, host.ErrInputTooLarge):
 		return connect.CodeInvalidArgument
-	case errors.Is(err, host.ErrExhausted):
+	case errors.Is(err, host.ErrExhausted), errors.Is(err, extism.ErrLimit):
 		return connect.CodeResourceExhausted
-	case errors.Is(err, engine.ErrFeatureNotFound):
+	case errors.Is(err, engine.ErrFeatureNotFound), errors.Is(err, extism.ErrNotApplied):
 		return connect.CodeNotFound
 	case errors.Is(err, engine.ErrTypeMismatch), errors.Is(err, engine.ErrUnsupported),
 		errors.Is(err, engine.ErrIncompatibleChange), errors.Is(err, engine.ErrRejected),
-		errors.Is(err, host.ErrModuleNotFound), errors.Is(err, host.ErrGuestFailed):
+		errors.Is(err, host.ErrModuleNotFound), errors.Is(err, host.ErrGuestFailed),
+		errors.Is(err, extism.ErrFailed), errors.Is(err, extism.ErrDenied), errors.Is(err, extism.ErrNoFunction):
 		return connect.CodeFailedPrecondition
 	case errors.Is(err, engine.ErrVersionOutOfRange), errors.Is(err, engine.ErrOutOfWindow):
 		return connect.CodeOutOfRange
-	case isUnavailable(err):
+	case isUnavailable(err), errors.Is(err, extism.ErrClosed):
 		return connect.CodeUnavailable
 	}
 	return connect.CodeInternal
@@ -212,6 +222,9 @@ func registryError(err error, names fieldNames) *connect.Error {
 	switch {
 	case errors.As(err, &oe):
 		code := codeOf(oe.Err)
+		if errors.Is(oe.Err, registry.ErrInUse) { // a plugin that features still name
+			code = connect.CodeFailedPrecondition
+		}
 		switch code {
 		case connect.CodeNotFound:
 			code = connect.CodeFailedPrecondition

@@ -37,14 +37,14 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 	s := rs.s
 	m := req.Msg
 	if len(bytes.TrimSpace(m.GetManifest())) == 0 {
-		return nil, invalid("manifest", "empty (want Feature and DataSource YAML documents)")
+		return nil, invalid("manifest", "empty (want Feature, DataSource and Plugin YAML documents)")
 	}
 	ms, err := manifest.Parse(m.GetManifest(), manifestSource)
 	if err != nil {
 		return nil, manifestError(err)
 	}
 	if len(ms) == 0 {
-		return nil, invalid("manifest", "holds no Feature or DataSource document")
+		return nil, invalid("manifest", "holds no Feature, DataSource or Plugin document")
 	}
 	applied, err := s.reg.Apply(ctx, ms, m.GetModules(), registry.ApplyOptions{DryRun: m.GetDryRun()})
 	if err != nil {
@@ -83,8 +83,8 @@ func isManifestError(err error) bool {
 }
 
 // DeleteFeature removes an applied feature, or else a quarantined feature, an applied data
-// source no feature uses, or a quarantined data source of the name
-// (registry.Registry.Delete).
+// source no feature uses, a quarantined data source, an applied plugin no feature names, or
+// a quarantined plugin of the name (registry.Registry.Delete).
 func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Request[ospreyv1.DeleteFeatureRequest]) (*connect.Response[ospreyv1.DeleteFeatureResponse], error) {
 	if _, err := rs.s.reg.Delete(ctx, req.Msg.GetFqn()); err != nil {
 		return nil, rs.s.registryFail(ctx, req.Spec().Procedure, err, fieldNames{selector: "fqn"})
@@ -105,6 +105,9 @@ func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Reques
 	}
 	for _, ds := range l.DataSources {
 		out.DataSources = append(out.DataSources, dataSourceToProto(ds))
+	}
+	for _, p := range l.Plugins {
+		out.Plugins = append(out.Plugins, pluginToProto(p))
 	}
 	for _, q := range l.Quarantined {
 		out.Quarantined = append(out.Quarantined, &ospreyv1.QuarantinedObject{Kind: q.Kind, Fqn: q.FQN, Error: q.Err, Since: timeToProto(q.Since)})
@@ -164,4 +167,25 @@ func rowFault(err error) bool {
 		return false
 	}
 	return errors.Is(err, host.ErrGuestFailed) || errors.Is(err, host.ErrTrap) || errors.Is(err, engine.ErrTypeMismatch)
+}
+
+// CallPlugin runs a function of an applied plugin on the request's input.
+func (rs *registryService) CallPlugin(ctx context.Context, req *connect.Request[ospreyv1.CallPluginRequest]) (*connect.Response[ospreyv1.CallPluginResponse], error) {
+	s := rs.s
+	if s.plugins == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("this server has no plugin host"))
+	}
+	m := req.Msg
+	fqn, err := s.eng.ResolveFQN(m.GetPlugin())
+	if err != nil {
+		return nil, invalid("plugin", "%v", err)
+	}
+	if m.GetFunction() == "" {
+		return nil, invalid("function", "empty (a function the plugin declares)")
+	}
+	out, err := s.plugins.Call(ctx, fqn, m.GetFunction(), m.GetInput())
+	if err != nil {
+		return nil, rpcError(err, fieldNames{})
+	}
+	return connect.NewResponse(&ospreyv1.CallPluginResponse{Output: out}), nil
 }

@@ -73,6 +73,12 @@ type Config struct {
 	// with the same Host as its program loader and middleware resolver. The Server does not
 	// close it.
 	Host registry.Modules
+	// Plugins is the plugin host (*extism.Set satisfies it): ApplyFeature applies Plugin
+	// manifests to it, features name its plugins, and CallPlugin calls them. Without one,
+	// Plugin manifests are refused with Unimplemented and CallPlugin is Unimplemented. The
+	// engine must have been built with its middleware resolver, encodings and program
+	// loader. The Server does not close it.
+	Plugins PluginHost
 	// Notifier feeds Watch: the Server subscribes to it for its whole life with a consumer
 	// group of its own ("watch-<random>"), so every replica sees every change, and deletes
 	// the group when it stops. Without one, Watch answers Unimplemented. The Server does not
@@ -104,6 +110,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// PluginHost is what the Server needs of a plugin host: what the registry needs to apply
+// plugins, and calling one function of an applied plugin (CallPlugin).
+type PluginHost interface {
+	registry.Plugins
+	// Call runs function fn of the applied plugin fqn on input and returns its output.
+	Call(ctx context.Context, fqn, fn string, input []byte) ([]byte, error)
+}
+
 // Server serves the osprey.v1 API over an Engine. Create it with New. Its methods are safe
 // for concurrent use.
 type Server struct {
@@ -117,6 +131,7 @@ type Server struct {
 	ready   atomic.Bool
 	watch   *watchHub // nil without a Notifier
 	reg     *registry.Registry
+	plugins PluginHost // nil: no plugin host
 
 	// streams is cancelled by Close: every streaming call (Watch, health Watch,
 	// reflection) runs under a context that ends with it.
@@ -187,7 +202,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Store: cfg.Registry,
+	s.plugins = cfg.Plugins
+	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Plugins: cfg.Plugins, Store: cfg.Registry,
 		RestoreTimeout: cfg.RestoreTimeout, Logger: s.log}); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

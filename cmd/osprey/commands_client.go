@@ -291,12 +291,15 @@ func applyFiles(ctx context.Context, e *env, cf *clientFlags, paths []string, op
 		}
 		modules := map[string][]byte{}
 		for _, m := range ms {
-			if m.Feature == nil {
-				continue
-			}
-			refs := []string{m.Feature.Builder.Module}
-			for _, mw := range m.Feature.Middlewares {
-				refs = append(refs, mw.Module)
+			var refs []string
+			switch {
+			case m.Plugin != nil:
+				refs = []string{m.Plugin.Module}
+			case m.Feature != nil:
+				refs = []string{m.Feature.Builder.Module}
+				for _, mw := range m.Feature.Middlewares {
+					refs = append(refs, mw.Module)
+				}
 			}
 			for _, ref := range refs {
 				if ref == "" || moduleref.Is(ref) || modules[ref] != nil {

@@ -52,7 +52,7 @@ func commands() []command {
 		{"watch", "stream a feature's changes until Ctrl-C: osprey watch FQN [KEY=VALUE…]", clientCommand("watch", "FQN [KEY=VALUE…] (no keys: every entity)", 1, runWatch)},
 		{"dry-run", "run a program on a row, writing nothing: osprey dry-run FQN ROW.json|'{…}' [KEY=VALUE…]", clientCommand("dry-run", "FQN ROW.json|'{…}' [KEY=VALUE…]", 1, runDryRun)},
 		{"history", "read the history offline: osprey history list|get|export (see osprey history help)", runHistory},
-		{"plugin", "run one function of an Extism plugin on an input, in this process: osprey plugin call -f PLUGIN.yaml FUNCTION INPUT", runPlugin},
+		{"plugin", "run one function of an Extism plugin on an input: osprey plugin call PLUGIN FUNCTION INPUT (applied on the server) or -f PLUGIN.yaml (in this process)", runPlugin},
 		{"bench", "load-test a running host against a bare connect-go baseline", runBench},
 		{"version", "print the version", func(_ context.Context, e *env, _ []string) error {
 			fmt.Fprintln(e.stdout, "osprey", buildVersion())

@@ -11,63 +11,73 @@ import (
 	"strings"
 	"time"
 
+	"connectrpc.com/connect"
+
+	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/host/extism"
 	"github.com/osprey-ml/osprey/manifest"
 )
 
-// runPlugin is `osprey plugin call`: one function of a Plugin manifest's module run on an
-// input, in this process, under the same sandbox and policy the host applies — for plugin
-// authors testing a plugin before applying it.
+// pluginCallUsage is osprey plugin call's usage line.
+const pluginCallUsage = "Usage: osprey plugin call PLUGIN FUNCTION INPUT|@FILE|- [flags]\n       osprey plugin call -f PLUGIN.yaml FUNCTION INPUT|@FILE|- [flags]"
+
+// runPlugin is `osprey plugin call`: one function of a plugin run on an input — of a plugin
+// applied on the server (CallPlugin), or, with -f, of a Plugin manifest's module in this
+// process, under the same sandbox and the policy the flags set, for plugin authors testing
+// a plugin before applying it.
 func runPlugin(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || args[0] != "call" {
-		fmt.Fprintln(e.stderr, "Usage: osprey plugin call -f PLUGIN.yaml FUNCTION INPUT|@FILE|- [flags]")
+		fmt.Fprintln(e.stderr, pluginCallUsage)
 		return errors.New("want: osprey plugin call")
 	}
 	fs := flag.NewFlagSet("plugin call", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	file := fs.String("f", "", "the Plugin manifest (its spec.module is a path relative to it)")
-	hosts := fs.String("plugin-allowed-hosts", "", "hosts any plugin may make HTTP requests to, comma-separated (exact names or globs such as *.example.com); empty: none")
-	maxTimeout := fs.Duration("plugin-max-timeout", extism.DefaultPolicy.Max.Timeout, "the longest spec.limits.timeout a plugin may ask for")
+	file := fs.String("f", "", "run the plugin of this Plugin manifest in this process (its spec.module is a path relative to it) instead of one applied on the server")
+	var cf clientFlags
+	cf.register(fs)
+	var pf pluginPolicyFlags
+	pf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey plugin call -f PLUGIN.yaml FUNCTION INPUT|@FILE|- [flags]\n\nRuns one function of a plugin on an input (a JSON text, @FILE, or - for stdin) in this process,\nunder the host's sandbox and the policy the flags set, and prints its output. Nothing is applied.\n\nFlags:")
+		fmt.Fprintln(e.stderr, pluginCallUsage+"\n\nRuns one function of a plugin on an input (a JSON text, @FILE, or - for stdin) and prints its output:\nof the plugin PLUGIN applied on the server (--addr, --token), or, with -f, of a manifest's plugin\nin this process, under the host's sandbox and the policy the --plugin-* flags set. Nothing is applied\nor written.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *file == "" || fs.NArg() != 2 {
-		fs.Usage()
-		return errors.New("want -f PLUGIN.yaml, a FUNCTION and an INPUT")
+	want := 3
+	if *file != "" {
+		want = 2
 	}
-	ms, err := manifest.Load(*file)
+	if fs.NArg() != want {
+		fs.Usage()
+		if *file != "" {
+			return errors.New("want -f PLUGIN.yaml, a FUNCTION and an INPUT")
+		}
+		return errors.New("want a PLUGIN, a FUNCTION and an INPUT (or -f PLUGIN.yaml, a FUNCTION and an INPUT)")
+	}
+	rest := fs.Args()
+	input, err := pluginInput(e, rest[len(rest)-1])
 	if err != nil {
 		return err
 	}
-	var p *manifest.Plugin
-	for _, m := range ms {
-		if m.Plugin != nil {
-			if p != nil {
-				return fmt.Errorf("%s: more than one Plugin manifest; give a file with one", *file)
-			}
-			p = m.Plugin
-		}
+	fn := rest[len(rest)-2]
+	var out []byte
+	if *file == "" {
+		out, err = callServerPlugin(ctx, &cf, rest[0], fn, input)
+	} else {
+		out, err = callLocalPlugin(ctx, e, &pf, *file, fn, input)
 	}
-	if p == nil {
-		return fmt.Errorf("%s: no Plugin manifest", *file)
-	}
-	if strings.HasPrefix(p.Module, "sha256:") {
-		return fmt.Errorf("%s: spec.module is a digest (%s); plugin call needs the module's file", *file, p.Module)
-	}
-	path := p.Module
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(filepath.Dir(*file), path)
-	}
-	wasm, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("spec.module: %w", err)
+		return err
 	}
-	fn, in := fs.Arg(0), fs.Arg(1)
+	fmt.Fprintf(e.stdout, "%s\n", out)
+	return nil
+}
+
+// pluginInput reads a plugin call's input: a text, @FILE, or - for stdin.
+func pluginInput(e *env, in string) ([]byte, error) {
 	var input []byte
+	var err error
 	switch {
 	case in == "-":
 		input, err = readAllLimited(e.stdin, 16<<20)
@@ -77,34 +87,68 @@ func runPlugin(ctx context.Context, e *env, args []string) error {
 		input = []byte(in)
 	}
 	if err != nil {
-		return fmt.Errorf("input: %w", err)
+		return nil, fmt.Errorf("input: %w", err)
 	}
-	policy := extism.DefaultPolicy
-	policy.Max.Timeout = *maxTimeout
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			policy.AllowedHosts = append(policy.AllowedHosts, h)
+	return input, nil
+}
+
+// callServerPlugin calls a function of a plugin applied on the server.
+func callServerPlugin(ctx context.Context, cf *clientFlags, plugin, fn string, input []byte) ([]byte, error) {
+	c, err := cf.dial()
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	res, err := c.registry.CallPlugin(cctx, connect.NewRequest(&ospreyv1.CallPluginRequest{Plugin: plugin, Function: fn, Input: input}))
+	if err != nil {
+		return nil, serverError(err)
+	}
+	return res.Msg.GetOutput(), nil
+}
+
+// callLocalPlugin loads the plugin of a manifest file in this process and calls fn.
+func callLocalPlugin(ctx context.Context, e *env, pf *pluginPolicyFlags, file, fn string, input []byte) ([]byte, error) {
+	ms, err := manifest.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	var p *manifest.Plugin
+	for _, m := range ms {
+		if m.Plugin != nil {
+			if p != nil {
+				return nil, fmt.Errorf("%s: more than one Plugin manifest; give a file with one", file)
+			}
+			p = m.Plugin
 		}
 	}
-	fns := make([]string, len(p.Functions))
-	for i, f := range p.Functions {
-		fns[i] = f.Name
+	if p == nil {
+		return nil, fmt.Errorf("%s: no Plugin manifest", file)
 	}
-	pl, err := extism.Load(ctx, policy, extism.Spec{Name: p.FQN, Module: wasm, Functions: fns, Config: p.Config, AllowedHosts: p.AllowedHosts,
-		Limits: extism.Limits{Timeout: p.Limits.Timeout, MemoryPages: p.Limits.MemoryPages, MaxHTTPResponseBytes: p.Limits.HTTPResponseBytes,
-			MaxOutputBytes: p.Limits.OutputBytes}}, e.log)
+	if strings.HasPrefix(p.Module, "sha256:") {
+		return nil, fmt.Errorf("%s: spec.module is a digest (%s); plugin call -f needs the module's file", file, p.Module)
+	}
+	path := p.Module
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(file), path)
+	}
+	wasm, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("spec.module: %w", err)
+	}
+	policy, err := pf.policy()
+	if err != nil {
+		return nil, err
+	}
+	pl, err := extism.Load(ctx, policy, extism.SpecOf(p, wasm), e.log)
+	if err != nil {
+		return nil, err
 	}
 	defer pl.Close(context.WithoutCancel(ctx))
 	start := time.Now()
 	out, err := pl.Call(ctx, fn, input)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s\n", out)
 	e.log.Debug("plugin call", "plugin", p.FQN, "function", fn, "took", time.Since(start))
-	return nil
+	return out, err
 }
 
 // readAllLimited reads r to its end, failing beyond max bytes.

@@ -18,6 +18,7 @@ import (
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/historian"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/host/extism"
 	"github.com/osprey-ml/osprey/plugins"
 	_ "github.com/osprey-ml/osprey/plugins/notifier/redis"      // "redis" notifier
 	_ "github.com/osprey-ml/osprey/plugins/registrystore/dir"   // "dir" registry store
@@ -52,6 +53,7 @@ type serveConfig struct {
 	History         string        `yaml:"history"`
 	HistoryConfig   string        `yaml:"history-config"`
 	HistoryCollect  time.Duration `yaml:"history-collect"`
+	Plugin          pluginPolicyFlags
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -75,6 +77,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.History, "history", "", "history store by name: "+strings.Join(plugins.HistoryStoreNames(), ", ")+", or none; empty: file when --data-dir is set (in <data-dir>/history), otherwise none (env OSPREY_HISTORY)")
 	fs.StringVar(&c.HistoryConfig, "history-config", "", "history store config, key=value,… (file: dir; s3: endpoint, bucket, prefix, region, access_key, secret_key, session_token, secure, path_style, create_bucket; see docs/history.md) (env OSPREY_HISTORY_CONFIG)")
 	fs.DurationVar(&c.HistoryCollect, "history-collect", historian.DefaultCollectInterval, "how often the historian collects the window buckets that closed (under 5m: they are kept 10m) (env OSPREY_HISTORY_COLLECT)")
+	c.Plugin.register(fs)
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
@@ -183,6 +186,7 @@ type stack struct {
 	state    engine.State
 	notifier engine.Notifier
 	host     *host.Host
+	plugins  *extism.Set
 	engine   *engine.Engine
 	server   *server.Server
 	log      *slog.Logger
@@ -198,6 +202,7 @@ func (s *stack) close() {
 	s.engine.Close()
 	s.history.stop()
 	closeHost(s.log, s.host)
+	s.plugins.Close()
 	s.notifier.Close()
 	s.state.Close()
 }
@@ -274,6 +279,9 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		if s.host != nil {
 			closeHost(e.log, s.host)
 		}
+		if s.plugins != nil {
+			s.plugins.Close()
+		}
 		if s.notifier != nil {
 			s.notifier.Close()
 		}
@@ -314,10 +322,17 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithPrograms(s.host), engine.WithMaxTimeout(c.MaxTimeout),
-		engine.WithMiddlewareResolver(s.host.Resolver(plugins.Middlewares)), engine.WithEncoderResolver(encoders), engine.WithLogger(e.log))
+	policy, err := c.Plugin.policy()
+	if err != nil {
+		return fail(err)
+	}
+	s.plugins = extism.NewSet(policy, engine.DefaultNamespace, e.log)
+	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
+		engine.WithPrograms(s.plugins.Programs(s.host)),
+		engine.WithMiddlewareResolver(s.plugins.Resolver(s.host.Resolver(plugins.Middlewares))),
+		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithLogger(e.log))
 	// ctx is the command's: SIGINT or SIGTERM during the registry restore stops it.
-	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Notifier: s.notifier, Registry: store,
+	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Plugins: s.plugins, Notifier: s.notifier, Registry: store,
 		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log})
 	if err != nil {
 		s.engine.Close()

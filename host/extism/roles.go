@@ -128,66 +128,81 @@ func jsonValue(v engine.Value) any {
 // the value (converted to the feature's type), its error rejects the call.
 func (pl *Plugin) Middleware(fn string, f *engine.Feature, config map[string]string) engine.Middleware {
 	return func(ctx context.Context, call *engine.Call, v engine.Value) (engine.Value, error) {
-		in := middlewareInput{Version: ContractVersion, Feature: f.FQN, Keys: call.Keys, Op: call.Op.String(),
-			Stage: call.Stage.String(), Value: jsonValue(v), Config: config}
-		if !call.Timestamp.IsZero() {
-			in.Timestamp = call.Timestamp.UTC().Format(time.RFC3339Nano)
-		}
-		out, err := pl.callValue(ctx, fn, in, f.Primitive)
-		if err != nil {
-			return engine.Value{}, err
-		}
-		if out.IsNull() {
-			return v, nil
-		}
-		return out, nil
+		return pl.middleware(ctx, fn, f, config, call, v)
 	}
 }
 
-// Encoder returns the selector encoding ([name]) that fn of pl implements (the encoder
-// role's contract); its output is a string unless the plugin returns another JSON type.
-// Each encoding is bounded by the plugin's timeout.
-func (pl *Plugin) Encoder(fn string, config map[string]string) engine.Encoder {
-	return func(v engine.Value) (engine.Value, error) {
-		in := encoderInput{Version: ContractVersion, Primitive: v.Kind().String(), Value: jsonValue(v), Config: config}
-		body, err := json.Marshal(in)
-		if err != nil {
-			return engine.Value{}, err
-		}
-		out, err := pl.Call(context.Background(), fn, body)
-		if err != nil {
-			return engine.Value{}, err
-		}
-		var o struct {
-			Value any `json:"value"`
-		}
-		if err := json.Unmarshal(out, &o); err != nil {
-			return engine.Value{}, fmt.Errorf("plugin %s: %s: %w: the output is not {\"value\": …}", pl.name, fn, ErrFailed)
-		}
-		if s, ok := o.Value.(string); ok {
-			return engine.String(s), nil
-		}
-		raw, _ := json.Marshal(o.Value)
-		return engine.String(string(raw)), nil
+// middleware runs fn of pl as a middleware of f.
+func (pl *Plugin) middleware(ctx context.Context, fn string, f *engine.Feature, config map[string]string, call *engine.Call, v engine.Value) (engine.Value, error) {
+	in := middlewareInput{Version: ContractVersion, Feature: f.FQN, Keys: call.Keys, Op: call.Op.String(),
+		Stage: call.Stage.String(), Value: jsonValue(v), Config: config}
+	if !call.Timestamp.IsZero() {
+		in.Timestamp = call.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
+	out, err := pl.callValue(ctx, fn, in, f.Primitive)
+	if err != nil {
+		return engine.Value{}, err
+	}
+	if out.IsNull() {
+		return v, nil
+	}
+	return out, nil
+}
+
+// Encoder returns the selector encoding ([name]) that fn of pl implements (the encoder
+// role's contract); its output is a string unless the plugin returns another JSON type,
+// which is then its JSON text. Each encoding is bounded by the plugin's timeout and ctx.
+func (pl *Plugin) Encoder(fn string, config map[string]string) engine.Encoder {
+	return func(ctx context.Context, v engine.Value) (engine.Value, error) {
+		return pl.encode(ctx, fn, "", config, v)
+	}
+}
+
+// encode runs fn of pl as an encoder of v, a value of feature (or "").
+func (pl *Plugin) encode(ctx context.Context, fn, feature string, config map[string]string, v engine.Value) (engine.Value, error) {
+	in := encoderInput{Version: ContractVersion, Feature: feature, Primitive: v.Kind().String(), Value: jsonValue(v), Config: config}
+	body, err := json.Marshal(in)
+	if err != nil {
+		return engine.Value{}, fmt.Errorf("plugin %s: %s: encoding the input: %w", pl.name, fn, err)
+	}
+	out, err := pl.Call(ctx, fn, body)
+	if err != nil {
+		return engine.Value{}, err
+	}
+	var o struct {
+		Value any `json:"value"`
+	}
+	if err := json.Unmarshal(out, &o); err != nil {
+		return engine.Value{}, fmt.Errorf("plugin %s: %s: %w: the output is not {\"value\": …} (%s)", pl.name, fn, ErrFailed, clip(string(out)))
+	}
+	if s, ok := o.Value.(string); ok {
+		return engine.String(s), nil
+	}
+	raw, _ := json.Marshal(o.Value)
+	return engine.String(string(raw)), nil
 }
 
 // Connector returns the program of an on-request feature f that fn of pl computes (the
 // connector role's contract): the value for the call's keys, converted to f's type; null is
 // no value.
 func (pl *Plugin) Connector(fn string, f *engine.Feature, config map[string]string) engine.Program {
-	return connector{pl: pl, fn: fn, f: f, config: config}
+	return connector{pl: func() (*Plugin, error) { return pl, nil }, fn: fn, f: f, config: config}
 }
 
+// connector is a connector program; pl finds the plugin at each run (a Set's current one).
 type connector struct {
-	pl     *Plugin
+	pl     func() (*Plugin, error)
 	fn     string
 	f      *engine.Feature
 	config map[string]string
 }
 
 func (c connector) Run(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
-	v, err := c.pl.callValue(ctx, c.fn, connectorInput{Version: ContractVersion, Feature: c.f.FQN, Keys: call.Keys, Config: c.config}, c.f.Primitive)
+	pl, err := c.pl()
+	if err != nil {
+		return engine.ProgramResult{}, err
+	}
+	v, err := pl.callValue(ctx, c.fn, connectorInput{Version: ContractVersion, Feature: c.f.FQN, Keys: call.Keys, Config: c.config}, c.f.Primitive)
 	if err != nil {
 		return engine.ProgramResult{}, err
 	}

@@ -17,6 +17,7 @@
 package encoder
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -66,12 +67,12 @@ func newHash(cfg plugins.Config) (engine.Encoder, error) {
 		return nil, fmt.Errorf("%w: bytes: %d is outside 8 to %d", plugins.ErrInvalidConfig, n, sha256.Size)
 	}
 	if key == "" {
-		return func(engine.Value) (engine.Value, error) {
+		return func(context.Context, engine.Value) (engine.Value, error) {
 			return engine.Null, fmt.Errorf("%w: configure one (server config encoders.hash.key, or key-env naming a variable that holds it)", ErrNoKey)
 		}, nil
 	}
 	secret := []byte(key)
-	return func(v engine.Value) (engine.Value, error) {
+	return func(_ context.Context, v engine.Value) (engine.Value, error) {
 		m := hmac.New(sha256.New, secret)
 		m.Write(canonical(nil, v))
 		return engine.String(hex.EncodeToString(m.Sum(nil)[:n])), nil
@@ -79,7 +80,7 @@ func newHash(cfg plugins.Config) (engine.Encoder, error) {
 }
 
 func newJSON(plugins.Config) (engine.Encoder, error) {
-	return func(v engine.Value) (engine.Value, error) {
+	return func(_ context.Context, v engine.Value) (engine.Value, error) {
 		b, err := json.Marshal(jsonOf(v))
 		if err != nil {
 			return engine.Null, err

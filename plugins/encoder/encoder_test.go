@@ -29,7 +29,7 @@ func encode(t *testing.T, r engine.EncoderResolver, name string, v engine.Value)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := enc(v)
+	out, err := enc(context.Background(), v)
 	return out.Str(), err
 }
 

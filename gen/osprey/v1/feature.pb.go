@@ -252,7 +252,12 @@ type Builder struct {
 	// or one provided by a plugin, such as "wasm".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The Wasm module's reference (path or digest) for Wasm builders; empty otherwise.
-	Module        string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	// The FQN of the plugin whose connector function computes the feature (kind "plugin");
+	// empty otherwise.
+	Plugin string `protobuf:"bytes,3,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// The plugin's connector function (kind "plugin"); empty otherwise.
+	Function      string `protobuf:"bytes,4,opt,name=function,proto3" json:"function,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,17 +306,37 @@ func (x *Builder) GetModule() string {
 	return ""
 }
 
+func (x *Builder) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *Builder) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
 // Middleware is a middleware attached to a feature's pipeline.
 type Middleware struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The name of a registered native middleware, or of a Wasm middleware when module is set.
+	// The name of a registered native middleware, or of a Wasm middleware when module is set;
+	// empty for a plugin's.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The Wasm module implementing the middleware, or empty for a native one.
 	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
 	// The stages the middleware runs at: preGet, postGet, preSet or postSet.
 	Stages []string `protobuf:"bytes,3,rep,name=stages,proto3" json:"stages,omitempty"`
 	// Orders middlewares within a stage: lowest first; equal priorities keep manifest order.
-	Priority      int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority int32 `protobuf:"varint,4,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The FQN of the plugin whose function is the middleware (name and module are then
+	// empty), or empty.
+	Plugin string `protobuf:"bytes,5,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// The plugin's middleware function, when plugin is set.
+	Function      string `protobuf:"bytes,6,opt,name=function,proto3" json:"function,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -372,6 +397,20 @@ func (x *Middleware) GetPriority() int32 {
 		return x.Priority
 	}
 	return 0
+}
+
+func (x *Middleware) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *Middleware) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
 }
 
 // DataSource describes an applied data source: where rows come from and how they name
@@ -468,6 +507,226 @@ func (x *DataSource) GetLabels() map[string]string {
 	return nil
 }
 
+// Plugin describes an applied Extism plugin: a Wasm module whose functions serve features
+// as middlewares, encodings or connectors (docs/plugins.md).
+type Plugin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fully qualified name, "namespace.name" (lower case).
+	Fqn string `protobuf:"bytes,1,opt,name=fqn,proto3" json:"fqn,omitempty"`
+	// The module's reference, "sha256:<hex>".
+	Module string `protobuf:"bytes,2,opt,name=module,proto3" json:"module,omitempty"`
+	// The functions the plugin provides, in manifest order.
+	Functions []*PluginFunction `protobuf:"bytes,3,rep,name=functions,proto3" json:"functions,omitempty"`
+	// The hosts the plugin may make HTTP requests to (names or glob patterns); empty: none.
+	AllowedHosts []string `protobuf:"bytes,4,rep,name=allowed_hosts,json=allowedHosts,proto3" json:"allowed_hosts,omitempty"`
+	// The limits the plugin asked for (zero: the server's default).
+	Limits *PluginLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
+	// The manifest's metadata.labels.
+	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Plugin) Reset() {
+	*x = Plugin{}
+	mi := &file_osprey_v1_feature_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Plugin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Plugin) ProtoMessage() {}
+
+func (x *Plugin) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_feature_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
+func (*Plugin) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Plugin) GetFqn() string {
+	if x != nil {
+		return x.Fqn
+	}
+	return ""
+}
+
+func (x *Plugin) GetModule() string {
+	if x != nil {
+		return x.Module
+	}
+	return ""
+}
+
+func (x *Plugin) GetFunctions() []*PluginFunction {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+func (x *Plugin) GetAllowedHosts() []string {
+	if x != nil {
+		return x.AllowedHosts
+	}
+	return nil
+}
+
+func (x *Plugin) GetLimits() *PluginLimits {
+	if x != nil {
+		return x.Limits
+	}
+	return nil
+}
+
+func (x *Plugin) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// PluginFunction is one function a plugin provides.
+type PluginFunction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exported function's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its role: "middleware", "encoder" or "connector".
+	Role          string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginFunction) Reset() {
+	*x = PluginFunction{}
+	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginFunction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginFunction) ProtoMessage() {}
+
+func (x *PluginFunction) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginFunction.ProtoReflect.Descriptor instead.
+func (*PluginFunction) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PluginFunction) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginFunction) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+// PluginLimits are the limits a plugin asks for; unset or zero takes the server's default.
+type PluginLimits struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bounds one call.
+	Timeout *durationpb.Duration `protobuf:"bytes,1,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Caps each linear memory, in 64 KiB pages.
+	MemoryPages uint32 `protobuf:"varint,2,opt,name=memory_pages,json=memoryPages,proto3" json:"memory_pages,omitempty"`
+	// Caps the body of one HTTP response the plugin receives.
+	HttpResponseBytes int64 `protobuf:"varint,3,opt,name=http_response_bytes,json=httpResponseBytes,proto3" json:"http_response_bytes,omitempty"`
+	// Caps one call's output.
+	OutputBytes   int64 `protobuf:"varint,4,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginLimits) Reset() {
+	*x = PluginLimits{}
+	mi := &file_osprey_v1_feature_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginLimits) ProtoMessage() {}
+
+func (x *PluginLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_feature_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginLimits.ProtoReflect.Descriptor instead.
+func (*PluginLimits) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PluginLimits) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *PluginLimits) GetMemoryPages() uint32 {
+	if x != nil {
+		return x.MemoryPages
+	}
+	return 0
+}
+
+func (x *PluginLimits) GetHttpResponseBytes() int64 {
+	if x != nil {
+		return x.HttpResponseBytes
+	}
+	return 0
+}
+
+func (x *PluginLimits) GetOutputBytes() int64 {
+	if x != nil {
+		return x.OutputBytes
+	}
+	return 0
+}
+
 var File_osprey_v1_feature_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_feature_proto_rawDesc = "" +
@@ -495,16 +754,20 @@ const file_osprey_v1_feature_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Y\n" +
 	"\fKeepPrevious\x12\x1a\n" +
 	"\bversions\x18\x01 \x01(\x05R\bversions\x12-\n" +
-	"\x04over\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04over\"5\n" +
+	"\x04over\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04over\"i\n" +
 	"\aBuilder\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06module\x18\x02 \x01(\tR\x06module\"l\n" +
+	"\x06module\x18\x02 \x01(\tR\x06module\x12\x16\n" +
+	"\x06plugin\x18\x03 \x01(\tR\x06plugin\x12\x1a\n" +
+	"\bfunction\x18\x04 \x01(\tR\bfunction\"\xa0\x01\n" +
 	"\n" +
 	"Middleware\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06module\x18\x02 \x01(\tR\x06module\x12\x16\n" +
 	"\x06stages\x18\x03 \x03(\tR\x06stages\x12\x1a\n" +
-	"\bpriority\x18\x04 \x01(\x05R\bpriority\"\x88\x02\n" +
+	"\bpriority\x18\x04 \x01(\x05R\bpriority\x12\x16\n" +
+	"\x06plugin\x18\x05 \x01(\tR\x06plugin\x12\x1a\n" +
+	"\bfunction\x18\x06 \x01(\tR\bfunction\"\x88\x02\n" +
 	"\n" +
 	"DataSource\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12\x12\n" +
@@ -516,7 +779,25 @@ const file_osprey_v1_feature_proto_rawDesc = "" +
 	"\x06labels\x18\x06 \x03(\v2!.osprey.v1.DataSource.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x02\n" +
+	"\x06Plugin\x12\x10\n" +
+	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12\x16\n" +
+	"\x06module\x18\x02 \x01(\tR\x06module\x127\n" +
+	"\tfunctions\x18\x03 \x03(\v2\x19.osprey.v1.PluginFunctionR\tfunctions\x12#\n" +
+	"\rallowed_hosts\x18\x04 \x03(\tR\fallowedHosts\x12/\n" +
+	"\x06limits\x18\x05 \x01(\v2\x17.osprey.v1.PluginLimitsR\x06limits\x125\n" +
+	"\x06labels\x18\x06 \x03(\v2\x1d.osprey.v1.Plugin.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
+	"\x0ePluginFunction\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"\xb9\x01\n" +
+	"\fPluginLimits\x123\n" +
+	"\atimeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fmemory_pages\x18\x02 \x01(\rR\vmemoryPages\x12.\n" +
+	"\x13http_response_bytes\x18\x03 \x01(\x03R\x11httpResponseBytes\x12!\n" +
+	"\foutput_bytes\x18\x04 \x01(\x03R\voutputBytesB4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
 
 var (
 	file_osprey_v1_feature_proto_rawDescOnce sync.Once
@@ -530,33 +811,41 @@ func file_osprey_v1_feature_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_feature_proto_rawDescData
 }
 
-var file_osprey_v1_feature_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_osprey_v1_feature_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_osprey_v1_feature_proto_goTypes = []any{
 	(*Feature)(nil),             // 0: osprey.v1.Feature
 	(*KeepPrevious)(nil),        // 1: osprey.v1.KeepPrevious
 	(*Builder)(nil),             // 2: osprey.v1.Builder
 	(*Middleware)(nil),          // 3: osprey.v1.Middleware
 	(*DataSource)(nil),          // 4: osprey.v1.DataSource
-	nil,                         // 5: osprey.v1.Feature.LabelsEntry
-	nil,                         // 6: osprey.v1.DataSource.LabelsEntry
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*Plugin)(nil),              // 5: osprey.v1.Plugin
+	(*PluginFunction)(nil),      // 6: osprey.v1.PluginFunction
+	(*PluginLimits)(nil),        // 7: osprey.v1.PluginLimits
+	nil,                         // 8: osprey.v1.Feature.LabelsEntry
+	nil,                         // 9: osprey.v1.DataSource.LabelsEntry
+	nil,                         // 10: osprey.v1.Plugin.LabelsEntry
+	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
 }
 var file_osprey_v1_feature_proto_depIdxs = []int32{
-	7,  // 0: osprey.v1.Feature.granularity:type_name -> google.protobuf.Duration
-	7,  // 1: osprey.v1.Feature.freshness:type_name -> google.protobuf.Duration
-	7,  // 2: osprey.v1.Feature.staleness:type_name -> google.protobuf.Duration
-	7,  // 3: osprey.v1.Feature.timeout:type_name -> google.protobuf.Duration
+	11, // 0: osprey.v1.Feature.granularity:type_name -> google.protobuf.Duration
+	11, // 1: osprey.v1.Feature.freshness:type_name -> google.protobuf.Duration
+	11, // 2: osprey.v1.Feature.staleness:type_name -> google.protobuf.Duration
+	11, // 3: osprey.v1.Feature.timeout:type_name -> google.protobuf.Duration
 	1,  // 4: osprey.v1.Feature.keep_previous:type_name -> osprey.v1.KeepPrevious
 	2,  // 5: osprey.v1.Feature.builder:type_name -> osprey.v1.Builder
 	3,  // 6: osprey.v1.Feature.middlewares:type_name -> osprey.v1.Middleware
-	5,  // 7: osprey.v1.Feature.labels:type_name -> osprey.v1.Feature.LabelsEntry
-	7,  // 8: osprey.v1.KeepPrevious.over:type_name -> google.protobuf.Duration
-	6,  // 9: osprey.v1.DataSource.labels:type_name -> osprey.v1.DataSource.LabelsEntry
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 7: osprey.v1.Feature.labels:type_name -> osprey.v1.Feature.LabelsEntry
+	11, // 8: osprey.v1.KeepPrevious.over:type_name -> google.protobuf.Duration
+	9,  // 9: osprey.v1.DataSource.labels:type_name -> osprey.v1.DataSource.LabelsEntry
+	6,  // 10: osprey.v1.Plugin.functions:type_name -> osprey.v1.PluginFunction
+	7,  // 11: osprey.v1.Plugin.limits:type_name -> osprey.v1.PluginLimits
+	10, // 12: osprey.v1.Plugin.labels:type_name -> osprey.v1.Plugin.LabelsEntry
+	11, // 13: osprey.v1.PluginLimits.timeout:type_name -> google.protobuf.Duration
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_feature_proto_init() }
@@ -570,7 +859,7 @@ func file_osprey_v1_feature_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_feature_proto_rawDesc), len(file_osprey_v1_feature_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

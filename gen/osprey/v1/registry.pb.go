@@ -23,13 +23,123 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CallPluginRequest runs a function of an applied plugin.
+type CallPluginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The plugin: its FQN, or its bare name in the default namespace.
+	Plugin string `protobuf:"bytes,1,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// The function: one the plugin declares, of any role.
+	Function string `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	// The input, as the function's role's JSON contract describes it (docs/plugins.md).
+	Input         []byte `protobuf:"bytes,3,opt,name=input,proto3" json:"input,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallPluginRequest) Reset() {
+	*x = CallPluginRequest{}
+	mi := &file_osprey_v1_registry_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallPluginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallPluginRequest) ProtoMessage() {}
+
+func (x *CallPluginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_registry_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallPluginRequest.ProtoReflect.Descriptor instead.
+func (*CallPluginRequest) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CallPluginRequest) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *CallPluginRequest) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *CallPluginRequest) GetInput() []byte {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+// CallPluginResponse is the function's output.
+type CallPluginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The output the function wrote.
+	Output        []byte `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallPluginResponse) Reset() {
+	*x = CallPluginResponse{}
+	mi := &file_osprey_v1_registry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallPluginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallPluginResponse) ProtoMessage() {}
+
+func (x *CallPluginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_registry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallPluginResponse.ProtoReflect.Descriptor instead.
+func (*CallPluginResponse) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CallPluginResponse) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
 // ApplyFeatureRequest carries manifests and the Wasm modules they name.
 type ApplyFeatureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The manifest: YAML, one or more documents separated by `---`.
 	Manifest []byte `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
 	// The Wasm modules, by the path the manifest names them with (spec.builder.module,
-	// spec.middlewares[].module).
+	// spec.middlewares[].module, a Plugin's spec.module).
 	Modules map[string][]byte `protobuf:"bytes,2,rep,name=modules,proto3" json:"modules,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Check everything an apply checks — the manifests validated, modules compiled,
 	// middlewares resolved, the engine's checks of each object — and change nothing: nothing
@@ -42,7 +152,7 @@ type ApplyFeatureRequest struct {
 
 func (x *ApplyFeatureRequest) Reset() {
 	*x = ApplyFeatureRequest{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[0]
+	mi := &file_osprey_v1_registry_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +164,7 @@ func (x *ApplyFeatureRequest) String() string {
 func (*ApplyFeatureRequest) ProtoMessage() {}
 
 func (x *ApplyFeatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[0]
+	mi := &file_osprey_v1_registry_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +177,7 @@ func (x *ApplyFeatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyFeatureRequest.ProtoReflect.Descriptor instead.
 func (*ApplyFeatureRequest) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{0}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyFeatureRequest) GetManifest() []byte {
@@ -102,7 +212,7 @@ type ApplyFeatureResponse struct {
 
 func (x *ApplyFeatureResponse) Reset() {
 	*x = ApplyFeatureResponse{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[1]
+	mi := &file_osprey_v1_registry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -114,7 +224,7 @@ func (x *ApplyFeatureResponse) String() string {
 func (*ApplyFeatureResponse) ProtoMessage() {}
 
 func (x *ApplyFeatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[1]
+	mi := &file_osprey_v1_registry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -127,7 +237,7 @@ func (x *ApplyFeatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyFeatureResponse.ProtoReflect.Descriptor instead.
 func (*ApplyFeatureResponse) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApplyFeatureResponse) GetApplied() []*AppliedObject {
@@ -140,7 +250,7 @@ func (x *ApplyFeatureResponse) GetApplied() []*AppliedObject {
 // AppliedObject is the outcome of applying one manifest document.
 type AppliedObject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The manifest kind: "Feature" or "DataSource".
+	// The manifest kind: "Feature", "DataSource" or "Plugin".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The object's fully qualified name, "namespace.name".
 	Fqn string `protobuf:"bytes,2,opt,name=fqn,proto3" json:"fqn,omitempty"`
@@ -152,7 +262,7 @@ type AppliedObject struct {
 
 func (x *AppliedObject) Reset() {
 	*x = AppliedObject{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[2]
+	mi := &file_osprey_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +274,7 @@ func (x *AppliedObject) String() string {
 func (*AppliedObject) ProtoMessage() {}
 
 func (x *AppliedObject) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[2]
+	mi := &file_osprey_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +287,7 @@ func (x *AppliedObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedObject.ProtoReflect.Descriptor instead.
 func (*AppliedObject) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AppliedObject) GetKind() string {
@@ -212,7 +322,7 @@ type DeleteFeatureRequest struct {
 
 func (x *DeleteFeatureRequest) Reset() {
 	*x = DeleteFeatureRequest{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[3]
+	mi := &file_osprey_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +334,7 @@ func (x *DeleteFeatureRequest) String() string {
 func (*DeleteFeatureRequest) ProtoMessage() {}
 
 func (x *DeleteFeatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[3]
+	mi := &file_osprey_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +347,7 @@ func (x *DeleteFeatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFeatureRequest.ProtoReflect.Descriptor instead.
 func (*DeleteFeatureRequest) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteFeatureRequest) GetFqn() string {
@@ -256,7 +366,7 @@ type DeleteFeatureResponse struct {
 
 func (x *DeleteFeatureResponse) Reset() {
 	*x = DeleteFeatureResponse{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[4]
+	mi := &file_osprey_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +378,7 @@ func (x *DeleteFeatureResponse) String() string {
 func (*DeleteFeatureResponse) ProtoMessage() {}
 
 func (x *DeleteFeatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[4]
+	mi := &file_osprey_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +391,7 @@ func (x *DeleteFeatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteFeatureResponse.ProtoReflect.Descriptor instead.
 func (*DeleteFeatureResponse) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 // ListFeaturesRequest lists applied features and data sources.
@@ -295,7 +405,7 @@ type ListFeaturesRequest struct {
 
 func (x *ListFeaturesRequest) Reset() {
 	*x = ListFeaturesRequest{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[5]
+	mi := &file_osprey_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -307,7 +417,7 @@ func (x *ListFeaturesRequest) String() string {
 func (*ListFeaturesRequest) ProtoMessage() {}
 
 func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[5]
+	mi := &file_osprey_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +430,7 @@ func (x *ListFeaturesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeaturesRequest) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListFeaturesRequest) GetNamespace() string {
@@ -338,9 +448,11 @@ type ListFeaturesResponse struct {
 	Features []*Feature `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty"`
 	// The applied data sources, sorted by FQN.
 	DataSources []*DataSource `protobuf:"bytes,2,rep,name=data_sources,json=dataSources,proto3" json:"data_sources,omitempty"`
+	// The applied plugins, sorted by FQN.
+	Plugins []*Plugin `protobuf:"bytes,4,rep,name=plugins,proto3" json:"plugins,omitempty"`
 	// The objects the server's registry holds that failed to restore when the server started
 	// (a manifest that no longer parses or applies, a module missing or corrupt, an apply that
-	// overran its restore timeout), sorted by kind (data sources first), then FQN. They are
+	// overran its restore timeout), sorted by kind (data sources, plugins, features), then FQN. They are
 	// kept in the registry but not served. Applying the object again successfully, or
 	// deleting it, takes it off this list.
 	Quarantined   []*QuarantinedObject `protobuf:"bytes,3,rep,name=quarantined,proto3" json:"quarantined,omitempty"`
@@ -350,7 +462,7 @@ type ListFeaturesResponse struct {
 
 func (x *ListFeaturesResponse) Reset() {
 	*x = ListFeaturesResponse{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[6]
+	mi := &file_osprey_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +474,7 @@ func (x *ListFeaturesResponse) String() string {
 func (*ListFeaturesResponse) ProtoMessage() {}
 
 func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[6]
+	mi := &file_osprey_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +487,7 @@ func (x *ListFeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeaturesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListFeaturesResponse) GetFeatures() []*Feature {
@@ -392,6 +504,13 @@ func (x *ListFeaturesResponse) GetDataSources() []*DataSource {
 	return nil
 }
 
+func (x *ListFeaturesResponse) GetPlugins() []*Plugin {
+	if x != nil {
+		return x.Plugins
+	}
+	return nil
+}
+
 func (x *ListFeaturesResponse) GetQuarantined() []*QuarantinedObject {
 	if x != nil {
 		return x.Quarantined
@@ -402,7 +521,7 @@ func (x *ListFeaturesResponse) GetQuarantined() []*QuarantinedObject {
 // QuarantinedObject is a stored object that failed to restore at start.
 type QuarantinedObject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The manifest kind: "Feature" or "DataSource".
+	// The manifest kind: "Feature", "DataSource" or "Plugin".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The object's fully qualified name, "namespace.name".
 	Fqn string `protobuf:"bytes,2,opt,name=fqn,proto3" json:"fqn,omitempty"`
@@ -416,7 +535,7 @@ type QuarantinedObject struct {
 
 func (x *QuarantinedObject) Reset() {
 	*x = QuarantinedObject{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	mi := &file_osprey_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +547,7 @@ func (x *QuarantinedObject) String() string {
 func (*QuarantinedObject) ProtoMessage() {}
 
 func (x *QuarantinedObject) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[7]
+	mi := &file_osprey_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +560,7 @@ func (x *QuarantinedObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantinedObject.ProtoReflect.Descriptor instead.
 func (*QuarantinedObject) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QuarantinedObject) GetKind() string {
@@ -493,7 +612,7 @@ type DryRunRequest struct {
 
 func (x *DryRunRequest) Reset() {
 	*x = DryRunRequest{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[8]
+	mi := &file_osprey_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +624,7 @@ func (x *DryRunRequest) String() string {
 func (*DryRunRequest) ProtoMessage() {}
 
 func (x *DryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[8]
+	mi := &file_osprey_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +637,7 @@ func (x *DryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunRequest.ProtoReflect.Descriptor instead.
 func (*DryRunRequest) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DryRunRequest) GetFqn() string {
@@ -576,7 +695,7 @@ type DryRunResponse struct {
 
 func (x *DryRunResponse) Reset() {
 	*x = DryRunResponse{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[9]
+	mi := &file_osprey_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +707,7 @@ func (x *DryRunResponse) String() string {
 func (*DryRunResponse) ProtoMessage() {}
 
 func (x *DryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[9]
+	mi := &file_osprey_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +720,7 @@ func (x *DryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DryRunResponse.ProtoReflect.Descriptor instead.
 func (*DryRunResponse) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DryRunResponse) GetFqn() string {
@@ -643,7 +762,13 @@ var File_osprey_v1_registry_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x18osprey/v1/registry.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17osprey/v1/feature.proto\x1a\x15osprey/v1/value.proto\"\xcd\x01\n" +
+	"\x18osprey/v1/registry.proto\x12\tosprey.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17osprey/v1/feature.proto\x1a\x15osprey/v1/value.proto\"]\n" +
+	"\x11CallPluginRequest\x12\x16\n" +
+	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12\x1a\n" +
+	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x14\n" +
+	"\x05input\x18\x03 \x01(\fR\x05input\",\n" +
+	"\x12CallPluginResponse\x12\x16\n" +
+	"\x06output\x18\x01 \x01(\fR\x06output\"\xcd\x01\n" +
 	"\x13ApplyFeatureRequest\x12\x1a\n" +
 	"\bmanifest\x18\x01 \x01(\fR\bmanifest\x12E\n" +
 	"\amodules\x18\x02 \x03(\v2+.osprey.v1.ApplyFeatureRequest.ModulesEntryR\amodules\x12\x17\n" +
@@ -661,10 +786,11 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\"\x17\n" +
 	"\x15DeleteFeatureResponse\"3\n" +
 	"\x13ListFeaturesRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xc0\x01\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xed\x01\n" +
 	"\x14ListFeaturesResponse\x12.\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x12.osprey.v1.FeatureR\bfeatures\x128\n" +
-	"\fdata_sources\x18\x02 \x03(\v2\x15.osprey.v1.DataSourceR\vdataSources\x12>\n" +
+	"\fdata_sources\x18\x02 \x03(\v2\x15.osprey.v1.DataSourceR\vdataSources\x12+\n" +
+	"\aplugins\x18\x04 \x03(\v2\x11.osprey.v1.PluginR\aplugins\x12>\n" +
 	"\vquarantined\x18\x03 \x03(\v2\x1c.osprey.v1.QuarantinedObjectR\vquarantined\"\x81\x01\n" +
 	"\x11QuarantinedObject\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
@@ -688,12 +814,14 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\x06writes\x18\x05 \x01(\bR\x06writes\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa0\x03\n" +
 	"\x0fRegistryService\x12O\n" +
 	"\fApplyFeature\x12\x1e.osprey.v1.ApplyFeatureRequest\x1a\x1f.osprey.v1.ApplyFeatureResponse\x12R\n" +
 	"\rDeleteFeature\x12\x1f.osprey.v1.DeleteFeatureRequest\x1a .osprey.v1.DeleteFeatureResponse\x12T\n" +
 	"\fListFeatures\x12\x1e.osprey.v1.ListFeaturesRequest\x1a\x1f.osprey.v1.ListFeaturesResponse\"\x03\x90\x02\x01\x12B\n" +
-	"\x06DryRun\x12\x18.osprey.v1.DryRunRequest\x1a\x19.osprey.v1.DryRunResponse\"\x03\x90\x02\x01B4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
+	"\x06DryRun\x12\x18.osprey.v1.DryRunRequest\x1a\x19.osprey.v1.DryRunResponse\"\x03\x90\x02\x01\x12N\n" +
+	"\n" +
+	"CallPlugin\x12\x1c.osprey.v1.CallPluginRequest\x1a\x1d.osprey.v1.CallPluginResponse\"\x03\x90\x02\x01B4Z2github.com/osprey-ml/osprey/gen/osprey/v1;ospreyv1b\x06proto3"
 
 var (
 	file_osprey_v1_registry_proto_rawDescOnce sync.Once
@@ -707,55 +835,61 @@ func file_osprey_v1_registry_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_registry_proto_rawDescData
 }
 
-var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_osprey_v1_registry_proto_goTypes = []any{
-	(*ApplyFeatureRequest)(nil),   // 0: osprey.v1.ApplyFeatureRequest
-	(*ApplyFeatureResponse)(nil),  // 1: osprey.v1.ApplyFeatureResponse
-	(*AppliedObject)(nil),         // 2: osprey.v1.AppliedObject
-	(*DeleteFeatureRequest)(nil),  // 3: osprey.v1.DeleteFeatureRequest
-	(*DeleteFeatureResponse)(nil), // 4: osprey.v1.DeleteFeatureResponse
-	(*ListFeaturesRequest)(nil),   // 5: osprey.v1.ListFeaturesRequest
-	(*ListFeaturesResponse)(nil),  // 6: osprey.v1.ListFeaturesResponse
-	(*QuarantinedObject)(nil),     // 7: osprey.v1.QuarantinedObject
-	(*DryRunRequest)(nil),         // 8: osprey.v1.DryRunRequest
-	(*DryRunResponse)(nil),        // 9: osprey.v1.DryRunResponse
-	nil,                           // 10: osprey.v1.ApplyFeatureRequest.ModulesEntry
-	nil,                           // 11: osprey.v1.DryRunRequest.KeysEntry
-	nil,                           // 12: osprey.v1.DryRunResponse.KeysEntry
-	(*Feature)(nil),               // 13: osprey.v1.Feature
-	(*DataSource)(nil),            // 14: osprey.v1.DataSource
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
-	(*Row)(nil),                   // 17: osprey.v1.Row
-	(*Value)(nil),                 // 18: osprey.v1.Value
+	(*CallPluginRequest)(nil),     // 0: osprey.v1.CallPluginRequest
+	(*CallPluginResponse)(nil),    // 1: osprey.v1.CallPluginResponse
+	(*ApplyFeatureRequest)(nil),   // 2: osprey.v1.ApplyFeatureRequest
+	(*ApplyFeatureResponse)(nil),  // 3: osprey.v1.ApplyFeatureResponse
+	(*AppliedObject)(nil),         // 4: osprey.v1.AppliedObject
+	(*DeleteFeatureRequest)(nil),  // 5: osprey.v1.DeleteFeatureRequest
+	(*DeleteFeatureResponse)(nil), // 6: osprey.v1.DeleteFeatureResponse
+	(*ListFeaturesRequest)(nil),   // 7: osprey.v1.ListFeaturesRequest
+	(*ListFeaturesResponse)(nil),  // 8: osprey.v1.ListFeaturesResponse
+	(*QuarantinedObject)(nil),     // 9: osprey.v1.QuarantinedObject
+	(*DryRunRequest)(nil),         // 10: osprey.v1.DryRunRequest
+	(*DryRunResponse)(nil),        // 11: osprey.v1.DryRunResponse
+	nil,                           // 12: osprey.v1.ApplyFeatureRequest.ModulesEntry
+	nil,                           // 13: osprey.v1.DryRunRequest.KeysEntry
+	nil,                           // 14: osprey.v1.DryRunResponse.KeysEntry
+	(*Feature)(nil),               // 15: osprey.v1.Feature
+	(*DataSource)(nil),            // 16: osprey.v1.DataSource
+	(*Plugin)(nil),                // 17: osprey.v1.Plugin
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
+	(*Row)(nil),                   // 20: osprey.v1.Row
+	(*Value)(nil),                 // 21: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
-	10, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
-	2,  // 1: osprey.v1.ApplyFeatureResponse.applied:type_name -> osprey.v1.AppliedObject
-	13, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
-	14, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
-	7,  // 4: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
-	15, // 5: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
-	16, // 6: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
-	11, // 7: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
-	15, // 8: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	17, // 9: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
-	18, // 10: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	12, // 11: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	15, // 12: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 13: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	3,  // 14: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	5,  // 15: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	8,  // 16: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	1,  // 17: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	4,  // 18: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	6,  // 19: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	9,  // 20: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
+	4,  // 1: osprey.v1.ApplyFeatureResponse.applied:type_name -> osprey.v1.AppliedObject
+	15, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
+	16, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
+	17, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
+	9,  // 5: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
+	18, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
+	19, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
+	13, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
+	18, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
+	20, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
+	21, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	14, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	18, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 14: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	5,  // 15: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	7,  // 16: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	10, // 17: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	0,  // 18: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
+	3,  // 19: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	6,  // 20: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	8,  // 21: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	11, // 22: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	1,  // 23: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }
@@ -771,7 +905,7 @@ func file_osprey_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_registry_proto_rawDesc), len(file_osprey_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,6 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/internal/moduleref"
-	"github.com/osprey-ml/osprey/manifest"
 	"github.com/osprey-ml/osprey/plugins"
 	"github.com/osprey-ml/osprey/registry"
 )
@@ -37,6 +36,7 @@ func init() {
 //
 //	<dir>/objects/Feature/<fqn>.yaml      one manifest per object
 //	<dir>/objects/DataSource/<fqn>.yaml
+//	<dir>/objects/Plugin/<fqn>.yaml
 //	<dir>/modules/sha256/<hex>.wasm       module bytes by digest, shared between objects
 //
 // An object file is a manifest whose leading comment lists the modules it needs
@@ -57,11 +57,11 @@ func New(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("registry store: empty directory name")
 	}
-	for _, sub := range []string{
-		filepath.Join(dir, "objects", string(manifest.KindFeature)),
-		filepath.Join(dir, "objects", string(manifest.KindDataSource)),
-		filepath.Join(dir, "modules", "sha256"),
-	} {
+	subs := []string{filepath.Join(dir, "modules", "sha256")}
+	for _, kind := range registry.Kinds() {
+		subs = append(subs, filepath.Join(dir, "objects", kind))
+	}
+	for _, sub := range subs {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return nil, fmt.Errorf("registry store: %w", err)
 		}
@@ -74,8 +74,8 @@ const storeModuleLine = "# module: "
 var _ registry.Store = (*Store)(nil)
 
 func checkObject(kind, fqn string) error {
-	if kind != string(manifest.KindFeature) && kind != string(manifest.KindDataSource) {
-		return fmt.Errorf("registry store: kind %q (want Feature or DataSource)", kind)
+	if !slices.Contains(registry.Kinds(), kind) {
+		return fmt.Errorf("registry store: kind %q (want %s)", kind, strings.Join(registry.Kinds(), ", "))
 	}
 	if got, err := engine.ParseFQN(fqn, ""); err != nil || got != fqn {
 		return fmt.Errorf("registry store: %q is not a lower-case namespace.name", fqn)
@@ -157,7 +157,7 @@ func (d *Store) Load(ctx context.Context) ([]registry.StoredObject, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []registry.StoredObject
-	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
+	for _, kind := range registry.Kinds() {
 		names, err := d.objectNames(kind)
 		if err != nil {
 			return nil, err
@@ -240,7 +240,7 @@ func moduleRefs(data []byte) []string {
 // collectGarbage removes module files no object names. Callers hold d.mu.
 func (d *Store) collectGarbage() error {
 	used := map[string]bool{}
-	for _, kind := range []string{string(manifest.KindDataSource), string(manifest.KindFeature)} {
+	for _, kind := range registry.Kinds() {
 		names, err := d.objectNames(kind)
 		if err != nil {
 			return err

@@ -40,7 +40,6 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/internal/moduleref"
-	"github.com/osprey-ml/osprey/manifest"
 	"github.com/osprey-ml/osprey/plugins"
 	"github.com/osprey-ml/osprey/registry"
 )
@@ -192,8 +191,8 @@ func parseField(f string) (registry.Key, bool) {
 }
 
 func checkObject(kind, fqn string) error {
-	if kind != string(manifest.KindFeature) && kind != string(manifest.KindDataSource) {
-		return fmt.Errorf("registry store redis: kind %q (want Feature or DataSource)", kind)
+	if !slices.Contains(registry.Kinds(), kind) {
+		return fmt.Errorf("registry store redis: kind %q (want %s)", kind, strings.Join(registry.Kinds(), ", "))
 	}
 	if got, err := engine.ParseFQN(fqn, ""); err != nil || got != fqn {
 		return fmt.Errorf("registry store redis: %q is not a lower-case namespace.name", fqn)
@@ -388,12 +387,7 @@ func (s *Store) Load(ctx context.Context) ([]registry.StoredObject, error) {
 	return out, nil
 }
 
-func rank(kind string) int {
-	if kind == string(manifest.KindDataSource) {
-		return 0
-	}
-	return 1
-}
+func rank(kind string) int { return slices.Index(registry.Kinds(), kind) }
 
 // LoadObject implements registry.SharedStore. A module missing or corrupt is reported in
 // the object's Err.

@@ -44,26 +44,34 @@ const (
 	RegistryServiceListFeaturesProcedure = "/osprey.v1.RegistryService/ListFeatures"
 	// RegistryServiceDryRunProcedure is the fully-qualified name of the RegistryService's DryRun RPC.
 	RegistryServiceDryRunProcedure = "/osprey.v1.RegistryService/DryRun"
+	// RegistryServiceCallPluginProcedure is the fully-qualified name of the RegistryService's
+	// CallPlugin RPC.
+	RegistryServiceCallPluginProcedure = "/osprey.v1.RegistryService/CallPlugin"
 )
 
 // RegistryServiceClient is a client for the osprey.v1.RegistryService service.
 type RegistryServiceClient interface {
-	// ApplyFeature applies manifests (Feature and DataSource documents) with the Wasm modules
-	// they name, creating or replacing the objects they describe. The manifest is applied as
+	// ApplyFeature applies manifests (Feature, DataSource and Plugin documents) with the Wasm
+	// modules they name, creating or replacing the objects they describe. The manifest is applied as
 	// a whole: when any document is invalid, nothing is applied and the error names the
 	// offending field.
 	ApplyFeature(context.Context, *connect.Request[v1.ApplyFeatureRequest]) (*connect.Response[v1.ApplyFeatureResponse], error)
 	// DeleteFeature removes an applied feature (or, when no feature has the name, a data
-	// source) and its stored manifest. A quarantined object (see ListFeaturesResponse) can be
+	// source, or else a plugin) and its stored manifest. A data source or plugin that features
+	// still name is not deleted (FailedPrecondition). A quarantined object (see ListFeaturesResponse) can be
 	// deleted too: its stored manifest is removed and it leaves the quarantine list.
 	DeleteFeature(context.Context, *connect.Request[v1.DeleteFeatureRequest]) (*connect.Response[v1.DeleteFeatureResponse], error)
-	// ListFeatures lists the applied features and data sources, sorted by FQN, and the
+	// ListFeatures lists the applied features, data sources and plugins, sorted by FQN, and the
 	// quarantined objects: those the server's registry holds but could not restore at start.
 	ListFeatures(context.Context, *connect.Request[v1.ListFeaturesRequest]) (*connect.Response[v1.ListFeaturesResponse], error)
 	// DryRun runs a feature's program on a sample row (or, without a row, as on request for
 	// the keys) and its preSet middlewares, and returns what would be written. Nothing is
 	// written and nothing is published.
 	DryRun(context.Context, *connect.Request[v1.DryRunRequest]) (*connect.Response[v1.DryRunResponse], error)
+	// CallPlugin runs one function of an applied plugin on an input, under the plugin's
+	// sandbox and limits, and returns its output (for trying a plugin: osprey plugin call).
+	// Nothing is written. It needs the admin scope, as applying does.
+	CallPlugin(context.Context, *connect.Request[v1.CallPluginRequest]) (*connect.Response[v1.CallPluginResponse], error)
 }
 
 // NewRegistryServiceClient constructs a client for the osprey.v1.RegistryService service. By
@@ -103,6 +111,13 @@ func NewRegistryServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		callPlugin: connect.NewClient[v1.CallPluginRequest, v1.CallPluginResponse](
+			httpClient,
+			baseURL+RegistryServiceCallPluginProcedure,
+			connect.WithSchema(registryServiceMethods.ByName("CallPlugin")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -112,6 +127,7 @@ type registryServiceClient struct {
 	deleteFeature *connect.Client[v1.DeleteFeatureRequest, v1.DeleteFeatureResponse]
 	listFeatures  *connect.Client[v1.ListFeaturesRequest, v1.ListFeaturesResponse]
 	dryRun        *connect.Client[v1.DryRunRequest, v1.DryRunResponse]
+	callPlugin    *connect.Client[v1.CallPluginRequest, v1.CallPluginResponse]
 }
 
 // ApplyFeature calls osprey.v1.RegistryService.ApplyFeature.
@@ -134,24 +150,34 @@ func (c *registryServiceClient) DryRun(ctx context.Context, req *connect.Request
 	return c.dryRun.CallUnary(ctx, req)
 }
 
+// CallPlugin calls osprey.v1.RegistryService.CallPlugin.
+func (c *registryServiceClient) CallPlugin(ctx context.Context, req *connect.Request[v1.CallPluginRequest]) (*connect.Response[v1.CallPluginResponse], error) {
+	return c.callPlugin.CallUnary(ctx, req)
+}
+
 // RegistryServiceHandler is an implementation of the osprey.v1.RegistryService service.
 type RegistryServiceHandler interface {
-	// ApplyFeature applies manifests (Feature and DataSource documents) with the Wasm modules
-	// they name, creating or replacing the objects they describe. The manifest is applied as
+	// ApplyFeature applies manifests (Feature, DataSource and Plugin documents) with the Wasm
+	// modules they name, creating or replacing the objects they describe. The manifest is applied as
 	// a whole: when any document is invalid, nothing is applied and the error names the
 	// offending field.
 	ApplyFeature(context.Context, *connect.Request[v1.ApplyFeatureRequest]) (*connect.Response[v1.ApplyFeatureResponse], error)
 	// DeleteFeature removes an applied feature (or, when no feature has the name, a data
-	// source) and its stored manifest. A quarantined object (see ListFeaturesResponse) can be
+	// source, or else a plugin) and its stored manifest. A data source or plugin that features
+	// still name is not deleted (FailedPrecondition). A quarantined object (see ListFeaturesResponse) can be
 	// deleted too: its stored manifest is removed and it leaves the quarantine list.
 	DeleteFeature(context.Context, *connect.Request[v1.DeleteFeatureRequest]) (*connect.Response[v1.DeleteFeatureResponse], error)
-	// ListFeatures lists the applied features and data sources, sorted by FQN, and the
+	// ListFeatures lists the applied features, data sources and plugins, sorted by FQN, and the
 	// quarantined objects: those the server's registry holds but could not restore at start.
 	ListFeatures(context.Context, *connect.Request[v1.ListFeaturesRequest]) (*connect.Response[v1.ListFeaturesResponse], error)
 	// DryRun runs a feature's program on a sample row (or, without a row, as on request for
 	// the keys) and its preSet middlewares, and returns what would be written. Nothing is
 	// written and nothing is published.
 	DryRun(context.Context, *connect.Request[v1.DryRunRequest]) (*connect.Response[v1.DryRunResponse], error)
+	// CallPlugin runs one function of an applied plugin on an input, under the plugin's
+	// sandbox and limits, and returns its output (for trying a plugin: osprey plugin call).
+	// Nothing is written. It needs the admin scope, as applying does.
+	CallPlugin(context.Context, *connect.Request[v1.CallPluginRequest]) (*connect.Response[v1.CallPluginResponse], error)
 }
 
 // NewRegistryServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -187,6 +213,13 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	registryServiceCallPluginHandler := connect.NewUnaryHandler(
+		RegistryServiceCallPluginProcedure,
+		svc.CallPlugin,
+		connect.WithSchema(registryServiceMethods.ByName("CallPlugin")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/osprey.v1.RegistryService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RegistryServiceApplyFeatureProcedure:
@@ -197,6 +230,8 @@ func NewRegistryServiceHandler(svc RegistryServiceHandler, opts ...connect.Handl
 			registryServiceListFeaturesHandler.ServeHTTP(w, r)
 		case RegistryServiceDryRunProcedure:
 			registryServiceDryRunHandler.ServeHTTP(w, r)
+		case RegistryServiceCallPluginProcedure:
+			registryServiceCallPluginHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -220,4 +255,8 @@ func (UnimplementedRegistryServiceHandler) ListFeatures(context.Context, *connec
 
 func (UnimplementedRegistryServiceHandler) DryRun(context.Context, *connect.Request[v1.DryRunRequest]) (*connect.Response[v1.DryRunResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("osprey.v1.RegistryService.DryRun is not implemented"))
+}
+
+func (UnimplementedRegistryServiceHandler) CallPlugin(context.Context, *connect.Request[v1.CallPluginRequest]) (*connect.Response[v1.CallPluginResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("osprey.v1.RegistryService.CallPlugin is not implemented"))
 }
