@@ -305,7 +305,7 @@ spec:
 	}
 	refused := []struct {
 		name, manifest, want string
-		module           []byte
+		module               []byte
 	}{
 		{"a host the policy does not allow", plugin("fetcher", "fetch", "connector", "  allowedHosts: [api.example.com]\n"),
 			"spec.allowedHosts[0]", hostile("http_denied")},

@@ -263,7 +263,9 @@ func (l *Loaded) encoder() (string, error) {
 // Programs returns a program loader that loads the features of builder kind plugin
 // (engine.BuilderPlugin: a plugin's connector, checked when the feature is applied and
 // looked up at every run) and passes the others to next.
-func (s *Set) Programs(next engine.ProgramLoader) engine.ProgramLoader { return programs{s: s, next: next} }
+func (s *Set) Programs(next engine.ProgramLoader) engine.ProgramLoader {
+	return programs{s: s, next: next}
+}
 
 type programs struct {
 	s    *Set
