@@ -112,6 +112,17 @@ func TestFirstContact(t *testing.T) {
 		}
 	})
 
+	t.Run("plugins", func(t *testing.T) {
+		// osprey dev applies examples/plugins/plugins.yaml: an encoder and a middleware plugin.
+		s.mustCLI(t, "set", "crm.email", "user_id=u1", "alice@example.com")
+		if out := s.mustCLI(t, "get", "crm.email[pii.mask]", "user_id=u1"); !strings.Contains(out, "a****@example.com") {
+			t.Errorf("get crm.email[pii.mask] printed %q", out)
+		}
+		if res := s.cli(t, "set", "payments.transfer", "account_id=a1", "25000"); res.code == 0 || !strings.Contains(res.stderr, "exceeds max 10000") {
+			t.Errorf("set payments.transfer 25000 through the validate plugin: %v", res)
+		}
+	})
+
 	t.Run("get-many", func(t *testing.T) {
 		s.mustCLI(t, "set", "fraud.limit", "card_id=c1", "500")
 		out := s.mustCLI(t, "get-many", "fraud.amount+sum,fraud.limit", "card_id=c1", "card_id=c2")

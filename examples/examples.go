@@ -23,9 +23,23 @@ var Manifests embed.FS
 //go:embed prebuilt
 var prebuilt embed.FS
 
+// pluginModules holds the example Extism plugins, built from their AssemblyScript sources
+// by examples/plugins/build.sh and committed (CI rebuilds them and fails when they differ).
+//
+//go:embed plugins/*/*.wasm
+var pluginModules embed.FS
+
 // Module returns the prebuilt Wasm module that the manifest file manifest (a path of
-// Manifests, "fraud/features.yaml") names as ref (relative to it: "amount.wasm").
+// Manifests, "fraud/features.yaml") names as ref (relative to it: "amount.wasm"); for the
+// plugins' manifest, the plugin's module itself.
 func Module(manifest, ref string) ([]byte, error) {
+	if path.Dir(manifest) == "plugins" {
+		b, err := pluginModules.ReadFile(path.Join("plugins", ref))
+		if err != nil {
+			return nil, fmt.Errorf("examples: no plugin module %s for %s (run examples/plugins/build.sh): %w", ref, manifest, err)
+		}
+		return b, nil
+	}
 	name := path.Join("prebuilt", path.Dir(manifest), ref) + ".gz"
 	gz, err := prebuilt.ReadFile(name)
 	if err != nil {

@@ -79,12 +79,15 @@ func TestModules(t *testing.T) {
 			return err
 		}
 		for _, m := range ms {
-			if m.Feature == nil {
-				continue
-			}
-			refs := []string{m.Feature.Builder.Module}
-			for _, mw := range m.Feature.Middlewares {
-				refs = append(refs, mw.Module)
+			var refs []string
+			switch {
+			case m.Plugin != nil:
+				refs = []string{m.Plugin.Module}
+			case m.Feature != nil:
+				refs = []string{m.Feature.Builder.Module}
+				for _, mw := range m.Feature.Middlewares {
+					refs = append(refs, mw.Module)
+				}
 			}
 			for _, ref := range refs {
 				if ref == "" {

@@ -136,10 +136,7 @@ func (s *fakeStore) Load(context.Context) ([]registry.StoredObject, error) {
 	}
 	keys := slices.SortedFunc(maps.Keys(s.objs), func(a, b registry.Key) int {
 		if a.Kind != b.Kind {
-			if a.Kind == "DataSource" {
-				return -1
-			}
-			return 1
+			return slices.Index(registry.Kinds(), a.Kind) - slices.Index(registry.Kinds(), b.Kind)
 		}
 		return strings.Compare(a.FQN, b.FQN)
 	})

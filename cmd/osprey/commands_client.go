@@ -189,11 +189,25 @@ func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag
 		for _, f := range res.Msg.Features {
 			line := fmt.Sprintf("%-28s %-11s keys=%v fresh<%v stale≥%v builder=%s", f.Fqn, f.Primitive, f.Keys,
 				f.Freshness.AsDuration(), f.Staleness.AsDuration(), f.GetBuilder().GetKind())
+			if p := f.GetBuilder().GetPlugin(); p != "" {
+				line += "(" + p + "/" + f.GetBuilder().GetFunction() + ")"
+			}
 			if len(f.Aggregations) > 0 {
 				line += fmt.Sprintf(" aggr=%s/%v", strings.Join(f.Aggregations, ","), f.Granularity.AsDuration())
 			}
 			if f.DataSource != "" {
 				line += " source=" + f.DataSource
+			}
+			fmt.Fprintln(e.stdout, line)
+		}
+		for _, p := range res.Msg.Plugins {
+			fns := make([]string, len(p.Functions))
+			for i, fn := range p.Functions {
+				fns[i] = fn.Name + "(" + fn.Role + ")"
+			}
+			line := fmt.Sprintf("%-28s plugin       functions=%s", p.Fqn, strings.Join(fns, ","))
+			if len(p.AllowedHosts) > 0 {
+				line += " hosts=" + strings.Join(p.AllowedHosts, ",")
 			}
 			fmt.Fprintln(e.stdout, line)
 		}

@@ -77,7 +77,7 @@ func runShell(ctx context.Context, e *env, args []string) error {
 	var apply []manifest.Manifest
 	for _, m := range ms {
 		if m.Feature == nil || usesWasm(m.Feature) {
-			continue // programs and Wasm middlewares need the Wasm host: osprey dev
+			continue // programs, Wasm middlewares and plugins need the hosts of osprey dev
 		}
 		apply = append(apply, m)
 	}
@@ -94,12 +94,14 @@ func runShell(ctx context.Context, e *env, args []string) error {
 	return sh.run(ctx, e.stdin, interactive)
 }
 
+// usesWasm reports whether f needs a Wasm module run: a program, a Wasm middleware, or a
+// plugin's function.
 func usesWasm(f *engine.Feature) bool {
-	if f.Builder.Module != "" {
+	if f.Builder.Module != "" || f.Builder.Plugin != "" {
 		return true
 	}
 	for _, m := range f.Middlewares {
-		if m.Module != "" {
+		if m.Module != "" || m.Plugin != "" {
 			return true
 		}
 	}

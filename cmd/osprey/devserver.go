@@ -165,6 +165,9 @@ func applyEmbeddedExamples(ctx context.Context, e *env, cf *clientFlags) error {
 
 // moduleRefs returns the module paths a manifest names (not those by digest).
 func moduleRefs(m manifest.Manifest) []string {
+	if m.Plugin != nil && !moduleref.Is(m.Plugin.Module) {
+		return []string{m.Plugin.Module}
+	}
 	if m.Feature == nil {
 		return nil
 	}
