@@ -28,6 +28,10 @@ type Engine struct {
 
 	stateBlocks bool
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
+	batch       BatchReader      // state's batch reads, or nil
+	shared      bool             // the state's values are shared with other processes (Sharer)
+	observer    Observer         // nil: none
+	tracer      Tracer           // nil: none
 
 	programs   ProgramLoader
 	recomputes recomputes // background recomputes of stale on-request values
@@ -82,6 +86,10 @@ func New(state State, opts ...Option) *Engine {
 	b, ok := state.(Blocker)
 	e.stateBlocks = !ok || !b.NonBlocking()
 	e.aggregator, _ = state.(WindowAggregator)
+	e.batch, _ = state.(BatchReader)
+	sh, ok := state.(Sharer)
+	e.shared = ok && sh.Shared()
+	e.instrument()
 	empty := map[string]*plan{}
 	e.features.Store(&empty)
 	noSources := map[string]*DataSource{}
@@ -112,12 +120,15 @@ type plan struct {
 	program Program
 	// onRequest: the program runs when the feature is read (it has no data source).
 	onRequest bool
+	// obs observes the feature (nil without an Observer).
+	obs FeatureObserver
 }
 
 type step struct {
 	name     string
 	priority int
 	fn       Middleware
+	ref      int // the index of its MiddlewareRef in Feature.Middlewares
 }
 
 // Result is the answer to a Get.
@@ -159,7 +170,7 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 			return fmt.Errorf("apply %s: spec.middlewares[%d] (%s): %w", f.FQN, i, ref.Label(), err)
 		}
 		for _, st := range ref.Stages {
-			p.stages[st] = append(p.stages[st], step{name: ref.Label(), priority: ref.Priority, fn: fn})
+			p.stages[st] = append(p.stages[st], step{name: ref.Label(), priority: ref.Priority, fn: fn, ref: i})
 		}
 	}
 	if f.Builder.Kind != BuilderSourceless {
@@ -198,6 +209,9 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 		if _, ok := (*e.sources.Load())[f.DataSource]; !ok {
 			return fmt.Errorf("apply %s: spec.dataSource: %w: data source %s is not applied (apply its DataSource manifest first)", f.FQN, ErrFeatureNotFound, f.DataSource)
 		}
+	}
+	if e.observer != nil {
+		p.obs = e.observer.Feature(f)
 	}
 	next := maps.Clone(cur)
 	next[f.FQN] = p
@@ -295,8 +309,7 @@ func (e *Engine) Delete(ctx context.Context, fqn string) error { return e.remove
 // them, and a drop here, later, could remove the values of the feature re-created under the
 // name since. Over a State of this process's own it drops them, as Delete does.
 func (e *Engine) Forget(ctx context.Context, fqn string) error {
-	sh, ok := e.state.(Sharer)
-	return e.remove(ctx, fqn, !ok || !sh.Shared())
+	return e.remove(ctx, fqn, !e.shared)
 }
 
 func (e *Engine) remove(ctx context.Context, fqn string, drop bool) error {
@@ -314,6 +327,9 @@ func (e *Engine) remove(ctx context.Context, fqn string, drop bool) error {
 	next := maps.Clone(cur)
 	delete(next, name)
 	e.features.Store(&next)
+	if e.observer != nil {
+		e.observer.Forget(name)
+	}
 	if !drop {
 		e.log.LogAttrs(ctx, slog.LevelInfo, "feature deleted (its shared values were dropped by the replica that deleted it)", slog.String("fqn", name))
 		return nil
@@ -453,6 +469,9 @@ func (e *Engine) Get(ctx context.Context, selector string, keys Keys) (Result, e
 		defer cancel()
 	}
 	res, err := e.get(ctx, p, sel, keys, ekeys)
+	if p.obs != nil {
+		p.obs.Read(res, err)
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("get %s: %w", sel, err)
 	}
@@ -465,7 +484,7 @@ func (e *Engine) get(ctx context.Context, p *plan, sel Selector, keys Keys, ekey
 	var call *Call
 	if pre := p.stages[StagePreGet]; len(pre) > 0 {
 		call = &Call{Op: OpGet, Stage: StagePreGet, Feature: f, Selector: sel, Keys: keys, EncodedKeys: ekeys, Timestamp: now}
-		v, err := runSteps(ctx, call, pre, Null)
+		v, err := e.runSteps(ctx, p, call, pre, Null)
 		if err != nil {
 			return Result{FQN: f.FQN}, err
 		}
@@ -586,7 +605,7 @@ func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selecto
 		}
 		c := *call
 		c.Stage, c.Fresh = StagePostGet, res.Fresh
-		v, err := runSteps(ctx, &c, post, res.Value)
+		v, err := e.runSteps(ctx, p, &c, post, res.Value)
 		if err != nil {
 			return res, err
 		}
@@ -609,12 +628,13 @@ func (e *Engine) finishGet(ctx context.Context, p *plan, call *Call, sel Selecto
 
 // runSteps runs a stage's middlewares in order, stopping at the first error or at the end of
 // ctx.
-func runSteps(ctx context.Context, call *Call, steps []step, v Value) (Value, error) {
-	for _, s := range steps {
+func (e *Engine) runSteps(ctx context.Context, p *plan, call *Call, steps []step, v Value) (Value, error) {
+	for i := range steps {
+		s := &steps[i]
 		if err := ctx.Err(); err != nil {
 			return Null, fmt.Errorf("%s middleware %s: %w", call.Stage, s.name, err)
 		}
-		out, err := s.fn(ctx, call, v)
+		out, err := e.runStep(ctx, p, s, call, v)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 				err = fmt.Errorf("%w (%w)", ctxErr, err)
@@ -815,6 +835,15 @@ func (k Kind) valid() bool { return k <= KindTimestampList }
 // its notification. On an error after the State call (a writtenError) the result still
 // describes the write.
 func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (WriteResult, error) {
+	out, err := e.write(ctx, op, p, keys, ekeys, v, ts, now)
+	if p.obs != nil {
+		p.obs.Write(op, out, err)
+	}
+	return out, err
+}
+
+// write is writePlanned without its observation.
+func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (WriteResult, error) {
 	f := p.f
 	res := WriteResult{FQN: f.FQN, Timestamp: ts, Outcome: WriteApplied}
 	var call *Call
@@ -822,7 +851,7 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		call = &Call{Op: op, Stage: StagePreSet, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
 		want := v.kind
 		var err error
-		if v, err = runSteps(ctx, call, pre, v); err != nil {
+		if v, err = e.runSteps(ctx, p, call, pre, v); err != nil {
 			return res, err
 		}
 		if v.kind != want {
@@ -868,7 +897,7 @@ func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ek
 		}
 		c := *call
 		c.Stage = StagePostSet
-		if out, err = runSteps(ctx, &c, post, out); err != nil {
+		if out, err = e.runSteps(ctx, p, &c, post, out); err != nil {
 			return res, &writtenError{err}
 		}
 	}

@@ -47,7 +47,7 @@ type prefetchedSelector struct {
 // The batch is bounded by ctx and, when the State can block, by the largest timeout among
 // the batched features.
 func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Keys) *Prefetched {
-	br, ok := e.state.(BatchReader)
+	br, ok := e.batch, e.batch != nil
 	if !ok || len(selectors) == 0 || len(entities) == 0 {
 		return nil
 	}
@@ -155,6 +155,9 @@ func (pf *Prefetched) Get(ctx context.Context, i, j int) (res Result, ok bool, e
 		}
 	}
 	res, err = pf.e.serve(ctx, s.p, nil, s.sel, pf.entities[i], pf.ekeys[n], pf.now, st)
+	if s.p.obs != nil {
+		s.p.obs.Read(res, err)
+	}
 	if err != nil {
 		return Result{}, true, fmt.Errorf("get %s: %w", s.sel, err)
 	}

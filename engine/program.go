@@ -150,7 +150,7 @@ func (r depReader) Get(ctx context.Context, selector string, keys Keys) (Result,
 func (e *Engine) run(ctx context.Context, p *plan, call *ProgramCall) (ProgramResult, string, error) {
 	f := p.f
 	call.Reader = depReader{e: e, f: f}
-	res, err := p.program.Run(ctx, call)
+	res, err := e.runProgram(ctx, p, call)
 	if err != nil {
 		return res, "", fmt.Errorf("program: %w", err)
 	}
@@ -238,7 +238,7 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 	}
 	if pre := p.stages[StagePreSet]; len(pre) > 0 {
 		call := &Call{Op: OpUpdate, Stage: StagePreSet, Feature: p.f, Keys: res.Keys, EncodedKeys: ekeys, Timestamp: res.Timestamp}
-		if out.Value, err = runSteps(ctx, call, pre, res.Value); err != nil {
+		if out.Value, err = e.runSteps(ctx, p, call, pre, res.Value); err != nil {
 			return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -70,6 +71,9 @@ type Host struct {
 	closed       bool
 
 	instances sync.Map // api.Module → *instance, for host functions
+
+	// Counters for Stats: calls that waited for an instance, compiles and their time.
+	waits, compileCount, compileNanos atomic.Int64
 
 	guestLogs guestLogs // per-feature rate limits of guest log lines (guestlog.go)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/internal/moduleref"
@@ -136,13 +137,17 @@ func (h *Host) pools() []*pool {
 
 // Stats is a snapshot of what a Host holds, for operators and tests.
 type Stats struct {
-	Modules        int   // compiled modules (one per module content and memory limit)
-	Blobs          int   // modules whose bytes are kept
-	BlobBytes      int64 // their bytes
-	Instances      int   // live instances, idle or busy
-	MemoryInUse    int64 // charged to the memory budget by live instances
-	MemoryReserved int64 // reserved by the loaded modules (one instance each at its ceiling)
-	MemoryBudget   int64 // the budget (WithMemoryBudget)
+	Modules        int           // compiled modules (one per module content and memory limit)
+	Blobs          int           // modules whose bytes are kept
+	BlobBytes      int64         // their bytes
+	Instances      int           // live instances, idle or busy
+	InstancesBusy  int           // instances running a call (or reserved for one)
+	Waits          int64         // calls that waited for an instance, since the host started
+	Compiles       int64         // module compiles, since the host started
+	CompileTime    time.Duration // spent compiling, since the host started
+	MemoryInUse    int64         // charged to the memory budget by live instances
+	MemoryReserved int64         // reserved by the loaded modules (one instance each at its ceiling)
+	MemoryBudget   int64         // the budget (WithMemoryBudget)
 }
 
 // Stats returns a snapshot of what the host holds.
@@ -156,6 +161,10 @@ func (h *Host) Stats() Stats {
 	}
 	h.mu.Unlock()
 	h.instances.Range(func(_, _ any) bool { s.Instances++; return true })
+	for _, p := range h.pools() {
+		s.InstancesBusy += len(p.sem)
+	}
+	s.Waits, s.Compiles, s.CompileTime = h.waits.Load(), h.compileCount.Load(), time.Duration(h.compileNanos.Load())
 	h.budget.mu.Lock()
 	s.MemoryReserved, s.MemoryBudget = h.budget.floors, h.budget.total
 	h.budget.mu.Unlock()

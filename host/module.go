@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -159,7 +160,10 @@ func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
 	if err := abandoned(); err != nil {
 		return err
 	}
+	start := time.Now()
 	compiled, err := rt.r.CompileModule(ctx, b)
+	h.compileCount.Add(1)
+	h.compileNanos.Add(int64(time.Since(start)))
 	if err != nil {
 		return fmt.Errorf("%w: does not compile: %v", ErrModule, err)
 	}
@@ -347,6 +351,7 @@ func (p *pool) get(ctx context.Context, cfg guestConfig) (*instance, error) {
 	select {
 	case p.sem <- struct{}{}: // a slot is free: the common case, without select's cost
 	default:
+		p.m.h.waits.Add(1)
 		select {
 		case p.sem <- struct{}{}:
 		case <-ctx.Done():

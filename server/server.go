@@ -25,9 +25,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,6 +110,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs (slog.Default() when nil).
 	Logger *slog.Logger
+	// Interceptors wrap every API procedure, outermost first, outside the server's own
+	// logging: tracing (otelconnect) and metrics (metrics.Metrics.RPC).
+	Interceptors []connect.Interceptor
+	// Handlers are more HTTP endpoints served on the same port, by http.ServeMux pattern
+	// ("GET /metrics", "/" for the web console). They are served as they are: without the
+	// API's authentication (a handler that needs it brings its own); the API's procedures,
+	// health and reflection paths win over them.
+	Handlers map[string]http.Handler
 }
 
 // PluginHost is what the Server needs of a plugin host: what the registry needs to apply
@@ -131,7 +141,10 @@ type Server struct {
 	ready   atomic.Bool
 	watch   *watchHub // nil without a Notifier
 	reg     *registry.Registry
-	plugins PluginHost // nil: no plugin host
+	extra   map[string]http.Handler
+	// interceptors are Config.Interceptors.
+	interceptors []connect.Interceptor
+	plugins      PluginHost // nil: no plugin host
 
 	// streams is cancelled by Close: every streaming call (Watch, health Watch,
 	// reflection) runs under a context that ends with it.
@@ -203,6 +216,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.plugins = cfg.Plugins
+	s.extra = maps.Clone(cfg.Handlers)
+	s.interceptors = slices.Clone(cfg.Interceptors)
 	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Plugins: cfg.Plugins, Store: cfg.Registry,
 		RestoreTimeout: cfg.RestoreTimeout, Logger: s.log}); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -237,7 +252,7 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 		// server's CPU (each compression resets ~640 KB of flate tables; BENCHMARKS.md).
 		connect.WithCompressMinBytes(compressMinBytes),
 		connect.WithRecover(s.recovered),
-		connect.WithInterceptors(logInterceptor{s.log}),
+		connect.WithInterceptors(append(slices.Clone(s.interceptors), logInterceptor{s.log})...),
 	}
 	if auth != nil {
 		opts = append(opts, connect.WithRequestGate(auth.gate))
@@ -254,6 +269,11 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 	mux.Handle(grpchealth.NewHandler(s.health, infra...))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	for _, pattern := range slices.Sorted(maps.Keys(s.extra)) {
+		if err := handle(mux, pattern, s.extra[pattern]); err != nil {
+			return nil, err
+		}
+	}
 
 	limit := int64(s.maxBytes) + requestSlack
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -276,6 +296,21 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 		}
 		mux.ServeHTTP(w, r)
 	}), nil
+}
+
+// handle registers one of Config.Handlers, turning ServeMux's panic on a pattern that is
+// malformed or conflicts with another into an error.
+func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	if h == nil {
+		return fmt.Errorf("server: Config.Handlers[%q] is nil", pattern)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("server: Config.Handlers[%q]: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
 }
 
 // Handler returns the handler of every procedure and endpoint, for use with an http.Server

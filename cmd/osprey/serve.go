@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,7 @@ type serveConfig struct {
 	HistoryConfig   string        `yaml:"history-config"`
 	HistoryCollect  time.Duration `yaml:"history-collect"`
 	Plugin          pluginPolicyFlags
+	NoMetrics       bool `yaml:"no-metrics"`
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
@@ -78,6 +80,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.HistoryConfig, "history-config", "", "history store config, key=value,… (file: dir; s3: endpoint, bucket, prefix, region, access_key, secret_key, session_token, secure, path_style, create_bucket; see docs/history.md) (env OSPREY_HISTORY_CONFIG)")
 	fs.DurationVar(&c.HistoryCollect, "history-collect", historian.DefaultCollectInterval, "how often the historian collects the window buckets that closed (under 5m: they are kept 10m) (env OSPREY_HISTORY_COLLECT)")
 	c.Plugin.register(fs)
+	fs.BoolVar(&c.NoMetrics, "no-metrics", false, "do not serve Prometheus metrics at /metrics (env OSPREY_NO_METRICS); traces follow the OTEL_* environment (docs/observability.md)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
@@ -187,6 +190,7 @@ type stack struct {
 	notifier engine.Notifier
 	host     *host.Host
 	plugins  *extism.Set
+	obs      *observability
 	engine   *engine.Engine
 	server   *server.Server
 	log      *slog.Logger
@@ -205,6 +209,7 @@ func (s *stack) close() {
 	s.plugins.Close()
 	s.notifier.Close()
 	s.state.Close()
+	s.obs.close()
 }
 
 // hostCloseTimeout bounds closing the Wasm host on the way out.
@@ -282,6 +287,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		if s.plugins != nil {
 			s.plugins.Close()
 		}
+		s.obs.close()
 		if s.notifier != nil {
 			s.notifier.Close()
 		}
@@ -327,13 +333,24 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		return fail(err)
 	}
 	s.plugins = extism.NewSet(policy, engine.DefaultNamespace, e.log)
-	s.engine = engine.New(st, engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
+	if s.obs, err = newObservability(ctx, c); err != nil {
+		return fail(err)
+	}
+	s.obs.watch(s.host, s.notifier)
+	interceptors, err := s.obs.interceptors()
+	if err != nil {
+		return fail(err)
+	}
+	handlers := map[string]http.Handler{}
+	s.obs.handlers(handlers)
+	s.engine = engine.New(st, append([]engine.Option{engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
 		engine.WithPrograms(s.plugins.Programs(s.host)),
 		engine.WithMiddlewareResolver(s.plugins.Resolver(s.host.Resolver(plugins.Middlewares))),
-		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithLogger(e.log))
+		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithLogger(e.log)}, s.obs.engineOptions()...)...)
 	// ctx is the command's: SIGINT or SIGTERM during the registry restore stops it.
 	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Plugins: s.plugins, Notifier: s.notifier, Registry: store,
-		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log})
+		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log,
+		Interceptors: interceptors, Handlers: handlers})
 	if err != nil {
 		s.engine.Close()
 		return fail(err)
