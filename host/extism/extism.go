@@ -1,11 +1,23 @@
-// Package extism hosts third-party Extism plugins (github.com/extism/go-sdk) under the
-// host's sandbox rules: a module is checked against the host's structural limits before it
-// is compiled, compiled once, and run from a pool of instances (an Extism instance is not
-// safe for concurrent calls); every call is bounded by a timeout (wazero closes a call's
-// instance when its context ends, and the instance is then discarded), memory is capped in
-// pages, HTTP goes only to the hosts the plugin declared and the operator's Policy allows,
-// response and output sizes are capped, there is no filesystem and no environment, and the
-// plugin's log lines are rate-limited and marked as the plugin's.
+// Package extism hosts third-party Extism plugins under the host's sandbox rules, with a
+// host of its own for the Extism kernel ABI (kernel.go: the kernel module, embedded, and the
+// "extism:host/env" functions; http.go: http_request) on the host's wazero:
+//
+//   - A module is checked against the host's structural limits before it is compiled,
+//     rewritten for the host's stop-flag instrumentation (host/internal/instrument: a stop
+//     check at every loop header and function entry, safe points that let the Go GC in),
+//     compiled once, and run from a pool of instances, each its plugin module and its own
+//     kernel (an instance serves one call at a time).
+//   - Every call, and every instantiation (a start function, the guest runtime's
+//     initialisation), is bounded by the plugin's timeout and the caller's context: when
+//     either ends, the instance's stop flag is set, the guest traps at its next check and
+//     host functions refuse to run; the instance is then discarded.
+//   - Memory is capped in pages, for the plugin's memory and the kernel's (which holds the
+//     input, output and everything exchanged); outputs, plugin variables and HTTP response
+//     bodies have caps of their own.
+//   - HTTP goes only to the hosts the plugin declared and the operator's Policy allows, and
+//     so does every redirect; there is no filesystem and no environment (WASI is there for
+//     the PDKs that import it, granting nothing).
+//   - The plugin's log lines are rate-limited and marked as the plugin's.
 //
 // The roles plugins play (middleware, encoder, connector) and their JSON contracts are the
 // callers' concern; this package runs functions on bytes.
@@ -16,17 +28,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
-	extism "github.com/extism/go-sdk"
 	"github.com/gobwas/glob"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 	"golang.org/x/time/rate"
 
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/host/internal/instrument"
 )
 
 // Errors callers branch on; each call error wraps one of them and names the plugin and the
@@ -40,10 +58,11 @@ var (
 	// ErrTimeout: the call did not finish within the plugin's timeout (or the caller's
 	// deadline).
 	ErrTimeout = errors.New("plugin call timed out")
-	// ErrLimit: the call exceeded a limit: its memory, its output size.
+	// ErrLimit: the call exceeded a limit: its memory, its output size, its variables, an
+	// HTTP response's size.
 	ErrLimit = errors.New("plugin exceeded a limit")
 	// ErrDenied: the plugin asked for what the operator's Policy does not allow (at load)
-	// or called a host it did not declare.
+	// or called a host it did not declare (or was redirected to one).
 	ErrDenied = errors.New("not allowed by the plugin policy")
 	// ErrNoFunction: the plugin does not export the function called or declared.
 	ErrNoFunction = errors.New("plugin has no such function")
@@ -135,7 +154,7 @@ func (p Policy) allowsHost(h string) error {
 	if h == "" || strings.ContainsAny(h, "/:@ \t") {
 		return errors.New("not a host name (no scheme, port, path or credentials)")
 	}
-	if _, err := glob.Compile(h); err != nil { // the SDK compiles it on every request
+	if _, err := glob.Compile(h); err != nil { // compiled again at load, for the requests
 		return fmt.Errorf("not a valid pattern: %v", err)
 	}
 	literal := !strings.ContainsAny(h, "*?[]{}!\\")
@@ -172,21 +191,51 @@ func (l Limits) withDefaults() Limits {
 // Plugin is a loaded plugin: compiled once, called from a pool of instances. It is safe for
 // concurrent use.
 type Plugin struct {
-	name     string
-	limits   Limits
-	compiled *extism.CompiledPlugin
-	log      *slog.Logger
-	logs     *rate.Limiter
+	name   string
+	limits Limits
+	log    *slog.Logger
+	logs   *rate.Limiter
+	config map[string]string
+	hosts  hostMatcher
+	client *http.Client    // nil when the plugin declares no hosts
+	tr     *http.Transport // the client's, closed with the runtime
 
-	slots chan struct{} // one token per instance that may exist
-	mu    sync.Mutex
-	idle  []*extism.Plugin
-	done  bool
+	rt       wazero.Runtime
+	kernel   wazero.CompiledModule
+	compiled wazero.CompiledModule
+	init     []initStep
+	fnIndex  map[string]int // the module's exported functions, by name
+	fnDefs   []api.FunctionDefinition
+	fnErr    []error  // why Call cannot run each (nil: it can)
+	fnRC     []bool   // whether each returns a value (the return code)
+	byModule sync.Map // an instance's plugin module (api.Module) → its *instance
+
+	tokens  chan struct{}  // one per instance that exists or is being made
+	idle    chan *instance // instances waiting for a call
+	closing chan struct{}  // closed by Close: waiting calls end
+	isDone  atomic.Bool    // closed, for Call's first test
+	mu      sync.Mutex     // guards done and out, and orders pushes to idle against Close
+	done    bool
+	out     int // instances in calls, or being made for one
+
+	releaseOnce sync.Once
+	released    chan struct{} // closed once the runtime is closed
 }
 
-// Load checks s against the policy and the structural limits, compiles it, and checks that
-// it exports the functions it declares (instantiating one instance, kept for the first
-// call). ctx bounds the compile.
+// initStep is an export an instance runs once it is instantiated, before any call: the
+// module's start function (see prepare), then its guest runtime's initialisation, as the
+// SDK detects it (runtime.go): Haskell's hs_init(0, 0) after _initialize, a WASI reactor's
+// _initialize, or a WASI command's __wasm_call_ctors.
+type initStep struct {
+	export  string
+	args    []uint64
+	logOnly bool // a failure is logged, not an error (the SDK's _initialize before hs_init)
+}
+
+// Load checks s against the policy and the structural limits, compiles it, checks that it
+// exports the functions it declares, and instantiates one instance (kept for the first call;
+// a start function that does not end within the timeout fails the load). ctx bounds the
+// compile.
 func Load(ctx context.Context, p Policy, s Spec, log *slog.Logger) (*Plugin, error) {
 	if err := p.Check(s); err != nil {
 		return nil, err
@@ -198,68 +247,263 @@ func Load(ctx context.Context, p Policy, s Spec, log *slog.Logger) (*Plugin, err
 		log = slog.Default()
 	}
 	l := s.Limits.withDefaults()
-	m := extism.Manifest{
-		Wasm:         []extism.Wasm{extism.WasmData{Data: s.Module, Name: "main"}},
-		Memory:       &extism.ManifestMemory{MaxPages: l.MemoryPages, MaxHttpResponseBytes: l.MaxHTTPResponseBytes, MaxVarBytes: 64 << 10},
-		Config:       s.Config,
-		AllowedHosts: s.AllowedHosts,
-		Timeout:      uint64(l.Timeout.Milliseconds()),
+	if l.MemoryPages < kernelPages {
+		return nil, fmt.Errorf("plugin %s: spec.limits.memoryPages: %d, fewer than the %d pages the Extism kernel's memory starts with", s.Name, l.MemoryPages, kernelPages)
 	}
-	if m.Timeout == 0 {
-		m.Timeout = 1
-	}
-	if m.AllowedHosts == nil {
-		m.AllowedHosts = []string{} // deny all
-	}
-	// WASI for the PDKs that need it (clocks, random); no filesystem, environment or
-	// arguments: wazero's WASI grants nothing its module config does not.
-	compiled, err := extism.NewCompiledPlugin(ctx, m, extism.PluginConfig{
-		EnableWasi:    true,
-		RuntimeConfig: wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithMemoryLimitPages(l.MemoryPages),
-	}, nil)
+	prepared, hasStart, err := prepare(s.Module)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: compile: %w", s.Name, err)
+		return nil, fmt.Errorf("plugin %s: spec.module: %w", s.Name, err)
+	}
+	// The structure was checked above; this pass rewrites (and caps the tables' maximums).
+	res, err := instrument.Instrument(prepared, instrument.Limits{MaxTableEntries: p.Structure.TableEntries})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: spec.module: %w", s.Name, err)
+	}
+	hosts, err := newHostMatcher(s.AllowedHosts)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: spec.allowedHosts: %w", s.Name, err)
 	}
 	instances := p.Instances
 	if instances <= 0 {
 		instances = DefaultPolicy.Instances
 	}
-	pl := &Plugin{name: s.Name, limits: l, compiled: compiled, log: log.With(slog.String("plugin", s.Name)),
-		logs: rate.NewLimiter(10, 20), slots: make(chan struct{}, instances)}
-	inst, err := pl.newInstance(ctx)
-	if err != nil {
-		compiled.Close(ctx)
+	pl := &Plugin{name: s.Name, limits: l, log: log.With(slog.String("plugin", s.Name)), logs: rate.NewLimiter(10, 20),
+		config: maps.Clone(s.Config), hosts: hosts, fnIndex: map[string]int{},
+		tokens: make(chan struct{}, instances), idle: make(chan *instance, instances), closing: make(chan struct{}), released: make(chan struct{})}
+	if len(s.AllowedHosts) > 0 {
+		pl.client, pl.tr = newHTTPClient(&pl.hosts)
+	}
+	// One runtime per plugin: its memory limit is the plugin's. No CloseOnContextDone: the
+	// instrumentation stops the guest (see instance.arm).
+	pl.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithMemoryLimitPages(l.MemoryPages))
+	fail := func(err error) (*Plugin, error) {
+		pl.releaseRuntime(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	for _, fn := range s.Functions {
-		if !inst.FunctionExists(fn) {
-			inst.Close(ctx)
-			compiled.Close(ctx)
-			return nil, fmt.Errorf("plugin %s: spec.functions: %q: %w", s.Name, fn, ErrNoFunction)
+	// WASI for the PDKs that import it (clocks, random): wazero's grants no filesystem,
+	// environment or arguments that the module config does not, and it grants none.
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, pl.rt); err != nil {
+		return fail(fmt.Errorf("plugin %s: WASI: %w", s.Name, err))
+	}
+	if err := pl.instantiateEnv(ctx, pl.rt); err != nil {
+		return fail(fmt.Errorf("plugin %s: %s: %w", s.Name, envModule, err))
+	}
+	if pl.kernel, err = pl.rt.CompileModule(ctx, kernelWasm); err != nil {
+		return fail(fmt.Errorf("plugin %s: compile the Extism kernel %s: %w", s.Name, strings.TrimSpace(kernelVersion), err))
+	}
+	if pl.compiled, err = pl.rt.CompileModule(ctx, res.Wasm); err != nil {
+		return fail(fmt.Errorf("plugin %s: compile: %w", s.Name, err))
+	}
+	defs := pl.compiled.ExportedFunctions()
+	for name, def := range defs {
+		if name != startExport {
+			pl.fnIndex[name] = len(pl.fnDefs)
+			pl.fnDefs = append(pl.fnDefs, def)
 		}
 	}
-	pl.slots <- struct{}{}
-	pl.idle = append(pl.idle, inst)
+	for _, d := range pl.fnDefs {
+		pl.fnErr = append(pl.fnErr, callable(d))
+		pl.fnRC = append(pl.fnRC, len(d.ResultTypes()) == 1)
+	}
+	for _, fn := range s.Functions {
+		i, ok := pl.fnIndex[fn]
+		if !ok {
+			return fail(fmt.Errorf("plugin %s: spec.functions: %q: %w", s.Name, fn, ErrNoFunction))
+		}
+		if err := pl.fnErr[i]; err != nil {
+			return fail(fmt.Errorf("plugin %s: spec.functions: %q: %w", s.Name, fn, err))
+		}
+	}
+	if hasStart {
+		pl.init = append(pl.init, initStep{export: startExport})
+	}
+	noParams := func(name string) bool { d, ok := defs[name]; return ok && len(d.ParamTypes()) == 0 }
+	switch {
+	case defs["hs_init"] != nil:
+		if defs["_initialize"] != nil {
+			pl.init = append(pl.init, initStep{export: "_initialize", logOnly: true})
+		}
+		pl.init = append(pl.init, initStep{export: "hs_init", args: []uint64{0, 0}})
+	case noParams("_initialize"):
+		pl.init = append(pl.init, initStep{export: "_initialize"})
+	case noParams("__wasm_call_ctors"):
+		pl.init = append(pl.init, initStep{export: "__wasm_call_ctors"})
+	}
+	pl.tokens <- struct{}{}
+	inst, err := pl.newInstance(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	pl.idle <- inst
 	return pl, nil
+}
+
+// callable returns nil if d is a function Call can run (no parameters, at most one result:
+// the return code), or the ErrNoFunction saying why not.
+func callable(d api.FunctionDefinition) error {
+	if len(d.ParamTypes()) > 0 || len(d.ResultTypes()) > 1 {
+		return fmt.Errorf("%w: its type is %v -> %v, not an Extism function's () -> i32", ErrNoFunction, valueTypes(d.ParamTypes()), valueTypes(d.ResultTypes()))
+	}
+	return nil
+}
+
+func valueTypes(ts []api.ValueType) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueTypeName(t)
+	}
+	return out
 }
 
 // Name returns the plugin's name.
 func (p *Plugin) Name() string { return p.name }
 
-// newInstance instantiates the plugin, bounded by its timeout: a start function runs then,
-// and one that does not end is closed with the context.
-func (p *Plugin) newInstance(ctx context.Context) (*extism.Plugin, error) {
-	ictx, cancel := context.WithTimeout(ctx, p.limits.Timeout)
-	defer cancel()
-	inst, err := p.compiled.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: wazero.NewModuleConfig()})
-	if err != nil && ictx.Err() != nil && ctx.Err() == nil {
-		return nil, fmt.Errorf("plugin %s: instantiate: not finished within its timeout (%v): %w", p.name, p.limits.Timeout, ErrTimeout)
+// instance is one instantiation of a plugin: its module and its kernel. It serves one call
+// at a time; host functions find it by its module (Plugin.byModule).
+type instance struct {
+	p      *Plugin
+	main   api.Module
+	kmod   api.Module
+	mem    api.Memory // the kernel's
+	k      [kernelFuncs]api.Function
+	fns    []api.Function // Plugin.fnDefs' functions, looked up at their first call
+	kstack [2]uint64      // for the host's kernel calls
+	cstack [1]uint64      // for the plugin's export
+
+	// The stop: timer and cancelStop (the caller's context ending) call fire, which sets
+	// the instrumentation's stop flag; the guest traps at its next check, and host
+	// functions see stopped.
+	stop       api.MutableGlobal
+	timer      *time.Timer
+	fireFn     func() // fire, made once
+	cancelStop func() bool
+	stopped    atomic.Bool
+
+	inOff, inLen uint64 // the kernel's input, as input_set or reset last left it
+
+	// The running call (or instantiation): its context and deadline, for http_request.
+	ctx      context.Context
+	deadline time.Time
+
+	vars     map[string][]byte // var_set's, kept across the instance's calls
+	varBytes int
+	status   int32             // the last HTTP response's status (http_status_code)
+	headers  map[string]string // and headers (http_headers)
+}
+
+// newInstance instantiates the plugin's kernel and module, then runs its start function and
+// runtime initialisation, bounded like a call.
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{p: p, fns: make([]api.Function, len(p.fnDefs))}
+	in.fireFn = in.fire
+	in.timer = time.AfterFunc(time.Hour, in.fireFn)
+	in.timer.Stop()
+	fail := func(err error) (*instance, error) {
+		in.close()
+		return nil, err
+	}
+	var err error
+	if in.kmod, err = p.rt.InstantiateModule(ctx, p.kernel, wazero.NewModuleConfig().WithName("")); err != nil {
+		return fail(fmt.Errorf("plugin %s: instantiate the Extism kernel: %w", p.name, classify(err)))
+	}
+	in.mem = in.kmod.ExportedMemory("memory")
+	for i, name := range kernelExports {
+		if in.k[i] = in.kmod.ExportedFunction(name); in.k[i] == nil {
+			return fail(fmt.Errorf("plugin %s: the Extism kernel exports no %s", p.name, name))
+		}
+	}
+	// Anonymous (a plugin has many instances); no start functions (the start section is
+	// an export now, run below); WASI with nothing granted.
+	if in.main, err = p.rt.InstantiateModule(ctx, p.compiled, wazero.NewModuleConfig().WithName("").WithStartFunctions()); err != nil {
+		return fail(fmt.Errorf("plugin %s: instantiate: %w", p.name, classify(err)))
+	}
+	p.byModule.Store(in.main, in)
+	var ok bool
+	if in.stop, ok = in.main.ExportedGlobal(instrument.StopExport).(api.MutableGlobal); !ok {
+		return fail(fmt.Errorf("plugin %s: instantiate: the instrumented module exports no stop flag", p.name))
+	}
+	in.arm(ctx)
+	err = in.initialize()
+	if in.disarm() {
+		if ctx.Err() != nil {
+			return fail(fmt.Errorf("plugin %s: instantiate: %w: %w", p.name, ErrTimeout, ctx.Err()))
+		}
+		return fail(fmt.Errorf("plugin %s: instantiate: not finished within its timeout (%v): %w", p.name, p.limits.Timeout, ErrTimeout))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("plugin %s: instantiate: %w", p.name, classify(err))
+		return fail(fmt.Errorf("plugin %s: instantiate: %w", p.name, in.trapError(err)))
 	}
-	inst.SetLogger(p.guestLog)
-	return inst, nil
+	return in, nil
+}
+
+// initialize runs the plugin's initSteps.
+func (in *instance) initialize() error {
+	for _, st := range in.p.init {
+		f := in.main.ExportedFunction(st.export)
+		if f == nil {
+			continue
+		}
+		if _, err := f.Call(in.ctx, st.args...); err != nil {
+			what := st.export
+			if what == startExport {
+				what = "the start function"
+			}
+			if !st.logOnly {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			in.p.log.Warn("plugin initialisation", slog.String("export", st.export), slog.String("error", clip(err.Error())))
+		}
+	}
+	return nil
+}
+
+// arm starts the watch of a call (or an instantiation): at the plugin's timeout, or when
+// ctx ends, fire stops the guest. A deadline of ctx earlier than the timeout ends ctx too.
+// The timer is the instance's own, reset rather than made; context.AfterFunc is needed (and
+// allocates) only for a context that can end.
+func (in *instance) arm(ctx context.Context) {
+	in.ctx = ctx
+	in.deadline = time.Now().Add(in.p.limits.Timeout)
+	in.timer.Reset(in.p.limits.Timeout)
+	if ctx.Done() != nil {
+		in.cancelStop = context.AfterFunc(ctx, in.fireFn)
+	}
+}
+
+// disarm ends the watch and reports whether it stopped the guest (or was about to: a fire
+// that raced with the call's end has set, or will set, the flag, so the instance is not
+// used again).
+func (in *instance) disarm() (stopped bool) {
+	stopped = !in.timer.Stop()
+	if in.cancelStop != nil {
+		if !in.cancelStop() {
+			stopped = true
+		}
+		in.cancelStop = nil
+	}
+	in.ctx = nil
+	return stopped || in.stopped.Load()
+}
+
+// fire stops the guest: it sets the stop flag, which the guest tests at its next safe
+// point (it then traps), and stopped, which host functions test.
+func (in *instance) fire() {
+	if in.stopped.CompareAndSwap(false, true) {
+		in.stop.Set(1)
+	}
+}
+
+// close closes the instance's modules.
+func (in *instance) close() {
+	in.timer.Stop()
+	ctx := context.Background()
+	if in.main != nil {
+		in.p.byModule.Delete(in.main)
+		in.main.Close(ctx)
+	}
+	if in.kmod != nil {
+		in.kmod.Close(ctx)
+	}
 }
 
 // maxLogLine bounds a plugin's log line.
@@ -267,7 +511,7 @@ const maxLogLine = 1024
 
 // guestLog logs a plugin's line, rate-limited, marked as the plugin's, its control
 // characters escaped so that it cannot read as a line of the host's.
-func (p *Plugin) guestLog(level extism.LogLevel, msg string) {
+func (p *Plugin) guestLog(level int32, msg string) {
 	if !p.logs.Allow() {
 		return
 	}
@@ -282,120 +526,268 @@ func (p *Plugin) guestLog(level extism.LogLevel, msg string) {
 	}, msg)
 	lv := slog.LevelInfo
 	switch level {
-	case extism.LogLevelError:
+	case logError:
 		lv = slog.LevelError
-	case extism.LogLevelWarn:
+	case logWarn:
 		lv = slog.LevelWarn
-	case extism.LogLevelDebug, extism.LogLevelTrace:
+	case logDebug, logTrace:
 		lv = slog.LevelDebug
 	}
 	p.log.LogAttrs(context.Background(), lv, "plugin log", slog.String("line", msg))
 }
 
-// get takes an idle instance, or makes one while fewer than the policy's exist, or waits.
-func (p *Plugin) get(ctx context.Context) (*extism.Plugin, error) {
-	p.mu.Lock()
-	if p.done {
-		p.mu.Unlock()
-		return nil, fmt.Errorf("plugin %s: %w", p.name, ErrClosed)
-	}
-	if n := len(p.idle); n > 0 {
-		inst := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return inst, nil
-	}
-	p.mu.Unlock()
+// get takes an idle instance, or makes one while fewer than the policy's exist, or waits
+// for one (until ctx ends or the plugin is closed).
+func (p *Plugin) get(ctx context.Context) (*instance, error) {
 	select {
-	case p.slots <- struct{}{}:
+	case in := <-p.idle:
+		return p.take(in)
+	default:
+	}
+	select {
+	case in := <-p.idle:
+		return p.take(in)
+	case p.tokens <- struct{}{}:
+		if !p.checkout() {
+			<-p.tokens
+			return nil, p.errClosed()
+		}
+		in, err := p.newInstance(ctx)
+		if err != nil {
+			p.put(nil, false)
+			return nil, err
+		}
+		return in, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("plugin %s: waiting for an instance: %w: %w", p.name, ErrTimeout, ctx.Err())
+	case <-p.closing:
+		return nil, p.errClosed()
 	}
-	inst, err := p.newInstance(ctx)
-	if err != nil {
-		<-p.slots
-		return nil, err
-	}
-	return inst, nil
 }
 
-// put returns an instance to the pool, or discards it (closed by a timeout, trapped).
-func (p *Plugin) put(ctx context.Context, inst *extism.Plugin, reuse bool) {
+// take checks out an instance taken from idle, unless the plugin was closed meanwhile.
+func (p *Plugin) take(in *instance) (*instance, error) {
+	if p.checkout() {
+		return in, nil
+	}
+	in.close()
+	<-p.tokens
+	return nil, p.errClosed()
+}
+
+// checkout counts an instance as in a call, unless the plugin is closed.
+func (p *Plugin) checkout() bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return false
+	}
+	p.out++
+	return true
+}
+
+// put returns an instance from a call: to the pool, or closed (it was stopped or trapped,
+// or the plugin was closed; in nil: an instantiation that failed). The last instance back
+// after Close releases the runtime.
+func (p *Plugin) put(in *instance, reuse bool) {
+	p.mu.Lock()
+	p.out--
 	if reuse && !p.done {
-		p.idle = append(p.idle, inst)
+		p.idle <- in // never blocks: at most cap(idle) instances exist (tokens)
 		p.mu.Unlock()
 		return
 	}
+	release := p.done && p.out == 0
 	p.mu.Unlock()
-	inst.Close(context.WithoutCancel(ctx))
-	<-p.slots
+	if in != nil {
+		in.close()
+	}
+	<-p.tokens
+	if release {
+		p.releaseRuntime(context.Background())
+	}
 }
 
+func (p *Plugin) errClosed() error { return fmt.Errorf("plugin %s: %w", p.name, ErrClosed) }
+
 // Call runs fn on input and returns its output. The call is bounded by the plugin's timeout
-// and ctx; its errors wrap ErrFailed, ErrTrap, ErrTimeout, ErrLimit, ErrNoFunction or
-// ErrClosed and name the plugin and the function.
+// and ctx; its errors wrap ErrFailed, ErrTrap, ErrTimeout, ErrLimit, ErrDenied,
+// ErrNoFunction or ErrClosed and name the plugin and the function.
 func (p *Plugin) Call(ctx context.Context, fn string, input []byte) ([]byte, error) {
-	inst, err := p.get(ctx)
+	if p.isDone.Load() {
+		return nil, p.errClosed()
+	}
+	i, ok := p.fnIndex[fn]
+	if !ok {
+		return nil, fmt.Errorf("plugin %s: %q: %w", p.name, fn, ErrNoFunction)
+	}
+	if err := p.fnErr[i]; err != nil {
+		return nil, fmt.Errorf("plugin %s: %q: %w", p.name, fn, err)
+	}
+	if err := ctx.Err(); err != nil { // rather than an instance stopped at once
+		return nil, fmt.Errorf("plugin %s: %s: %w: %w", p.name, fn, ErrTimeout, err)
+	}
+	in, err := p.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, p.limits.Timeout)
-	defer cancel()
-	rc, out, err := inst.CallWithContext(cctx, fn, input)
+	out, reuse, err := in.call(ctx, fn, i, input)
+	p.put(in, reuse)
+	return out, err
+}
+
+// call runs export i (fn) of the instance on input, as the SDK's Plugin.CallWithContext
+// does: the kernel reset, the input in a new kernel block, the export's return code, then
+// the kernel's error and output. It reports whether the instance may serve another call.
+func (in *instance) call(ctx context.Context, fn string, i int, input []byte) (out []byte, reuse bool, err error) {
+	p := in.p
+	f := in.fns[i]
+	if f == nil {
+		f = in.main.ExportedFunction(fn)
+		in.fns[i] = f
+	}
+	in.arm(ctx)
+	if err := in.setInput(input); err != nil {
+		in.disarm()
+		return nil, false, fmt.Errorf("plugin %s: %s: %w", p.name, fn, err)
+	}
+	in.cstack[0] = 0
+	callErr := f.CallWithStack(ctx, in.cstack[:])
+	stopped := in.disarm()
+	var rc uint32
+	if p.fnRC[i] {
+		rc = uint32(in.cstack[0])
+	}
+	exited := false
+	if callErr != nil {
+		if exit := (*sys.ExitError)(nil); errors.As(callErr, &exit) {
+			// WASI proc_exit: its code is the return code; wazero closed the module.
+			exited, rc, callErr = true, exit.ExitCode(), nil
+		}
+	}
+	reuse = !stopped && !exited
 	switch {
-	case err == nil && rc == 0:
-		p.put(ctx, inst, true)
-		if int64(len(out)) > p.limits.MaxOutputBytes {
-			return nil, fmt.Errorf("plugin %s: %s: output of %d bytes, more than the %d allowed: %w", p.name, fn, len(out), p.limits.MaxOutputBytes, ErrLimit)
-		}
-		return out, nil
-	case cctx.Err() != nil:
-		p.put(ctx, inst, false) // wazero closed it
+	case callErr != nil && stopped:
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("plugin %s: %s: %w: %w", p.name, fn, ErrTimeout, ctx.Err())
+			return nil, false, fmt.Errorf("plugin %s: %s: %w: %w", p.name, fn, ErrTimeout, ctx.Err())
 		}
-		return nil, fmt.Errorf("plugin %s: %s: not finished within its timeout (%v): %w", p.name, fn, p.limits.Timeout, ErrTimeout)
-	case err != nil && strings.HasPrefix(err.Error(), "unknown function"):
-		p.put(ctx, inst, true)
-		return nil, fmt.Errorf("plugin %s: %q: %w", p.name, fn, ErrNoFunction)
-	case err != nil && rc != 0 && !isTrap(err):
-		// The plugin's own error (error_set): the instance is sound.
-		p.put(ctx, inst, true)
-		return nil, fmt.Errorf("plugin %s: %s: %w: %s", p.name, fn, ErrFailed, clip(err.Error()))
-	case err == nil:
-		p.put(ctx, inst, true)
-		return nil, fmt.Errorf("plugin %s: %s: %w: returned %d", p.name, fn, ErrFailed, rc)
-	default:
-		p.put(ctx, inst, false)
-		return nil, fmt.Errorf("plugin %s: %s: %w", p.name, fn, classify(err))
+		return nil, false, fmt.Errorf("plugin %s: %s: not finished within its timeout (%v): %w", p.name, fn, p.limits.Timeout, ErrTimeout)
+	case callErr != nil:
+		return nil, false, fmt.Errorf("plugin %s: %s: %w", p.name, fn, in.trapError(callErr))
 	}
+	msg, err := in.errorMessage()
+	if err != nil {
+		return nil, false, fmt.Errorf("plugin %s: %s: %w", p.name, fn, in.trapError(err))
+	}
+	switch {
+	case msg != "":
+		return nil, reuse, fmt.Errorf("plugin %s: %s: %w: %s", p.name, fn, ErrFailed, clip(msg))
+	case rc != 0 && exited:
+		return nil, reuse, fmt.Errorf("plugin %s: %s: %w: exited with code %d", p.name, fn, ErrFailed, rc)
+	case rc != 0:
+		return nil, reuse, fmt.Errorf("plugin %s: %s: %w: returned %d", p.name, fn, ErrFailed, rc)
+	}
+	out, err = in.output()
+	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			return nil, reuse, fmt.Errorf("plugin %s: %s: %w", p.name, fn, err)
+		}
+		return nil, false, fmt.Errorf("plugin %s: %s: %w", p.name, fn, in.trapError(err))
+	}
+	return out, reuse, nil
 }
 
-// isTrap reports whether err is a trap or a host function's panic rather than the plugin's
-// own error message.
-func isTrap(err error) bool {
-	s := err.Error()
-	for _, trap := range []string{"wasm error:", "wasm stack trace", "stack overflow", "unreachable", "out of bounds",
-		"divide by zero", "integer overflow", "invalid table access", "indirect call type mismatch", "panic",
-		"is not allowed", "module closed", "recovered by wazero"} {
-		if strings.Contains(s, trap) {
-			return true
-		}
+// setInput resets the kernel (freeing the last call's blocks) and puts input in a new block
+// as the call's input.
+func (in *instance) setInput(input []byte) error {
+	if _, err := in.kcall(kReset, 0, 0); err != nil {
+		return classify(err)
 	}
-	return false
+	in.inOff, in.inLen = 0, 0
+	if len(input) == 0 {
+		return nil
+	}
+	n := uint64(len(input))
+	off, err := in.kcall(kAlloc, n, 0)
+	switch {
+	case err != nil:
+		return classify(err)
+	case off == 0:
+		return fmt.Errorf("%w: an input of %d bytes does not fit the Extism kernel's memory (spec.limits.memoryPages)", ErrLimit, n)
+	case !in.mem.Write(uint32(off), input):
+		return fmt.Errorf("%w: the kernel's block at %d is outside its memory", ErrTrap, off)
+	}
+	if _, err := in.kcall(kInputSet, off, n); err != nil {
+		return classify(err)
+	}
+	in.inOff, in.inLen = off, n
+	return nil
 }
 
-// classify wraps an SDK or runtime error in the error callers branch on.
+// maxErrorMessage bounds the plugin's error message the host reads.
+const maxErrorMessage = 4 << 10
+
+// errorMessage returns the error the plugin set (error_set), "" if none.
+func (in *instance) errorMessage() (string, error) {
+	off, err := in.kcall(kErrorGet, 0, 0)
+	if err != nil || off == 0 {
+		return "", err
+	}
+	n, err := in.kcall(kLength, off, 0)
+	if err != nil {
+		return "", err
+	}
+	n = min(n, maxErrorMessage)
+	b, ok := in.mem.Read(uint32(off), uint32(n))
+	if !ok {
+		return "", fmt.Errorf("the error's block at %d is outside the kernel's memory", off)
+	}
+	return string(b), nil
+}
+
+// output returns a copy of the call's output, or an ErrLimit beyond MaxOutputBytes (without
+// copying it).
+func (in *instance) output() ([]byte, error) {
+	n, err := in.kcall(kOutputLength, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	if max := in.p.limits.MaxOutputBytes; n > uint64(max) {
+		return nil, fmt.Errorf("output of %d bytes, more than the %d allowed: %w", n, max, ErrLimit)
+	}
+	off, err := in.kcall(kOutputOffset, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := in.mem.Read(uint32(off), uint32(n))
+	if !ok {
+		return nil, fmt.Errorf("the output's block at %d of %d bytes is outside the kernel's memory", off, n)
+	}
+	return append(make([]byte, 0, n), b...), nil
+}
+
+// trapError is the error of a call that trapped: a host function's own (ErrDenied,
+// ErrLimit, ErrTimeout, …), or the runtime's, classified; with the plugin's error message
+// when it set one before trapping (AssemblyScript's abort does).
+func (in *instance) trapError(err error) error {
+	var he *hostError
+	if errors.As(err, &he) {
+		err = fmt.Errorf("%w: %s", he.kind, clip(he.msg))
+	} else {
+		err = classify(err)
+	}
+	if msg, e := in.errorMessage(); e == nil && msg != "" {
+		err = fmt.Errorf("%w (the plugin's error: %s)", err, clip(msg))
+	}
+	return err
+}
+
+// classify wraps a runtime error in the error callers branch on.
 func classify(err error) error {
 	s := err.Error()
 	switch {
-	case strings.Contains(s, "is not allowed"):
-		return fmt.Errorf("%w: %s", ErrDenied, clip(s))
 	case strings.Contains(s, "memory") && (strings.Contains(s, "limit") || strings.Contains(s, "out of memory") || strings.Contains(s, "exceeds")):
 		return fmt.Errorf("%w: %s", ErrLimit, clip(s))
-	case strings.Contains(s, "http: request body too large"):
-		return fmt.Errorf("%w: HTTP response larger than allowed: %s", ErrLimit, clip(s))
 	}
 	return fmt.Errorf("%w: %s", ErrTrap, clip(s))
 }
@@ -408,8 +800,12 @@ func clip(s string) string {
 	return s
 }
 
-// Close closes the plugin and its instances: calls after it fail with ErrClosed, and calls
-// running are ended (they fail). Callers release a plugin once nothing applied names it.
+// Close closes the plugin without breaking the calls running. Calls after it, and calls
+// waiting for an instance, fail with ErrClosed; idle instances are closed at once; a running
+// call finishes normally, and its instance is closed when it returns. The plugin's runtime
+// (its compiled module, its kernels, its HTTP connections) is closed once the last running
+// call has returned: Close does not wait for that. Callers close a plugin once nothing
+// applied names it. Closing again does nothing; Close returns nil.
 func (p *Plugin) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.done {
@@ -417,11 +813,36 @@ func (p *Plugin) Close(ctx context.Context) error {
 		return nil
 	}
 	p.done = true
-	idle := p.idle
-	p.idle = nil
-	p.mu.Unlock()
-	for _, inst := range idle {
-		inst.Close(ctx)
+	p.isDone.Store(true)
+	close(p.closing)
+	var idle []*instance
+	for drained := false; !drained; {
+		select {
+		case in := <-p.idle:
+			idle = append(idle, in)
+		default:
+			drained = true
+		}
 	}
-	return p.compiled.Close(ctx)
+	release := p.out == 0
+	p.mu.Unlock()
+	for _, in := range idle {
+		in.close()
+		<-p.tokens
+	}
+	if release {
+		p.releaseRuntime(context.WithoutCancel(ctx))
+	}
+	return nil
+}
+
+// releaseRuntime closes the runtime and the HTTP client's connections, once.
+func (p *Plugin) releaseRuntime(ctx context.Context) {
+	p.releaseOnce.Do(func() {
+		p.rt.Close(ctx)
+		if p.tr != nil {
+			p.tr.CloseIdleConnections()
+		}
+		close(p.released)
+	})
 }
