@@ -19,6 +19,7 @@ type pluginPolicyFlags struct {
 	MaxTimeout   time.Duration `yaml:"plugin-max-timeout"`
 	MaxMemory    string        `yaml:"plugin-max-memory"`
 	Instances    int           `yaml:"plugin-instances"`
+	MemoryBudget string        `yaml:"plugin-memory-budget"`
 }
 
 func (p *pluginPolicyFlags) register(fs *flag.FlagSet) {
@@ -27,6 +28,7 @@ func (p *pluginPolicyFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&p.MaxTimeout, "plugin-max-timeout", def.Max.Timeout, "the longest spec.limits.timeout a plugin may ask for (env OSPREY_PLUGIN_MAX_TIMEOUT)")
 	fs.StringVar(&p.MaxMemory, "plugin-max-memory", "64Mi", "the most memory a plugin may ask for (spec.limits.memoryPages), per linear memory (env OSPREY_PLUGIN_MAX_MEMORY)")
 	fs.IntVar(&p.Instances, "plugin-instances", def.Instances, "the most instances of one plugin, i.e. its concurrent calls (env OSPREY_PLUGIN_INSTANCES)")
+	fs.StringVar(&p.MemoryBudget, "plugin-memory-budget", "", "the most memory all plugin instances together may reserve (each its two memories at its limit), e.g. 2Gi; empty: a quarter of the machine's (env OSPREY_PLUGIN_MEMORY_BUDGET)")
 }
 
 // policy returns the policy the flags set, or an error naming the flag at fault. A zero
@@ -56,6 +58,18 @@ func (p *pluginPolicyFlags) policy() (extism.Policy, error) {
 	if p.Instances > 0 {
 		pol.Instances = p.Instances
 	}
+	budget := host.DefaultMemoryBudget()
+	if p.MemoryBudget != "" {
+		size, err := host.ParseSize(p.MemoryBudget)
+		if err != nil {
+			return pol, fmt.Errorf("plugin-memory-budget: %w", err)
+		}
+		if size < 2*64<<10*16 {
+			return pol, fmt.Errorf("plugin-memory-budget: %s: less than one instance of the smallest plugin (2 MiB)", p.MemoryBudget)
+		}
+		budget = int64(size)
+	}
+	pol.Budget = extism.NewBudget(budget)
 	for i, h := range strings.Split(p.AllowedHosts, ",") {
 		h = strings.TrimSpace(h)
 		if h == "" {

@@ -98,6 +98,9 @@ type Policy struct {
 	Instances int
 	// Structure is the structural limits modules are checked against.
 	Structure host.StructureLimits
+	// Budget bounds the memory of every plugin's instances together; nil: unbounded (each
+	// instance is still capped by its MemoryPages).
+	Budget *Budget
 }
 
 // DefaultPolicy allows no HTTP, a 10 s timeout, 64 MiB of memory per memory, 16 MiB
@@ -200,6 +203,8 @@ type Plugin struct {
 	client *http.Client    // nil when the plugin declares no hosts
 	tr     *http.Transport // the client's, closed with the runtime
 
+	budget *Budget // nil: none
+
 	rt       wazero.Runtime
 	kernel   wazero.CompiledModule
 	compiled wazero.CompiledModule
@@ -268,7 +273,7 @@ func Load(ctx context.Context, p Policy, s Spec, log *slog.Logger) (*Plugin, err
 		instances = DefaultPolicy.Instances
 	}
 	pl := &Plugin{name: s.Name, limits: l, log: log.With(slog.String("plugin", s.Name)), logs: rate.NewLimiter(10, 20),
-		config: maps.Clone(s.Config), hosts: hosts, fnIndex: map[string]int{},
+		config: maps.Clone(s.Config), hosts: hosts, fnIndex: map[string]int{}, budget: p.Budget,
 		tokens: make(chan struct{}, instances), idle: make(chan *instance, instances), closing: make(chan struct{}), released: make(chan struct{})}
 	if len(s.AllowedHosts) > 0 {
 		pl.client, pl.tr = newHTTPClient(&pl.hosts)
@@ -389,12 +394,17 @@ type instance struct {
 	varBytes int
 	status   int32             // the last HTTP response's status (http_status_code)
 	headers  map[string]string // and headers (http_headers)
+
+	reserved bool // it holds instanceBytes of the plugin's budget, released by close
 }
 
 // newInstance instantiates the plugin's kernel and module, then runs its start function and
 // runtime initialisation, bounded like a call.
 func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
-	in := &instance{p: p, fns: make([]api.Function, len(p.fnDefs))}
+	if err := p.reserveInstance(); err != nil {
+		return nil, err
+	}
+	in := &instance{p: p, fns: make([]api.Function, len(p.fnDefs)), reserved: p.budget != nil}
 	in.fireFn = in.fire
 	in.timer = time.AfterFunc(time.Hour, in.fireFn)
 	in.timer.Stop()
@@ -496,6 +506,10 @@ func (in *instance) fire() {
 // close closes the instance's modules.
 func (in *instance) close() {
 	in.timer.Stop()
+	if in.reserved {
+		in.reserved = false
+		in.p.budget.release(in.p.instanceBytes())
+	}
 	ctx := context.Background()
 	if in.main != nil {
 		in.p.byModule.Delete(in.main)
