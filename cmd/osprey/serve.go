@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/osprey-ml/osprey/console"
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/historian"
 	"github.com/osprey-ml/osprey/host"
@@ -341,7 +342,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	handlers := map[string]http.Handler{}
+	handlers := map[string]http.Handler{"/": console.Handler()} // the web console (package console)
 	s.obs.handlers(handlers)
 	s.engine = engine.New(st, append([]engine.Option{engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
 		engine.WithPrograms(s.plugins.Programs(s.host)),
