@@ -2,11 +2,14 @@ package hostile
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -22,11 +25,21 @@ const (
 	asProgram    role = iota // spec.builder.module of a feature
 	asMiddleware             // a preSet middleware of a sourceless feature
 	asUpload                 // bytes uploaded under a module name (that a feature names)
+
+	// Extism plugins (see pluginManifest): the module is the Plugin hostile.<name>'s, and
+	// a feature hostile.<name>_feature names its function fn, in the same request.
+	asPlugin           // the Plugin alone (its function declared a middleware): refused at apply
+	asPluginMiddleware // a middleware of a sourceless feature: preSet for callSet, preGet for callGet
+	asPluginEncoder    // the encoder of the selector hostile.<name>_feature[hostile.<name>]
+	asPluginConnector  // the connector (spec.builder.plugin) of an on-request feature
 )
 
 func (r role) String() string {
-	return [...]string{"program", "middleware", "upload"}[r]
+	return [...]string{"program", "middleware", "upload", "plugin", "plugin-mw", "plugin-enc", "plugin-conn"}[r]
 }
+
+// isPlugin reports whether the role is an Extism plugin's.
+func (r role) isPlugin() bool { return r >= asPlugin }
 
 // callKind is what runs the module's code once it is applied.
 type callKind int
@@ -36,10 +49,11 @@ const (
 	callGet                    // Get of the feature, computed on request
 	callIngest                 // Ingest of one row into hostile.rows, which feeds the feature
 	callSet                    // Set of the feature, through its middleware
+	callEncode                 // Set of the feature, then Get of it through the plugin's encoding
 )
 
 func (c callKind) String() string {
-	return [...]string{"-", "Get", "Ingest", "Set"}[c]
+	return [...]string{"-", "Get", "Ingest", "Set", "Get[enc]"}[c]
 }
 
 // entry is one module of the corpus and what the host must do with it.
@@ -53,8 +67,9 @@ type entry struct {
 	timeout     string // spec.timeout (default 200ms)
 	memoryLimit string // spec.builder.config.memoryLimit, or the middleware's config
 
-	call  callKind // noCall: refused at apply
-	calls int      // how many calls (default 1)
+	call     callKind // noCall: refused at apply
+	calls    int      // how many calls (default 1)
+	parallel int      // how many of each call run at once (default 1), each with keys of its own
 
 	// Expected: the apply (call == noCall) or each call ends with code (0: success, or alt
 	// when set), with a message containing msg — and, for a call, naming the feature —
@@ -67,14 +82,24 @@ type entry struct {
 	concurrent bool                  // meanwhile a trivial apply of another feature succeeds promptly
 	heapCalls  bool                  // host memory must not grow over the calls
 	check      func(o outcome) error // more checks of a successful call
+
+	// An Extism plugin's (the roles asPlugin…; pluginManifest).
+	wat    string                     // its module is corpus/<wat>.wat (default: <name>.wat)
+	fn     string                     // the function it declares, and the feature names
+	limits string                     // spec.limits, a flow mapping's content ("timeout: 300ms")
+	hosts  string                     // spec.allowedHosts, a flow sequence's content
+	config string                     // spec.config, a flow mapping's content; see env.expand
+	logged func(lines []string) error // checks of the server's log lines during the entry
+	value  func() *structpb.Value     // what callSet and callEncode set (default 1)
 }
 
 const (
-	ok       connect.Code = 0
-	deadline              = connect.CodeDeadlineExceeded
-	invalid               = connect.CodeInvalidArgument
-	internal              = connect.CodeInternal
-	failed                = connect.CodeFailedPrecondition
+	ok        connect.Code = 0
+	deadline               = connect.CodeDeadlineExceeded
+	invalid                = connect.CodeInvalidArgument
+	internal               = connect.CodeInternal
+	failed                 = connect.CodeFailedPrecondition
+	exhausted              = connect.CodeResourceExhausted
 )
 
 const (
@@ -114,6 +139,31 @@ var corpus = []entry{
 	{name: "data_huge", class: "memory: a 24 MiB data segment (memory limit 16 MiB)", gen: func() []byte { return hugeData(24 << 20) },
 		memoryLimit: "16Mi", code: invalid, msg: "data"},
 	{name: "table_huge", class: "tables: a table declaring 2^27 entries", code: invalid, msg: "table"},
+
+	// Extism plugins refused at apply: their structure, imports, memory, exports, policy.
+	{name: "plugin_not_wasm", class: "plugin structure: 1 MiB of text as a plugin's module", as: asPlugin, fn: "f",
+		gen: func() []byte { return notWasm(1 << 20) }, code: invalid, alt: failed, msg: "spec.module", concurrent: true},
+	{name: "plugin_not_wasm_magic", class: "plugin structure: the Wasm magic and version, then 1 MiB of text", as: asPlugin, fn: "f",
+		gen: func() []byte { return append([]byte("\x00asm\x01\x00\x00\x00"), notWasm(1<<20)...) }, code: invalid, alt: failed, msg: "spec.module"},
+	{name: "plugin_nested_blocks", class: "plugin structure: 1 M nested blocks (generated, as nested_blocks)", as: asPlugin, fn: "osprey_abi_version",
+		gen: func() []byte { return nestedBlocks(1 << 20) }, code: invalid, msg: "nested", concurrent: true},
+	{name: "plugin_locals", class: "plugin structure: 256 Mi locals (generated, as locals)", as: asPlugin, fn: "osprey_abi_version",
+		gen: func() []byte { return manyLocals(256 << 20) }, code: invalid, msg: "locals"},
+	{name: "plugin_table_huge", class: "plugin tables: a table of 2^27 entries (corpus/table_huge.wat)", as: asPlugin, wat: "table_huge",
+		fn: "osprey_abi_version", code: invalid, alt: exhausted, msg: "table"},
+	{name: "plugin_memory_initial_huge", class: "plugin memory: 4 GiB initial (corpus/memory_initial_huge.wat)", as: asPlugin,
+		wat: "memory_initial_huge", fn: "osprey_abi_version", code: invalid, alt: exhausted, msg: "memory"},
+	{name: "plugin_data_huge", class: "plugin memory: a 2 MiB data segment (generated, as data_huge), memoryPages 16", as: asPlugin,
+		fn: "osprey_abi_version", gen: func() []byte { return hugeData(2 << 20) }, limits: "memoryPages: 16", code: invalid, alt: exhausted, msg: "data"},
+	{name: "plugin_bigmem", class: "plugin memory: 60 000 pages declared, memoryPages 16", as: asPlugin, fn: "noop", limits: "memoryPages: 16",
+		code: exhausted, alt: invalid, msg: "memory"},
+	{name: "plugin_user_import", class: "plugin misc: imports extism:host/user steal", as: asPlugin, fn: "noop", code: invalid, alt: failed, msg: "extism:host/user"},
+	{name: "plugin_missing_function", class: "plugin misc: declares a function it does not export", as: asPlugin, wat: "plugin_loop", fn: "nosuch",
+		code: failed, msg: `"nosuch"`},
+	{name: "plugin_http_policy", class: "plugin policy: declares api.example.com, not among the hosts allowed", as: asPlugin, wat: "plugin_http", fn: "fetch",
+		hosts: "api.example.com", code: failed, msg: "spec.allowedHosts[0]"},
+	{name: "plugin_limits_policy", class: "plugin policy: a 1m timeout, over the policy's 10s", as: asPlugin, wat: "plugin_loop", fn: "loop",
+		limits: "timeout: 1m", code: failed, msg: "spec.limits.timeout"},
 	{name: "memory_grow_bomb", class: "memory: memory.grow to the limit (16 MiB) and past it", memoryLimit: "16Mi", timeout: "10s",
 		call: callGet, code: ok, check: func(o outcome) error {
 			if p := o.value.GetIntValue(); p < 1 || p > 256 {
@@ -129,6 +179,26 @@ var corpus = []entry{
 			return nil
 		}},
 
+	{name: "plugin_memory_grow", class: "plugin memory: memory.grow past memoryPages 64, on every call", as: asPluginConnector, fn: "grow",
+		limits: "memoryPages: 64", call: callGet, calls: 3, heapCalls: true, code: ok, check: func(o outcome) error {
+			if p := o.value.GetIntValue(); p < 1 || p > 64 {
+				return fmt.Errorf("the plugin reached %d pages; the limit is 64", p)
+			}
+			return nil
+		}},
+	{name: "plugin_kernel_alloc", class: "plugin memory: 1 MiB kernel blocks until alloc fails, memoryPages 64", as: asPluginConnector, fn: "alloc_all",
+		limits: "memoryPages: 64", call: callGet, calls: 3, heapCalls: true, code: ok, alt: exhausted, check: func(o outcome) error {
+			if n := o.value.GetIntValue(); n > 4 {
+				return fmt.Errorf("the kernel gave the plugin %d blocks of 1 MiB; its memory is capped at 64 pages (4 MiB)", n)
+			}
+			return nil
+		}},
+	{name: "plugin_var_flood", class: "plugin memory: var_set of 4 KiB values without end", as: asPluginConnector, fn: "vars",
+		call: callGet, calls: 3, heapCalls: true, code: exhausted, msg: "var_set"},
+	{name: "plugin_input_huge", class: "plugin memory: a 3 MiB value to encode, memoryPages 32 (2 MiB)", as: asPluginEncoder, wat: "plugin_unreachable",
+		fn: "trap", limits: "memoryPages: 32", primitive: "string", timeout: "5s", call: callEncode,
+		value: func() *structpb.Value { return structpb.NewStringValue(strings.Repeat("i", 3<<20)) }, code: exhausted, msg: "input"},
+
 	// Traps, protocol errors and guest errors.
 	{name: "unreachable", class: "misc: unreachable trap", call: callGet, code: internal, msg: "unreachable"},
 	{name: "stack_overflow", class: "misc: stack overflow", timeout: "10s", call: callGet, code: internal, msg: "stack overflow"},
@@ -136,6 +206,30 @@ var corpus = []entry{
 	{name: "hostcall_huge_length", class: "misc: get_feature with a 2 GiB length", call: callGet, code: internal, msg: "outside"},
 	{name: "hostcall_log_huge_length", class: "misc: log with a 2 GiB length", call: callGet, code: internal, msg: "outside"},
 	{name: "guest_error", class: "misc: the program returns an error status", call: callGet, code: failed, msg: "hostile guest error"},
+	{name: "plugin_recursion", class: "plugin misc: unbounded recursion (a connector)", as: asPluginConnector, fn: "recurse", timeout: "5s",
+		call: callGet, calls: 2, code: internal, msg: "stack overflow"},
+	{name: "plugin_unreachable", class: "plugin misc: unreachable trap (an encoder)", as: asPluginEncoder, fn: "trap",
+		call: callEncode, code: internal, msg: "unreachable"},
+	{name: "plugin_proc_exit", class: "plugin misc: WASI proc_exit(3) in a call", as: asPluginConnector, fn: "quit",
+		call: callGet, calls: 2, code: failed, msg: "exited with code 3"},
+	{name: "plugin_error_spoof", class: "plugin misc: an error message holding a fake JSON log line", as: asPluginMiddleware, fn: "reject",
+		call: callSet, code: failed, msg: "spoofed-rejection"},
+	{name: "plugin_error_spoof_trap", class: "plugin misc: the same message, then a trap (logged at ERROR)", as: asPluginConnector,
+		wat: "plugin_error_spoof", fn: "reject_trap", call: callGet, code: internal, msg: "spoofed-rejection"},
+	{name: "plugin_http_undeclared", class: "plugin http: a request to a host it did not declare (none)", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", config: `request: '{"url":"$API/leak"}'`, call: callGet, code: failed, msg: "not allowed"},
+	{name: "plugin_http_other_host", class: "plugin http: declares 127.0.0.1, asks localhost", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"http://localhost:$PORT/leak"}'`,
+		call: callGet, code: failed, msg: "not allowed"},
+	{name: "plugin_http_redirect", class: "plugin http: a redirect from its declared host to another", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/redirect"}'`,
+		call: callGet, code: failed, msg: "not allowed"},
+	{name: "plugin_http_huge", class: "plugin http: a 64 MiB response, httpResponseBytes 64 KiB", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/huge"}'`, limits: "httpResponseBytes: 65536",
+		timeout: "5s", call: callGet, calls: 2, heapCalls: true, code: exhausted, msg: "httpResponseBytes"},
+	{name: "plugin_http_headers", class: "plugin http: a response with 2 MiB of headers", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/headers"}'`,
+		timeout: "5s", call: callGet, code: internal, alt: exhausted, msg: "header"},
 
 	// Outputs and logs.
 	{name: "response_45mib", class: "output: a 45 MiB response (ABI: 16 MiB at most)", primitive: "string", memoryLimit: "48Mi",
@@ -150,10 +244,22 @@ var corpus = []entry{
 	{name: "stdout_flood", class: "output: 100 000 lines to stdout", timeout: "10s", call: callGet, code: ok},
 	{name: "log_attrs", class: "output: log attributes level, msg, component, time; JSON lines in messages and stdout",
 		call: callGet, code: ok},
+	{name: "plugin_huge_output", class: "plugin output: an 8 MiB output (outputBytes 1 MiB)", as: asPluginConnector, fn: "huge",
+		call: callGet, calls: 2, heapCalls: true, code: exhausted, msg: "output"},
+	{name: "plugin_json_depth", class: "plugin output: {\"value\": and 1 000 000 '['", as: asPluginConnector, fn: "bomb",
+		timeout: "5s", call: callGet, calls: 2, heapCalls: true, code: failed, msg: "value"},
+	{name: "plugin_huge_output_4g", class: "plugin output: a 4 GiB - 1 output block", as: asPluginConnector, wat: "plugin_huge_output", fn: "huge_4g",
+		call: callGet, code: failed, alt: exhausted, msg: "returned 2"},
+	{name: "plugin_log_flood", class: "plugin output: 8 001 Extism log lines, control characters, fake JSON lines", as: asPluginMiddleware,
+		fn: "flood", limits: "timeout: 10s", timeout: "10s", call: callSet, code: ok, logged: pluginLogsBounded("hostile.plugin_log_flood")},
 
 	// _initialize that never ends: refused within the init timeout.
 	{name: "init_loop", class: "stop: _initialize loops", code: invalid, msg: "_initialize", within: initBound},
 	{name: "recursion_init", class: "stop: exponential recursion (d=60) in _initialize", code: invalid, msg: "_initialize", within: initBound},
+	{name: "plugin_start_loop", class: "plugin stop: a start function that never ends (timeout 1s)", as: asPlugin, fn: "noop", limits: "timeout: 1s",
+		code: deadline, msg: "timeout", concurrent: true},
+	{name: "plugin_init_loop", class: "plugin stop: _initialize never ends (timeout 300ms)", as: asPlugin, fn: "noop", limits: "timeout: 300ms",
+		code: deadline, msg: "timeout"},
 
 	// Calls stopped at their deadline: loops, recursion, bulk memory, host calls.
 	{name: "loop", class: "stop: infinite loop", call: callGet, code: deadline},
@@ -168,10 +274,115 @@ var corpus = []entry{
 	{name: "recursion", class: "stop: exponential recursion (d=60), direct", call: callGet, code: deadline},
 	{name: "recursion_indirect", class: "stop: exponential recursion (d=60) through call_indirect", call: callGet, code: deadline},
 	{name: "recursion_mutual", class: "stop: exponential mutual recursion (d=60)", call: callGet, code: deadline},
+
+	// Plugin calls stopped at their deadline: the plugin's timeout (300ms, shorter than the
+	// feature's 5s) or the feature's (200ms, shorter than the plugin's default 1s).
+	{name: "plugin_loop_preset", class: "plugin stop: a preSet middleware loops (plugin timeout 300ms)", as: asPluginMiddleware, wat: "plugin_loop", fn: "loop",
+		limits: "timeout: 300ms", timeout: "5s", call: callSet, calls: 3, code: deadline},
+	{name: "plugin_loop_preget", class: "plugin stop: a preGet middleware loops (plugin timeout 300ms)", as: asPluginMiddleware, wat: "plugin_loop", fn: "loop",
+		limits: "timeout: 300ms", timeout: "5s", call: callGet, calls: 2, code: deadline},
+	{name: "plugin_loop_encoder", class: "plugin stop: an encoder loops (plugin timeout 300ms)", as: asPluginEncoder, wat: "plugin_loop", fn: "loop",
+		limits: "timeout: 300ms", timeout: "5s", call: callEncode, calls: 2, code: deadline},
+	{name: "plugin_loop_connector", class: "plugin stop: a connector loops (feature timeout 200ms)", as: asPluginConnector, wat: "plugin_loop", fn: "loop",
+		call: callGet, calls: 3, code: deadline},
+	{name: "plugin_loop_flood", class: "plugin stop: 32 Gets at once of a looping connector (16 instances)", as: asPluginConnector, wat: "plugin_loop",
+		fn: "loop", limits: "timeout: 300ms", timeout: "5s", call: callGet, calls: 2, parallel: 32, code: deadline},
+	{name: "plugin_hostcall_loop", class: "plugin stop: alloc and free in a loop (a connector)", as: asPluginConnector, fn: "spin",
+		limits: "timeout: 300ms", timeout: "5s", call: callGet, calls: 2, code: deadline},
+	{name: "plugin_memory_grow_loop", class: "plugin stop: memory.grow without end, memoryPages 64", as: asPluginConnector, wat: "plugin_memory_grow",
+		fn: "grow_forever", limits: "memoryPages: 64, timeout: 300ms", timeout: "5s", call: callGet, calls: 2, heapCalls: true, code: deadline},
+	{name: "plugin_sleep", class: "plugin stop: poll_oneoff asked to sleep 1 h (plugin timeout 500ms)", as: asPluginConnector, fn: "nap",
+		limits: "timeout: 500ms", timeout: "5s", call: callGet, code: ok, alt: deadline},
+	{name: "plugin_http_drip", class: "plugin stop: an HTTP body dripping a byte every 50ms (plugin timeout 500ms)", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/drip"}'`, limits: "timeout: 500ms", timeout: "5s",
+		call: callGet, calls: 2, code: deadline},
+	{name: "plugin_http_slow", class: "plugin stop: an HTTP request that is never answered (plugin timeout 500ms)", as: asPluginConnector,
+		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/slow"}'`, limits: "timeout: 500ms", timeout: "5s",
+		call: callGet, calls: 2, code: deadline},
 }
 
-// manifest is the feature an entry applies, naming its module <name>.wasm.
+// pluginLogsBounded checks the server's log lines during a plugin's log flood: some of the
+// plugin's lines are there (plugin=fqn, spoofs included, so the check sees them), a bounded
+// number of them (the host rate-limits them), each cut near 1 KiB and with no control
+// character left in it.
+func pluginLogsBounded(fqn string) func(lines []string) error {
+	return func(lines []string) error {
+		var n, spoof int
+		for _, l := range lines {
+			var rec struct {
+				Plugin string `json:"plugin"`
+				Line   string `json:"line"`
+			}
+			if json.Unmarshal([]byte(l), &rec) != nil || rec.Plugin != fqn {
+				continue
+			}
+			n++
+			if len(rec.Line) > 1100 {
+				return fmt.Errorf("a line of the plugin's of %d bytes: not cut at 1 KiB: %.200s", len(rec.Line), l)
+			}
+			if i := strings.IndexFunc(rec.Line, unicode.IsControl); i >= 0 {
+				return fmt.Errorf("a line of the plugin's holds the control character %q: %.300s", rec.Line[i], l)
+			}
+			if strings.Contains(rec.Line, "spoofed-plugin-line") {
+				spoof++
+			}
+		}
+		switch {
+		case n == 0:
+			return fmt.Errorf("no line of the plugin's (plugin=%s) is in the server's log", fqn)
+		case spoof == 0:
+			return fmt.Errorf("the plugin's lines holding its fake JSON lines are not in the server's log")
+		case n > 200:
+			return fmt.Errorf("%d lines of the plugin's in one call: its lines are not rate-limited", n)
+		}
+		return nil
+	}
+}
+
+// featureName is the name of the feature an entry applies (in namespace hostile): the
+// entry's name, or, for a plugin, <name>_feature, so that an error naming the feature is
+// told apart from one naming the plugin.
+func (e entry) featureName() string {
+	if e.as.isPlugin() {
+		return e.name + "_feature"
+	}
+	return e.name
+}
+
+// pluginFQN is the FQN of an entry's plugin.
+func (e entry) pluginFQN() string { return "hostile." + e.name }
+
+// pluginManifest is the Plugin an entry applies, its module <name>.wasm, declaring its
+// function fn in the role the feature uses it in.
+func (e entry) pluginManifest() string {
+	role := "middleware"
+	switch e.as {
+	case asPluginEncoder:
+		role = "encoder"
+	case asPluginConnector:
+		role = "connector"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: osprey.dev/v1alpha1\nkind: Plugin\nmetadata: {name: %s, namespace: hostile}\n", e.name)
+	fmt.Fprintf(&b, "spec:\n  module: %s.wasm\n  functions: [{name: %s, role: %s}]\n", e.name, e.fn, role)
+	if e.limits != "" {
+		fmt.Fprintf(&b, "  limits: {%s}\n", e.limits)
+	}
+	if e.hosts != "" {
+		fmt.Fprintf(&b, "  allowedHosts: [%s]\n", e.hosts)
+	}
+	if e.config != "" {
+		fmt.Fprintf(&b, "  config: {%s}\n", e.config)
+	}
+	return b.String()
+}
+
+// manifest is what an entry applies: the feature fqnName naming its module <name>.wasm;
+// for a plugin, the Plugin and the feature naming its function (or the Plugin alone).
 func (e entry) manifest(fqnName string) string {
+	if e.as == asPlugin {
+		return e.pluginManifest()
+	}
 	prim := e.primitive
 	if prim == "" {
 		prim = "int"
@@ -190,11 +401,23 @@ func (e entry) manifest(fqnName string) string {
 	switch e.as {
 	case asMiddleware:
 		fmt.Fprintf(&b, "  middlewares:\n    - {name: %s, module: %s.wasm, stages: [preSet]%s}\n", fqnName, e.name, cfg)
+	case asPluginMiddleware:
+		stage := "preGet"
+		if e.call == callSet {
+			stage = "preSet"
+		}
+		fmt.Fprintf(&b, "  middlewares:\n    - {plugin: %s, function: %s, stages: [%s]}\n", e.pluginFQN(), e.fn, stage)
+	case asPluginEncoder: // sourceless: the value is set, then read through the encoding
+	case asPluginConnector:
+		fmt.Fprintf(&b, "  builder: {plugin: %s, function: %s}\n", e.pluginFQN(), e.fn)
 	default:
 		if e.call == callIngest {
 			b.WriteString("  dataSource: hostile.rows\n")
 		}
 		fmt.Fprintf(&b, "  builder: {module: %s.wasm%s}\n", e.name, cfg)
+	}
+	if e.as.isPlugin() {
+		return e.pluginManifest() + "---\n" + b.String()
 	}
 	return b.String()
 }
@@ -203,7 +426,37 @@ func (e entry) module(t *testing.T) []byte {
 	if e.gen != nil {
 		return e.gen()
 	}
+	if e.wat != "" {
+		return wat(t, e.wat)
+	}
 	return wat(t, e.name)
+}
+
+// callParallel makes call n of an entry: e.parallel calls at once (one by default), each
+// with keys of its own.
+func (en *env) callParallel(e entry, fqn string, n int) []outcome {
+	k := max(e.parallel, 1)
+	outs := make([]outcome, k)
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() {
+			id := fmt.Sprintf("x%d", n)
+			if k > 1 {
+				id = fmt.Sprintf("x%d-%d", n, i)
+			}
+			outs[i] = en.callKeys(e, fqn, map[string]string{"id": id})
+		})
+	}
+	wg.Wait()
+	return outs
+}
+
+func slowest(outs []outcome) time.Duration {
+	var d time.Duration
+	for _, o := range outs {
+		d = max(d, o.took)
+	}
+	return d
 }
 
 // call makes one hostile call of the entry's feature.
@@ -216,6 +469,10 @@ func (en *env) callKeys(e entry, fqn string, keys map[string]string) outcome {
 	defer cancel()
 	start := time.Now()
 	var o outcome
+	value := structpb.NewNumberValue(1)
+	if e.value != nil {
+		value = e.value()
+	}
 	switch e.call {
 	case callGet:
 		var res *connect.Response[ospreyv1.GetResponse]
@@ -232,7 +489,18 @@ func (en *env) callKeys(e entry, fqn string, keys map[string]string) outcome {
 		}
 	case callSet:
 		var res *connect.Response[ospreyv1.SetResponse]
-		res, o.err = en.eng.Set(ctx, connect.NewRequest(&ospreyv1.SetRequest{Fqn: fqn, Keys: keys, Value: structpb.NewNumberValue(1)}))
+		res, o.err = en.eng.Set(ctx, connect.NewRequest(&ospreyv1.SetRequest{Fqn: fqn, Keys: keys, Value: value}))
+		if o.err == nil {
+			o.value = res.Msg.GetValue()
+		}
+	case callEncode:
+		_, o.err = en.eng.Set(ctx, connect.NewRequest(&ospreyv1.SetRequest{Fqn: fqn, Keys: keys, Value: value}))
+		if o.err != nil {
+			o.err = fmt.Errorf("the Set before the encoded read: %w", o.err)
+			break
+		}
+		var res *connect.Response[ospreyv1.GetResponse]
+		res, o.err = en.eng.Get(ctx, connect.NewRequest(&ospreyv1.GetRequest{Selector: fqn + "[" + e.pluginFQN() + "]", Keys: keys}))
 		if o.err == nil {
 			o.value = res.Msg.GetValue()
 		}
@@ -280,7 +548,9 @@ func (e entry) verdict(o outcome, fqn string, isCall bool) []string {
 	msg := errMessage(o.err)
 	// The substring must come from what the host says, not from the feature's or the
 	// module's name (hostile.table_huge, table_huge.wasm) that the message also carries.
-	hostSaid := strings.NewReplacer(fqn, "", e.name+".wasm", "").Replace(msg)
+	// For a plugin, neither from the plugin's name (hostile.plugin_loop, a prefix of
+	// hostile.plugin_loop_feature: replaced after it).
+	hostSaid := strings.NewReplacer(fqn, "", e.name+".wasm", "", e.pluginFQN(), "").Replace(msg)
 	if code == e.code && e.msg != "" && !strings.Contains(hostSaid, e.msg) {
 		bad = append(bad, fmt.Sprintf("message %q does not mention %q", msg, e.msg))
 	}
@@ -315,7 +585,7 @@ func TestHostileCorpus(t *testing.T) {
 	}
 	base := en.baseline(t)
 	baseStats := en.host.Stats()
-	t.Logf("baseline: heap %s MiB, runtime total %s MiB, RSS %s MiB; host: %+v", mib(base.heap), mib(base.total), mib(base.rss), baseStats)
+	t.Logf("baseline: heap %s MiB, runtime total %s MiB, RSS %s MiB, compiled code %s MiB; host: %+v", mib(base.heap), mib(base.total), mib(base.rss), mib(base.exec), baseStats)
 
 	var rows []row
 	for i, e := range corpus {
@@ -336,19 +606,19 @@ func TestHostileCorpus(t *testing.T) {
 		}
 		r.pass = passed
 		rows = append(rows, r)
-		t.Logf("%-24s %-4s %s", e.name, map[bool]string{true: "pass", false: "FAIL"}[passed], r.observed)
+		t.Logf("%-26s %-4s %s", e.name, map[bool]string{true: "pass", false: "FAIL"}[passed], r.observed)
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "hostile corpus: baseline heap %s MiB, runtime total %s MiB, RSS %s MiB; after each entry (feature deleted, GC forced):\n",
-		mib(base.heap), mib(base.total), mib(base.rss))
-	fmt.Fprintf(&b, "%-24s %-10s %-7s %-4s %9s %9s %9s %9s %6s  %s\n", "entry", "as", "step", "ok", "heap Δ", "total Δ", "RSS Δ", "mod/inst", "logs", "observed")
+	fmt.Fprintf(&b, "hostile corpus: baseline heap %s MiB, runtime total %s MiB, RSS %s MiB, compiled code %s MiB; after each entry (feature and plugin deleted, GC forced):\n",
+		mib(base.heap), mib(base.total), mib(base.rss), mib(base.exec))
+	fmt.Fprintf(&b, "%-26s %-11s %-8s %-4s %9s %9s %9s %9s %9s %6s  %s\n", "entry", "as", "step", "ok", "heap Δ", "total Δ", "RSS Δ", "code Δ", "mod/inst", "logs", "observed")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "%-24s %-10s %-7s %-4s %9s %9s %9s %9s %6d  %s\n", r.name, r.as, r.step, map[bool]string{true: "pass", false: "FAIL"}[r.pass],
-			mibDelta(r.mem.heap, base.heap), mibDelta(r.mem.total, base.total), mibDelta(r.mem.rss, base.rss),
+		fmt.Fprintf(&b, "%-26s %-11s %-8s %-4s %9s %9s %9s %9s %9s %6d  %s\n", r.name, r.as, r.step, map[bool]string{true: "pass", false: "FAIL"}[r.pass],
+			mibDelta(r.mem.heap, base.heap), mibDelta(r.mem.total, base.total), mibDelta(r.mem.rss, base.rss), mibDelta(r.mem.exec, base.exec),
 			fmt.Sprintf("%d/%d", r.stats.Modules, r.stats.Instances), r.logLines, r.observed)
 	}
-	b.WriteString("(Δ in MiB against the baseline; mod/inst: the host's compiled modules and live instances; logs: server log lines during the entry)")
+	b.WriteString("(Δ in MiB against the baseline; code: the machine code wazero mapped, the host's and the plugins'; mod/inst: the host's compiled modules and live instances; logs: server log lines during the entry)")
 	t.Log(b.String())
 }
 
@@ -371,6 +641,19 @@ func (en *env) baseline(t *testing.T) memSample {
 			t.Fatalf("warm-up delete: %v", err)
 		}
 	}
+	// And a plugin: its runtime, its kernel, its encoder and connector paths.
+	e := entry{name: "warmup_plugin", as: asPluginConnector, wat: "plugin_churn", fn: "value", config: "v: 42", call: callGet}
+	if err := en.apply(e.manifest(e.featureName()), map[string][]byte{e.name + ".wasm": wat(t, e.wat)}); err != nil {
+		t.Fatalf("warm-up apply of a plugin: %v", err)
+	}
+	if o := en.call(e, "hostile."+e.featureName()); o.err != nil || o.value.GetIntValue() != 42 {
+		t.Fatalf("warm-up call of a plugin: %v", o)
+	}
+	for _, fqn := range []string{"hostile." + e.featureName(), e.pluginFQN()} {
+		if err := en.remove(fqn); err != nil {
+			t.Fatalf("warm-up delete of %s: %v", fqn, err)
+		}
+	}
 	time.Sleep(time.Second)
 	if n := en.load.failed.Load(); n > 0 {
 		t.Fatalf("the healthy reads failed %d times before the corpus ran: %s", n, en.load.lastError())
@@ -380,12 +663,13 @@ func (en *env) baseline(t *testing.T) memSample {
 
 // runEntry applies one entry, makes its call, and checks the server afterwards.
 func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats host.Stats, r *row) {
-	fqnName := e.name
+	fqnName := e.featureName()
 	fqn := "hostile." + fqnName
 	en.what.Store(e.name)
 	en.wd.entry(e.name)
 	en.logs.mark()
 	failedBefore := en.load.failed.Load()
+	leakedBefore := en.api.leaked.Load()
 	en.load.maxLatency.Store(0)
 	mod := e.module(t)
 	var observed []string
@@ -395,7 +679,7 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	applied := make(chan outcome, 1)
 	go func(mod []byte) {
 		start := time.Now()
-		err := en.apply(e.manifest(fqnName), map[string][]byte{e.name + ".wasm": mod})
+		err := en.apply(en.expand(e.manifest(fqnName)), map[string][]byte{e.name + ".wasm": mod})
 		took := time.Since(start)
 		applied <- outcome{err: err, took: took, hung: err != nil && took >= applyTimeout}
 	}(mod)
@@ -416,7 +700,11 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	mod = nil
 	if e.call == noCall {
 		observed = append(observed, "apply: "+ao.String())
-		if bad := e.verdict(ao, fqn, false); len(bad) > 0 {
+		what := fqn
+		if e.as.isPlugin() {
+			what = e.pluginFQN()
+		}
+		if bad := e.verdict(ao, what, false); len(bad) > 0 {
 			t.Errorf("apply: %s", strings.Join(bad, "; "))
 		}
 	} else if ao.err != nil {
@@ -425,20 +713,37 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	} else {
 		// The hostile calls.
 		calls := max(e.calls, 1)
-		var before memSample
+		var before, afterFirst memSample
 		if e.heapCalls {
 			before = measure()
 		}
 		for n := range calls {
 			// A key of its own per call: a value the program wrote is served while fresh,
 			// without running the program again.
-			o := en.callKeys(e, fqn, map[string]string{"id": fmt.Sprintf("x%d", n)})
-			observed = append(observed, e.call.String()+": "+o.String())
-			if bad := e.verdict(o, fqn, true); len(bad) > 0 {
-				t.Errorf("%s %d: %s", e.call, n+1, strings.Join(bad, "; "))
+			outs := en.callParallel(e, fqn, n)
+			hung := false
+			for k, o := range outs {
+				bad := e.verdict(o, fqn, true)
+				if k == 0 || len(bad) > 0 { // of calls at once, the first and those that fail
+					observed = append(observed, e.call.String()+": "+o.String())
+				}
+				if len(bad) > 0 {
+					if len(outs) > 1 {
+						t.Errorf("%s %d (%d of %d at once): %s", e.call, n+1, k+1, len(outs), strings.Join(bad, "; "))
+					} else {
+						t.Errorf("%s %d: %s", e.call, n+1, strings.Join(bad, "; "))
+					}
+				}
+				hung = hung || o.hung
 			}
-			if o.hung {
+			if len(outs) > 1 {
+				observed = append(observed, fmt.Sprintf("(%d at once; slowest %v)", len(outs), slowest(outs).Round(time.Millisecond)))
+			}
+			if hung {
 				break
+			}
+			if n == 0 && e.heapCalls && e.as.isPlugin() {
+				afterFirst = measure()
 			}
 		}
 		if e.heapCalls {
@@ -446,6 +751,15 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 			observed = append(observed, fmt.Sprintf("heap over the calls %s MiB", mibDelta(after.heap, before.heap)))
 			if after.heap > before.heap+heapSlack {
 				t.Errorf("host memory grew by %s MiB over the calls (heap %s → %s MiB)", mibDelta(after.heap, before.heap), mib(before.heap), mib(after.heap))
+			}
+			// A plugin's instance keeps what its first call grew (up to its memoryPages);
+			// the next calls must not add to it.
+			if e.as.isPlugin() && calls > 1 {
+				observed = append(observed, fmt.Sprintf("after the first %s MiB", mibDelta(after.heap, afterFirst.heap)))
+				if after.heap > afterFirst.heap+heapCallSlack {
+					t.Errorf("host memory grew by %s MiB over the calls after the first (heap %s → %s MiB; allowed %s): the plugin's calls leak",
+						mibDelta(after.heap, afterFirst.heap), mib(afterFirst.heap), mib(after.heap), mib(heapCallSlack))
+				}
 			}
 		}
 	}
@@ -459,12 +773,27 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	if m := time.Duration(en.load.maxLatency.Load()); m > readTimeout/2 {
 		observed = append(observed, fmt.Sprintf("slowest healthy read %v", m.Round(time.Millisecond)))
 	}
+	// No plugin's request reached what it may not reach.
+	if n := en.api.leaked.Load() - leakedBefore; n > 0 {
+		t.Errorf("%d HTTP requests reached %s, which no plugin may reach: %s", n, leakPath, en.api.lastLeak())
+	}
 	// (d) Delete, then memory comes back.
 	if err := en.remove(fqn); err != nil {
 		t.Errorf("delete %s: %v", fqn, err)
 	}
+	if e.as.isPlugin() {
+		// The feature first (it names the plugin), then the plugin; the plugin host no
+		// longer has it.
+		if err := en.remove(e.pluginFQN()); err != nil {
+			t.Errorf("delete %s: %v", e.pluginFQN(), err)
+		}
+		if err := en.pluginGone(e.pluginFQN(), e.fn); err != nil {
+			t.Error(err)
+		}
+	}
 	stats, ok := en.released(baseStats)
 	r.stats = stats
+	en.codeReleased(base)
 	if !ok {
 		t.Errorf("the host still holds %d modules and %d module blobs (%d bytes) after the entry, against %d and %d before: it did not release them",
 			stats.Modules, stats.Blobs, stats.BlobBytes, baseStats.Modules, baseStats.Blobs)
@@ -476,6 +805,10 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	if !raceEnabled && r.mem.rss > base.rss+rssSlack {
 		t.Errorf("RSS %s MiB after the entry, %s MiB over the baseline (allowed %s)", mib(r.mem.rss), mibDelta(r.mem.rss, base.rss), mib(rssSlack))
 	}
+	if r.mem.exec > base.exec+execSlack {
+		t.Errorf("%s of compiled code mapped after the entry, %s over the baseline (allowed %s; a plugin maps 64 KiB): the module's (or the plugin's) code was not freed",
+			kib(r.mem.exec), kib(r.mem.exec-base.exec), kib(execSlack))
+	}
 	// Logs: bounded, and nothing a guest wrote reads as the host's.
 	lines, n := en.logs.window()
 	r.logLines = n
@@ -484,6 +817,11 @@ func (en *env) runEntry(t *testing.T, i int, e entry, base memSample, baseStats 
 	}
 	if s := spoofed(lines); s != "" {
 		t.Errorf("a guest spoofed the server's log: %s", s)
+	}
+	if e.logged != nil {
+		if err := e.logged(lines); err != nil {
+			t.Errorf("the server's log: %v", err)
+		}
 	}
 	if e.name == "log_attrs" {
 		found := false

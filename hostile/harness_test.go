@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
@@ -32,6 +33,7 @@ import (
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
 	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/host/extism"
 	"github.com/osprey-ml/osprey/plugins"
 	memstate "github.com/osprey-ml/osprey/plugins/state/memory"
 	"github.com/osprey-ml/osprey/server"
@@ -53,6 +55,8 @@ const (
 	heapSlack       = 64 << 20         // memory after an entry, over the baseline
 	rssSlack        = 256 << 20        // resident memory after an entry, over the baseline (without -race)
 	maxLogLines     = 2000             // log lines an entry may cause
+	execSlack       = 16 << 10         // compiled code mapped after an entry, over the baseline (a plugin maps 64 KiB)
+	heapCallSlack   = 2 << 20          // memory after a plugin's calls, over that after its first
 )
 
 // TestMain runs the watchdog when the test binary is re-executed as one (see startWatchdog).
@@ -220,7 +224,8 @@ func (s *logSink) window() ([]string, int) {
 
 // spoofed returns the first problem with lines: a line that is not one JSON object, a
 // top-level key that repeats, or a top-level level, msg, component or time whose value a
-// guest chose (the corpus's spoofs all start with "spoofed" or carry its 2000-01-01 time).
+// guest chose, or a top-level plugin (the name the server marks a plugin's lines with) that
+// it chose (the corpus's spoofs all start with "spoofed" or carry its 2000-01-01 time).
 func spoofed(lines []string) string {
 	for _, l := range lines {
 		dec := json.NewDecoder(strings.NewReader(l))
@@ -243,7 +248,7 @@ func spoofed(lines []string) string {
 			}
 			seen[key] = true
 			switch key {
-			case "level", "msg", "component", "time":
+			case "level", "msg", "component", "time", "plugin":
 				var v string
 				json.Unmarshal(raw, &v)
 				if strings.HasPrefix(v, "spoofed") || strings.HasPrefix(v, "2000-01-01") {
@@ -260,6 +265,7 @@ type memSample struct {
 	heap  uint64 // /memory/classes/heap/objects:bytes
 	total uint64 // /memory/classes/total:bytes: all memory the Go runtime mapped
 	rss   uint64 // VmRSS from /proc/self/status: also compiled code and other mappings
+	exec  uint64 // anonymous executable mappings (execBytes): the machine code wazero compiled
 }
 
 func measure() memSample {
@@ -268,7 +274,37 @@ func measure() memSample {
 	debug.FreeOSMemory()
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
 	metrics.Read(s)
-	return memSample{heap: s[0].Value.Uint64(), total: s[1].Value.Uint64(), rss: vmRSS()}
+	return memSample{heap: s[0].Value.Uint64(), total: s[1].Value.Uint64(), rss: vmRSS(), exec: execBytes()}
+}
+
+// execBytes is the size of the process's anonymous executable mappings, from
+// /proc/self/maps: the machine code wazero's compiler mapped (for the host's modules and for
+// every plugin's runtime: its module and its Extism kernel), which a module or plugin that
+// is not freed keeps mapped. Go's own code is mapped from the test binary's file, and the
+// race detector's shadow memory is not executable, so this holds under -race too, unlike
+// RSS.
+func execBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l) // address perms offset dev inode [path]
+		if len(f) != 5 || len(f[1]) < 3 || f[1][2] != 'x' || f[4] != "0" {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		a, err1 := strconv.ParseUint(lo, 16, 64)
+		z, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 == nil && err2 == nil && z > a {
+			n += z - a
+		}
+	}
+	return n
 }
 
 func vmRSS() uint64 {
@@ -287,6 +323,8 @@ func vmRSS() uint64 {
 
 func mib(n uint64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
 
+func kib(n uint64) string { return fmt.Sprintf("%d KiB", n>>10) }
+
 func mibDelta(a, b uint64) string { return fmt.Sprintf("%+.1f", (float64(a)-float64(b))/(1<<20)) }
 
 // env is the one server the tests run against, with its clients and its read load.
@@ -302,7 +340,119 @@ type env struct {
 	ing    ospreyv1connect.IngestServiceClient
 	load   *readLoad
 	host   *host.Host
+	set    *extism.Set  // the plugin host
+	api    *apiServer   // what plugins may reach over HTTP
 	what   atomic.Value // the entry now running, for the freeze messages
+}
+
+// pluginPolicy is the operator's plugin policy of the test server: osprey serve's default
+// (extism.DefaultPolicy), allowing plugins the loopback address, where the test's HTTP
+// server (apiServer) listens.
+func pluginPolicy() extism.Policy {
+	p := extism.DefaultPolicy
+	p.AllowedHosts = []string{"127.0.0.1"}
+	return p
+}
+
+// expand fills in a manifest the test's HTTP server: $API is its base URL
+// (http://127.0.0.1:<port>), $PORT its port.
+func (e *env) expand(manifest string) string {
+	return strings.NewReplacer("$API", e.api.url, "$PORT", e.api.port).Replace(manifest)
+}
+
+// pluginGone checks that the plugin host no longer has the plugin fqn (deleted).
+func (e *env) pluginGone(fqn, fn string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	if _, err := e.set.Call(ctx, fqn, fn, nil); !errors.Is(err, extism.ErrNotApplied) {
+		return fmt.Errorf("after its delete, a call of the plugin %s: %v, want %v", fqn, err, extism.ErrNotApplied)
+	}
+	return nil
+}
+
+// apiServer is the loopback HTTP server the corpus's HTTP plugins ask (see
+// corpus/plugin_http.wat): /slow never answers, /drip answers a byte every 50 ms for ever,
+// /huge sends a body of hugeBody bytes without a Content-Length, /headers sends 2 MiB of
+// headers, /redirect redirects to leakPath on localhost; leakPath counts the requests that
+// reach it, which no plugin may make (an undeclared host, a redirect to one).
+type apiServer struct {
+	srv       *httptest.Server
+	url, port string
+	leaked    atomic.Int64
+	mu        sync.Mutex
+	last      string
+	done      chan struct{}
+}
+
+const (
+	leakPath = "/leak"
+	hugeBody = 64 << 20
+)
+
+func startAPI(t *testing.T) *apiServer {
+	a := &apiServer{done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-a.done:
+		}
+	})
+	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("h"), 64<<10)
+		for n := 0; n < hugeBody; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/drip", func(w http.ResponseWriter, r *http.Request) {
+		for {
+			if _, err := w.Write([]byte("d")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-a.done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		v := strings.Repeat("v", 8<<10)
+		for i := range 256 {
+			w.Header().Set(fmt.Sprintf("X-Hostile-%d", i), v)
+		}
+		fmt.Fprint(w, "headers")
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+a.port+leakPath, http.StatusFound)
+	})
+	mux.HandleFunc(leakPath, func(w http.ResponseWriter, r *http.Request) {
+		a.leaked.Add(1)
+		a.mu.Lock()
+		a.last = r.Method + " " + r.Host + r.URL.String()
+		a.mu.Unlock()
+		fmt.Fprint(w, "leaked")
+	})
+	a.srv = httptest.NewServer(mux)
+	a.url = a.srv.URL
+	_, a.port, _ = net.SplitHostPort(a.srv.Listener.Addr().String())
+	t.Cleanup(func() {
+		close(a.done)
+		a.srv.CloseClientConnections()
+		a.srv.Close()
+	})
+	return a
+}
+
+func (a *apiServer) lastLeak() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
 }
 
 // released waits (briefly: the host releases modules when an apply or delete is decided)
@@ -317,6 +467,22 @@ func (e *env) released(base host.Stats) (host.Stats, bool) {
 		}
 		if time.Now().After(deadline) {
 			return s, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// codeReleased waits, briefly, until the compiled code mapped is back within execSlack of
+// base's: a deleted plugin's runtime is closed once its last running call has returned,
+// which a call stopped at the caller's deadline may do a few milliseconds after the caller
+// got its error (Plugin.Close does not wait for it), and wazero unmaps a closed module's
+// code from a finalizer, after a GC.
+func (e *env) codeReleased(base memSample) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		runtime.GC()
+		if execBytes() <= base.exec+execSlack || time.Now().After(deadline) {
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -369,10 +535,21 @@ func startEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.host = h
+	e.api = startAPI(t)
+	// The plugin host, wired as osprey serve wires it (cmd/osprey/serve.go, newStack): the
+	// Set's connectors, middlewares and encodings in front of the Wasm host's and the
+	// natives.
+	set := extism.NewSet(pluginPolicy(), engine.DefaultNamespace, log)
+	e.set = set
+	encoders, err := plugins.NewEncoders(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st := memstate.New()
-	eng := engine.New(st, engine.WithLogger(log), engine.WithPrograms(h),
-		engine.WithMiddlewareResolver(h.Resolver(plugins.Middlewares)))
-	srv, err := server.New(context.Background(), server.Config{Engine: eng, Host: h, Logger: log})
+	eng := engine.New(st, engine.WithPrograms(set.Programs(h)),
+		engine.WithMiddlewareResolver(set.Resolver(h.Resolver(plugins.Middlewares))),
+		engine.WithEncoderResolver(set.Encoders(encoders)), engine.WithLogger(log))
+	srv, err := server.New(context.Background(), server.Config{Engine: eng, Host: h, Plugins: set, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +577,7 @@ func startEnv(t *testing.T) *env {
 			defer close(done)
 			eng.Close()
 			h.Close(context.Background())
+			set.Close()
 			st.Close()
 		}()
 		select {

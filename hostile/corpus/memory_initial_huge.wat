@@ -1,5 +1,5 @@
 ;; class: memory limits / an initial memory of 65536 pages (4 GiB), beyond the host's ceiling
-;; applied as: program
+;; applied as: program; also as an Extism plugin's module (plugin_memory_initial_huge)
 ;; expected: refused at apply (InvalidArgument, naming the memory)
 (module
   (memory (export "memory") 65536)

@@ -1,6 +1,6 @@
 ;; class: tables count as memory / a table declaring 2^27 entries (1 GiB of references per
 ;;        instance)
-;; applied as: program
+;; applied as: program; also as an Extism plugin's module (plugin_table_huge)
 ;; expected: refused at apply (InvalidArgument, naming the table)
 (module
   (memory (export "memory") 1)
