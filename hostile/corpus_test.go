@@ -229,7 +229,7 @@ var corpus = []entry{
 		timeout: "5s", call: callGet, calls: 2, heapCalls: true, code: exhausted, msg: "httpResponseBytes"},
 	{name: "plugin_http_headers", class: "plugin http: a response with 2 MiB of headers", as: asPluginConnector,
 		wat: "plugin_http", fn: "fetch", hosts: "127.0.0.1", config: `request: '{"url":"$API/headers"}'`,
-		timeout: "5s", call: callGet, code: internal, alt: exhausted, msg: "header"},
+		timeout: "5s", call: callGet, code: exhausted, msg: "headers are larger than"},
 
 	// Outputs and logs.
 	{name: "response_45mib", class: "output: a 45 MiB response (ABI: 16 MiB at most)", primitive: "string", memoryLimit: "48Mi",

@@ -190,6 +190,9 @@ func httpError(ctx context.Context, u string, err error) error {
 		return he
 	case ctx.Err() != nil:
 		return &hostError{kind: ErrTimeout, msg: fmt.Sprintf("HTTP request to %q: %v", clip(u), ctx.Err())}
+	case strings.Contains(err.Error(), "server response headers exceeded"):
+		// net/http's error for a response past Transport.MaxResponseHeaderBytes.
+		return &hostError{kind: ErrLimit, msg: fmt.Sprintf("HTTP response from %q: its headers are larger than the %d bytes allowed", clip(u), maxResponseHeaderBytes)}
 	}
 	return fmt.Errorf("HTTP request to %q: %v", clip(u), err)
 }
