@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,6 +94,19 @@ func TestFirstContact(t *testing.T) {
 		}
 		if res, err := http.Get(s.url + "/healthz"); err != nil || res.StatusCode != http.StatusOK {
 			t.Errorf("GET /healthz: %v %v", res, err)
+		}
+		// The web console at / and the Prometheus metrics at /metrics.
+		for path, want := range map[string]string{"/": "<html", "/metrics": "osprey_rpc_duration_seconds"} {
+			res, err := http.Get(s.url + path)
+			if err != nil {
+				t.Errorf("GET %s: %v", path, err)
+				continue
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || !strings.Contains(strings.ToLower(string(body)), strings.ToLower(want)) {
+				t.Errorf("GET %s: %d, want %q in:\n%.300s", path, res.StatusCode, want, body)
+			}
 		}
 	})
 
