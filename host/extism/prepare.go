@@ -3,6 +3,8 @@ package extism
 import (
 	"errors"
 	"fmt"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbuild"
 )
 
 // startExport is the name under which prepare exports a module's start function.
@@ -73,10 +75,10 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 
 	out = make([]byte, 0, len(wasm)+32)
 	out = append(out, wasm[:8]...)
-	entry := appendU32(nil, uint32(len(startExport)))
+	entry := wasmbuild.AppendULEB128(nil, uint64(len(startExport)))
 	entry = append(entry, startExport...)
 	entry = append(entry, 0x00) // a function
-	entry = appendU32(entry, startFn)
+	entry = wasmbuild.AppendULEB128(entry, uint64(startFn))
 	memDone, expDone := hasMemory, !hasStart || haveExports
 	addMissing := func(rank int) {
 		if !memDone && rank > sectionRank(secMemory) {
@@ -101,7 +103,7 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 			if !ok {
 				return nil, false, fmt.Errorf("export section at byte offset %d: malformed", s.start)
 			}
-			body := appendU32(nil, n+1)
+			body := wasmbuild.AppendULEB128(nil, uint64(n+1))
 			body = append(body, wasm[p:s.end]...)
 			body = append(body, entry...)
 			out = appendSection(out, secExport, body)
@@ -247,21 +249,9 @@ func readU32(b []byte, pos, end int) (uint32, int, bool) {
 	return 0, 0, false
 }
 
-// appendU32 appends v as an unsigned LEB128.
-func appendU32(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v == 0 {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
 // appendSection appends a section: its id, its size, its body.
 func appendSection(b []byte, id byte, body []byte) []byte {
 	b = append(b, id)
-	b = appendU32(b, uint32(len(body)))
+	b = wasmbuild.AppendULEB128(b, uint64(len(body)))
 	return append(b, body...)
 }
