@@ -29,6 +29,7 @@ type Engine struct {
 	stateBlocks bool
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
 	batch       BatchReader      // state's batch reads, or nil
+	storage     StorageState     // state's program storage, or nil
 	shared      bool             // the state's values are shared with other processes (Sharer)
 	observer    Observer         // nil: none
 	tracer      Tracer           // nil: none
@@ -87,6 +88,7 @@ func New(state State, opts ...Option) *Engine {
 	e.stateBlocks = !ok || !b.NonBlocking()
 	e.aggregator, _ = state.(WindowAggregator)
 	e.batch, _ = state.(BatchReader)
+	e.storage, _ = state.(StorageState)
 	sh, ok := state.(Sharer)
 	e.shared = ok && sh.Shared()
 	e.instrument()
@@ -562,19 +564,36 @@ func (e *Engine) serve(ctx context.Context, p *plan, call *Call, sel Selector, k
 // the feature's pipeline, returning it as a read would.
 func (e *Engine) compute(ctx context.Context, p *plan, keys Keys, ekeys string, now time.Time) (Result, error) {
 	res := Result{FQN: p.f.FQN}
-	out, ok, err := e.run(ctx, p, &ProgramCall{Keys: keys, Timestamp: now})
-	if err != nil {
-		return res, err
-	}
-	if out.Value.IsNull() {
-		return res, nil
-	}
-	if ok != ekeys {
-		return res, fmt.Errorf("%w: the program returned a value for other keys (%v) than asked (%v)", ErrInvalidKeys, out.Keys, keys)
-	}
-	w, err := e.writePlanned(ctx, OpUpdate, p, keys, ekeys, out.Value, out.Timestamp, now)
-	if err != nil {
-		return res, err
+	var w WriteResult
+	var out ProgramResult
+	for attempt := 1; ; attempt++ {
+		call := &ProgramCall{Keys: keys, Timestamp: now}
+		var ok string
+		var err error
+		if out, ok, err = e.run(ctx, p, call); err != nil {
+			return res, err
+		}
+		if out.Value.IsNull() {
+			err = nil
+			if call.Invocation != nil {
+				err = e.commitStorage(ctx, call.Invocation)
+			}
+			if errors.Is(err, ErrConflict) && attempt < maxConflictRetries {
+				continue
+			}
+			return res, err
+		}
+		if ok != ekeys {
+			return res, fmt.Errorf("%w: the program returned a value for other keys (%v) than asked (%v)", ErrInvalidKeys, out.Keys, keys)
+		}
+		w, err = e.writeInvoked(ctx, OpUpdate, p, keys, ekeys, out.Value, out.Timestamp, now, call.Invocation)
+		if errors.Is(err, ErrConflict) && attempt < maxConflictRetries {
+			continue // another invocation of the entity committed first: run again on its storage
+		}
+		if err != nil {
+			return res, err
+		}
+		break
 	}
 	v := w.Value
 	res.Value, res.Timestamp, res.Fresh = v, out.Timestamp, now.Sub(out.Timestamp) < p.f.Freshness
@@ -835,15 +854,21 @@ func (k Kind) valid() bool { return k <= KindTimestampList }
 // its notification. On an error after the State call (a writtenError) the result still
 // describes the write.
 func (e *Engine) writePlanned(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (WriteResult, error) {
-	out, err := e.write(ctx, op, p, keys, ekeys, v, ts, now)
+	return e.writeInvoked(ctx, op, p, keys, ekeys, v, ts, now, nil)
+}
+
+// writeInvoked is writePlanned of a program's value with its invocation's storage changes
+// (inv; nil: none), committed with the value in one State call.
+func (e *Engine) writeInvoked(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time, inv *Invocation) (WriteResult, error) {
+	out, err := e.write(ctx, op, p, keys, ekeys, v, ts, now, inv)
 	if p.obs != nil {
 		p.obs.Write(op, out, err)
 	}
 	return out, err
 }
 
-// write is writePlanned without its observation.
-func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (WriteResult, error) {
+// write is writeInvoked without its observation.
+func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time, inv *Invocation) (WriteResult, error) {
 	f := p.f
 	res := WriteResult{FQN: f.FQN, Timestamp: ts, Outcome: WriteApplied}
 	var call *Call
@@ -862,7 +887,30 @@ func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys str
 	var w Written
 	var added Value // a window add's number, for the notification
 	var err error
+	commit, stateful := StorageCommit{}, false
+	if inv != nil {
+		commit, stateful = inv.commit(&StorageWrite{Value: v, Timestamp: ts})
+	}
 	switch {
+	case stateful:
+		if f.Windowed() {
+			id := BucketID(ts, f.Granularity)
+			if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
+				return res, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
+			}
+		}
+		var version string
+		version, w, err = e.storage.CommitStorage(ctx, f, ekeys, commit)
+		if err == nil {
+			inv.committed = version
+			if f.Windowed() {
+				x, _ := v.Number()
+				id := BucketID(ts, f.Granularity)
+				added = Float(x)
+				n.Windowed, n.Bucket = true, id
+				n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
+			}
+		}
 	case f.Windowed():
 		id := BucketID(ts, f.Granularity)
 		if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {

@@ -58,6 +58,9 @@ type Feature struct {
 	Middlewares []MiddlewareRef
 	// Dependencies are the FQNs of features the feature's program reads.
 	Dependencies []string
+	// Storage is the program's address-scoped storage (spec.builder.storage): values each
+	// invocation for an entity reads and writes, kept per entity.
+	Storage []StorageSpec
 	// Labels are free-form metadata.
 	Labels map[string]string
 }
@@ -159,6 +162,7 @@ func (f *Feature) Clone() *Feature {
 	c := *f
 	c.Keys = slices.Clone(f.Keys)
 	c.Dependencies = slices.Clone(f.Dependencies)
+	c.Storage = slices.Clone(f.Storage)
 	if f.KeepPrevious != nil {
 		kp := *f.KeepPrevious
 		c.KeepPrevious = &kp
@@ -283,6 +287,29 @@ func (f *Feature) Validate() error {
 	if f.Builder.Plugin != "" {
 		if _, err := ParseFQN(f.Builder.Plugin, ""); err != nil {
 			return bad("spec.builder.plugin", "%v", err)
+		}
+	}
+	if len(f.Storage) > 0 && (f.Builder.Kind == BuilderSourceless || f.Builder.Kind == BuilderPlugin) {
+		return bad("spec.builder.storage", "storage is a program's: builder kind %s runs none (it needs a Wasm program, spec.builder.module)", f.Builder.Kind)
+	}
+	for i, st := range f.Storage {
+		path := fmt.Sprintf("spec.builder.storage[%d]", i)
+		if err := ValidName(st.Name); err != nil {
+			return bad(path+".name", "%v", err)
+		}
+		if j := slices.IndexFunc(f.Storage[:i], func(o StorageSpec) bool { return o.Name == st.Name }); j >= 0 {
+			return bad(path+".name", "duplicate storage %q (also spec.builder.storage[%d])", st.Name, j)
+		}
+		if !st.Primitive.Valid() {
+			return bad(path+".type", "missing or unknown (want int, float, string, bool, timestamp or a list of one)")
+		}
+		switch {
+		case st.ExpireAfterWrite < 0:
+			return bad(path+".expireAfterWrite", "must be a positive duration, e.g. 30m")
+		case st.ExpireAfterCall < 0:
+			return bad(path+".expireAfterCall", "must be a positive duration, e.g. 30m")
+		case st.ExpireAfterWrite > 0 && st.ExpireAfterCall > 0:
+			return bad(path+".expireAfterCall", "set with expireAfterWrite: a value expires after its last write or after the last call, not both")
 		}
 	}
 	for i, m := range f.Middlewares {

@@ -100,6 +100,10 @@ type ProgramCall struct {
 	Row Row
 	// Reader reads the features the program depends on.
 	Reader FeatureReader
+	// Invocation is the program's address-scoped storage (spec.builder.storage); nil when
+	// the feature declares none. Its changes are committed with the program's value once
+	// the program returned; a program that fails leaves no trace.
+	Invocation *Invocation
 }
 
 // ProgramResult is what a program computed. A Null Value means: write nothing.
@@ -150,6 +154,9 @@ func (r depReader) Get(ctx context.Context, selector string, keys Keys) (Result,
 func (e *Engine) run(ctx context.Context, p *plan, call *ProgramCall) (ProgramResult, string, error) {
 	f := p.f
 	call.Reader = depReader{e: e, f: f}
+	if call.Invocation == nil {
+		call.Invocation = e.newInvocation(f, call, nil)
+	}
 	res, err := e.runProgram(ctx, p, call)
 	if err != nil {
 		return res, "", fmt.Errorf("program: %w", err)
@@ -169,6 +176,9 @@ func (e *Engine) run(ctx context.Context, p *plan, call *ProgramCall) (ProgramRe
 	ekeys, err := EncodeKeys(f.Keys, res.Keys)
 	if err != nil {
 		return res, "", fmt.Errorf("program result: %w", err)
+	}
+	if in := call.Invocation; in != nil && in.loaded && ekeys != in.ekeys {
+		return res, "", fmt.Errorf("program result: %w: a program with storage writes its own entity's value (%v), not %v", ErrInvalidKeys, in.addr.Keys, res.Keys)
 	}
 	if res.Timestamp.IsZero() {
 		res.Timestamp = call.Timestamp
@@ -294,13 +304,9 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 	if ds == nil {
 		return res, fmt.Errorf("ingest %s: %w: data source not applied", name, ErrFeatureNotFound)
 	}
-	type write struct {
-		p     *plan
-		res   ProgramResult
-		ekeys string
-	}
-	var writes []write
+	var writes []ingested
 	var errs []error
+	chains := map[string]*Invocation{} // the latest invocation of each address, for programs with storage
 	now := e.now()
 rows:
 	for i, row := range rows {
@@ -315,15 +321,25 @@ rows:
 				break rows
 			}
 			rctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
-			out, ekeys, err := e.run(rctx, p, &ProgramCall{Timestamp: ts, Row: row})
+			call := &ProgramCall{Timestamp: ts, Row: row}
+			if inv := e.newInvocation(p.f, call, nil); inv != nil {
+				// Rows of one entity see each other's storage, in order.
+				inv.prev = chains[inv.addressKey()]
+				chains[inv.addressKey()] = inv
+				call.Invocation = inv
+			}
+			out, ekeys, err := e.run(rctx, p, call)
 			cancel()
 			switch {
 			case err != nil:
 				errs = append(errs, &IngestError{Row: i, FQN: p.f.FQN, Err: err})
 			case out.Value.IsNull():
 				res.Skipped++
+				if call.Invocation != nil && call.Invocation.loaded {
+					writes = append(writes, ingested{p: p, res: out, call: call}) // its storage alone
+				}
 			default:
-				writes = append(writes, write{p, out, ekeys})
+				writes = append(writes, ingested{p: p, res: out, ekeys: ekeys, call: call})
 			}
 		}
 		if len(errs) >= 100 {
@@ -337,8 +353,17 @@ rows:
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("ingest %s: nothing written: stopped after the last row: %w", name, err)
 	}
-	for _, w := range writes {
-		out, written, err := e.ingestWrite(ctx, w.p, w.res, w.ekeys)
+	for i := range writes {
+		out, written, err := e.ingestWrite(ctx, writes[i])
+		for attempt := 1; errors.Is(err, ErrConflict) && attempt < maxConflictRetries; attempt++ {
+			// Another invocation of the entity committed first: run this row and the later
+			// ones of the entity again, on its storage as it is now.
+			if rerr := e.rerunIngested(ctx, writes, i); rerr != nil {
+				err = rerr
+				break
+			}
+			out, written, err = e.ingestWrite(ctx, writes[i])
+		}
 		if written {
 			res.Written++
 			if out.Superseded() {
@@ -352,11 +377,47 @@ rows:
 	return res, nil
 }
 
+// ingested is one program result of an Ingest, waiting to be written.
+type ingested struct {
+	p     *plan
+	res   ProgramResult
+	ekeys string
+	// call is the program's call: its invocation's storage changes are committed with the
+	// value (or alone, when it wrote none), and it runs again on a conflict.
+	call *ProgramCall
+}
+
+// rerunIngested runs the program of writes[i], and of the later writes of the same address,
+// again, on the address's storage as it is now, and replaces their results.
+func (e *Engine) rerunIngested(ctx context.Context, writes []ingested, i int) error {
+	key := writes[i].call.Invocation.addressKey()
+	var prev *Invocation
+	for j := i; j < len(writes); j++ {
+		w := &writes[j]
+		if w.call.Invocation == nil || w.call.Invocation.addressKey() != key {
+			continue
+		}
+		call := &ProgramCall{Timestamp: w.call.Timestamp, Row: w.call.Row}
+		call.Invocation = e.newInvocation(w.p.f, call, prev)
+		rctx, cancel := context.WithTimeout(ctx, w.p.f.Timeout)
+		out, ekeys, err := e.run(rctx, w.p, call)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("running %s again after a concurrent change of its storage: %w", w.p.f.FQN, err)
+		}
+		w.res, w.ekeys, w.call = out, ekeys, call
+		prev = call.Invocation
+	}
+	return nil
+}
+
 // ingestWrite writes one program result of an Ingest through its feature's pipeline, as
-// Update does, within the feature's timeout. It reports the write and whether the value was
-// written, which it may have been even when there is an error (the notifier failed, the
-// deadline passed after the state call). It writes nothing once ctx has ended.
-func (e *Engine) ingestWrite(ctx context.Context, p *plan, r ProgramResult, ekeys string) (WriteResult, bool, error) {
+// Update does, within the feature's timeout, with its invocation's storage changes. It
+// reports the write and whether the value was written, which it may have been even when
+// there is an error (the notifier failed, the deadline passed after the state call). It
+// writes nothing once ctx has ended.
+func (e *Engine) ingestWrite(ctx context.Context, w ingested) (WriteResult, bool, error) {
+	p, r, ekeys := w.p, w.res, w.ekeys
 	if err := ctx.Err(); err != nil {
 		return WriteResult{}, false, err
 	}
@@ -365,7 +426,13 @@ func (e *Engine) ingestWrite(ctx context.Context, p *plan, r ProgramResult, ekey
 		ctx, cancel = context.WithTimeout(ctx, p.f.Timeout)
 		defer cancel()
 	}
-	out, err := e.writePlanned(ctx, OpUpdate, p, r.Keys, ekeys, r.Value, r.Timestamp, e.now())
+	if r.Value.IsNull() { // storage changes without a value
+		if err := e.commitStorage(ctx, w.call.Invocation); err != nil {
+			return WriteResult{}, false, fmt.Errorf("%s: %w", p.f.FQN, err)
+		}
+		return WriteResult{}, false, nil
+	}
+	out, err := e.writeInvoked(ctx, OpUpdate, p, r.Keys, ekeys, r.Value, r.Timestamp, e.now(), w.call.Invocation)
 	if err != nil {
 		var we *writtenError
 		return out, errors.As(err, &we), fmt.Errorf("%s %s: %w", OpUpdate, p.f.FQN, err)

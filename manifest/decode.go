@@ -864,6 +864,52 @@ func (d *decoder) builder(f field, ft *engine.Feature, ns string) {
 	if f, ok := b.get("config"); ok {
 		ft.Builder.Config, _ = d.stringMap(f)
 	}
+	if f, ok := b.get("storage"); ok {
+		d.storage(f, ft)
+	}
+}
+
+// storage decodes spec.builder.storage: [{name, type, expireAfterWrite | expireAfterCall}].
+// What is wrong beyond the shape (duplicates, both expiries) the feature's Validate reports.
+func (d *decoder) storage(f field, ft *engine.Feature) {
+	elems, ok := d.list(f)
+	if !ok {
+		return
+	}
+	for _, e := range elems {
+		var st engine.StorageSpec
+		if m, ok := d.mapping(e.val, e.path, storageFields.with()); ok {
+			d.allow(&m, storageFields)
+			if f, ok := m.get("name"); !ok {
+				d.failf(e.val, e.path+".name", "missing (the storage value's name, e.g. last_seen)")
+			} else if s, ok := d.str(f); ok {
+				st.Name = strings.TrimSpace(s)
+			}
+			if f, ok := m.get("type"); !ok {
+				d.failf(e.val, e.path+".type", "missing (int, float, string, bool, timestamp or a list of one)")
+			} else if s, ok := d.str(f); ok {
+				p, err := engine.ParsePrimitive(strings.ToLower(strings.TrimSpace(s)))
+				if err != nil {
+					d.failf(f.val, f.path, "%v", err)
+				}
+				st.Primitive = p
+			}
+			for _, dur := range []struct {
+				name string
+				dst  *time.Duration
+			}{{"expireAfterWrite", &st.ExpireAfterWrite}, {"expireAfterCall", &st.ExpireAfterCall}} {
+				if f, ok := m.get(dur.name); ok {
+					if v, ok := d.duration(f); ok {
+						if v <= 0 {
+							d.failf(f.val, f.path, "must be a positive duration, e.g. 30m")
+						}
+						*dur.dst = v
+					}
+				}
+			}
+		}
+		ft.Storage = append(ft.Storage, st) // even when bad: Validate's paths are indexes
+	}
 }
 
 func (d *decoder) middlewares(f field, ft *engine.Feature, ns string) {

@@ -33,6 +33,10 @@ func Feature(f *engine.Feature) ([]byte, error) {
 	for _, a := range f.Aggrs.Fns() {
 		spec.Builder.Aggr = append(spec.Builder.Aggr, a.String())
 	}
+	for _, st := range f.Storage {
+		spec.Builder.Storage = append(spec.Builder.Storage, storageSpec{Name: st.Name, Type: st.Primitive.String(),
+			ExpireAfterWrite: durationText(st.ExpireAfterWrite), ExpireAfterCall: durationText(st.ExpireAfterCall)})
+	}
 	if kp := f.KeepPrevious; kp != nil {
 		spec.KeepPrevious = &keepPreviousSpec{Versions: kp.Versions, Over: kp.Over.String()}
 	}

@@ -491,7 +491,7 @@ func TestParseErrors(t *testing.T) {
 		{"dataSource mapping without name", feature("  dataSource: {namespace: x}\n"), []string{"spec.dataSource.name: missing"}},
 		{"dataSource mapping bad field", feature("  dataSource: {name: x, kind: y}\n"), []string{"spec.dataSource.kind: unknown field"}},
 		{"dataSource with dash in osprey", feature("  dataSource: {name: card-tx}\n"), []string{"spec.dataSource.name: \"card-tx\" has '-'"}},
-		{"builder not a mapping", feature("  builder: wasm\n"), []string{`spec.builder: must be a mapping with kind, module, plugin, function, aggr, aggrGranularity and config, not "wasm"`}},
+		{"builder not a mapping", feature("  builder: wasm\n"), []string{`spec.builder: must be a mapping with kind, module, plugin, function, aggr, aggrGranularity, config and storage, not "wasm"`}},
 		{"builder unknown field", feature("  builder: {runtime: python}\n"), []string{"spec.builder.runtime: unknown field"}},
 		{"builder code in an osprey manifest", feature("  builder: {code: 'def handler(row, ctx): pass'}\n"), []string{"(line 11): spec.builder.code: RaptorML Python programs cannot run in Osprey"}},
 		{"builder kind empty", feature("  builder: {kind: ''}\n"), []string{"spec.builder.kind: empty"}},
@@ -511,6 +511,13 @@ func TestParseErrors(t *testing.T) {
 		{"plugin middleware without function", feature("  middlewares: [{plugin: pii.validate, stages: [preSet]}]\n"), []string{"spec.middlewares[0].function: missing: the plugin's middleware function"}},
 		{"plugin middleware with a name", feature("  middlewares: [{name: v, plugin: pii.validate, function: handle, stages: [preSet]}]\n"), []string{"spec.middlewares[0].plugin: set with spec.middlewares[0].name or spec.middlewares[0].module"}},
 		{"middleware function without plugin", feature("  middlewares: [{name: v, function: handle, stages: [preSet]}]\n"), []string{"spec.middlewares[0].function: set without spec.middlewares[0].plugin"}},
+		{"storage not a list", feature("  builder: {module: m.wasm, storage: {name: x}}\n"), []string{"spec.builder.storage: must be a list, not a mapping"}},
+		{"storage entry fields", feature("  builder: {module: m.wasm, storage: [{type: int}, {name: a, type: decimal}, {name: b, type: int, expireAfterWrite: soon, ttl: 1}]}\n"), []string{
+			"spec.builder.storage[0].name: missing", `spec.builder.storage[1].type: unknown primitive "decimal"`, "spec.builder.storage[2].ttl: unknown field", `spec.builder.storage[2].expireAfterWrite: invalid duration "soon"`}},
+		{"storage negative expiry", feature("  builder: {module: m.wasm, storage: [{name: a, type: int, expireAfterCall: -1m}]}\n"), []string{"spec.builder.storage[0].expireAfterCall: must be a positive duration"}},
+		{"storage both expiries", feature("  builder: {module: m.wasm, storage: [{name: a, type: int, expireAfterCall: 1m, expireAfterWrite: 1m}]}\n"), []string{"spec.builder.storage[0].expireAfterCall: set with expireAfterWrite"}},
+		{"storage duplicate", feature("  builder: {module: m.wasm, storage: [{name: a, type: int}, {name: a, type: float}]}\n"), []string{`spec.builder.storage[1].name: duplicate storage "a"`}},
+		{"storage without a program", feature("  builder: {storage: [{name: a, type: int}]}\n"), []string{"spec.builder.storage: storage is a program's"}},
 		{"middlewares not a list", feature("  middlewares: {name: x}\n"), []string{"spec.middlewares: must be a list, not a mapping"}},
 		{"middleware fields", feature("  middlewares:\n    - name: x\n      stages: [preGet, during, preget]\n      priority: high\n      order: 1\n"), []string{
 			"(line 13): spec.middlewares[0].stages[1]: unknown stage \"during\"",

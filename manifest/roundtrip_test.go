@@ -77,6 +77,22 @@ spec:
   keys: [id]
   builder: {kind: streaming, module: x.wasm}
 `},
+	{"feature, a program with storage", `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: sessions, namespace: clicks}
+spec:
+  primitive: int
+  freshness: 1m
+  staleness: 1h
+  keys: [user_id]
+  dataSource: events
+  builder:
+    module: sessions.wasm
+    storage:
+      - {name: last_seen, type: timestamp, expireAfterWrite: 30m}
+      - {name: count, type: INT, expireAfterCall: 1h30m}
+      - {name: pages, type: '[]string'}
+`},
 	{"feature, plugin connector and plugin middlewares", `apiVersion: osprey.dev/v1alpha1
 kind: Feature
 metadata: {name: country, namespace: geo}
@@ -303,7 +319,7 @@ func TestRoundTripCoversEveryField(t *testing.T) {
 	common := slices.Concat(prefixed("", topFields), prefixed("metadata.", metadataFields))
 	want := map[Kind][]string{
 		KindFeature: slices.Concat(common, prefixed("spec.", featureFields), prefixed("spec.keepPrevious.", keepPreviousFields),
-			prefixed("spec.builder.", builderFields), prefixed("spec.middlewares[].", middlewareFields)),
+			prefixed("spec.builder.", builderFields), prefixed("spec.builder.storage[].", storageFields), prefixed("spec.middlewares[].", middlewareFields)),
 		KindDataSource: slices.Concat(common, prefixed("spec.", dataSourceFields)),
 		KindPlugin: slices.Concat(common, prefixed("spec.", pluginFields), prefixed("spec.functions[].", pluginFunctionFields),
 			prefixed("spec.limits.", pluginLimitsFields)),
@@ -353,7 +369,7 @@ func TestCanonical(t *testing.T) {
 		src  string
 		want string
 	}{
-		{"feature", roundTripInputs[11].src, `apiVersion: osprey.dev/v1alpha1
+		{"feature", roundTripInputs[12].src, `apiVersion: osprey.dev/v1alpha1
 kind: Feature
 metadata:
   name: card_label
@@ -416,7 +432,7 @@ spec:
   dependencies:
     - fraud.count
 `},
-		{"data source", roundTripInputs[12].src, `apiVersion: osprey.dev/v1alpha1
+		{"data source", roundTripInputs[13].src, `apiVersion: osprey.dev/v1alpha1
 kind: DataSource
 metadata:
   name: card_tx
@@ -521,7 +537,8 @@ func TestFieldLists(t *testing.T) {
 		{"metadata", metadataFields, "name namespace labels", "annotations uid resourceVersion generation creationTimestamp managedFields finalizers ownerReferences selfLink generateName deletionTimestamp deletionGracePeriodSeconds", " with name, namespace and labels"},
 		{"feature", featureFields, "primitive freshness staleness timeout keepPrevious keys dataSource builder middlewares dependencies", "", " with primitive, freshness, staleness, timeout, keepPrevious, keys, dataSource, builder, middlewares and dependencies"},
 		{"keepPrevious", keepPreviousFields, "versions over", "", " with versions and over"},
-		{"builder", builderFields, "kind module plugin function aggr aggrGranularity config code", "runtime packages", " with kind, module, plugin, function, aggr, aggrGranularity and config"},
+		{"builder", builderFields, "kind module plugin function aggr aggrGranularity config storage code", "runtime packages", " with kind, module, plugin, function, aggr, aggrGranularity, config and storage"},
+		{"storage", storageFields, "name type expireAfterWrite expireAfterCall", "", " with name, type, expireAfterWrite and expireAfterCall"},
 		{"middleware", middlewareFields, "name module plugin function stages priority config", "", " with name, module, plugin, function, stages, priority and config"},
 		{"data source", dataSourceFields, "kind config keyFields timestampField schema", "replicas resources", " with kind, config, keyFields, timestampField and schema"},
 		{"plugin", pluginFields, "module functions config allowedHosts limits", "", " with module, functions, config, allowedHosts and limits"},

@@ -55,6 +55,14 @@ type builderSpec struct {
 	Aggr            []string          `yaml:"aggr,omitempty"`
 	AggrGranularity string            `yaml:"aggrGranularity,omitempty"`
 	Config          map[string]string `yaml:"config,omitempty"`
+	Storage         []storageSpec     `yaml:"storage,omitempty"`
+}
+
+type storageSpec struct {
+	Name             string `yaml:"name"`
+	Type             string `yaml:"type"`
+	ExpireAfterWrite string `yaml:"expireAfterWrite,omitempty"`
+	ExpireAfterCall  string `yaml:"expireAfterCall,omitempty"`
 }
 
 type middlewareSpec struct {
@@ -151,6 +159,7 @@ var (
 	dataSourceFields     = fieldsOf[dataSourceSpec](nil, "replicas", "resources")
 	pluginFields         = fieldsOf[pluginSpec](nil)
 	pluginFunctionFields = fieldsOf[pluginFunctionSpec](nil)
+	storageFields        = fieldsOf[storageSpec](nil)
 	pluginLimitsFields   = fieldsOf[pluginLimitsSpec](nil)
 
 	// dataSourceRefFields: spec.dataSource may be a mapping; the writer writes the FQN.

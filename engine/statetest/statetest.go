@@ -43,6 +43,12 @@
 //   - A BatchReader's ReadBatch answers each cell exactly as the single read it stands for
 //     (Get, or WindowAggregate / WindowBuckets merged), errors included; a State that is no
 //     BatchReader skips that subtest.
+//   - A StorageState (programs' address-scoped storage) commits an invocation's storage and
+//     its value write in one step, or nothing: a commit based on a version that moved is
+//     engine.ErrConflict, one whose write the State refuses applies no storage either, and of
+//     commits racing on one version exactly one applies. Values expire at their Expires as of
+//     the now LoadStorage is given; Drop removes them. A State that is no StorageState skips
+//     those subtests.
 //   - Arithmetic never leaves its type's range: an int Incr past ±2^63 (never wrapping), a
 //     float Incr to ±Inf, and a WindowAdd taking a bucket's sum to ±Inf fail with
 //     engine.ErrOverflow and write nothing — the check and the write are one atomic step.
@@ -129,6 +135,9 @@ var tests = []struct {
 	{"ConcurrentAppend", testConcurrentAppend},
 	{"ConcurrentEntities", testConcurrentEntities},
 	{"BatchRead", testBatchRead},
+	{"Storage", testStorage},
+	{"StorageWrite", testStorageWrite},
+	{"StorageConcurrentCommits", testStorageConcurrentCommits},
 }
 
 // featureSeq makes feature names unique within a process.

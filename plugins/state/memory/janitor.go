@@ -112,6 +112,11 @@ func (e *entry) dead(f *engine.Feature, now int64) bool {
 	if n := len(e.buckets); n > 0 && f.Windowed() && e.buckets[n-1].ID >= firstKept(now, f) {
 		return false
 	}
+	for _, sv := range e.storage { // its program's storage, until every value expired
+		if sv.Expires.IsZero() || sv.Expires.UnixNano() > now {
+			return false
+		}
+	}
 	return true
 }
 

@@ -131,9 +131,10 @@ type State struct {
 }
 
 var (
-	_ engine.State       = (*State)(nil)
-	_ engine.Blocker     = (*State)(nil)
-	_ engine.BatchReader = (*State)(nil)
+	_ engine.State        = (*State)(nil)
+	_ engine.Blocker      = (*State)(nil)
+	_ engine.BatchReader  = (*State)(nil)
+	_ engine.StorageState = (*State)(nil)
 )
 
 // shard is one lock's worth of entities, padded to its own cache lines.
@@ -164,6 +165,10 @@ type entry struct {
 	next int
 	// buckets are a windowed entity's buckets, sorted by ID, none expired as of the latest write.
 	buckets []engine.Bucket
+	// storage is its program's address-scoped storage (storage.go), by name; version
+	// counts its commits.
+	storage        map[string]engine.StoredValue
+	storageVersion uint64
 }
 
 type stamped struct {
@@ -279,11 +284,16 @@ func (s *State) Set(_ context.Context, f *engine.Feature, keys string, v engine.
 	if v.Kind() != engine.Kind(f.Primitive) {
 		return engine.Written{}, typeError("set", f, v)
 	}
-	t := ts.UnixNano()
-	now := s.now().UnixNano()
 	sh := s.shardFor(f.FQN, keys)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return s.setLocked(sh, f, keys, v, ts), nil
+}
+
+// setLocked is Set's write, under sh.mu held for writing.
+func (s *State) setLocked(sh *shard, f *engine.Feature, keys string, v engine.Value, ts time.Time) engine.Written {
+	t := ts.UnixNano()
+	now := s.now().UnixNano()
 	e := sh.getOrCreate(f, keys)
 	if !e.retained(f, now) {
 		// Absent, of another type, or past its expiry: nothing to order against, and the
@@ -294,11 +304,11 @@ func (s *State) Set(_ context.Context, f *engine.Feature, keys string, v engine.
 	if !e.cur.IsNull() && t < e.ts {
 		w.Superseded, w.Current = true, time.Unix(0, e.ts).UTC()
 		w.Kept = e.insertPrevious(f, stamped{v, t}, now)
-		return w, nil
+		return w
 	}
 	e.pushCurrent(f)
 	e.cur, e.ts, e.buf = v, t, nil
-	return w, nil
+	return w
 }
 
 // Append appends the elements of the list v to a list feature's current value, or to an
@@ -318,10 +328,15 @@ func (s *State) Append(_ context.Context, f *engine.Feature, keys string, v engi
 	if v.Kind() != engine.Kind(f.Primitive) {
 		return engine.Null, typeError("append", f, v)
 	}
-	t := ts.UnixNano()
 	sh := s.shardFor(f.FQN, keys)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	return s.appendLocked(sh, f, keys, v, ts), nil
+}
+
+// appendLocked is Append's write, under sh.mu held for writing.
+func (s *State) appendLocked(sh *shard, f *engine.Feature, keys string, v engine.Value, ts time.Time) engine.Value {
+	t := ts.UnixNano()
 	e := sh.getOrCreate(f, keys)
 	base, buf, newTs := engine.Null, any(nil), t
 	if e.live(f, t) {
@@ -330,7 +345,7 @@ func (s *State) Append(_ context.Context, f *engine.Feature, keys string, v engi
 	out, buf := appendList(f.Primitive, base, buf, v)
 	e.pushCurrent(f)
 	e.cur, e.ts, e.buf = out, newTs, buf
-	return out, nil
+	return out
 }
 
 // Incr adds by to an int or float feature's current value, or to 0 when it is absent or
@@ -396,19 +411,24 @@ func (s *State) WindowAdd(_ context.Context, f *engine.Feature, keys string, x f
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return fmt.Errorf("memory: window add %s: %w: %v is not a value", f.FQN, engine.ErrTypeMismatch, x)
 	}
+	sh := s.shardFor(f.FQN, keys)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return s.windowAddLocked(sh, f, keys, x, ts)
+}
+
+// windowAddLocked is WindowAdd's write, under sh.mu held for writing; on an error nothing
+// is written.
+func (s *State) windowAddLocked(sh *shard, f *engine.Feature, keys string, x float64, ts time.Time) error {
 	id := engine.BucketID(ts, f.Granularity)
 	keep := firstKept(s.now().UnixNano(), f)
 	if id < keep {
 		return fmt.Errorf("memory: window add %s: %w: bucket of %s expired", f.FQN, engine.ErrOutOfWindow, ts.UTC().Format(time.RFC3339Nano))
 	}
 	ts = ts.Round(0) // drop the monotonic reading
-	sh := s.shardFor(f.FQN, keys)
-	sh.mu.Lock()
 	e := sh.getOrCreate(f, keys)
 	e.dropBuckets(keep)
-	err := e.addToBucket(id, x, ts)
-	sh.mu.Unlock()
-	if err != nil {
+	if err := e.addToBucket(id, x, ts); err != nil {
 		return fmt.Errorf("memory: window add %s: %w", f.FQN, err)
 	}
 	return nil
