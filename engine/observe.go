@@ -53,16 +53,19 @@ const (
 	StateReadBatch
 	StateDrop
 	StatePing
+	StateLoadStorage
+	StateCommitStorage
 )
 
 var stateOpNames = [...]string{StateGet: "get", StateSet: "set", StateAppend: "append", StateIncr: "incr", StateUpdate: "update",
 	StateWindowAdd: "window_add", StateWindowBuckets: "window_buckets", StateWindowAggregate: "window_aggregate",
-	StateDeadWindowBuckets: "dead_window_buckets", StateReadBatch: "read_batch", StateDrop: "drop", StatePing: "ping"}
+	StateDeadWindowBuckets: "dead_window_buckets", StateReadBatch: "read_batch", StateDrop: "drop", StatePing: "ping",
+	StateLoadStorage: "load_storage", StateCommitStorage: "commit_storage"}
 
 // StateOps lists every StateOp, in order.
 func StateOps() []StateOp {
 	out := make([]StateOp, 0, len(stateOpNames)-1)
-	for op := StateGet; op <= StatePing; op++ {
+	for op := StateGet; op <= StateCommitStorage; op++ {
 		out = append(out, op)
 	}
 	return out
@@ -70,7 +73,7 @@ func StateOps() []StateOp {
 
 // String returns the call's name in snake case ("window_add").
 func (o StateOp) String() string {
-	if o >= StateGet && o <= StatePing {
+	if o >= StateGet && o <= StateCommitStorage {
 		return stateOpNames[o]
 	}
 	return "state_op(?)"
@@ -250,6 +253,29 @@ func (e *Engine) instrument() {
 	if e.batch != nil {
 		e.batch = observedBatch{s: s, b: e.batch}
 	}
+	if e.storage != nil {
+		e.storage = observedStorage{s: s, st: e.storage}
+	}
+}
+
+// observedStorage is the State's StorageState, observed.
+type observedStorage struct {
+	s  *observed
+	st StorageState
+}
+
+func (o observedStorage) LoadStorage(ctx context.Context, f *Feature, keys string, now time.Time) (StorageSnapshot, error) {
+	ctx, end, start := o.s.begin(ctx, StateLoadStorage, f.FQN)
+	snap, err := o.st.LoadStorage(ctx, f, keys, now)
+	o.s.done(StateLoadStorage, end, start, err)
+	return snap, err
+}
+
+func (o observedStorage) CommitStorage(ctx context.Context, f *Feature, keys string, c StorageCommit) (string, Written, error) {
+	ctx, end, start := o.s.begin(ctx, StateCommitStorage, f.FQN)
+	v, w, err := o.st.CommitStorage(ctx, f, keys, c)
+	o.s.done(StateCommitStorage, end, start, err)
+	return v, w, err
 }
 
 // runStep runs one middleware step, observed and traced when the engine is.
