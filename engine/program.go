@@ -209,6 +209,17 @@ type DryRunResult struct {
 	Value     Value
 	Keys      Keys
 	Timestamp time.Time
+	// Storage is what the run would commit to its storage, in the order first changed.
+	Storage []StorageChange
+}
+
+// StorageChange is one storage value an invocation changed.
+type StorageChange struct {
+	Name string
+	// Value is the new value; Null when the run clears it.
+	Value Value
+	// Expires is when the new value would expire (zero: never).
+	Expires time.Time
 }
 
 // DryRun runs a feature's program on a sample row (or, with a nil row, as on request for
@@ -238,11 +249,15 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
 	defer cancel()
-	res, ekeys, err := e.run(ctx, p, &ProgramCall{Keys: keys, Timestamp: ts, Row: row})
+	call := &ProgramCall{Keys: keys, Timestamp: ts, Row: row}
+	res, ekeys, err := e.run(ctx, p, call)
 	if err != nil {
 		return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
 	}
 	out := DryRunResult{FQN: name, Value: res.Value, Keys: res.Keys, Timestamp: res.Timestamp}
+	if in := call.Invocation; in != nil {
+		out.Storage = in.changes()
+	}
 	if res.Value.IsNull() {
 		return out, nil
 	}

@@ -351,3 +351,17 @@ func (e *Engine) commitStorage(ctx context.Context, in *Invocation) error {
 
 // addressKey identifies an invocation's address within a request.
 func (in *Invocation) addressKey() string { return in.f.FQN + "\x00" + in.ekeys }
+
+// changes lists what the invocation changed, in the order first changed.
+func (in *Invocation) changes() []StorageChange {
+	var out []StorageChange
+	for _, name := range in.order {
+		c := StorageChange{Name: name}
+		if v := in.changed[name]; v != nil {
+			s, _ := in.spec(name)
+			c.Value, c.Expires = *v, s.expiry(in.now)
+		}
+		out = append(out, c)
+	}
+	return out
+}

@@ -283,3 +283,20 @@ func TestStorageConcurrentInvocations(t *testing.T) {
 	}
 	t.Logf("%d program runs for %d rows (the rest ran again after a conflict)", prog.runs.Load(), goroutines*rows+1)
 }
+
+// TestStorageDryRun: a dry run reports the storage changes it would commit, and commits
+// none.
+func TestStorageDryRun(t *testing.T) {
+	ctx := context.Background()
+	e, _, c := newStorageEngine(t, nil)
+	for range 2 {
+		out, err := e.DryRun(ctx, "stateful.velocity", nil, row("c1", "since", c.now()), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Storage) != 1 || out.Storage[0].Name != "last_seen" || !out.Storage[0].Value.Time().Equal(c.now()) ||
+			!out.Storage[0].Expires.Equal(c.now().Add(time.Hour)) || !out.Value.IsNull() {
+			t.Fatalf("dry run = %+v, want last_seen set (and no value: nothing was committed before)", out)
+		}
+	}
+}

@@ -150,13 +150,17 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 		}
 		return nil, s.fail(ctx, req.Spec().Procedure, err, fieldNames{selector: "fqn", keys: "keys", value: "row"})
 	}
-	return connect.NewResponse(&ospreyv1.DryRunResponse{
+	out := &ospreyv1.DryRunResponse{
 		Fqn:       res.FQN,
 		Value:     valueToProto(res.Value),
 		Keys:      res.Keys,
 		Timestamp: timeToProto(res.Timestamp),
 		Writes:    !res.Value.IsNull(),
-	}), nil
+	}
+	for _, c := range res.Storage {
+		out.Storage = append(out.Storage, &ospreyv1.StorageChange{Name: c.Name, Value: valueToProto(c.Value), Expires: timeToProto(c.Expires)})
+	}
+	return connect.NewResponse(out), nil
 }
 
 // rowFault reports whether a DryRun failed on its row: the program returned an error

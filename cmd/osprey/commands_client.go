@@ -264,9 +264,19 @@ func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 	return c.print(e.stdout, m, func() {
 		if !m.Writes {
 			fmt.Fprintf(e.stdout, "%s: the program writes nothing for this row\n", m.Fqn)
-			return
+		} else {
+			fmt.Fprintf(e.stdout, "%s %v would be %s at %s (nothing written)\n", m.Fqn, m.Keys, formatValue(m.Value), m.Timestamp.AsTime().Format(time.RFC3339))
 		}
-		fmt.Fprintf(e.stdout, "%s %v would be %s at %s (nothing written)\n", m.Fqn, m.Keys, formatValue(m.Value), m.Timestamp.AsTime().Format(time.RFC3339))
+		for _, s := range m.Storage {
+			switch {
+			case s.Value == nil:
+				fmt.Fprintf(e.stdout, "  storage %s would be cleared\n", s.Name)
+			case s.Expires == nil:
+				fmt.Fprintf(e.stdout, "  storage %s would be %s\n", s.Name, formatValue(s.Value))
+			default:
+				fmt.Fprintf(e.stdout, "  storage %s would be %s, until %s\n", s.Name, formatValue(s.Value), s.Expires.AsTime().UTC().Format(time.RFC3339))
+			}
+		}
 	})
 }
 

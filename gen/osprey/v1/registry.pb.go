@@ -688,7 +688,10 @@ type DryRunResponse struct {
 	// The timestamp the value would be written with.
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// Whether the program writes anything for this input; false when it returned no value.
-	Writes        bool `protobuf:"varint,5,opt,name=writes,proto3" json:"writes,omitempty"`
+	Writes bool `protobuf:"varint,5,opt,name=writes,proto3" json:"writes,omitempty"`
+	// What the run would commit to the program's storage (spec.builder.storage), in the
+	// order first changed; nothing is committed.
+	Storage       []*StorageChange `protobuf:"bytes,6,rep,name=storage,proto3" json:"storage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -758,6 +761,77 @@ func (x *DryRunResponse) GetWrites() bool {
 	return false
 }
 
+func (x *DryRunResponse) GetStorage() []*StorageChange {
+	if x != nil {
+		return x.Storage
+	}
+	return nil
+}
+
+// StorageChange is one value of a program's storage that a run changes.
+type StorageChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The storage value's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The new value; unset when the run clears it.
+	Value *Value `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// When the new value would expire; unset: never (or cleared).
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StorageChange) Reset() {
+	*x = StorageChange{}
+	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StorageChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StorageChange) ProtoMessage() {}
+
+func (x *StorageChange) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StorageChange.ProtoReflect.Descriptor instead.
+func (*StorageChange) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StorageChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StorageChange) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StorageChange) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
 var File_osprey_v1_registry_proto protoreflect.FileDescriptor
 
 const file_osprey_v1_registry_proto_rawDesc = "" +
@@ -805,16 +879,21 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\ttyped_row\x18\x05 \x01(\v2\x0e.osprey.v1.RowR\btypedRow\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8e\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x02\n" +
 	"\x0eDryRunResponse\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x127\n" +
 	"\x04keys\x18\x03 \x03(\v2#.osprey.v1.DryRunResponse.KeysEntryR\x04keys\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
-	"\x06writes\x18\x05 \x01(\bR\x06writes\x1a7\n" +
+	"\x06writes\x18\x05 \x01(\bR\x06writes\x122\n" +
+	"\astorage\x18\x06 \x03(\v2\x18.osprey.v1.StorageChangeR\astorage\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa0\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\rStorageChange\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x124\n" +
+	"\aexpires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires2\xa0\x03\n" +
 	"\x0fRegistryService\x12O\n" +
 	"\fApplyFeature\x12\x1e.osprey.v1.ApplyFeatureRequest\x1a\x1f.osprey.v1.ApplyFeatureResponse\x12R\n" +
 	"\rDeleteFeature\x12\x1f.osprey.v1.DeleteFeatureRequest\x1a .osprey.v1.DeleteFeatureResponse\x12T\n" +
@@ -835,7 +914,7 @@ func file_osprey_v1_registry_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_registry_proto_rawDescData
 }
 
-var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_osprey_v1_registry_proto_goTypes = []any{
 	(*CallPluginRequest)(nil),     // 0: osprey.v1.CallPluginRequest
 	(*CallPluginResponse)(nil),    // 1: osprey.v1.CallPluginResponse
@@ -849,47 +928,51 @@ var file_osprey_v1_registry_proto_goTypes = []any{
 	(*QuarantinedObject)(nil),     // 9: osprey.v1.QuarantinedObject
 	(*DryRunRequest)(nil),         // 10: osprey.v1.DryRunRequest
 	(*DryRunResponse)(nil),        // 11: osprey.v1.DryRunResponse
-	nil,                           // 12: osprey.v1.ApplyFeatureRequest.ModulesEntry
-	nil,                           // 13: osprey.v1.DryRunRequest.KeysEntry
-	nil,                           // 14: osprey.v1.DryRunResponse.KeysEntry
-	(*Feature)(nil),               // 15: osprey.v1.Feature
-	(*DataSource)(nil),            // 16: osprey.v1.DataSource
-	(*Plugin)(nil),                // 17: osprey.v1.Plugin
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 19: google.protobuf.Struct
-	(*Row)(nil),                   // 20: osprey.v1.Row
-	(*Value)(nil),                 // 21: osprey.v1.Value
+	(*StorageChange)(nil),         // 12: osprey.v1.StorageChange
+	nil,                           // 13: osprey.v1.ApplyFeatureRequest.ModulesEntry
+	nil,                           // 14: osprey.v1.DryRunRequest.KeysEntry
+	nil,                           // 15: osprey.v1.DryRunResponse.KeysEntry
+	(*Feature)(nil),               // 16: osprey.v1.Feature
+	(*DataSource)(nil),            // 17: osprey.v1.DataSource
+	(*Plugin)(nil),                // 18: osprey.v1.Plugin
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
+	(*Row)(nil),                   // 21: osprey.v1.Row
+	(*Value)(nil),                 // 22: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
-	12, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
+	13, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
 	4,  // 1: osprey.v1.ApplyFeatureResponse.applied:type_name -> osprey.v1.AppliedObject
-	15, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
-	16, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
-	17, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
+	16, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
+	17, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
+	18, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
 	9,  // 5: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
-	18, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
-	19, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
-	13, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
-	18, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	20, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
-	21, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	14, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	18, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	2,  // 14: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	5,  // 15: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	7,  // 16: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	10, // 17: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	0,  // 18: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
-	3,  // 19: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	6,  // 20: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	8,  // 21: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	11, // 22: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	1,  // 23: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	19, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
+	20, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
+	14, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
+	19, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
+	21, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
+	22, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	15, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	19, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	12, // 14: osprey.v1.DryRunResponse.storage:type_name -> osprey.v1.StorageChange
+	22, // 15: osprey.v1.StorageChange.value:type_name -> osprey.v1.Value
+	19, // 16: osprey.v1.StorageChange.expires:type_name -> google.protobuf.Timestamp
+	2,  // 17: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	5,  // 18: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	7,  // 19: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	10, // 20: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	0,  // 21: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
+	3,  // 22: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	6,  // 23: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	8,  // 24: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	11, // 25: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	1,  // 26: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }
@@ -905,7 +988,7 @@ func file_osprey_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_registry_proto_rawDesc), len(file_osprey_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
