@@ -55,13 +55,18 @@ type output struct {
 	Value json.RawMessage `json:"value"`
 }
 
-// call runs fn on in (JSON-encoded) and returns the output's value converted to p.
-func (pl *Plugin) callValue(ctx context.Context, fn string, in any, p engine.Primitive) (engine.Value, error) {
+// callJSON runs fn on in, JSON-encoded, and returns its output.
+func (pl *Plugin) callJSON(ctx context.Context, fn string, in any) ([]byte, error) {
 	body, err := json.Marshal(in)
 	if err != nil {
-		return engine.Value{}, fmt.Errorf("plugin %s: %s: encoding the input: %w", pl.name, fn, err)
+		return nil, fmt.Errorf("plugin %s: %s: encoding the input: %w", pl.name, fn, err)
 	}
-	out, err := pl.Call(ctx, fn, body)
+	return pl.Call(ctx, fn, body)
+}
+
+// call runs fn on in (JSON-encoded) and returns the output's value converted to p.
+func (pl *Plugin) callValue(ctx context.Context, fn string, in any, p engine.Primitive) (engine.Value, error) {
+	out, err := pl.callJSON(ctx, fn, in)
 	if err != nil {
 		return engine.Value{}, err
 	}
@@ -161,11 +166,7 @@ func (pl *Plugin) Encoder(fn string, config map[string]string) engine.Encoder {
 // encode runs fn of pl as an encoder of v, a value of feature (or "").
 func (pl *Plugin) encode(ctx context.Context, fn, feature string, config map[string]string, v engine.Value) (engine.Value, error) {
 	in := encoderInput{Version: ContractVersion, Feature: feature, Primitive: v.Kind().String(), Value: jsonValue(v), Config: config}
-	body, err := json.Marshal(in)
-	if err != nil {
-		return engine.Value{}, fmt.Errorf("plugin %s: %s: encoding the input: %w", pl.name, fn, err)
-	}
-	out, err := pl.Call(ctx, fn, body)
+	out, err := pl.callJSON(ctx, fn, in)
 	if err != nil {
 		return engine.Value{}, err
 	}
