@@ -76,7 +76,9 @@ type StorageState interface {
 type StorageSnapshot struct {
 	// Values are the live values by name.
 	Values map[string]StoredValue
-	// Version identifies the address's storage as loaded ("" before its first commit).
+	// Version identifies the address's storage as loaded: opaque, different after every
+	// commit; "" when nothing is stored (before the first commit, or once every value
+	// expired or was cleared).
 	Version string
 }
 

@@ -18,13 +18,14 @@ var errCorrupt = errors.New("redis: corrupt stored value")
 // keyPrefix starts every key this package writes.
 const keyPrefix = "osp:{"
 
-// Key suffixes: the current value, the previous versions, the window buckets and the
-// scratch key of an int Incr.
+// Key suffixes: the current value, the previous versions, the window buckets, the scratch
+// key of an int Incr and the program's storage (engine.StorageState).
 const (
 	sufValue   = "}:v"
 	sufPrev    = "}:p"
 	sufWindow  = "}:w"
 	sufScratch = "}:x"
+	sufStorage = "}:s"
 )
 
 // entityTag returns "osp:{<fqn>|<keys>": the common start of an entity's keys. FQNs cannot
@@ -254,6 +255,62 @@ func decodeStamped(p engine.Primitive, s string) (v engine.Value, ns int64, ok b
 	}
 	v, err = decodeValue(p, s[17:])
 	return v, ns, err == nil, err
+}
+
+// storageVersion is the field of a storage hash (:s) holding the address's version: no
+// storage name (an engine.ValidName: letters, digits and '_') can be it.
+const storageVersion = "#v"
+
+// neverHex is the expiry of a storage value that never expires: tsHex of the largest
+// time, which sorts after every other.
+const neverHex = "ffffffffffffffff"
+
+// expiryHex writes a storage value's expiry as tsHex: zero (never), and times past the
+// last nanosecond int64 counts (in 2262), as neverHex; times before the first as the first.
+func expiryHex(t time.Time) string {
+	switch {
+	case t.IsZero() || !t.Before(time.Unix(0, math.MaxInt64)):
+		return neverHex
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return tsHex(math.MinInt64)
+	}
+	return tsHex(t.UnixNano())
+}
+
+// packStored packs a storage value as a field of :s holds it: its kind byte, its expiry
+// (expiryHex) and the value (encodeValue), laid out as a current value is (the expiry in
+// the timestamp's place), so that the commit script compares expiries as strings.
+func packStored(sv engine.StoredValue) (string, error) {
+	p := engine.Primitive(sv.Value.Kind())
+	if !p.Valid() {
+		return "", fmt.Errorf("%w: a %s value cannot be stored", engine.ErrStorage, sv.Value.Kind())
+	}
+	return kindByte(p) + expiryHex(sv.Expires) + encodeValue(sv.Value), nil
+}
+
+// unpackStored reverses packStored.
+func unpackStored(s string) (engine.StoredValue, error) {
+	if len(s) < 17 {
+		return engine.StoredValue{}, fmt.Errorf("%w: %q is too short", errCorrupt, clip(s))
+	}
+	p := engine.Primitive(s[0] - 'a')
+	if s[0] < 'a' || !p.Valid() {
+		return engine.StoredValue{}, fmt.Errorf("%w: kind byte %q", errCorrupt, s[:1])
+	}
+	var sv engine.StoredValue
+	if exp := s[1:17]; exp != neverHex {
+		ns, err := parseTsHex(exp)
+		if err != nil {
+			return engine.StoredValue{}, err
+		}
+		sv.Expires = time.Unix(0, ns).UTC()
+	}
+	v, err := decodeValue(p, s[17:])
+	if err != nil {
+		return engine.StoredValue{}, err
+	}
+	sv.Value = v
+	return sv, nil
 }
 
 // bucketLen is the length of a stored bucket record: its ID (idBytes), sum, count, min and

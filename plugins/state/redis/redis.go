@@ -17,6 +17,10 @@
 //	osp:{<fqn>|<keys>}:w   string  window buckets: 48-byte records sorted by bucket ID, each the
 //	                               ID, sum, count, min, max and latest update's timestamp
 //	osp:{<fqn>|<keys>}:x   string  scratch of an int Incr; exists only inside its script
+//	osp:{<fqn>|<keys>}:s   hash    the program's storage of the address (engine.StorageState):
+//	                               one field per storage name, its value packed as :v is with
+//	                               its expiry in the timestamp's place (all f: never), and
+//	                               the field #v, the address's version
 //
 // An FQN cannot contain '|', so the FQN ends at the first one and two features never share
 // a key, whatever their key names or values. The Cluster hash tag is the text between the
@@ -50,6 +54,12 @@
 // :w at the engine.BucketExpiry of its latest bucket (staleness + engine.DeadGracePeriod
 // after the bucket ends); buckets expired within a live hash are deleted by the next
 // WindowAdd. Reads apply the exact ages against time.Now on top, as engine.State requires.
+// A storage hash (:s) expires the millisecond after its latest value's Expires, or never
+// while one of its values never expires; each commit sets it again, deletes the values
+// already expired, and deletes the hash when none is left alive (its version then reads ""
+// again, as before the first commit: versions are random 64-bit tokens, so a version once
+// seen does not come back). LoadStorage applies the exact Expires against the now it is
+// given.
 //
 // # Atomic writes
 //
@@ -58,11 +68,21 @@
 // overflow) and WindowAdd (min, max and the overflow check) are Lua scripts, sent once and
 // then called by SHA (see RATIONALE.md for why scripts rather than MULTI).
 //
+// A program's storage commit (CommitStorage) is one script too, commitStorageScript: it
+// compares the version (engine.ErrConflict when it moved), runs the value write as the
+// Set, Append or WindowAdd script's own Lua function (shared source, so the event-time rules
+// are the same code), returns before touching the storage when that write is refused (a
+// window add's overflow; wrong kinds and expired buckets are refused in Go, before the
+// script), then applies the storage's sets, clears and touches, the new version and the
+// TTL. Every key it touches (:s and :v, :p or :w) is in the entity's slot. LoadStorage is
+// one HGETALL. (WATCH/MULTI around the write scripts measured slower, and EXEC could not
+// skip the storage when the write's script refuses: see RATIONALE.md.)
+//
 // # Drop
 //
-// Drop SCANs for the feature's keys in batches (MATCH osp:{<fqn>|*) and UNLINKs them, on
-// every master of a Cluster, so it never blocks the server the way KEYS or DEL of a large
-// value would.
+// Drop SCANs for the feature's keys in batches (MATCH osp:{<fqn>|*, which :s matches like
+// the others) and UNLINKs them, on every master of a Cluster, so it never blocks the server
+// the way KEYS or DEL of a large value would.
 //
 // The State does I/O and so does not implement engine.Blocker. Calls honour their context's
 // deadline (ContextTimeoutEnabled); a server out of reach fails with an error wrapping the
@@ -203,8 +223,8 @@ func newFromConfig(ctx context.Context, cfg plugins.Config) (engine.State, error
 	return s, nil
 }
 
-// State is the Redis engine.State (and engine.WindowAggregator and engine.BatchReader). It
-// is safe for concurrent use.
+// State is the Redis engine.State (and engine.WindowAggregator, engine.BatchReader and
+// engine.StorageState). It is safe for concurrent use.
 type State struct {
 	c goredis.UniversalClient
 }
@@ -326,21 +346,33 @@ func (s *State) Set(ctx context.Context, f *engine.Feature, keys string, v engin
 	if v.Kind() != engine.Kind(f.Primitive) {
 		return engine.Written{}, typeError("set", f, v)
 	}
-	now := time.Now()
-	keep, versions, over := retention(f)
 	tag := entityTag(f.FQN, keys)
-	r, err := setScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev},
-		kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
-		tsHex(now.UnixNano()-int64(keep)), tsHex(now.UnixNano()-int64(over)), versions,
-		ms(keep), ms(over), now.UnixMilli()).StringSlice()
+	r, err := setScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev}, setArgs(f, v, ts, time.Now())...).StringSlice()
 	if err != nil {
 		return engine.Written{}, wrap("set", f, err)
 	}
+	w, err := setWritten(v, r)
+	if err != nil {
+		return engine.Written{}, wrap("set", f, err)
+	}
+	return w, nil
+}
+
+// setArgs returns setScript's ARGV for a Set of v at ts, at now.
+func setArgs(f *engine.Feature, v engine.Value, ts, now time.Time) []any {
+	keep, versions, over := retention(f)
+	return []any{kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
+		tsHex(now.UnixNano() - int64(keep)), tsHex(now.UnixNano() - int64(over)), versions,
+		ms(keep), ms(over), now.UnixMilli()}
+}
+
+// setWritten turns setScript's reply r to a Set of v into its Written.
+func setWritten(v engine.Value, r []string) (engine.Written, error) {
 	w := engine.Written{Value: v}
 	if len(r) == 3 && r[0] == "s" {
 		cur, err := parseTsHex(r[1])
 		if err != nil {
-			return engine.Written{}, wrap("set", f, err)
+			return engine.Written{}, err
 		}
 		w.Superseded, w.Current, w.Kept = true, time.Unix(0, cur).UTC(), r[2] == "1"
 	}
@@ -358,23 +390,31 @@ func (s *State) Append(ctx context.Context, f *engine.Feature, keys string, v en
 	if v.Kind() != engine.Kind(f.Primitive) {
 		return engine.Null, typeError("append", f, v)
 	}
-	now := time.Now()
-	keep, versions, over := retention(f)
 	tag := entityTag(f.FQN, keys)
-	r, err := appendScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev},
-		kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
-		tsHex(ts.UnixNano()-int64(f.Staleness)), versions, ms(keep), ms(over), now.UnixMilli()).StringSlice()
+	r, err := appendScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev}, appendArgs(f, v, ts, time.Now())...).StringSlice()
 	if err != nil {
 		return engine.Null, wrap("append", f, err)
 	}
-	if len(r) != 2 {
-		return engine.Null, wrap("append", f, fmt.Errorf("%w: script replied %d values", errCorrupt, len(r)))
-	}
-	out, err := decodeValue(f.Primitive, r[1])
+	out, err := appended(f, r)
 	if err != nil {
 		return engine.Null, wrap("append", f, err)
 	}
 	return out, nil
+}
+
+// appendArgs returns appendScript's ARGV for an Append of v at ts, at now.
+func appendArgs(f *engine.Feature, v engine.Value, ts, now time.Time) []any {
+	keep, versions, over := retention(f)
+	return []any{kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
+		tsHex(ts.UnixNano() - int64(f.Staleness)), versions, ms(keep), ms(over), now.UnixMilli()}
+}
+
+// appended decodes the list appendScript replied (r).
+func appended(f *engine.Feature, r []string) (engine.Value, error) {
+	if len(r) != 2 {
+		return engine.Null, fmt.Errorf("%w: script replied %d values", errCorrupt, len(r))
+	}
+	return decodeValue(f.Primitive, r[1])
 }
 
 // Incr adds by to the current value in one script, refusing a result out of range with
@@ -434,27 +474,48 @@ func (s *State) WindowAdd(ctx context.Context, f *engine.Feature, keys string, x
 	if err := check("window add", f, true); err != nil {
 		return err
 	}
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return fmt.Errorf("redis: window add %s: %w: %v is not a value", f.FQN, engine.ErrTypeMismatch, x)
-	}
-	id := engine.BucketID(ts, f.Granularity)
-	now := time.Now()
-	keep := firstKept(now, f)
-	if id < keep {
-		return fmt.Errorf("redis: window add %s: %w: bucket of %s expired", f.FQN, engine.ErrOutOfWindow, ts.UTC().Format(time.RFC3339Nano))
-	}
-	exp := engine.BucketExpiry(id, f.Staleness, f.Granularity)
-	r, err := windowAddScript.Run(ctx, s.c, []string{entityTag(f.FQN, keys) + sufWindow},
-		idBytes(id), strconv.FormatFloat(x, 'g', -1, 64), idBytes(ts.UnixNano()), idBytes(keep),
-		exp.Add(time.Millisecond-1).UnixMilli()).StringSlice()
+	args, err := windowAddArgs(f, x, ts, time.Now())
 	if err != nil {
 		return wrap("window add", f, err)
 	}
-	switch {
-	case len(r) == 2 && r[0] == "o":
-		return fmt.Errorf("redis: window add %s: %w: the bucket's sum %s + %v is not a finite float", f.FQN, engine.ErrOverflow, r[1], x)
+	r, err := windowAddScript.Run(ctx, s.c, []string{entityTag(f.FQN, keys) + sufWindow}, args...).StringSlice()
+	if err != nil {
+		return wrap("window add", f, err)
+	}
+	return wrapped("window add", f, windowAdded(x, r))
+}
+
+// windowAddArgs returns windowAddScript's ARGV for a WindowAdd of x at ts, at now, or the
+// error refusing it: x not finite (engine.ErrTypeMismatch), or its bucket expired
+// (engine.ErrOutOfWindow).
+func windowAddArgs(f *engine.Feature, x float64, ts, now time.Time) ([]any, error) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil, fmt.Errorf("%w: %v is not a value", engine.ErrTypeMismatch, x)
+	}
+	id := engine.BucketID(ts, f.Granularity)
+	keep := firstKept(now, f)
+	if id < keep {
+		return nil, fmt.Errorf("%w: bucket of %s expired", engine.ErrOutOfWindow, ts.UTC().Format(time.RFC3339Nano))
+	}
+	exp := engine.BucketExpiry(id, f.Staleness, f.Granularity)
+	return []any{idBytes(id), strconv.FormatFloat(x, 'g', -1, 64), idBytes(ts.UnixNano()), idBytes(keep),
+		exp.Add(time.Millisecond - 1).UnixMilli()}, nil
+}
+
+// windowAdded reports the overflow windowAddScript's reply r refuses, or nil.
+func windowAdded(x float64, r []string) error {
+	if len(r) == 2 && r[0] == "o" {
+		return fmt.Errorf("%w: the bucket's sum %s + %v is not a finite float", engine.ErrOverflow, r[1], x)
 	}
 	return nil
+}
+
+// wrapped is wrap for an error that may be nil.
+func wrapped(op string, f *engine.Feature, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrap(op, f, err)
 }
 
 // WindowBuckets returns the entity's unexpired buckets in span, sorted by ID, with one GET.

@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,4 +193,144 @@ func setWatchMulti(ctx context.Context, c goredis.UniversalClient, f *engine.Fea
 			return err
 		}
 	}
+}
+
+// BenchmarkCommitStorage compares CommitStorage (one script: the version check, the value
+// write and the storage) with the same commit done by WATCH on the storage hash, HGETALL and
+// MULTI/EXEC around the Set script (commitWatchMulti), serially (each commit based on the
+// last one's version) and with 2×GOMAXPROCS invocations racing on one address (load,
+// commit, and load again on a conflict, as the engine runs an invocation again); "set" is
+// the Set alone, what a write without storage costs.
+func BenchmarkCommitStorage(b *testing.B) {
+	s := benchState(b)
+	ctx := context.Background()
+	f := benchFeature("bench.storage", engine.PrimitiveInt)
+	f.KeepPrevious = &engine.KeepPrevious{Versions: 3, Over: time.Hour}
+	if err := setScript.Load(ctx, s.c).Err(); err != nil { // loaded for EVALSHA inside MULTI
+		b.Fatal(err)
+	}
+	commit := func(i int64, version string) engine.StorageCommit {
+		now := time.Now()
+		return engine.StorageCommit{Version: version,
+			Set: map[string]engine.StoredValue{"count": {Value: engine.Int(i), Expires: now.Add(time.Hour)},
+				"last": {Value: engine.Timestamp(now), Expires: now.Add(time.Hour)}},
+			Write: &engine.StorageWrite{Value: engine.Int(i), Timestamp: now}}
+	}
+	b.Run("set", func(b *testing.B) {
+		i := int64(0)
+		for b.Loop() {
+			i++
+			if _, err := s.Set(ctx, f, "e0", engine.Int(i), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	serial := func(b *testing.B, keys string, fn func(engine.StorageCommit) (string, error)) {
+		snap, err := s.LoadStorage(ctx, f, keys, time.Now()) // -count runs again on the same address
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, i := snap.Version, int64(0)
+		for b.Loop() {
+			i++
+			var err error
+			if v, err = fn(commit(i, v)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	contended := func(b *testing.B, keys string, fn func(engine.StorageCommit) (string, error)) {
+		var conflicts atomic.Int64
+		b.SetParallelism(2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				for {
+					snap, err := s.LoadStorage(ctx, f, keys, time.Now())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err = fn(commit(1, snap.Version)); err == nil {
+						break
+					}
+					if !errors.Is(err, engine.ErrConflict) {
+						b.Fatal(err)
+					}
+					conflicts.Add(1)
+				}
+			}
+		})
+		b.ReportMetric(float64(conflicts.Load())/float64(b.N), "conflicts/op")
+	}
+	script := func(keys string) func(engine.StorageCommit) (string, error) {
+		return func(c engine.StorageCommit) (string, error) {
+			v, _, err := s.CommitStorage(ctx, f, keys, c)
+			return v, err
+		}
+	}
+	watch := func(keys string) func(engine.StorageCommit) (string, error) {
+		return func(c engine.StorageCommit) (string, error) { return commitWatchMulti(ctx, s, f, keys, c) }
+	}
+	b.Run("script", func(b *testing.B) { serial(b, "e1", script("e1")) })
+	b.Run("watch-multi", func(b *testing.B) { serial(b, "e2", watch("e2")) })
+	b.Run("script-contended", func(b *testing.B) { contended(b, "hot1", script("hot1")) })
+	b.Run("watch-multi-contended", func(b *testing.B) { contended(b, "hot2", watch("hot2")) })
+}
+
+// commitWatchMulti is the WATCH/MULTI alternative to commitStorageScript, for the benchmark
+// only: WATCH the storage hash, read it (the version to compare, and the expiries the TTL
+// needs), then queue the Set script (EVALSHA, atomic inside MULTI), the storage's HSET and
+// the TTL in MULTI/EXEC; a watched hash that changed meanwhile fails EXEC, a conflict. It
+// does Set writes and storage sets only (no Clear, Touch or pruning) and could not do
+// everything CommitStorage must: EXEC runs every queued command whatever the script
+// replied, so a write the script refuses (a window add's overflow) would still commit the
+// storage.
+func commitWatchMulti(ctx context.Context, s *State, f *engine.Feature, keys string, c engine.StorageCommit) (string, error) {
+	tag := entityTag(f.FQN, keys)
+	sk := tag + sufStorage
+	next := newVersion(c.Version)
+	err := s.c.Watch(ctx, func(tx *goredis.Tx) error {
+		all, err := tx.HGetAll(ctx, sk).Result()
+		if err != nil {
+			return err
+		}
+		if all[storageVersion] != c.Version {
+			return engine.ErrConflict
+		}
+		top := ""
+		for name, raw := range all {
+			if name != storageVersion && raw[1:17] > top {
+				top = raw[1:17]
+			}
+		}
+		fields := []any{storageVersion, next}
+		for name, sv := range c.Set {
+			packed, err := packStored(sv)
+			if err != nil {
+				return err
+			}
+			fields = append(fields, name, packed)
+			top = max(top, packed[1:17])
+		}
+		_, err = tx.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			if c.Write != nil {
+				setScript.EvalSha(ctx, p, []string{tag + sufValue, tag + sufPrev}, setArgs(f, c.Write.Value, c.Write.Timestamp, time.Now())...)
+			}
+			p.HSet(ctx, sk, fields...)
+			if top == neverHex {
+				p.Persist(ctx, sk)
+			} else {
+				ns, err := parseTsHex(top)
+				if err != nil {
+					return err
+				}
+				p.PExpireAt(ctx, sk, time.Unix(0, ns).Add(time.Millisecond))
+			}
+			return nil
+		})
+		return err
+	}, sk)
+	if errors.Is(err, goredis.TxFailedErr) {
+		return "", fmt.Errorf("%w: %w", engine.ErrConflict, err)
+	}
+	return next, err
 }

@@ -36,12 +36,12 @@ func TestConformanceCluster(t *testing.T) {
 }
 
 // TestClusterSlots checks that every key of one entity hashes to one slot, whatever the
-// encoded keys contain, and that Drop reaches keys on every master.
+// encoded keys contain.
 func TestClusterSlots(t *testing.T) {
 	for _, keys := range []string{"a", "}", "x}y", "{z}", `a\;b;c`, ""} {
 		tag := entityTag("ns.f", keys)
 		want := slotOf(tag + sufValue)
-		for _, suf := range []string{sufPrev, sufWindow, sufScratch} {
+		for _, suf := range []string{sufPrev, sufWindow, sufScratch, sufStorage} {
 			if got := slotOf(tag + suf); got != want {
 				t.Errorf("keys %q: %s under tag %q, %s under %q", keys, sufValue, want, suf, got)
 			}
@@ -60,6 +60,8 @@ func slotOf(key string) string {
 	return key
 }
 
+// TestClusterDrop checks that Drop reaches keys on every master, storage hashes (:s)
+// included, and removes only its feature's.
 func TestClusterDrop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: no Cluster")
@@ -81,7 +83,20 @@ func TestClusterDrop(t *testing.T) {
 		if _, err := s.Set(ctx, &other, k, engine.Int(int64(i)), time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		if i%3 == 0 { // and storage, beside the value (one more key) or with it
+			c := engine.StorageCommit{Set: map[string]engine.StoredValue{"n": {Value: engine.Int(int64(i))}}}
+			if i%2 == 0 {
+				c.Write = &engine.StorageWrite{Value: engine.Int(int64(i)), Timestamp: time.Now()}
+			}
+			if _, _, err := s.CommitStorage(ctx, f, k, c); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.CommitStorage(ctx, &other, k, c); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	const stored = (n + 2) / 3
 	perNode := map[string]int64{}
 	count := func() int64 {
 		var total int64
@@ -99,8 +114,8 @@ func TestClusterDrop(t *testing.T) {
 		}
 		return total
 	}
-	if got := count(); got != 2*n {
-		t.Fatalf("%d keys before Drop, want %d", got, 2*n)
+	if got := count(); got != 2*(n+stored) {
+		t.Fatalf("%d keys before Drop, want %d", got, 2*(n+stored))
 	}
 	for addr, k := range perNode {
 		if k == 0 {
@@ -110,8 +125,8 @@ func TestClusterDrop(t *testing.T) {
 	if err := s.Drop(ctx, f); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(); got != n {
-		t.Fatalf("%d keys after Drop, want the other feature's %d", got, n)
+	if got := count(); got != n+stored {
+		t.Fatalf("%d keys after Drop, want the other feature's %d", got, n+stored)
 	}
 }
 

@@ -41,9 +41,11 @@ end
 local function fmt(x) return string.format('%.17g', x) end
 `
 
-// setScript: KEYS v, p. ARGV kind, ts, value, retainCut, overCut, versions, keepms, overms,
-// nowms. Reply {'a'} (applied) or {'s', current ts, kept '1'|'0'} (superseded).
-var setScript = goredis.NewScript(luaPrelude + `
+// luaSet defines setWrite(KEYS, ARGV), the event-time Set: KEYS v, p. ARGV kind, ts, value,
+// retainCut, overCut, versions, keepms, overms, nowms. Reply {'a'} (applied) or {'s',
+// current ts, kept '1'|'0'} (superseded).
+const luaSet = `
+local function setWrite(KEYS, ARGV)
 local v, p = KEYS[1], KEYS[2]
 local kind, ts, n = ARGV[1], ARGV[2], tonumber(ARGV[6])
 local keepms, overms, nowms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -80,11 +82,16 @@ push(p, cur, n, overms, nowms)
 redis.call('SET', v, kind .. ts .. ARGV[3])
 expireAt(v, ts, keepms, nowms)
 return {'a'}
-`)
+end
+`
 
-// appendScript: KEYS v, p. ARGV kind, ts, elements, liveCut, versions, keepms, overms, nowms.
-// Reply {ts, list}.
-var appendScript = goredis.NewScript(luaPrelude + `
+// setScript runs setWrite.
+var setScript = goredis.NewScript(luaPrelude + luaSet + `return setWrite(KEYS, ARGV)`)
+
+// luaAppend defines appendWrite(KEYS, ARGV): KEYS v, p. ARGV kind, ts, elements, liveCut,
+// versions, keepms, overms, nowms. Reply {ts, list}.
+const luaAppend = `
+local function appendWrite(KEYS, ARGV)
 local v, p = KEYS[1], KEYS[2]
 local kind, ts, n = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local keepms, overms, nowms = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -103,7 +110,11 @@ push(p, cur, n, overms, nowms)
 redis.call('SET', v, kind .. nts .. out)
 expireAt(v, nts, keepms, nowms)
 return {nts, out}
-`)
+end
+`
+
+// appendScript runs appendWrite.
+var appendScript = goredis.NewScript(luaPrelude + luaAppend + `return appendWrite(KEYS, ARGV)`)
 
 // incrScript: KEYS v, p, x (scratch). ARGV kind, ts, by, liveCut, versions, keepms, overms,
 // nowms, int '1'|'0'. Reply {'a', ts, result} or {'o', current} (overflow: nothing written).
@@ -143,16 +154,18 @@ expireAt(v, nts, keepms, nowms)
 return {'a', nts, out}
 `)
 
-// windowAddScript: KEYS w. ARGV id, x, updated, first kept id, expiry (Unix ms); id,
-// updated and first kept id as idBytes (8 bytes that compare as strings as the numbers do).
-// Reply {'a'} or {'o', sum} (the sum would overflow: nothing written).
+// luaWindowAdd defines windowAdd(KEYS, ARGV): KEYS w. ARGV id, x, updated, first kept id,
+// expiry (Unix ms); id, updated and first kept id as idBytes (8 bytes that compare as
+// strings as the numbers do). Reply {'a'} or {'o', sum} (the sum would overflow: no bucket
+// written).
 //
 // :w is one string of bucketLen-byte records sorted by ID (see the package doc). A write to
 // the newest bucket — nearly every write — is a SETRANGE in place, a new newest bucket an
 // APPEND, both O(1); a late write to an older bucket finds it by binary search and a bucket
 // inserted in the middle rewrites the string. Expired buckets are always a prefix, cut when
 // the first record is older than the first kept ID.
-var windowAddScript = goredis.NewScript(luaPrelude + `
+const luaWindowAdd = `
+local function windowAdd(KEYS, ARGV)
 local R = 48
 local w, id, x, upd, keep = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local n = redis.call('STRLEN', w)
@@ -211,7 +224,11 @@ end
 local t = redis.call('PEXPIRETIME', w)
 if t < 0 or t < tonumber(ARGV[5]) then redis.call('PEXPIREAT', w, ARGV[5]) end
 return {'a'}
-`)
+end
+`
+
+// windowAddScript runs windowAdd.
+var windowAddScript = goredis.NewScript(luaPrelude + luaWindowAdd + `return windowAdd(KEYS, ARGV)`)
 
 // windowAggregateScript: KEYS w. ARGV first, last (idBytes). Merges the buckets in
 // [first, last] in ID order, as engine.Bucket.Merge does. Reply {} when there are none, else
@@ -241,4 +258,92 @@ for i = 1, #all - R + 1, R do
 end
 if not seen then return {} end
 return {fmt(sum), fmt(count), fmt(mn), fmt(mx), upd}
+`)
+
+// commitStorageScript commits a program invocation's storage with the feature value it
+// wrote, in one step (engine.StorageState.CommitStorage): the version check, the write (one
+// of the functions above, the same code Set, Append and WindowAdd run), the storage's sets,
+// clears and touches, the new version, and the key's expiry.
+//
+// KEYS s, then the write's keys (v, p for a set or an append; w for a window add). ARGV base
+// version, new version, now (tsHex), nowms, write (empty: none, 's' set, 'a' append, 'w'
+// window add), n, the write's n ARGV (as its script takes them), then the sets (count, then
+// name and packed value for each), the clears (count, names) and the touches (count, then
+// name and new expiry as tsHex for each).
+//
+// Reply {'c', version} (the version moved: nothing written), {'o', sum} (the window add
+// would overflow: neither the bucket nor the storage written), or {'k', new version, the
+// write's own reply…}. The new version is empty when no live value is left: the key is then
+// deleted, version and all, as if never written (State.CommitStorage says why versions are
+// random tokens).
+//
+// A field of s is a storage name and its packed value — kind byte, expiry as tsHex (all f:
+// never), encoded value — or storageVersion ('#v') and the version. Values expired as of now
+// are deleted, and the key expires with its latest value (PEXPIREAT, the millisecond after
+// its expiry), or never (PERSIST) when one of them never expires.
+var commitStorageScript = goredis.NewScript(luaPrelude + luaSet + luaAppend + luaWindowAdd + `
+local s = KEYS[1]
+local cur = redis.call('HGET', s, '#v') or ''
+if cur ~= ARGV[1] then return {'c', cur} end
+local op, n = ARGV[5], tonumber(ARGV[6])
+local wr = {}
+if op ~= '' then
+  local wk, wa = {}, {}
+  for j = 2, #KEYS do wk[j - 1] = KEYS[j] end
+  for j = 1, n do wa[j] = ARGV[6 + j] end
+  if op == 's' then
+    wr = setWrite(wk, wa)
+  elseif op == 'a' then
+    wr = appendWrite(wk, wa)
+  else
+    wr = windowAdd(wk, wa)
+    if wr[1] == 'o' then return wr end
+  end
+end
+local i = 7 + n
+local m = tonumber(ARGV[i])
+if m > 0 then redis.call('HSET', s, unpack(ARGV, i + 1, i + 2 * m)) end
+i = i + 1 + 2 * m
+m = tonumber(ARGV[i])
+if m > 0 then redis.call('HDEL', s, unpack(ARGV, i + 1, i + m)) end
+i = i + 1 + m
+m = tonumber(ARGV[i])
+for j = i + 1, i + 2 * m, 2 do
+  local old = redis.call('HGET', s, ARGV[j])
+  if old then redis.call('HSET', s, ARGV[j], string.sub(old, 1, 1) .. ARGV[j + 1] .. string.sub(old, 18)) end
+end
+local all = redis.call('HGETALL', s)
+local top, gone = false, {}
+for j = 1, #all, 2 do
+  if all[j] ~= '#v' then
+    local exp = string.sub(all[j + 1], 2, 17)
+    if exp <= ARGV[3] then
+      gone[#gone + 1] = all[j]
+    elseif not top or exp > top then
+      top = exp
+    end
+  end
+end
+local ver = ARGV[2]
+if not top then
+  redis.call('DEL', s)
+  ver = ''
+else
+  if #gone > 0 then redis.call('HDEL', s, unpack(gone)) end
+  redis.call('HSET', s, '#v', ver)
+  if top == 'ffffffffffffffff' then
+    redis.call('PERSIST', s)
+  else
+    -- top's Unix ms, exactly (top is after now, so after 1970): ns = hi·2^32 + lo, and
+    -- 2^32 = 4294·10^6 + 967296, which keeps every product below 2^53.
+    local hi, lo = tonumber(string.sub(top, 1, 8), 16) - 2147483648, tonumber(string.sub(top, 9, 16), 16)
+    local x = hi * 967296 + lo
+    local at = hi * 4294 + (x - x % 1000000) / 1000000 + 1
+    if at <= tonumber(ARGV[4]) then at = tonumber(ARGV[4]) + 1 end
+    redis.call('PEXPIREAT', s, string.format('%d', at))
+  end
+end
+local out = {'k', ver}
+for j = 1, #wr do out[j + 2] = wr[j] end
+return out
 `)
