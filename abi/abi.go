@@ -9,12 +9,24 @@ package abi
 // The ABI version this package implements (ABI.md §1).
 const (
 	Major = 1
-	Minor = 1
+	Minor = 2
 	// Version is what a guest's osprey_abi_version returns: Major<<16 | Minor.
 	Version = Major<<16 | Minor
 	// Version10 is ABI 1.0, the first version: no configuration (no osprey_configure).
 	Version10 = Major << 16
+	// Version11 is ABI 1.1: configuration (osprey_configure), no storage.
+	Version11 = Major<<16 | 1
+	// Version12 is ABI 1.2: a program's address-scoped storage (storage_get, storage_set,
+	// storage_clear).
+	Version12 = Major<<16 | 2
 )
+
+// IsStorageImport reports whether name is one of the imports ABI 1.2 adds (storage_get,
+// storage_set, storage_clear): a module that imports any of them must report 1.2 or later
+// from osprey_abi_version, and may be used only as a program (ABI.md §4.5).
+func IsStorageImport(name string) bool {
+	return name == ImportStorageGet || name == ImportStorageSet || name == ImportStorageClear
+}
 
 // VersionMajor and VersionMinor split a value returned by osprey_abi_version.
 func VersionMajor(v uint32) uint16 { return uint16(v >> 16) }
@@ -24,21 +36,25 @@ func VersionMinor(v uint32) uint16 { return uint16(v) }
 
 // Export and import names (ABI.md §2, §3).
 const (
-	ExportMemory      = "memory"
-	ExportVersion     = "osprey_abi_version"
-	ExportAlloc       = "osprey_alloc"
-	ExportProgram     = "osprey_program"
-	ExportMiddleware  = "osprey_middleware"
-	ExportInitialize  = "_initialize"
-	ExportConfigure   = "osprey_configure" // ABI 1.1 (ABI.md §4.4)
-	HostModule        = "osprey"
-	ImportGetFeature  = "get_feature"
-	ImportResult      = "result"
-	ImportLog         = "log"
-	ImportNow         = "now"
-	WASIModule        = "wasi_snapshot_preview1"
-	MaxMessageSize    = 16 << 20
-	maxUvarint32Bytes = 5
+	ExportMemory     = "memory"
+	ExportVersion    = "osprey_abi_version"
+	ExportAlloc      = "osprey_alloc"
+	ExportProgram    = "osprey_program"
+	ExportMiddleware = "osprey_middleware"
+	ExportInitialize = "_initialize"
+	ExportConfigure  = "osprey_configure" // ABI 1.1 (ABI.md §4.4)
+	HostModule       = "osprey"
+	ImportGetFeature = "get_feature"
+	ImportResult     = "result"
+	ImportLog        = "log"
+	ImportNow        = "now"
+	// ABI 1.2: a program's address-scoped storage (ABI.md §4.5).
+	ImportStorageGet   = "storage_get"
+	ImportStorageSet   = "storage_set"
+	ImportStorageClear = "storage_clear"
+	WASIModule         = "wasi_snapshot_preview1"
+	MaxMessageSize     = 16 << 20
+	maxUvarint32Bytes  = 5
 )
 
 // Call kinds (first byte of an input message).

@@ -14,8 +14,11 @@ import (
 )
 
 func TestVersion(t *testing.T) {
-	if abi.Version != 0x00010001 {
-		t.Fatalf("Version = %#x, want 0x00010001 (1.1)", abi.Version)
+	if abi.Version != 0x00010002 || abi.Version12 != abi.Version {
+		t.Fatalf("Version = %#x, want 0x00010002 (1.2)", abi.Version)
+	}
+	if abi.Version11 != 0x00010001 {
+		t.Fatalf("Version11 = %#x, want 0x00010001", abi.Version11)
 	}
 	if abi.Version10 != 0x00010000 {
 		t.Fatalf("Version10 = %#x, want 0x00010000", abi.Version10)
@@ -470,5 +473,23 @@ func TestConfigureCall(t *testing.T) {
 				t.Fatalf("decoded %+v, %v; want %+v", back, err, c)
 			}
 		})
+	}
+}
+
+// A storage value (ABI 1.2) is a Value of a kind a program's storage holds: Null and the
+// primitive kinds, not a window.
+func TestStorageValue(t *testing.T) {
+	for tag := abi.Tag(0); tag < 255; tag++ {
+		want := tag <= abi.TagTimestampList
+		if got := tag.Storable(); got != want {
+			t.Errorf("%s.Storable() = %v, want %v", tag, got, want)
+		}
+	}
+	window := abi.AppendValue(nil, abi.Value{Tag: abi.TagWindow, W: abi.Window{Mask: abi.AggrCount, Count: 2}})
+	if _, err := abi.DecodeStorageValue(window); !errors.Is(err, abi.ErrMalformed) || !strings.Contains(err.Error(), "a window value at byte 0 cannot be stored") {
+		t.Errorf("window: %v", err)
+	}
+	if v, err := abi.DecodeStorageValue(abi.AppendValue(nil, abi.Timestamp(5))); err != nil || v.Tag != abi.TagTimestamp || v.I != 5 {
+		t.Errorf("timestamp: %+v, %v", v, err)
 	}
 }

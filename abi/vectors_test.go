@@ -265,6 +265,27 @@ func validVectors() []validVector {
 		{"configure_call/sorted", abi.ConfigureCall{Config: abi.SortedConfig(map[string]string{
 			"threshold": "0.75", "Mode": "strict", "currency": "EUR", "label": "montant négatif", "empty": ""})}},
 		{"configure_call/200-byte-value", abi.ConfigureCall{Config: []abi.KV{{Name: "allow", Value: long}}}},
+
+		// storage_set's val and storage_get's result (ABI 1.2): Null (not set; set clears) and
+		// every primitive kind.
+		{"storage_value/null", abitest.StorageValue{Value: abi.Null()}},
+		{"storage_value/int", abitest.StorageValue{Value: abi.Int(3)}},
+		{"storage_value/int-min", abitest.StorageValue{Value: abi.Int(math.MinInt64)}},
+		{"storage_value/float", abitest.StorageValue{Value: abi.Float(0.25)}},
+		{"storage_value/float-negative-zero", abitest.StorageValue{Value: abi.Float(math.Copysign(0, -1))}},
+		{"storage_value/string", abitest.StorageValue{Value: abi.String("session-é")}},
+		{"storage_value/string-empty", abitest.StorageValue{Value: abi.String("")}},
+		{"storage_value/bool-true", abitest.StorageValue{Value: abi.Bool(true)}},
+		{"storage_value/bool-false", abitest.StorageValue{Value: abi.Bool(false)}},
+		{"storage_value/timestamp", abitest.StorageValue{Value: abi.Timestamp(1700000000123456789)}},
+		{"storage_value/timestamp-before-epoch", abitest.StorageValue{Value: abi.Timestamp(-1)}},
+		{"storage_value/ints", abitest.StorageValue{Value: abi.Value{Tag: abi.TagIntList, Ints: []int64{1, -1, math.MaxInt64}}}},
+		{"storage_value/floats", abitest.StorageValue{Value: abi.Value{Tag: abi.TagFloatList, Floats: []float64{0.5, -3}}}},
+		{"storage_value/strings", abitest.StorageValue{Value: abi.Value{Tag: abi.TagStringList, Strs: []string{"/home", "/cart", ""}}}},
+		{"storage_value/strings-empty", abitest.StorageValue{Value: abi.Value{Tag: abi.TagStringList, Strs: []string{}}}},
+		{"storage_value/bools", abitest.StorageValue{Value: abi.Value{Tag: abi.TagBoolList, Bools: []bool{false, true}}}},
+		{"storage_value/timestamps", abitest.StorageValue{Value: abi.Value{Tag: abi.TagTimestampList, Times: []int64{1700000000000000000, 1700000060000000000}}}},
+		{"storage_value/timestamps-empty", abitest.StorageValue{Value: abi.Value{Tag: abi.TagTimestampList, Times: []int64{}}}},
 	}
 }
 
@@ -312,5 +333,12 @@ func invalidVectors() []invalidVector {
 		{"invalid/configure_call/value-bad-utf8", "a value is not UTF-8", abitest.KindConfigureCall, "03 01 0161 01ff"},
 		{"invalid/configure_call/truncated", "the count says 1, nothing follows", abitest.KindConfigureCall, "03 01"},
 		{"invalid/configure_call/trailing-byte", "one byte after the pairs", abitest.KindConfigureCall, "03 00 00"},
+		{"invalid/storage_value/empty", "no tag byte", abitest.KindStorageValue, ""},
+		{"invalid/storage_value/window", "a window is not a storage value", abitest.KindStorageValue, "20 04 0000000000000000 0000000000000840 0000000000000000 0000000000000000"},
+		{"invalid/storage_value/unknown-tag", "tag 11 is not defined", abitest.KindStorageValue, "0b"},
+		{"invalid/storage_value/bool-2", "a bool is 0 or 1", abitest.KindStorageValue, "04 02"},
+		{"invalid/storage_value/timestamp-truncated", "a timestamp needs 8 bytes", abitest.KindStorageValue, "05 00f2"},
+		{"invalid/storage_value/string-bad-utf8", "0xff is not UTF-8", abitest.KindStorageValue, "03 01 ff"},
+		{"invalid/storage_value/trailing-byte", "one byte after the value", abitest.KindStorageValue, "01 0300000000000000 00"},
 	}
 }

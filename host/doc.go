@@ -8,8 +8,10 @@
 // is discarded after a trap, a timeout or an exit. Calls honour the caller's deadline: a
 // runaway guest is stopped and its instance replaced, while other features keep serving.
 //
-// Guests get the host functions of ABI §3 (get_feature, result, log, now) and WASI with
-// clocks and randomness only: no filesystem, environment, arguments, network or real sleep.
+// Guests get the host functions of ABI §3 (get_feature, result, log, now; for programs,
+// ABI 1.2's storage_get, storage_set and storage_clear over the engine's Invocation) and
+// WASI with clocks and randomness only: no filesystem, environment, arguments, network or
+// real sleep.
 //
 // A Host implements engine.ProgramLoader (the "wasm" builder) and resolves Wasm middlewares
 // (engine.MiddlewareRef with Module set). All its methods are safe for concurrent use.

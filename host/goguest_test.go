@@ -110,7 +110,7 @@ func TestGoGuestMisbehaving(t *testing.T) {
 func loadExamples(t *testing.T, h *host.Host, e *engine.Engine) {
 	t.Helper()
 	ctx := context.Background()
-	for _, dir := range []string{"fraud", "derived", "middleware"} {
+	for _, dir := range []string{"fraud", "derived", "middleware", "velocity"} {
 		ms, err := manifest.Load(filepath.Join("..", "examples", dir))
 		if err != nil {
 			t.Fatal(err)

@@ -355,7 +355,11 @@ func (h *Host) LoadProgram(ctx context.Context, f *engine.Feature) (engine.Progr
 	if err := m.checkConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return &program{m: m, fqn: f.FQN, cfg: cfg}, nil
+	p := &program{m: m, fqn: f.FQN, cfg: cfg}
+	for _, s := range f.Storage {
+		p.storage = append(p.storage, s.Name)
+	}
+	return p, nil
 }
 
 // ResolveMiddleware resolves a Wasm middleware (ref.Module set). For a native one it

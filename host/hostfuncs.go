@@ -9,6 +9,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/osprey-ml/osprey/abi"
+	"github.com/osprey-ml/osprey/engine"
 )
 
 // instantiateHostModule provides the "osprey" imports (ABI.md §3) in a runtime. They are Go
@@ -26,6 +27,9 @@ func (h *Host) instantiateHostModule(ctx context.Context, r wazero.Runtime) erro
 	def(abi.ImportNow, func(_ context.Context, _ api.Module, stack []uint64) {
 		stack[0] = uint64(time.Now().UnixNano())
 	})
+	def(abi.ImportStorageGet, h.storageGet)
+	def(abi.ImportStorageSet, h.storageSet)
+	def(abi.ImportStorageClear, h.storageClear)
 	if _, err := b.Instantiate(ctx); err != nil {
 		return fmt.Errorf("host: host module: %w", err)
 	}
@@ -122,4 +126,109 @@ func (h *Host) resultSlot(_ context.Context, mod api.Module, stack []uint64) {
 	}
 	stack[0] = uint64(uint32(len(inst.held)))
 	inst.held = inst.held[:0]
+}
+
+// failed holds msg as the result of a failed call (ABI §3: n < 0) and returns n for the
+// guest. msg must not be empty (that would read as success).
+func (inst *instance) failed(msg string) uint64 {
+	if msg == "" {
+		msg = "failed"
+	}
+	inst.held = append(inst.held[:0], msg...)
+	return uint64(uint32(-int32(len(inst.held))))
+}
+
+// Storage (ABI 1.2, ABI.md §4.5): the three storage_* imports reach the storage of the
+// program call's address through the engine's Invocation, which keeps the invocation's
+// writes until the engine commits them with the program's value.
+
+// storageCall checks a storage_* call — made during a program call, before its deadline
+// (callingInstance) — and returns the instance and the storage name, bounds-checked.
+func (h *Host) storageCall(mod api.Module, fn string, namePtr, nameLen uint32) (*instance, string) {
+	inst := h.callingInstance(mod, fn)
+	if inst.role != roleProgram {
+		// Unreachable through apply, which refuses a middleware importing storage.
+		fault("%s.%s called during a middleware call: storage is a program's", abi.HostModule, fn)
+	}
+	return inst, inst.storageName(read(mod, namePtr, nameLen, "storage name"))
+}
+
+// storageName returns the name at b as a string: the feature's declared name it equals,
+// without allocating, or else a copy (which the engine refuses, naming it).
+func (inst *instance) storageName(b []byte) string {
+	for _, s := range inst.storage {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
+}
+
+// noStorage is the error of a storage call for a feature that declares no storage (the
+// engine gives its program no Invocation).
+func (inst *instance) noStorage() uint64 {
+	return inst.failed(engine.ErrStorage.Error() + ": " + inst.fqn + " declares no storage (spec.builder.storage)")
+}
+
+// storageGet: (name_ptr, name_len, out_ptr, out_cap) -> i32; the result is a Value, Null
+// when the value is not set.
+func (h *Host) storageGet(ctx context.Context, mod api.Module, stack []uint64) {
+	inst, name := h.storageCall(mod, abi.ImportStorageGet, uint32(stack[0]), uint32(stack[1]))
+	outPtr, outCap := uint32(stack[2]), uint32(stack[3])
+	if inst.inv == nil {
+		stack[0] = inst.noStorage()
+		return
+	}
+	v, found, err := inst.inv.Storage(ctx, name)
+	if err != nil {
+		stack[0] = inst.failed(err.Error())
+		return
+	}
+	if !found {
+		v = engine.Null
+	}
+	inst.scratch = appendValue(inst.scratch[:0], v)
+	stack[0] = inst.deliver(mod, outPtr, outCap, inst.scratch, false)
+}
+
+// storageSet: (name_ptr, name_len, val_ptr, val_len) -> i32; val is a storage value (a
+// Value of a primitive kind, or Null, which clears). 0 on success.
+func (h *Host) storageSet(ctx context.Context, mod api.Module, stack []uint64) {
+	inst, name := h.storageCall(mod, abi.ImportStorageSet, uint32(stack[0]), uint32(stack[1]))
+	var d abi.Decoder
+	d.Reset(read(mod, uint32(stack[2]), uint32(stack[3]), "storage value"))
+	av := d.StorageValue()
+	if err := d.Done(); err != nil {
+		fault("%s %q: %v", abi.ImportStorageSet, name, err)
+	}
+	if inst.inv == nil {
+		stack[0] = inst.noStorage()
+		return
+	}
+	v, err := valueToEngine(av)
+	if err != nil { // a NaN or an infinity
+		stack[0] = inst.failed(fmt.Sprintf("%v: storage %q of %s: %v", engine.ErrStorage, name, inst.fqn, err))
+		return
+	}
+	if err := inst.inv.SetStorage(ctx, name, v); err != nil {
+		stack[0] = inst.failed(err.Error())
+		return
+	}
+	inst.held = inst.held[:0]
+	stack[0] = 0
+}
+
+// storageClear: (name_ptr, name_len) -> i32; 0 on success.
+func (h *Host) storageClear(ctx context.Context, mod api.Module, stack []uint64) {
+	inst, name := h.storageCall(mod, abi.ImportStorageClear, uint32(stack[0]), uint32(stack[1]))
+	if inst.inv == nil {
+		stack[0] = inst.noStorage()
+		return
+	}
+	if err := inst.inv.ClearStorage(ctx, name); err != nil {
+		stack[0] = inst.failed(err.Error())
+		return
+	}
+	inst.held = inst.held[:0]
+	stack[0] = 0
 }

@@ -48,9 +48,21 @@ type instance struct {
 	lastDue int64
 
 	// Set for the duration of a call (host functions read them).
-	fqn    string
-	reader engine.FeatureReader
-	held   []byte // the result slot (ABI §3)
+	fqn     string
+	role    role
+	reader  engine.FeatureReader
+	inv     *engine.Invocation // a program's storage (ABI 1.2); nil: the feature declares none
+	storage []string           // the storage names the feature declares (hostfuncs.go)
+	held    []byte             // the result slot (ABI §3)
+}
+
+// callEnv is what the host functions of one entry-point call need: the feature, and for a
+// program its reader of dependencies and its storage.
+type callEnv struct {
+	fqn     string
+	reader  engine.FeatureReader
+	inv     *engine.Invocation
+	storage []string
 }
 
 func (m *module) newInstance(ctx context.Context) (*instance, error) {
@@ -118,6 +130,9 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	}
 	if inst.configureFn != nil && abi.VersionMinor(v) < 1 {
 		return fail(fmt.Errorf("%w: exports %s, which ABI 1.1 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.ExportConfigure, abi.VersionMajor(v), abi.VersionMinor(v)))
+	}
+	if m.storage != "" && abi.VersionMinor(v) < 2 {
+		return fail(fmt.Errorf("%w: imports %s.%s, which ABI 1.2 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.HostModule, m.storage, abi.VersionMajor(v), abi.VersionMinor(v)))
 	}
 	return inst, nil
 }
@@ -221,11 +236,12 @@ func (e guestError) Unwrap() error { return e.err }
 func (e guestError) Is(target error) bool { return e.status && target == ErrGuestFailed }
 
 // begin runs one entry point on an instance from the pool and returns the instance and a
-// view of its response in guest memory. cfg is the configuration of the object the call
-// serves: an instance that has another is given cfg first (ABI 1.1; a module without
-// osprey_configure takes none). The caller decodes the response, then calls end with the
-// instance and whether it is still healthy. On error there is nothing to end.
-func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.FeatureReader, cfg guestConfig, input []byte) (*instance, []byte, error) {
+// view of its response in guest memory. env is what the call's host functions see. cfg is
+// the configuration of the object the call serves: an instance that has another is given
+// cfg first (ABI 1.1; a module without osprey_configure takes none). The caller decodes the
+// response, then calls end with the instance and whether it is still healthy. On error
+// there is nothing to end.
+func (m *module) begin(ctx context.Context, r role, env callEnv, cfg guestConfig, input []byte) (*instance, []byte, error) {
 	if len(input) > abi.MaxMessageSize {
 		return nil, nil, fmt.Errorf("%w: the call's input is %d bytes encoded, more than the ABI's %d-byte limit (ABI.md §6)", ErrInputTooLarge, len(input), abi.MaxMessageSize)
 	}
@@ -252,10 +268,10 @@ func (m *module) begin(ctx context.Context, r role, fqn string, reader engine.Fe
 		return nil, nil, err
 	}
 	inst.mem.Write(ptr, input)
-	inst.fqn, inst.reader = fqn, reader
+	inst.fqn, inst.role, inst.reader, inst.inv, inst.storage = env.fqn, r, env.reader, env.inv, env.storage
 	inst.stack[0], inst.stack[1] = uint64(ptr), uint64(len(input))
 	err = inst.entry[r].CallWithStack(ctx, inst.stack[:])
-	inst.fqn, inst.reader, inst.held = "", nil, inst.held[:0]
+	inst.fqn, inst.reader, inst.inv, inst.storage, inst.held = "", nil, nil, nil, inst.held[:0]
 	if err == nil && inst.stopped() {
 		// Its deadline passed (or its caller went away) before it returned — e.g. a host
 		// call that refused to run on, which the guest ignored: the call has failed.

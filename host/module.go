@@ -54,6 +54,7 @@ type module struct {
 	rt       *runtimeForLimit
 	pool     *pool
 	exports  map[string]bool // the entry points it has
+	storage  string          // the first storage import it has (ABI 1.2), or ""
 	ceiling  int64           // the most memory one instance may have: linear memory and tables
 	floor    bool            // the budget holds one ceiling for it (released with it)
 }
@@ -108,6 +109,9 @@ func (h *Host) load(ctx context.Context, ref string, pages uint32, r role) (*mod
 		}
 		if !m.exports[r.export()] {
 			return nil, fmt.Errorf("%w: missing export %s (a module used as a %s must export it; see abi/ABI.md §2)", ErrModule, r.export(), map[role]string{roleProgram: "program", roleMiddleware: "middleware"}[r])
+		}
+		if r == roleMiddleware && m.storage != "" {
+			return nil, fmt.Errorf("%w: imports %s.%s, but storage is a program's: a middleware has no address to keep it for (see abi/ABI.md §4.5)", ErrModule, abi.HostModule, m.storage)
 		}
 		return m, nil
 	}
@@ -226,7 +230,21 @@ var hostImports = map[string][2][]api.ValueType{
 	abi.ImportResult:     {{i32, i32}, {i32}},
 	abi.ImportLog:        {{i32, i32, i32, i32, i32}, nil},
 	abi.ImportNow:        {nil, {i64}},
+	// ABI 1.2 (ABI.md §4.5): a program's storage.
+	abi.ImportStorageGet:   {{i32, i32, i32, i32}, {i32}},
+	abi.ImportStorageSet:   {{i32, i32, i32, i32}, {i32}},
+	abi.ImportStorageClear: {{i32, i32}, {i32}},
 }
+
+// hostImportNames lists hostImports, sorted, for messages.
+var hostImportNames = func() string {
+	names := make([]string, 0, len(hostImports))
+	for name := range hostImports {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}()
 
 // entryPoints are the exports and their signatures (ABI.md §2).
 var entryPoints = map[string][2][]api.ValueType{
@@ -276,10 +294,13 @@ func (m *module) check() error {
 		case abi.HostModule:
 			sig, ok := hostImports[name]
 			if !ok {
-				return fmt.Errorf("%w: imports %s.%s, which the host does not provide (it provides get_feature, result, log, now)", ErrModule, mod, name)
+				return fmt.Errorf("%w: imports %s.%s, which the host does not provide (it provides %s)", ErrModule, mod, name, hostImportNames)
 			}
 			if !sameTypes(def.ParamTypes(), sig[0]) || !sameTypes(def.ResultTypes(), sig[1]) {
 				return fmt.Errorf("%w: imports %s.%s with signature %s, want %s", ErrModule, mod, name, sigString(def.ParamTypes(), def.ResultTypes()), sigString(sig[0], sig[1]))
+			}
+			if abi.IsStorageImport(name) && m.storage == "" {
+				m.storage = name
 			}
 		case abi.WASIModule:
 			if _, ok := wasi[name]; !ok {

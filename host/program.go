@@ -21,6 +21,9 @@ type program struct {
 	m   *module
 	fqn string
 	cfg guestConfig // spec.builder.config, for the guest (config.go)
+	// storage are the names of spec.builder.storage, which storage_* calls match without
+	// allocating (hostfuncs.go).
+	storage []string
 }
 
 // Run encodes the call, runs osprey_program on a pooled instance and decodes the result.
@@ -34,7 +37,8 @@ func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.Pro
 	b = appendRow(b, call.Row)
 	*bp = b
 
-	inst, out, err := p.m.begin(ctx, roleProgram, p.fqn, call.Reader, p.cfg, b)
+	env := callEnv{fqn: p.fqn, reader: call.Reader, inv: call.Invocation, storage: p.storage}
+	inst, out, err := p.m.begin(ctx, roleProgram, env, p.cfg, b)
 	if err != nil {
 		return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, err)
 	}
@@ -121,7 +125,7 @@ func (mw *middleware) run(ctx context.Context, call *engine.Call, v engine.Value
 	b = appendValue(b, v)
 	*bp = b
 
-	inst, resp, err := mw.m.begin(ctx, roleMiddleware, call.Feature.FQN, nil, mw.cfg, b)
+	inst, resp, err := mw.m.begin(ctx, roleMiddleware, callEnv{fqn: call.Feature.FQN}, mw.cfg, b)
 	if err != nil {
 		return engine.Null, fmt.Errorf("wasm middleware %s: %w", mw.name, err)
 	}

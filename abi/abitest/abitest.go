@@ -35,14 +35,19 @@ const (
 	KindErrorResponse  Kind = "error_response"  // an error or rejected response; abi.Response
 	KindGetResult      Kind = "get_result"      // a GetResult (§5.6); abi.GetResult
 	KindConfigureCall  Kind = "configure_call"  // §4.4 input (ABI 1.1); abi.ConfigureCall
+	KindStorageValue   Kind = "storage_value"   // storage_set's val, storage_get's result (§4.5, ABI 1.2); StorageValue
 )
 
 // Kinds lists every vector kind.
 var Kinds = []Kind{KindValue, KindKeys, KindRow, KindProgramCall, KindMiddlewareCall,
-	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult, KindConfigureCall}
+	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult, KindConfigureCall, KindStorageValue}
 
 // ValueResult is the Go form of a value_result vector: a middleware's successful response.
 type ValueResult struct{ Value abi.Value }
+
+// StorageValue is the Go form of a storage_value vector: the value storage_set takes and
+// storage_get returns (ABI 1.2), Null or a primitive kind.
+type StorageValue struct{ Value abi.Value }
 
 // Vector is one golden vector.
 type Vector struct {
@@ -139,6 +144,8 @@ func Decode(kind Kind, b []byte) (any, error) {
 		msg = d.GetResult()
 	case KindConfigureCall:
 		return abi.DecodeConfigureCall(b)
+	case KindStorageValue:
+		msg = StorageValue{d.StorageValue()}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
@@ -172,6 +179,8 @@ func Encode(msg any) ([]byte, error) {
 		return abi.AppendGetResult(nil, &m), nil
 	case abi.ConfigureCall:
 		return abi.AppendConfigureCall(nil, &m), nil
+	case StorageValue:
+		return abi.AppendValue(nil, m.Value), nil
 	}
 	return nil, fmt.Errorf("abitest: cannot encode %T", msg)
 }
@@ -199,6 +208,8 @@ func KindOf(msg any) (Kind, error) {
 		return KindGetResult, nil
 	case abi.ConfigureCall:
 		return KindConfigureCall, nil
+	case StorageValue:
+		return KindStorageValue, nil
 	}
 	return "", fmt.Errorf("abitest: no vector kind for %T", msg)
 }
@@ -258,6 +269,8 @@ func MeaningOf(msg any) (json.RawMessage, error) {
 		x = ordered{{"found", m.Found}, {"value", valueJSON(m.Value)}, {"timestamp", m.Timestamp}, {"fresh", m.Fresh}}
 	case abi.ConfigureCall:
 		x = ordered{{"config", keysJSON(m.Config)}}
+	case StorageValue:
+		x = ordered{{"value", valueJSON(m.Value)}}
 	default:
 		return nil, fmt.Errorf("abitest: no meaning for %T", msg)
 	}
@@ -414,6 +427,9 @@ func FromMeaning(kind Kind, meaning json.RawMessage) (any, error) {
 	case KindConfigureCall:
 		o := p.object(x, "meaning", "config")
 		msg = abi.ConfigureCall{Config: p.keys(o["config"], "config")}
+	case KindStorageValue:
+		o := p.object(x, "meaning", "value")
+		msg = StorageValue{p.value(o["value"], "value")}
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}

@@ -276,6 +276,30 @@ func checkValid(t *testing.T, kind abitest.Kind, b []byte, want any) {
 		})
 		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
 		osprey.Configure([]byte{abi.CallConfigure, 0})
+
+	case abitest.KindStorageValue:
+		// Read back through Storage.Get as storage_get's result, and written by Storage.Set
+		// as storage_set's val.
+		w := want.(abitest.StorageValue)
+		h := hosttest.Install(t, &hosttest.Host{RawStorageGet: func(string) ([]byte, bool) { return b, false }})
+		var got osprey.Value
+		var found bool
+		var getErr, setErr error
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			got, found, getErr = ctx.Storage("v").Get()
+			setErr = ctx.Storage("v").Set(w.Value)
+			return program.Result{}, nil
+		})
+		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
+		if getErr != nil || setErr != nil {
+			t.Fatalf("Get: %v; Set: %v", getErr, setErr)
+		}
+		if !abitest.Equal(abitest.StorageValue{Value: got}, w) || found != (w.Value.Tag != abi.TagNull) {
+			t.Errorf("Storage.Get = %+v, %v; want %+v", got, found, w.Value)
+		}
+		if set := h.StorageCalls[len(h.StorageCalls)-1]; set.Op != "set" || !bytes.Equal(set.Raw, b) {
+			t.Errorf("Storage.Set sent %x, want %x", set.Raw, b)
+		}
 	}
 }
 
@@ -287,8 +311,8 @@ func nonNilKeys(k []abi.KV) osprey.Keys {
 }
 
 // checkInvalid checks that the SDK rejects an invalid message it would decode: calls, and
-// values, keys and rows spliced into calls, and get_feature results. (The SDK only encodes
-// responses, so invalid response vectors do not apply to it.)
+// values, keys and rows spliced into calls, get_feature results and storage values. (The
+// SDK only encodes responses, so invalid response vectors do not apply to it.)
 func checkInvalid(t *testing.T, v abitest.Vector, b []byte) {
 	var resp []byte
 	program.Handle(func(*osprey.Context, osprey.Row) (program.Result, error) { return program.Result{}, nil })
@@ -317,6 +341,18 @@ func checkInvalid(t *testing.T, v abitest.Vector, b []byte) {
 			t.Errorf("a refused configuration replaced the current one")
 		}
 		osprey.Configure([]byte{abi.CallConfigure, 0})
+	case abitest.KindStorageValue:
+		hosttest.Install(t, &hosttest.Host{RawStorageGet: func(string) ([]byte, bool) { return b, false }})
+		var err error
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			_, _, err = ctx.Storage("v").Get()
+			return program.Result{}, nil
+		})
+		program.Run(programCall([]byte{0}, []byte{0}))
+		if err == nil {
+			t.Errorf("Storage.Get accepted %s (%s)", hex.EncodeToString(b), v.Reason)
+		}
+		return
 	case abitest.KindGetResult:
 		hosttest.Install(t, &hosttest.Host{RawGet: func(string, []byte) ([]byte, bool) { return b, false }})
 		var err error

@@ -3,7 +3,8 @@
 // This package holds no code; the SDK is three packages:
 //
 //   - osprey: values, keys, the lazy input Row, and the call Context (reading other
-//     features, logging, the host clock). It also provides the exports every module needs.
+//     features, a program's address-scoped storage, logging, the host clock). It also
+//     provides the exports every module needs.
 //   - program: registers a feature program (the osprey_program export).
 //   - middleware: registers a middleware (the osprey_middleware export).
 //

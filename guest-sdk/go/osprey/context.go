@@ -10,8 +10,8 @@ import (
 )
 
 // Context is what a program or middleware knows about its call, and its way to the host:
-// reading other features (Get), logging, the clock. It is valid only during the call: the
-// SDK reuses it for the next one.
+// reading other features (Get), a program's storage (Storage), logging, the clock. It is
+// valid only during the call: the SDK reuses it for the next one.
 type Context core.Call
 
 // GetResult is the result of Context.Get.
@@ -65,33 +65,16 @@ func (c *Context) Get(selector string, keys Keys) (GetResult, error) {
 	} else if len(enc) == 0 {
 		enc = []byte{0} // no keys: an empty Keys encoding
 	}
-	if cap(cc.Scratch().Out) < 256 {
-		cc.Scratch().Out = make([]byte, 256)
-	}
-	out := cc.Scratch().Out[:cap(cc.Scratch().Out)]
-	n := core.GetFeature(selector, enc, out)
-	failed := n < 0
-	size := int(n)
-	if failed {
-		size = -size
-	}
-	if size > abi.MaxMessageSize {
-		return GetResult{}, errors.New("get " + selector + ": the host returned a result of " + strconv.Itoa(size) + " bytes")
-	}
-	if failed || size > len(out) {
-		if size > len(out) {
-			cc.Scratch().Out = make([]byte, size)
-			out = cc.Scratch().Out
-		}
-		if m := core.Result(out[:size]); int(m) != size {
-			return GetResult{}, errors.New("get " + selector + ": result returned " + strconv.Itoa(int(m)) + ", want " + strconv.Itoa(size))
-		}
+	out := resultSlot(cc)
+	b, failed, problem := fetch(cc, core.GetFeature(selector, enc, out), out)
+	if problem != "" {
+		return GetResult{}, errors.New("get " + selector + ": " + problem)
 	}
 	if failed {
-		return GetResult{}, errors.New("get " + selector + ": " + string(out[:size]))
+		return GetResult{}, errors.New("get " + selector + ": " + string(b))
 	}
 	var d abi.Decoder
-	d.Reset(out[:size])
+	d.Reset(b)
 	r := d.GetResult()
 	if err := d.Done(); err != nil {
 		return GetResult{}, errors.New("get " + selector + ": " + err.Error())
@@ -101,6 +84,40 @@ func (c *Context) Get(selector string, keys Keys) (GetResult, error) {
 		res.Timestamp = unixTime(r.Timestamp)
 	}
 	return res, nil
+}
+
+// resultSlot returns the buffer offered to the host for a result (ABI §3), at least 256
+// bytes, reused from call to call.
+func resultSlot(cc *core.Call) []byte {
+	if cap(cc.Scratch().Out) < 256 {
+		cc.Scratch().Out = make([]byte, 256)
+	}
+	return cc.Scratch().Out[:cap(cc.Scratch().Out)]
+}
+
+// fetch completes a host call by the result-slot convention (ABI §3): the call returned n
+// with out offered. It returns the result's bytes (fetched with result when they did not
+// fit) or, when failed, the host's error message; problem says how the host broke the
+// convention, if it did.
+func fetch(cc *core.Call, n int32, out []byte) (b []byte, failed bool, problem string) {
+	failed = n < 0
+	size := int(n)
+	if failed {
+		size = -size
+	}
+	if size > abi.MaxMessageSize {
+		return nil, false, "the host returned a result of " + strconv.Itoa(size) + " bytes"
+	}
+	if failed || size > len(out) {
+		if size > len(out) {
+			cc.Scratch().Out = make([]byte, size)
+			out = cc.Scratch().Out
+		}
+		if m := core.Result(out[:size]); int(m) != size {
+			return nil, false, "result returned " + strconv.Itoa(int(m)) + ", want " + strconv.Itoa(size)
+		}
+	}
+	return out[:size], failed, ""
 }
 
 // Level is a log level. Its values are log/slog's: osprey.Level(slog.LevelWarn) is

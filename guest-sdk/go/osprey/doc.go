@@ -1,6 +1,7 @@
 // Package osprey is the core of the Go guest SDK for Osprey feature programs and middlewares
 // compiled to WebAssembly: values, keys, the lazy input Row, and the call Context through
-// which a guest reads other features, logs and reads the clock.
+// which a guest reads other features, uses its program's storage (Context.Storage, ABI 1.2),
+// logs and reads the clock.
 //
 // Programs register with package program and middlewares with package middleware, in an
 // init function (see the module's README for complete examples and the build command).

@@ -61,7 +61,8 @@ type guestSpec struct {
 	// program adds osprey_program (and any helper functions) and returns its index; nil means
 	// the well-behaved one.
 	program   func(m *Module) uint32
-	loopStart bool // add a start function that never returns
+	loopStart bool   // add a start function that never returns
+	export    string // the name osprey_program's function is exported under ("": osprey_program)
 }
 
 func defaultSpec() guestSpec { return guestSpec{version: DefaultABIVersion, minPages: 1} }
@@ -99,7 +100,13 @@ func buildGuest(s guestSpec) []byte {
 		{exportMemory, func() { m.ExportMemory(exportMemory) }},
 		{exportVersion, func() { m.ExportFunc(exportVersion, version) }},
 		{exportAlloc, func() { m.ExportFunc(exportAlloc, alloc) }},
-		{exportProgram, func() { m.ExportFunc(exportProgram, program) }},
+		{exportProgram, func() {
+			if s.export != "" {
+				m.ExportFunc(s.export, program)
+			} else {
+				m.ExportFunc(exportProgram, program)
+			}
+		}},
 	}
 	for _, e := range exports {
 		if e.name != s.omit {
@@ -363,5 +370,36 @@ func ConfigurableProgram(version uint32, refuse bool) []byte {
 			I32Const(ResponseOffset+2), GlobalGet(n), I64ExtendI32U(), I64Store(3, 0),
 			okResult())
 	}
+	return buildGuest(s)
+}
+
+// The storage imports of StorageGuest (ABI 1.2), by function index, and their types.
+const (
+	StorageGetFunc   uint32 = 0 // storage_get (name_ptr, name_len, out_ptr, out_cap i32) -> i32
+	StorageSetFunc   uint32 = 1 // storage_set (name_ptr, name_len, val_ptr, val_len i32) -> i32
+	StorageClearFunc uint32 = 2 // storage_clear (name_ptr, name_len i32) -> i32
+)
+
+var (
+	storageGetType   = FuncType{Params: []ValType{I32, I32, I32, I32}, Results: []ValType{I32}}
+	storageClearType = FuncType{Params: []ValType{I32, I32}, Results: []ValType{I32}}
+)
+
+// StorageGuest returns a NoopProgram whose osprey_abi_version returns version and which
+// imports storage_get, storage_set and storage_clear from "osprey" (ABI 1.2; function
+// indices StorageGetFunc, StorageSetFunc, StorageClearFunc). build, when not nil, adds the
+// program function (and anything else: data, an _initialize export) and returns its index;
+// nil is NoopProgram's, which never calls the imports. The program function is exported as
+// export: "osprey_program", or "osprey_middleware" for a middleware.
+func StorageGuest(version uint32, export string, build func(m *Module) uint32) []byte {
+	s := defaultSpec()
+	s.version = version
+	s.export = export
+	s.imports = []importSpec{
+		{module: "osprey", name: "storage_get", t: storageGetType},
+		{module: "osprey", name: "storage_set", t: storageGetType},
+		{module: "osprey", name: "storage_clear", t: storageClearType},
+	}
+	s.program = build
 	return buildGuest(s)
 }

@@ -544,6 +544,31 @@ func TestImports(t *testing.T) {
 	check(ImportsHost("get_feature", getFeature), "osprey", "get_feature", getFeature)
 }
 
+// StorageGuest imports the three storage functions at their indices and exports its
+// program under the name asked for.
+func TestStorageGuest(t *testing.T) {
+	ctx := context.Background()
+	for _, export := range []string{"osprey_program", "osprey_middleware"} {
+		r := newRuntime(t, ctx, wazero.NewRuntimeConfig())
+		compiled, err := r.CompileModule(ctx, StorageGuest(0x00010002, export, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, def := range compiled.ImportedFunctions() {
+			m, n, _ := def.Import()
+			names = append(names, m+"."+n)
+		}
+		if want := "osprey.storage_get osprey.storage_set osprey.storage_clear"; strings.Join(names, " ") != want {
+			t.Errorf("imports %v, want %s", names, want)
+		}
+		exports := compiled.ExportedFunctions()
+		if _, ok := exports[export]; !ok || len(exports) != 3 {
+			t.Errorf("exports %v, want osprey_abi_version, osprey_alloc and %s", exports, export)
+		}
+	}
+}
+
 func sameTypes(a []api.ValueType, b []ValType) bool {
 	if len(a) != len(b) {
 		return false

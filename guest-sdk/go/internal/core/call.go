@@ -34,8 +34,9 @@ type Call struct {
 // Scratch holds buffers reused by the calls to the host.
 type Scratch struct {
 	Keys []byte // encoded keys for get_feature
-	Out  []byte // the result slot of get_feature and result
+	Out  []byte // the result slot of get_feature, storage_get and result
 	Log  []byte // encoded log attributes
+	Val  []byte // the encoded value of storage_set
 }
 
 // Scratch returns the call's reusable buffers.

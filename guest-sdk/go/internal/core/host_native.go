@@ -5,8 +5,8 @@ package core
 import "time"
 
 // Host is the host bridge outside WebAssembly: the functions of ABI §3 over Go slices.
-// Native builds (tests) install one with SetHost; the default fails every get_feature
-// with a message saying so, discards logs and reads the real clock.
+// Native builds (tests) install one with SetHost; the default fails every get_feature and
+// storage call with a message saying so, discards logs and reads the real clock.
 type Host interface {
 	// GetFeature follows the result-slot convention with len(out) as the capacity.
 	GetFeature(sel string, keys, out []byte) int32
@@ -16,6 +16,12 @@ type Host interface {
 	Log(level int32, msg string, attrs []byte)
 	// Now returns the time in Unix nanoseconds.
 	Now() int64
+	// StorageGet follows the result-slot convention with len(out) as the capacity (ABI 1.2).
+	StorageGet(name string, out []byte) int32
+	// StorageSet sets name to val, an encoded Value: 0, or minus an error's length.
+	StorageSet(name string, val []byte) int32
+	// StorageClear clears name: 0, or minus an error's length.
+	StorageClear(name string) int32
 }
 
 var host Host = &noHost{}
@@ -39,6 +45,15 @@ func Log(level int32, msg string, attrs []byte) { host.Log(level, msg, attrs) }
 
 // Now calls the host bridge's Now.
 func Now() int64 { return host.Now() }
+
+// StorageGet calls the host bridge's StorageGet.
+func StorageGet(name string, out []byte) int32 { return host.StorageGet(name, out) }
+
+// StorageSet calls the host bridge's StorageSet.
+func StorageSet(name string, val []byte) int32 { return host.StorageSet(name, val) }
+
+// StorageClear calls the host bridge's StorageClear.
+func StorageClear(name string) int32 { return host.StorageClear(name) }
 
 // Slot implements the host side of the result-slot convention (ABI §3) for native hosts.
 type Slot struct {
@@ -81,6 +96,11 @@ const noHostMsg = "no Osprey host: the SDK is running outside WebAssembly and no
 func (h *noHost) GetFeature(_ string, _, out []byte) int32 {
 	return h.slot.Return(out, []byte(noHostMsg), true)
 }
-func (h *noHost) Result(out []byte) int32   { return h.slot.Fetch(out) }
-func (h *noHost) Log(int32, string, []byte) {}
-func (h *noHost) Now() int64                { return time.Now().UnixNano() }
+func (h *noHost) Result(out []byte) int32 { return h.slot.Fetch(out) }
+func (h *noHost) StorageGet(_ string, out []byte) int32 {
+	return h.slot.Return(out, []byte(noHostMsg), true)
+}
+func (h *noHost) StorageSet(string, []byte) int32 { return h.slot.Return(nil, []byte(noHostMsg), true) }
+func (h *noHost) StorageClear(string) int32       { return h.slot.Return(nil, []byte(noHostMsg), true) }
+func (h *noHost) Log(int32, string, []byte)       {}
+func (h *noHost) Now() int64                      { return time.Now().UnixNano() }

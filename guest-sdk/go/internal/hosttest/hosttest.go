@@ -21,11 +21,24 @@ type Host struct {
 	RawGet func(selector string, keys []byte) (result []byte, failed bool)
 	// Nanos is what now returns.
 	Nanos int64
+	// Storage is the storage of the call's address (ABI 1.2), by name: storage_get reads it
+	// (Null when absent), storage_set writes it (Null deletes) and storage_clear deletes.
+	// Nil is empty (a set makes it).
+	Storage map[string]abi.Value
+	// StorageError, when set, is asked first by every storage call — op "get", "set" or
+	// "clear", the name and, for a set, the value — and a non-nil error fails the call with
+	// its message (an undeclared name, a value of the wrong type, …).
+	StorageError func(op, name string, v abi.Value) error
+	// RawStorageGet, when set, answers storage_get instead of Storage with the encoded
+	// result, or an error message when failed is true.
+	RawStorageGet func(name string) (result []byte, failed bool)
 
 	// Gets records the get_feature calls.
 	Gets []GetCall
 	// Logs records the log calls.
 	Logs []Log
+	// StorageCalls records the storage calls.
+	StorageCalls []StorageCall
 
 	tb   testing.TB
 	slot core.Slot
@@ -36,6 +49,16 @@ type GetCall struct {
 	Selector string
 	Keys     []abi.KV
 	RawKeys  []byte
+}
+
+// StorageCall is one recorded storage call.
+type StorageCall struct {
+	// Op is "get", "set" or "clear".
+	Op   string
+	Name string
+	// Value is what a set wrote, and Raw its encoding as the guest passed it.
+	Value abi.Value
+	Raw   []byte
 }
 
 // Log is one recorded log call.
@@ -95,3 +118,55 @@ func (h *Host) Log(level int32, msg string, attrs []byte) {
 
 // Now implements core.Host.
 func (h *Host) Now() int64 { return h.Nanos }
+
+// StorageGet implements core.Host.
+func (h *Host) StorageGet(name string, out []byte) int32 {
+	h.StorageCalls = append(h.StorageCalls, StorageCall{Op: "get", Name: name})
+	if h.RawStorageGet != nil {
+		res, failed := h.RawStorageGet(name)
+		return h.slot.Return(out, res, failed)
+	}
+	if h.StorageError != nil {
+		if err := h.StorageError("get", name, abi.Null()); err != nil {
+			return h.slot.Return(out, []byte(err.Error()), true)
+		}
+	}
+	return h.slot.Return(out, abi.AppendValue(nil, h.Storage[name]), false)
+}
+
+// StorageSet implements core.Host.
+func (h *Host) StorageSet(name string, val []byte) int32 {
+	v, err := abi.DecodeStorageValue(val)
+	if err != nil {
+		// The real host traps: the guest broke the protocol.
+		h.tb.Errorf("storage_set(%q): malformed value %x: %v", name, val, err)
+		return h.slot.Return(nil, []byte(err.Error()), true)
+	}
+	h.StorageCalls = append(h.StorageCalls, StorageCall{Op: "set", Name: name, Value: v, Raw: append([]byte(nil), val...)})
+	if h.StorageError != nil {
+		if err := h.StorageError("set", name, v); err != nil {
+			return h.slot.Return(nil, []byte(err.Error()), true)
+		}
+	}
+	if v.Tag == abi.TagNull {
+		delete(h.Storage, name)
+	} else {
+		if h.Storage == nil {
+			h.Storage = map[string]abi.Value{}
+		}
+		h.Storage[name] = v
+	}
+	return h.slot.Return(nil, nil, false)
+}
+
+// StorageClear implements core.Host.
+func (h *Host) StorageClear(name string) int32 {
+	h.StorageCalls = append(h.StorageCalls, StorageCall{Op: "clear", Name: name})
+	if h.StorageError != nil {
+		if err := h.StorageError("clear", name, abi.Null()); err != nil {
+			return h.slot.Return(nil, []byte(err.Error()), true)
+		}
+	}
+	delete(h.Storage, name)
+	return h.slot.Return(nil, nil, false)
+}
