@@ -223,7 +223,9 @@ type StorageChange struct {
 }
 
 // DryRun runs a feature's program on a sample row (or, with a nil row, as on request for
-// keys) and its preSet middlewares, and returns what would be written. Nothing is written
+// keys) and its preSet middlewares, and returns what would be written (and what its storage
+// would commit). A row is timed as Ingest times it (its data source's timestampField) when
+// ts is zero. Nothing is written
 // and nothing is published. Keys, when given, are checked against the feature's (as
 // EncodeKeys does) before the program runs. The whole run is bounded by the feature's
 // timeout and by ctx: when either ends first, DryRun fails with ctx's error.
@@ -246,6 +248,12 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 	}
 	if ts.IsZero() {
 		ts = e.now()
+		// A row is timed as Ingest times it: by its data source's timestampField.
+		if ds, _ := e.source(p.f.DataSource); row != nil && ds != nil {
+			if ts, err = rowTime(ds, row, ts); err != nil {
+				return DryRunResult{}, fmt.Errorf("dry run %s: %w", name, err)
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
 	defer cancel()

@@ -300,3 +300,17 @@ func TestStorageDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestDryRunRowTime: a dry-run row is timed by its data source's timestampField, as Ingest
+// times it.
+func TestDryRunRowTime(t *testing.T) {
+	e, _, c := newStorageEngine(t, nil)
+	at := c.now().Add(-time.Hour)
+	out, err := e.DryRun(context.Background(), "stateful.velocity", nil, row("c1", "since", at), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Storage) != 1 || !out.Storage[0].Value.Time().Equal(at) {
+		t.Fatalf("dry run = %+v, want last_seen set to the row's ts %v", out, at)
+	}
+}
