@@ -37,6 +37,11 @@ type Engine struct {
 	programs   ProgramLoader
 	recomputes recomputes // background recomputes of stale on-request values
 
+	messages MessageState   // state's mailboxes, or nil
+	egresses EgressResolver // nil: none
+	maxHops  int
+	dispatch dispatcher // delivery of messages from the mailboxes
+
 	mu       sync.Mutex // serialises Apply and Delete
 	features atomic.Pointer[map[string]*plan]
 	sources  atomic.Pointer[map[string]*DataSource]
@@ -80,7 +85,7 @@ func WithMaxTimeout(d time.Duration) Option {
 
 // New returns an Engine over state.
 func New(state State, opts ...Option) *Engine {
-	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout}
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops}
 	for _, o := range opts {
 		o(e)
 	}
@@ -89,9 +94,11 @@ func New(state State, opts ...Option) *Engine {
 	e.aggregator, _ = state.(WindowAggregator)
 	e.batch, _ = state.(BatchReader)
 	e.storage, _ = state.(StorageState)
+	e.messages, _ = state.(MessageState)
 	sh, ok := state.(Sharer)
 	e.shared = ok && sh.Shared()
 	e.instrument()
+	e.startDelivery()
 	empty := map[string]*plan{}
 	e.features.Store(&empty)
 	noSources := map[string]*DataSource{}
@@ -99,11 +106,14 @@ func New(state State, opts ...Option) *Engine {
 	return e
 }
 
-// Close stops the background recomputes of stale on-request values: it queues no more,
-// drops those queued but not started, and waits for those running. It does not close the
+// Close stops the background delivery of messages (waiting for the deliveries running,
+// each bounded by its feature's timeout) and the background recomputes of stale on-request
+// values: it queues no more, drops those queued but not started, and waits for those
+// running. It does not close the
 // State or the Notifier, which belong to the caller. Each recompute is bounded by its
 // feature's timeout, so Close waits at most the ceiling WithMaxTimeout sets.
 func (e *Engine) Close() error {
+	e.dispatch.close()
 	e.closeRecomputes()
 	return nil
 }
@@ -903,6 +913,7 @@ func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys str
 		version, w, err = e.storage.CommitStorage(ctx, f, ekeys, commit)
 		if err == nil {
 			inv.committed = version
+			inv.sent()
 			if f.Windowed() {
 				x, _ := v.Number()
 				id := BucketID(ts, f.Granularity)

@@ -61,6 +61,10 @@ type Feature struct {
 	// Storage is the program's address-scoped storage (spec.builder.storage): values each
 	// invocation for an entity reads and writes, kept per entity.
 	Storage []StorageSpec
+	// Messages is the type of the messages the feature's program receives
+	// (spec.builder.messages): other programs' Send and SendAfter to its addresses, each
+	// delivered as a program call of its own. PrimitiveUnknown: it receives none.
+	Messages Primitive
 	// Labels are free-form metadata.
 	Labels map[string]string
 }
@@ -291,6 +295,14 @@ func (f *Feature) Validate() error {
 	}
 	if len(f.Storage) > 0 && (f.Builder.Kind == BuilderSourceless || f.Builder.Kind == BuilderPlugin) {
 		return bad("spec.builder.storage", "storage is a program's: builder kind %s runs none (it needs a Wasm program, spec.builder.module)", f.Builder.Kind)
+	}
+	if f.Messages != PrimitiveUnknown {
+		switch {
+		case !f.Messages.Valid():
+			return bad("spec.builder.messages", "unknown type (want int, float, string, bool, timestamp or a list of one)")
+		case f.Builder.Kind == BuilderSourceless || f.Builder.Kind == BuilderPlugin:
+			return bad("spec.builder.messages", "messages are a program's: builder kind %s runs none (it needs a Wasm program, spec.builder.module)", f.Builder.Kind)
+		}
 	}
 	for i, st := range f.Storage {
 		path := fmt.Sprintf("spec.builder.storage[%d]", i)

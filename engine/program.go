@@ -104,6 +104,10 @@ type ProgramCall struct {
 	// the feature declares none. Its changes are committed with the program's value once
 	// the program returned; a program that fails leaves no trace.
 	Invocation *Invocation
+	// Message is the message the program runs for (a delivery from another program's Send
+	// or SendAfter, or its own); nil for a row or a read. Row is then nil, Keys the
+	// target's, Timestamp the message's.
+	Message *Received
 }
 
 // ProgramResult is what a program computed. A Null Value means: write nothing.
@@ -177,8 +181,8 @@ func (e *Engine) run(ctx context.Context, p *plan, call *ProgramCall) (ProgramRe
 	if err != nil {
 		return res, "", fmt.Errorf("program result: %w", err)
 	}
-	if in := call.Invocation; in != nil && in.loaded && ekeys != in.ekeys {
-		return res, "", fmt.Errorf("program result: %w: a program with storage writes its own entity's value (%v), not %v", ErrInvalidKeys, in.addr.Keys, res.Keys)
+	if in := call.Invocation; in.effects() && ekeys != in.ekeys {
+		return res, "", fmt.Errorf("program result: %w: a program that uses its storage or sends writes its own entity's value (%v), not %v", ErrInvalidKeys, in.addr.Keys, res.Keys)
 	}
 	if res.Timestamp.IsZero() {
 		res.Timestamp = call.Timestamp
@@ -211,6 +215,10 @@ type DryRunResult struct {
 	Timestamp time.Time
 	// Storage is what the run would commit to its storage, in the order first changed.
 	Storage []StorageChange
+	// Sends are the messages, timers and egress messages the run would send (IDs unset),
+	// and Cancels the timer tokens it would cancel.
+	Sends   []Envelope
+	Cancels []string
 }
 
 // StorageChange is one storage value an invocation changed.
@@ -265,6 +273,7 @@ func (e *Engine) DryRun(ctx context.Context, fqn string, keys Keys, row Row, ts 
 	out := DryRunResult{FQN: name, Value: res.Value, Keys: res.Keys, Timestamp: res.Timestamp}
 	if in := call.Invocation; in != nil {
 		out.Storage = in.changes()
+		out.Sends, out.Cancels = in.sends, in.cancels
 	}
 	if res.Value.IsNull() {
 		return out, nil
@@ -358,7 +367,7 @@ rows:
 				errs = append(errs, &IngestError{Row: i, FQN: p.f.FQN, Err: err})
 			case out.Value.IsNull():
 				res.Skipped++
-				if call.Invocation != nil && call.Invocation.loaded {
+				if call.Invocation.effects() {
 					writes = append(writes, ingested{p: p, res: out, call: call}) // its storage alone
 				}
 			default:

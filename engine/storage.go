@@ -102,6 +102,16 @@ type StorageCommit struct {
 	// Write is the feature value the invocation wrote, applied as State.Update applies it,
 	// in the same atomic step; nil: none.
 	Write *StorageWrite
+	// Send are the messages to enqueue in the address's mailbox (a MessageState's), in the
+	// order sent: each gets the next ID; one with a Token replaces the pending message of
+	// that token.
+	Send []Envelope
+	// Cancel are the tokens whose pending delayed messages are removed (before Send is
+	// applied: a token cancelled and sent again in one invocation is pending).
+	Cancel []string
+	// Blind is set when the invocation neither read nor wrote its storage: the commit
+	// applies without comparing or changing the version (Set, Clear and Touch are empty).
+	Blind bool
 }
 
 // StorageWrite is the feature value an invocation writes with its storage.
@@ -127,6 +137,13 @@ type Invocation struct {
 	snap    StorageSnapshot
 	changed map[string]*Value // name → new value; a nil pointer: cleared
 	order   []string          // the changed names, in the order first changed
+
+	ts   time.Time // the call's timestamp, the event time of what it sends
+	hops int       // the hops of the message it runs for; 0 for a row or a read
+	msg  *Received // the message it runs for, or nil
+
+	sends   []Envelope // messages, timers and egress messages, in the order sent
+	cancels []string   // timer tokens cancelled
 
 	// prev is the invocation of the same address this one follows within one request (an
 	// Ingest's earlier row of the entity), whose changes it sees and whose commit it
@@ -161,7 +178,7 @@ func (in *Invocation) load(ctx context.Context) error {
 	if in.errKey != nil {
 		return in.errKey
 	}
-	if p := in.prev; p != nil && p.loaded {
+	if p := in.loadedPrev(); p != nil {
 		in.snap = StorageSnapshot{Values: p.view()}
 		in.loaded = true
 		return nil
@@ -259,19 +276,31 @@ func (in *Invocation) view() map[string]StoredValue {
 // baseVersion is the version the invocation's commit expects: its snapshot's, or, when it
 // follows another one's view, the version that one's commit left.
 func (in *Invocation) baseVersion() string {
-	if in.prev != nil && in.prev.loaded {
-		return in.prev.committed
+	if p := in.loadedPrev(); p != nil {
+		return p.committed
 	}
 	return in.snap.Version
+}
+
+// loadedPrev returns the latest invocation this one follows that loaded the storage (an
+// earlier row of the entity that only sent messages did not), or nil.
+func (in *Invocation) loadedPrev() *Invocation {
+	for p := in.prev; p != nil; p = p.prev {
+		if p.loaded {
+			return p
+		}
+	}
+	return nil
 }
 
 // commit returns what to commit: the changes, and the expireAfterCall values touched (every
 // one the address has, since the address was invoked). It reports whether there is anything
 // to commit besides the write: a program that never touched its storage commits none.
 func (in *Invocation) commit(w *StorageWrite) (StorageCommit, bool) {
-	c := StorageCommit{Version: in.baseVersion(), Write: w}
+	c := StorageCommit{Version: in.baseVersion(), Write: w, Send: in.sends, Cancel: in.cancels}
 	if !in.loaded {
-		return c, false
+		c.Blind = true
+		return c, len(in.sends) > 0 || len(in.cancels) > 0
 	}
 	for _, name := range in.order {
 		s, _ := in.spec(name)
@@ -317,7 +346,7 @@ func (s *StorageSpec) expiry(now time.Time) time.Time {
 // invocation of the same address in the same request, or nil), or nil when f has no
 // storage.
 func (e *Engine) newInvocation(f *Feature, call *ProgramCall, prev *Invocation) *Invocation {
-	if len(f.Storage) == 0 {
+	if len(f.Storage) == 0 && e.messages == nil {
 		return nil
 	}
 	keys := call.Keys
@@ -325,7 +354,10 @@ func (e *Engine) newInvocation(f *Feature, call *ProgramCall, prev *Invocation) 
 		keys = keysFromRow(f, call.Row)
 	}
 	// Expiry runs on the engine's clock (when the invocation runs), not the row's event time.
-	in := &Invocation{e: e, f: f, addr: Address{FQN: f.FQN, Keys: keys}, now: e.now(), prev: prev}
+	in := &Invocation{e: e, f: f, addr: Address{FQN: f.FQN, Keys: keys}, now: e.now(), prev: prev, ts: call.Timestamp, msg: call.Message}
+	if in.msg != nil {
+		in.hops = in.msg.Hops
+	}
 	ekeys, err := EncodeKeys(f.Keys, keys)
 	if err != nil {
 		in.errKey = fmt.Errorf("%w: the invocation's address is not known (storage is per entity: %w)", ErrStorage, err)
@@ -348,7 +380,21 @@ func (e *Engine) commitStorage(ctx context.Context, in *Invocation) error {
 		return fmt.Errorf("storage of %s: %w", in.addr, err)
 	}
 	in.committed = v
+	in.sent()
 	return nil
+}
+
+// effects reports whether the invocation leaves anything to commit besides its value: its
+// storage, or messages.
+func (in *Invocation) effects() bool {
+	return in != nil && (in.loaded || len(in.sends) > 0 || len(in.cancels) > 0)
+}
+
+// sent tells the dispatcher that a commit enqueued messages.
+func (in *Invocation) sent() {
+	if len(in.sends) > 0 {
+		in.e.dispatch.poke()
+	}
 }
 
 // addressKey identifies an invocation's address within a request.

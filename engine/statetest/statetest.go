@@ -138,6 +138,12 @@ var tests = []struct {
 	{"Storage", testStorage},
 	{"StorageWrite", testStorageWrite},
 	{"StorageConcurrentCommits", testStorageConcurrentCommits},
+	{"MailboxOrder", testMailboxOrder},
+	{"MailboxTokens", testMailboxTokens},
+	{"MailboxLease", testMailboxLease},
+	{"MailboxRetry", testMailboxRetry},
+	{"MailboxAtomic", testMailboxAtomic},
+	{"MailboxDrop", testMailboxDrop},
 }
 
 // featureSeq makes feature names unique within a process.

@@ -128,6 +128,7 @@ type State struct {
 	done      chan struct{} // closed by the janitor when it returns; nil without one
 
 	shards [numShards]shard
+	mail   mailboxes // programs' messages (mailbox.go)
 }
 
 var (
@@ -188,6 +189,7 @@ func New(opts ...Option) *State {
 	for _, o := range opts {
 		o(s)
 	}
+	s.mail.boxes = map[mailboxKey]*mailbox{}
 	for i := range s.shards {
 		s.shards[i].features = make(map[string]*featureEntries)
 	}
@@ -494,6 +496,7 @@ func (s *State) Drop(ctx context.Context, f *engine.Feature) error {
 		delete(sh.features, f.FQN)
 		sh.mu.Unlock()
 	}
+	s.mail.drop(f.FQN)
 	return nil
 }
 

@@ -37,7 +37,8 @@ func (s *State) LoadStorage(_ context.Context, f *engine.Feature, keys string, n
 
 // CommitStorage applies c under the entity's lock when the address's version is still
 // c.Version: the value write first (as Update writes it; if it fails nothing is applied),
-// then the storage's sets, clears and new expiries.
+// then the storage's sets, clears and new expiries, and the mailbox's sends and
+// cancellations (mailbox.go). A Blind commit skips the version.
 func (s *State) CommitStorage(_ context.Context, f *engine.Feature, keys string, c engine.StorageCommit) (string, engine.Written, error) {
 	var w engine.Written
 	if s.closed.Load() {
@@ -55,7 +56,7 @@ func (s *State) CommitStorage(_ context.Context, f *engine.Feature, keys string,
 	if e := sh.get(f.FQN, keys); e != nil {
 		version = e.storageVersion
 	}
-	if cur := versionText(version); cur != c.Version {
+	if cur := versionText(version); cur != c.Version && !c.Blind {
 		return "", w, fmt.Errorf("memory: commit storage %s: version %q, not %q: %w", f.FQN, cur, c.Version, engine.ErrConflict)
 	}
 	if c.Write != nil {
@@ -63,6 +64,14 @@ func (s *State) CommitStorage(_ context.Context, f *engine.Feature, keys string,
 		if w, err = s.updateLocked(sh, f, keys, c.Write.Value, c.Write.Timestamp); err != nil {
 			return "", w, err
 		}
+	}
+	if len(c.Send) > 0 || len(c.Cancel) > 0 {
+		s.mail.mu.Lock()
+		s.mail.enqueue(mailboxKey{f.FQN, keys}, c.Send, c.Cancel)
+		s.mail.mu.Unlock()
+	}
+	if c.Blind {
+		return versionText(version), w, nil
 	}
 	e := sh.getOrCreate(f, keys)
 	if e.storage == nil {

@@ -281,16 +281,17 @@ return {fmt(sum), fmt(count), fmt(mn), fmt(mx), upd}
 // never), encoded value — or storageVersion ('#v') and the version. Values expired as of now
 // are deleted, and the key expires with its latest value (PEXPIREAT, the millisecond after
 // its expiry), or never (PERSIST) when one of them never expires.
-var commitStorageScript = goredis.NewScript(luaPrelude + luaSet + luaAppend + luaWindowAdd + `
+var commitStorageScript = goredis.NewScript(luaPrelude + luaSet + luaAppend + luaWindowAdd + luaMailbox + `
 local s = KEYS[1]
+local blind = ARGV[7] == '1'
 local cur = redis.call('HGET', s, '#v') or ''
-if cur ~= ARGV[1] then return {'c', cur} end
+if cur ~= ARGV[1] and not blind then return {'c', cur} end
 local op, n = ARGV[5], tonumber(ARGV[6])
 local wr = {}
 if op ~= '' then
   local wk, wa = {}, {}
-  for j = 2, #KEYS do wk[j - 1] = KEYS[j] end
-  for j = 1, n do wa[j] = ARGV[6 + j] end
+  for j = 5, #KEYS do wk[j - 4] = KEYS[j] end
+  for j = 1, n do wa[j] = ARGV[7 + j] end
   if op == 's' then
     wr = setWrite(wk, wa)
   elseif op == 'a' then
@@ -300,7 +301,13 @@ if op ~= '' then
     if wr[1] == 'o' then return wr end
   end
 end
-local i = 7 + n
+local i = 8 + n
+i = enqueue(KEYS[2], KEYS[3], KEYS[4], i, tonumber(ARGV[4]))
+if blind then
+  local out = {'k', cur}
+  for j = 1, #wr do out[j + 2] = wr[j] end
+  return out
+end
 local m = tonumber(ARGV[i])
 if m > 0 then redis.call('HSET', s, unpack(ARGV, i + 1, i + 2 * m)) end
 i = i + 1 + 2 * m
@@ -346,4 +353,117 @@ end
 local out = {'k', ver}
 for j = 1, #wr do out[j + 2] = wr[j] end
 return out
+`)
+
+// luaMailbox is the mailbox's Lua (mailbox.go): enqueue applies a commit's cancellations and
+// sends, read from ARGV at i (a count of tokens, the tokens, a count of sends, then each
+// send's due ms, token and encoding), and returns the index after them; nextOf returns when
+// the mailbox next needs attention (Unix ms; -1: empty).
+const luaMailbox = `
+local function dropToken(m, M, k, tok)
+  local id = redis.call('HGET', k, 't:' .. tok)
+  if id then
+    redis.call('ZREM', m, id)
+    redis.call('HDEL', M, id)
+    redis.call('HDEL', k, 't:' .. tok, 'i:' .. id)
+  end
+end
+local function enqueue(m, M, k, i, nowms)
+  local c = tonumber(ARGV[i])
+  for j = i + 1, i + c do dropToken(m, M, k, ARGV[j]) end
+  i = i + 1 + c
+  c = tonumber(ARGV[i])
+  if c > 0 then
+    local nid = math.max((tonumber(redis.call('HGET', M, '#n')) or 0) + 1, nowms * 1024)
+    for j = i + 1, i + 3 * c, 3 do
+      local id = string.format('%014x', nid)
+      nid = nid + 1
+      local tok = ARGV[j + 1]
+      if tok ~= '' then
+        dropToken(m, M, k, tok)
+        redis.call('HSET', k, 't:' .. tok, id, 'i:' .. id, tok)
+      end
+      redis.call('ZADD', m, ARGV[j], id)
+      redis.call('HSET', M, id, ARGV[j + 2])
+    end
+    redis.call('HSET', M, '#n', string.format('%d', nid - 1))
+  end
+  return i + 1 + 3 * c
+end
+local function nextOf(m, f, l, nowms)
+  if redis.call('ZCARD', f) > 0 then
+    local t = tonumber(redis.call('HGET', l, 'r') or '0')
+    local o = redis.call('HGET', l, 'o')
+    local e = tonumber(redis.call('HGET', l, 'e') or '0')
+    if o and e > t then t = e end
+    if t == 0 then t = nowms end
+    return t
+  end
+  local first = redis.call('ZRANGE', m, 0, 0, 'WITHSCORES')
+  if #first == 0 then return -1 end
+  local t = tonumber(first[2])
+  if t == 0 then t = nowms end
+  return t
+end
+`
+
+// claimScript leases a mailbox (KEYS m, M, k, f, l) to ARGV[1] at now ms ARGV[2] for ARGV[3]
+// ms and returns up to ARGV[4] messages: {'y', id, encoding, …}, or {'n', next} when another
+// owner holds it, the first in-flight message waits out its back-off, or nothing is due.
+var claimScript = goredis.NewScript(luaMailbox + `
+local m, M, k, f, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local owner, now, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local o = redis.call('HGET', l, 'o')
+local e = tonumber(redis.call('HGET', l, 'e') or '0')
+if o and o ~= owner and e > now then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+local nf = redis.call('ZCARD', f)
+local r = tonumber(redis.call('HGET', l, 'r') or '0')
+if nf > 0 and r > now then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+if nf < max then
+  local due = redis.call('ZRANGEBYSCORE', m, '-inf', now, 'LIMIT', 0, max - nf)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', m, id)
+    redis.call('ZADD', f, 0, id)
+    local tok = redis.call('HGET', k, 'i:' .. id)
+    if tok then
+      redis.call('HDEL', k, 'i:' .. id)
+      if redis.call('HGET', k, 't:' .. tok) == id then redis.call('HDEL', k, 't:' .. tok) end
+    end
+  end
+end
+local ids = redis.call('ZRANGE', f, 0, max - 1)
+if #ids == 0 then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+redis.call('HSET', l, 'o', owner, 'e', string.format('%d', now + lease))
+redis.call('HDEL', l, 'r')
+local out = {'y'}
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', M, id) or ''
+end
+return out
+`)
+
+// releaseScript ends ARGV[1]'s lease of a mailbox (KEYS m, M, k, f, l) at now ms ARGV[2]:
+// it removes the delivered messages ARGV[6…], re-encodes the retried one (id ARGV[4],
+// encoding ARGV[5]; ” for none) to wait until ARGV[3] ms, and returns nextOf.
+var releaseScript = goredis.NewScript(luaMailbox + `
+local m, M, k, f, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local owner, now = ARGV[1], tonumber(ARGV[2])
+for j = 6, #ARGV do
+  if redis.call('ZREM', f, ARGV[j]) == 1 then redis.call('HDEL', M, ARGV[j]) end
+end
+redis.call('HDEL', l, 'r')
+if ARGV[4] ~= '' and redis.call('ZSCORE', f, ARGV[4]) then
+  redis.call('HSET', M, ARGV[4], ARGV[5])
+  redis.call('HSET', l, 'r', ARGV[3])
+end
+if redis.call('HGET', l, 'o') == owner then redis.call('HDEL', l, 'o', 'e') end
+local nx = nextOf(m, f, l, now)
+if nx < 0 then redis.call('DEL', M, k, l) end
+return string.format('%d', nx)
+`)
+
+// nextScript returns nextOf of a mailbox (KEYS m, f, l) at now ms ARGV[1].
+var nextScript = goredis.NewScript(luaMailbox + `
+return string.format('%d', nextOf(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1])))
 `)

@@ -50,7 +50,7 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 	var w engine.Written
 	now := time.Now()
 	tag := entityTag(f.FQN, keys)
-	ks := []string{tag + sufStorage}
+	ks := []string{tag + sufStorage, tag + sufMailbox, tag + sufMessages, tag + sufTokens}
 	args := []any{c.Version, newVersion(c.Version), tsHex(now.UnixNano()), now.UnixMilli()}
 
 	var op string
@@ -75,9 +75,13 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 		default:
 			op, ks, wargs = "s", append(ks, tag+sufValue, tag+sufPrev), setArgs(f, v, ts, now)
 		}
-		args = append(append(args, op, len(wargs)), wargs...)
+		args = append(append(args, op, len(wargs), blindArg(c.Blind)), wargs...)
 	} else {
-		args = append(args, "", 0)
+		args = append(args, "", 0, blindArg(c.Blind))
+	}
+	args, err := appendMailboxArgs(args, c)
+	if err != nil {
+		return "", w, wrap("commit storage", f, err)
 	}
 
 	args = append(args, len(c.Set))
@@ -100,6 +104,11 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 	r, err := commitStorageScript.Run(ctx, s.c, ks, args...).StringSlice()
 	if err != nil {
 		return "", w, wrap("commit storage", f, err)
+	}
+	if len(c.Send) > 0 && len(r) >= 2 && r[0] == "k" {
+		if err := s.indexSends(ctx, f, keys, c.Send, now); err != nil {
+			return "", w, wrap("commit storage: index the mailbox", f, err)
+		}
 	}
 	switch {
 	case len(r) == 2 && r[0] == "c":

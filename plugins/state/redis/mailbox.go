@@ -1,0 +1,256 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/osprey-ml/osprey/engine"
+)
+
+var _ engine.MessageState = (*State)(nil)
+
+// Mailboxes (engine.MessageState). A sender address's mailbox is five keys in its entity's
+// slot (so that CommitStorage enqueues in the same script as it writes the value and the
+// storage):
+//
+//	osp:{<fqn>|<keys>}:m   zset    pending messages: member the ID, score the due Unix ms
+//	                               (0: at once)
+//	osp:{<fqn>|<keys>}:M   hash    ID → the message (engine.Envelope's binary form), pending
+//	                               and in flight; #n, the last ID's number
+//	osp:{<fqn>|<keys>}:k   hash    t:<token> → ID and i:<ID> → token, for pending delayed
+//	                               messages
+//	osp:{<fqn>|<keys>}:f   zset    the messages in flight (claimed, not released), score 0
+//	                               (so in ID order)
+//	osp:{<fqn>|<keys>}:l   hash    the lease: o owner, e its end (Unix ms), r when the first
+//	                               in-flight message may be tried again
+//
+// An ID is 14 hex digits of max(the previous ID + 1, the commit's Unix ms × 1024): IDs grow
+// in send order within a mailbox and, since they are time based, do not come back once the
+// mailbox emptied (an egress's idempotency key is the sender and the ID).
+//
+// One index, osp:mbox, a sorted set whose members are <fqn>|<keys> and whose scores are when
+// the mailbox next needs attention (Unix ms), finds the due mailboxes (DueMailboxes is one
+// ZRANGE BYSCORE). It lives in its own slot, so it cannot change in the scripts that change
+// a mailbox; it is kept right by ordering instead: a commit that sent runs ZADD LT after its
+// script (the index never says later than the truth for long), and whoever finds the index
+// wrong or done with a mailbox (Claim with nothing to take, Release) first ZREMs the member,
+// then reads the mailbox's next time in the slot, then ZADDs it back with LT: a commit
+// racing with that either committed before the read (and the read sees its messages) or
+// ZADDs after the ZREM. A process that dies between its commit and its ZADD leaves a
+// mailbox the index does not know: Sweep finds those (the server runs it at start and
+// periodically).
+const (
+	sufMailbox  = "}:m"
+	sufMessages = "}:M"
+	sufTokens   = "}:k"
+	sufFlight   = "}:f"
+	sufLease    = "}:l"
+	mailIndex   = "osp:mbox"
+)
+
+func blindArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// appendMailboxArgs appends a commit's cancellations and sends to the commit script's ARGV.
+func appendMailboxArgs(args []any, c engine.StorageCommit) ([]any, error) {
+	args = append(args, len(c.Cancel))
+	for _, tok := range c.Cancel {
+		args = append(args, tok)
+	}
+	args = append(args, len(c.Send))
+	for i := range c.Send {
+		env := &c.Send[i]
+		b, err := env.MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("message %d: %w", i, err)
+		}
+		args = append(args, dueMs(env.Due), env.Token, b)
+	}
+	return args, nil
+}
+
+func dueMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func member(fqn, keys string) string { return fqn + "|" + keys }
+
+func mailKeys(f *engine.Feature, keys string) []string {
+	tag := entityTag(f.FQN, keys)
+	return []string{tag + sufMailbox, tag + sufMessages, tag + sufTokens, tag + sufFlight, tag + sufLease}
+}
+
+// indexSends tells the index that the mailbox has messages due at the earliest send's time.
+func (s *State) indexSends(ctx context.Context, f *engine.Feature, keys string, sends []engine.Envelope, now time.Time) error {
+	at := int64(-1)
+	for i := range sends {
+		d := dueMs(sends[i].Due)
+		if d == 0 {
+			d = now.UnixMilli()
+		}
+		if at < 0 || d < at {
+			at = d
+		}
+	}
+	return s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(at), Member: member(f.FQN, keys)}).Err()
+}
+
+// DueMailboxes returns up to limit mailboxes due as of now, and the earliest time of one not
+// returned, in one pipeline.
+func (s *State) DueMailboxes(ctx context.Context, now time.Time, limit int) ([]engine.Mailbox, time.Time, error) {
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	var due *goredis.StringSliceCmd
+	var next *goredis.ZSliceCmd
+	_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if limit > 0 {
+			due = p.ZRangeArgs(ctx, goredis.ZRangeArgs{Key: mailIndex, Start: "-inf", Stop: nowMs, ByScore: true, Count: int64(limit)})
+		}
+		next = p.ZRangeArgsWithScores(ctx, goredis.ZRangeArgs{Key: mailIndex, Start: "(" + nowMs, Stop: "+inf", ByScore: true, Count: 1})
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("redis: due mailboxes: %w", err)
+	}
+	var out []engine.Mailbox
+	if due != nil {
+		for _, m := range due.Val() {
+			fqn, keys, ok := strings.Cut(m, "|")
+			if !ok {
+				continue
+			}
+			out = append(out, engine.Mailbox{FQN: fqn, Keys: keys})
+		}
+	}
+	var at time.Time
+	if z := next.Val(); len(z) > 0 {
+		at = time.UnixMilli(int64(z[0].Score))
+	}
+	return out, at, nil
+}
+
+// Claim runs claimScript; with nothing to take, it puts the mailbox's index entry right.
+func (s *State) Claim(ctx context.Context, f *engine.Feature, keys, owner string, now time.Time, lease time.Duration, max int) ([]engine.Envelope, error) {
+	r, err := claimScript.Run(ctx, s.c, mailKeys(f, keys), owner, now.UnixMilli(), lease.Milliseconds(), max).StringSlice()
+	if err != nil {
+		return nil, wrap("claim", f, err)
+	}
+	if len(r) == 2 && r[0] == "n" {
+		return nil, s.reindex(ctx, f, keys, now)
+	}
+	if len(r) < 1 || r[0] != "y" || len(r)%2 != 1 {
+		return nil, wrap("claim", f, fmt.Errorf("%w: script replied %d fields", errCorrupt, len(r)))
+	}
+	out := make([]engine.Envelope, 0, len(r)/2)
+	for i := 1; i+1 < len(r); i += 2 {
+		env := engine.Envelope{ID: r[i]}
+		if err := env.UnmarshalBinary([]byte(r[i+1])); err != nil {
+			return nil, wrap("claim", f, fmt.Errorf("%w: message %s: %w", errCorrupt, r[i], err))
+		}
+		out = append(out, env)
+	}
+	return out, nil
+}
+
+// Release removes the mailbox from the index, runs releaseScript, and indexes it again at
+// the next time the script reports.
+func (s *State) Release(ctx context.Context, f *engine.Feature, keys, owner string, done []string, retry *engine.Envelope, retryAt time.Time) error {
+	if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
+		return wrap("release", f, err)
+	}
+	now := time.Now()
+	args := []any{owner, now.UnixMilli(), retryAt.UnixMilli(), "", ""}
+	if retry != nil {
+		b, err := retry.MarshalBinary()
+		if err != nil {
+			return wrap("release", f, err)
+		}
+		args[3], args[4] = retry.ID, b
+	}
+	for _, id := range done {
+		args = append(args, id)
+	}
+	next, err := releaseScript.Run(ctx, s.c, mailKeys(f, keys), args...).Int64()
+	if err != nil {
+		return wrap("release", f, err)
+	}
+	return s.index(ctx, f, keys, next)
+}
+
+// reindex puts the mailbox's index entry right: remove, read the next time, add back.
+func (s *State) reindex(ctx context.Context, f *engine.Feature, keys string, now time.Time) error {
+	if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
+		return wrap("reindex", f, err)
+	}
+	ks := mailKeys(f, keys)
+	next, err := nextScript.Run(ctx, s.c, []string{ks[0], ks[3], ks[4]}, now.UnixMilli()).Int64()
+	if err != nil {
+		return wrap("reindex", f, err)
+	}
+	return s.index(ctx, f, keys, next)
+}
+
+func (s *State) index(ctx context.Context, f *engine.Feature, keys string, next int64) error {
+	if next < 0 {
+		return nil
+	}
+	if err := s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(next), Member: member(f.FQN, keys)}).Err(); err != nil {
+		return wrap("index", f, err)
+	}
+	return nil
+}
+
+// ForgetMailbox removes a mailbox from the index.
+func (s *State) ForgetMailbox(ctx context.Context, m engine.Mailbox) error {
+	if err := s.c.ZRem(ctx, mailIndex, member(m.FQN, m.Keys)).Err(); err != nil {
+		return fmt.Errorf("redis: forget mailbox %s: %w", m.FQN, err)
+	}
+	return nil
+}
+
+// Sweep indexes every mailbox the index does not know (left by a process that died between
+// a commit and its ZADD): it SCANs each master for pending (:m) and in-flight (:f) keys and
+// indexes their mailboxes at their next time. It is safe to run at any time, on every
+// replica.
+func (s *State) Sweep(ctx context.Context) error {
+	now := time.Now()
+	for _, suf := range []string{sufMailbox, sufFlight} {
+		err := s.forEachNode(ctx, func(ctx context.Context, c goredis.UniversalClient) error {
+			return scanKeys(ctx, c, keyPrefix+"*"+globEscape(suf), func(found []string) error {
+				for _, k := range found {
+					rest := strings.TrimSuffix(strings.TrimPrefix(k, keyPrefix), suf)
+					fqn, keys, ok := strings.Cut(rest, "|")
+					if !ok {
+						continue
+					}
+					tag := entityTag(fqn, keys)
+					next, err := nextScript.Run(ctx, s.c, []string{tag + sufMailbox, tag + sufFlight, tag + sufLease}, now.UnixMilli()).Int64()
+					if err != nil {
+						return err
+					}
+					if next >= 0 {
+						if err := s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(next), Member: member(fqn, keys)}).Err(); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return fmt.Errorf("redis: sweep mailboxes: %w", err)
+		}
+	}
+	return nil
+}
