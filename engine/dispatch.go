@@ -24,7 +24,7 @@ type Delivery struct {
 	Lease time.Duration
 	// Batch is how many messages of one mailbox one claim takes. Default 64.
 	Batch int
-	// Workers is how many mailboxes are delivered at once. Default 4.
+	// Workers is how many mailboxes are delivered at once. Default 8.
 	Workers int
 	// MaxAttempts is how often a message is tried before it is dead-lettered (dropped and
 	// logged). Default 10.
@@ -55,7 +55,7 @@ func (d Delivery) withDefaults() Delivery {
 		d.Batch = 64
 	}
 	if d.Workers <= 0 {
-		d.Workers = 4
+		d.Workers = 8
 	}
 	if d.MaxAttempts <= 0 {
 		d.MaxAttempts = 10

@@ -27,7 +27,7 @@ var ErrHopLimit = errors.New("hop limit reached")
 // DefaultMaxHops is the longest chain of sends that one originating event (an ingested row,
 // a read computing a value) may start: its invocation's sends are hop 1, the sends of the
 // invocation receiving one of them hop 2, and so on; a delayed message counts as one hop,
-// like any other.
+// like any other. Egress messages end a chain and are not limited.
 const DefaultMaxHops = 16
 
 // Limits of one invocation's sends, against a program that loops.
@@ -217,7 +217,9 @@ func (in *Invocation) send(env Envelope) error {
 	if err := in.sendable(); err != nil {
 		return err
 	}
-	if env.Hops = in.hops + 1; env.Hops > in.e.maxHops {
+	// An egress message ends its chain (it cannot send on), so only sends to programs count
+	// against the limit.
+	if env.Hops = in.hops + 1; env.Hops > in.e.maxHops && env.Egress == "" {
 		if o, ok := in.e.observer.(MessageObserver); ok {
 			o.HopLimit(in.f.FQN)
 		}

@@ -41,6 +41,7 @@ type Metrics struct {
 	state            *prometheus.HistogramVec
 	stateErrors      *prometheus.CounterVec
 	stateSeries      []stateSeries // by engine.StateOp
+	messages         *messageMetrics
 }
 
 // latencyBuckets are the histograms' buckets, in seconds: 50 µs to 10 s, for calls that
@@ -78,6 +79,7 @@ func New() *Metrics {
 		[]string{"call"})
 	m.reg.MustRegister(m.reads, m.writes, m.middleware, m.middlewareErrors, m.program, m.programErrors, m.state, m.stateErrors)
 	m.stateSeries = newStateSeries(m)
+	m.messages = newMessageMetrics(m.reg)
 	return m
 }
 

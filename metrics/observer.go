@@ -116,7 +116,8 @@ func (o observer) Feature(f *engine.Feature) engine.FeatureObserver {
 func (o observer) Forget(fqn string) {
 	m := o.m
 	for _, v := range []*prometheus.MetricVec{m.reads.MetricVec, m.writes.MetricVec, m.middleware.MetricVec,
-		m.middlewareErrors.MetricVec, m.program.MetricVec, m.programErrors.MetricVec} {
+		m.middlewareErrors.MetricVec, m.program.MetricVec, m.programErrors.MetricVec,
+		m.messages.delivered.MetricVec, m.messages.late.MetricVec, m.messages.deadLettered.MetricVec, m.messages.hopLimit.MetricVec} {
 		v.DeletePartialMatch(prometheus.Labels{"feature": fqn})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/engine/statetest"
 )
 
 const benchEntities = 10_000
@@ -192,4 +193,10 @@ func BenchmarkDeadWindowBuckets(b *testing.B) {
 			b.Fatal(len(bs), err)
 		}
 	}
+}
+
+// BenchmarkMessages: sends between two features and timers fired, through an engine on the
+// in-process state (statetest.BenchMessages).
+func BenchmarkMessages(b *testing.B) {
+	statetest.BenchMessages(b, func(*testing.B) engine.State { return New() })
 }

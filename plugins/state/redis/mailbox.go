@@ -35,8 +35,10 @@ var _ engine.MessageState = (*State)(nil)
 //
 // One index, osp:mbox, a sorted set whose members are <fqn>|<keys> and whose scores are when
 // the mailbox next needs attention (Unix ms), finds the due mailboxes (DueMailboxes is one
-// ZRANGE BYSCORE). It lives in its own slot, so it cannot change in the scripts that change
-// a mailbox; it is kept right by ordering instead: a commit that sent runs ZADD LT after its
+// ZRANGE BYSCORE). On a standalone or Sentinel-managed server the scripts that change a
+// mailbox set its index entry too, atomically (a script may touch keys of several slots
+// there, declared in KEYS). On a Cluster the index lives in its own slot, so it cannot
+// change in those scripts; it is kept right by ordering instead: a commit that sent runs ZADD LT after its
 // script (the index never says later than the truth for long), and whoever finds the index
 // wrong or done with a mailbox (Claim with nothing to take, Release) first ZREMs the member,
 // then reads the mailbox's next time in the slot, then ZADDs it back with LT: a commit
@@ -61,8 +63,8 @@ func blindArg(b bool) string {
 }
 
 // appendMailboxArgs appends a commit's cancellations and sends to the commit script's ARGV.
-func appendMailboxArgs(args []any, c engine.StorageCommit) ([]any, error) {
-	args = append(args, len(c.Cancel))
+func appendMailboxArgs(args []any, member string, c engine.StorageCommit) ([]any, error) {
+	args = append(args, member, len(c.Cancel))
 	for _, tok := range c.Cancel {
 		args = append(args, tok)
 	}
@@ -87,9 +89,15 @@ func dueMs(t time.Time) int64 {
 
 func member(fqn, keys string) string { return fqn + "|" + keys }
 
-func mailKeys(f *engine.Feature, keys string) []string {
+// mailKeys returns the keys of a mailbox's scripts — with the index last when the scripts
+// can reach it (not on a Cluster) — and the mailbox's index member.
+func (s *State) mailKeys(f *engine.Feature, keys string) ([]string, string) {
 	tag := entityTag(f.FQN, keys)
-	return []string{tag + sufMailbox, tag + sufMessages, tag + sufTokens, tag + sufFlight, tag + sufLease}
+	ks := []string{tag + sufMailbox, tag + sufMessages, tag + sufTokens, tag + sufFlight, tag + sufLease}
+	if !s.cluster {
+		ks = append(ks, mailIndex)
+	}
+	return ks, member(f.FQN, keys)
 }
 
 // indexSends tells the index that the mailbox has messages due at the earliest send's time.
@@ -142,11 +150,15 @@ func (s *State) DueMailboxes(ctx context.Context, now time.Time, limit int) ([]e
 
 // Claim runs claimScript; with nothing to take, it puts the mailbox's index entry right.
 func (s *State) Claim(ctx context.Context, f *engine.Feature, keys, owner string, now time.Time, lease time.Duration, max int) ([]engine.Envelope, error) {
-	r, err := claimScript.Run(ctx, s.c, mailKeys(f, keys), owner, now.UnixMilli(), lease.Milliseconds(), max).StringSlice()
+	ks, mb := s.mailKeys(f, keys)
+	r, err := claimScript.Run(ctx, s.c, ks, owner, now.UnixMilli(), lease.Milliseconds(), max, mb).StringSlice()
 	if err != nil {
 		return nil, wrap("claim", f, err)
 	}
 	if len(r) == 2 && r[0] == "n" {
+		if !s.cluster {
+			return nil, nil // the script set the index entry
+		}
 		return nil, s.reindex(ctx, f, keys, now)
 	}
 	if len(r) < 1 || r[0] != "y" || len(r)%2 != 1 {
@@ -166,11 +178,14 @@ func (s *State) Claim(ctx context.Context, f *engine.Feature, keys, owner string
 // Release removes the mailbox from the index, runs releaseScript, and indexes it again at
 // the next time the script reports.
 func (s *State) Release(ctx context.Context, f *engine.Feature, keys, owner string, done []string, retry *engine.Envelope, retryAt time.Time) error {
-	if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
-		return wrap("release", f, err)
+	if s.cluster {
+		if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
+			return wrap("release", f, err)
+		}
 	}
 	now := time.Now()
-	args := []any{owner, now.UnixMilli(), retryAt.UnixMilli(), "", ""}
+	ks, mb := s.mailKeys(f, keys)
+	args := []any{owner, now.UnixMilli(), retryAt.UnixMilli(), "", "", mb}
 	if retry != nil {
 		b, err := retry.MarshalBinary()
 		if err != nil {
@@ -181,9 +196,12 @@ func (s *State) Release(ctx context.Context, f *engine.Feature, keys, owner stri
 	for _, id := range done {
 		args = append(args, id)
 	}
-	next, err := releaseScript.Run(ctx, s.c, mailKeys(f, keys), args...).Int64()
+	next, err := releaseScript.Run(ctx, s.c, ks, args...).Int64()
 	if err != nil {
 		return wrap("release", f, err)
+	}
+	if !s.cluster {
+		return nil // the script set the index entry
 	}
 	return s.index(ctx, f, keys, next)
 }
@@ -193,7 +211,7 @@ func (s *State) reindex(ctx context.Context, f *engine.Feature, keys string, now
 	if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
 		return wrap("reindex", f, err)
 	}
-	ks := mailKeys(f, keys)
+	ks, _ := s.mailKeys(f, keys)
 	next, err := nextScript.Run(ctx, s.c, []string{ks[0], ks[3], ks[4]}, now.UnixMilli()).Int64()
 	if err != nil {
 		return wrap("reindex", f, err)

@@ -227,6 +227,9 @@ func newFromConfig(ctx context.Context, cfg plugins.Config) (engine.State, error
 // engine.StorageState). It is safe for concurrent use.
 type State struct {
 	c goredis.UniversalClient
+	// cluster is set on a Cluster client: a script then touches one slot only, so the
+	// mailbox index (mailbox.go) is kept by separate commands rather than in the scripts.
+	cluster bool
 }
 
 var (
@@ -236,7 +239,10 @@ var (
 )
 
 // New returns a State on c, which it closes on Close.
-func New(c goredis.UniversalClient) *State { return &State{c: c} }
+func New(c goredis.UniversalClient) *State {
+	_, cluster := c.(*goredis.ClusterClient)
+	return &State{c: c, cluster: cluster}
+}
 
 // Client returns the client the State uses.
 func (s *State) Client() goredis.UniversalClient { return s.c }

@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/engine/statetest"
 	"github.com/osprey-ml/osprey/internal/redistest"
 )
 
@@ -333,4 +334,13 @@ func commitWatchMulti(ctx context.Context, s *State, f *engine.Feature, keys str
 		return "", fmt.Errorf("%w: %w", engine.ErrConflict, err)
 	}
 	return next, err
+}
+
+// BenchmarkMessages: sends between two features and timers fired, through an engine on
+// Redis (statetest.BenchMessages), one server for all sub-benchmarks.
+func BenchmarkMessages(b *testing.B) {
+	srv := redistest.Standalone(b)
+	statetest.BenchMessages(b, func(*testing.B) engine.State {
+		return New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}, ContextTimeoutEnabled: true}))
+	})
 }

@@ -288,9 +288,14 @@ local cur = redis.call('HGET', s, '#v') or ''
 if cur ~= ARGV[1] and not blind then return {'c', cur} end
 local op, n = ARGV[5], tonumber(ARGV[6])
 local wr = {}
+local i = 8 + n
+local idx = false
+if ARGV[i] ~= '' then idx = KEYS[#KEYS] end
 if op ~= '' then
   local wk, wa = {}, {}
-  for j = 5, #KEYS do wk[j - 4] = KEYS[j] end
+  local last = #KEYS
+  if idx then last = last - 1 end
+  for j = 5, last do wk[j - 4] = KEYS[j] end
   for j = 1, n do wa[j] = ARGV[7 + j] end
   if op == 's' then
     wr = setWrite(wk, wa)
@@ -301,8 +306,7 @@ if op ~= '' then
     if wr[1] == 'o' then return wr end
   end
 end
-local i = 8 + n
-i = enqueue(KEYS[2], KEYS[3], KEYS[4], i, tonumber(ARGV[4]))
+i = enqueue(KEYS[2], KEYS[3], KEYS[4], idx, i, tonumber(ARGV[4]))
 if blind then
   local out = {'k', cur}
   for j = 1, #wr do out[j + 2] = wr[j] end
@@ -356,8 +360,9 @@ return out
 `)
 
 // luaMailbox is the mailbox's Lua (mailbox.go): enqueue applies a commit's cancellations and
-// sends, read from ARGV at i (a count of tokens, the tokens, a count of sends, then each
-// send's due ms, token and encoding), and returns the index after them; nextOf returns when
+// sends, read from ARGV at i (the index member or '', a count of tokens, the tokens, a count
+// of sends, then each send's due ms, token and encoding), indexes them when it can reach
+// the index (idx, the key, or false on a Cluster), and returns the ARGV index after them; nextOf returns when
 // the mailbox next needs attention (Unix ms; -1: empty).
 const luaMailbox = `
 local function dropToken(m, M, k, tok)
@@ -368,7 +373,9 @@ local function dropToken(m, M, k, tok)
     redis.call('HDEL', k, 't:' .. tok, 'i:' .. id)
   end
 end
-local function enqueue(m, M, k, i, nowms)
+local function enqueue(m, M, k, idx, i, nowms)
+  local member = ARGV[i]
+  i = i + 1
   local c = tonumber(ARGV[i])
   for j = i + 1, i + c do dropToken(m, M, k, ARGV[j]) end
   i = i + 1 + c
@@ -387,8 +394,27 @@ local function enqueue(m, M, k, i, nowms)
       redis.call('HSET', M, id, ARGV[j + 2])
     end
     redis.call('HSET', M, '#n', string.format('%d', nid - 1))
+    if idx then
+      local at = false
+      for j = i + 1, i + 3 * c, 3 do
+        local d = tonumber(ARGV[j])
+        if d == 0 then d = nowms end
+        if not at or d < at then at = d end
+      end
+      redis.call('ZADD', idx, 'LT', string.format('%d', at), member)
+    end
   end
   return i + 1 + 3 * c
+end
+-- setIndex sets the mailbox's index entry to next (nextOf), or removes it (-1): exact,
+-- where the script can reach the index (not on a Cluster).
+local function setIndex(idx, member, next)
+  if not idx then return end
+  if next < 0 then
+    redis.call('ZREM', idx, member)
+  else
+    redis.call('ZADD', idx, string.format('%d', next), member)
+  end
 end
 local function nextOf(m, f, l, nowms)
   if redis.call('ZCARD', f) > 0 then
@@ -407,18 +433,25 @@ local function nextOf(m, f, l, nowms)
 end
 `
 
-// claimScript leases a mailbox (KEYS m, M, k, f, l) to ARGV[1] at now ms ARGV[2] for ARGV[3]
-// ms and returns up to ARGV[4] messages: {'y', id, encoding, …}, or {'n', next} when another
-// owner holds it, the first in-flight message waits out its back-off, or nothing is due.
+// claimScript leases a mailbox (KEYS m, M, k, f, l, and the index when not on a Cluster) to
+// ARGV[1] at now ms ARGV[2] for ARGV[3] ms and returns up to ARGV[4] messages: {'y', id,
+// encoding, …}, or {'n', next} when another owner holds it, the first in-flight message
+// waits out its back-off, or nothing is due. ARGV[5] is the index member.
 var claimScript = goredis.NewScript(luaMailbox + `
 local m, M, k, f, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local idx, member = KEYS[6] or false, ARGV[5]
 local owner, now, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function none()
+  local nx = nextOf(m, f, l, now)
+  setIndex(idx, member, nx)
+  return {'n', string.format('%d', nx)}
+end
 local o = redis.call('HGET', l, 'o')
 local e = tonumber(redis.call('HGET', l, 'e') or '0')
-if o and o ~= owner and e > now then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+if o and o ~= owner and e > now then return none() end
 local nf = redis.call('ZCARD', f)
 local r = tonumber(redis.call('HGET', l, 'r') or '0')
-if nf > 0 and r > now then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+if nf > 0 and r > now then return none() end
 if nf < max then
   local due = redis.call('ZRANGEBYSCORE', m, '-inf', now, 'LIMIT', 0, max - nf)
   for _, id in ipairs(due) do
@@ -432,9 +465,10 @@ if nf < max then
   end
 end
 local ids = redis.call('ZRANGE', f, 0, max - 1)
-if #ids == 0 then return {'n', string.format('%d', nextOf(m, f, l, now))} end
+if #ids == 0 then return none() end
 redis.call('HSET', l, 'o', owner, 'e', string.format('%d', now + lease))
 redis.call('HDEL', l, 'r')
+setIndex(idx, member, now + lease)
 local out = {'y'}
 for _, id in ipairs(ids) do
   out[#out + 1] = id
@@ -448,8 +482,9 @@ return out
 // encoding ARGV[5]; ” for none) to wait until ARGV[3] ms, and returns nextOf.
 var releaseScript = goredis.NewScript(luaMailbox + `
 local m, M, k, f, l = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local idx, member = KEYS[6] or false, ARGV[6]
 local owner, now = ARGV[1], tonumber(ARGV[2])
-for j = 6, #ARGV do
+for j = 7, #ARGV do
   if redis.call('ZREM', f, ARGV[j]) == 1 then redis.call('HDEL', M, ARGV[j]) end
 end
 redis.call('HDEL', l, 'r')
@@ -460,6 +495,7 @@ end
 if redis.call('HGET', l, 'o') == owner then redis.call('HDEL', l, 'o', 'e') end
 local nx = nextOf(m, f, l, now)
 if nx < 0 then redis.call('DEL', M, k, l) end
+setIndex(idx, member, nx)
 return string.format('%d', nx)
 `)
 

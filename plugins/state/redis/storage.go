@@ -79,7 +79,12 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 	} else {
 		args = append(args, "", 0, blindArg(c.Blind))
 	}
-	args, err := appendMailboxArgs(args, c)
+	idx := ""
+	if !s.cluster && len(c.Send) > 0 {
+		idx = member(f.FQN, keys)
+		ks = append(ks, mailIndex)
+	}
+	args, err := appendMailboxArgs(args, idx, c)
 	if err != nil {
 		return "", w, wrap("commit storage", f, err)
 	}
@@ -105,7 +110,7 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 	if err != nil {
 		return "", w, wrap("commit storage", f, err)
 	}
-	if len(c.Send) > 0 && len(r) >= 2 && r[0] == "k" {
+	if s.cluster && len(c.Send) > 0 && len(r) >= 2 && r[0] == "k" {
 		if err := s.indexSends(ctx, f, keys, c.Send, now); err != nil {
 			return "", w, wrap("commit storage: index the mailbox", f, err)
 		}
