@@ -360,7 +360,7 @@ return out
 `)
 
 // luaMailbox is the mailbox's Lua (mailbox.go): enqueue applies a commit's cancellations and
-// sends, read from ARGV at i (the index member or '', a count of tokens, the tokens, a count
+// sends, read from ARGV at i (the index member or ”, a count of tokens, the tokens, a count
 // of sends, then each send's due ms, token and encoding), indexes them when it can reach
 // the index (idx, the key, or false on a Cluster), and returns the ARGV index after them; nextOf returns when
 // the mailbox next needs attention (Unix ms; -1: empty).
