@@ -17,15 +17,22 @@ const (
 	// Version11 is ABI 1.1: configuration (osprey_configure), no storage.
 	Version11 = Major<<16 | 1
 	// Version12 is ABI 1.2: a program's address-scoped storage (storage_get, storage_set,
-	// storage_clear).
+	// storage_clear) and messages (send, send_after, cancel, egress, and the message call).
 	Version12 = Major<<16 | 2
 )
 
-// IsStorageImport reports whether name is one of the imports ABI 1.2 adds (storage_get,
-// storage_set, storage_clear): a module that imports any of them must report 1.2 or later
-// from osprey_abi_version, and may be used only as a program (ABI.md §4.5).
+// IsStorageImport reports whether name is one of the storage imports ABI 1.2 adds
+// (storage_get, storage_set, storage_clear): a module that imports any of them must report
+// 1.2 or later from osprey_abi_version, and may be used only as a program (ABI.md §4.5).
 func IsStorageImport(name string) bool {
 	return name == ImportStorageGet || name == ImportStorageSet || name == ImportStorageClear
+}
+
+// IsMessageImport reports whether name is one of the message imports ABI 1.2 adds (send,
+// send_after, cancel, egress): a module that imports any of them must report 1.2 or later
+// from osprey_abi_version, and may be used only as a program (ABI.md §4.6).
+func IsMessageImport(name string) bool {
+	return name == ImportSend || name == ImportSendAfter || name == ImportCancel || name == ImportEgress
 }
 
 // VersionMajor and VersionMinor split a value returned by osprey_abi_version.
@@ -52,9 +59,14 @@ const (
 	ImportStorageGet   = "storage_get"
 	ImportStorageSet   = "storage_set"
 	ImportStorageClear = "storage_clear"
-	WASIModule         = "wasi_snapshot_preview1"
-	MaxMessageSize     = 16 << 20
-	maxUvarint32Bytes  = 5
+	// ABI 1.2: messages between programs, and to egresses (ABI.md §4.6).
+	ImportSend        = "send"
+	ImportSendAfter   = "send_after"
+	ImportCancel      = "cancel"
+	ImportEgress      = "egress"
+	WASIModule        = "wasi_snapshot_preview1"
+	MaxMessageSize    = 16 << 20
+	maxUvarint32Bytes = 5
 )
 
 // Call kinds (first byte of an input message).
@@ -62,6 +74,7 @@ const (
 	CallProgram    uint8 = 1
 	CallMiddleware uint8 = 2
 	CallConfigure  uint8 = 3 // ABI 1.1: the input of osprey_configure
+	CallMessage    uint8 = 4 // ABI 1.2: a message to a program, at osprey_program (ABI.md §4.6)
 )
 
 // Response statuses (first byte of a response).

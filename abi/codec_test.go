@@ -195,6 +195,13 @@ func TestHostileCounts(t *testing.T) {
 		checkBounded(t, "row", func() error { _, err := abitest.Decode(abitest.KindRow, in); return err })
 		call := append(append([]byte{abi.CallProgram, 0}, abi.AppendUvarint(nil, n)...), make([]byte, 64)...)
 		checkBounded(t, "program call keys", func() error { _, err := abi.DecodeProgramCall(call); return err })
+		checkBounded(t, "egress row", func() error { _, err := abitest.Decode(abitest.KindEgressRow, in); return err })
+		// A message call's sender keys, after an empty fqn, keys and a timestamp, and its
+		// sender fqn.
+		sender := append(append([]byte{abi.CallMessage, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, abi.AppendUvarint(nil, n)...), make([]byte, 64)...)
+		checkBounded(t, "message call sender keys", func() error { _, err := abi.DecodeMessageCall(sender); return err })
+		from := append(append([]byte{abi.CallMessage, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, abi.AppendUvarint(nil, n)...), make([]byte, 64)...)
+		checkBounded(t, "message call sender fqn", func() error { _, err := abi.DecodeMessageCall(from); return err })
 	}
 	// A count that the input could hold but with elements that take more memory than wire
 	// bytes: a row claiming 100000 fields, each a 2-byte (empty name, null) field, in 200 KB.
@@ -417,6 +424,20 @@ func FuzzValue(f *testing.F) {
 	})
 }
 
+func FuzzDecodeMessageCall(f *testing.F) {
+	addSeeds(f, abitest.KindMessageCall)
+	f.Fuzz(func(t *testing.T, in []byte) { fuzzCanonical(t, abitest.KindMessageCall, in) })
+}
+
+// FuzzMessageArguments decodes the input as send's msg and as egress's row.
+func FuzzMessageArguments(f *testing.F) {
+	addSeeds(f, abitest.KindMessageValue, abitest.KindEgressRow)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		fuzzCanonical(t, abitest.KindMessageValue, in)
+		fuzzCanonical(t, abitest.KindEgressRow, in)
+	})
+}
+
 func benchCall() *abi.ProgramCall {
 	return &abi.ProgramCall{FQN: "fraud.amount", Keys: []abi.KV{{Name: "card_id", Value: "c_4242"}},
 		Timestamp: 1700000000123456789, Row: tenFieldRow()}
@@ -491,5 +512,63 @@ func TestStorageValue(t *testing.T) {
 	}
 	if v, err := abi.DecodeStorageValue(abi.AppendValue(nil, abi.Timestamp(5))); err != nil || v.Tag != abi.TagTimestamp || v.I != 5 {
 		t.Errorf("timestamp: %+v, %v", v, err)
+	}
+}
+
+// Messages (ABI 1.2): a message value is a storage value, whose window is an error saying it
+// cannot be sent; an egress row holds storage values; a message call's hops and attempt are
+// at least 1 and its message is never Null; the imports are recognised as the message ones.
+func TestMessaging(t *testing.T) {
+	window := abi.AppendValue(nil, abi.Value{Tag: abi.TagWindow, W: abi.Window{Mask: abi.AggrCount, Count: 2}})
+	if _, err := abi.DecodeMessageValue(window); !errors.Is(err, abi.ErrMalformed) || !strings.Contains(err.Error(), "a window value at byte 0 cannot be sent") {
+		t.Errorf("window message: %v", err)
+	}
+	if v, err := abi.DecodeMessageValue([]byte{byte(abi.TagNull)}); err != nil || v.Tag != abi.TagNull {
+		t.Errorf("a Null message value decodes (the host refuses it): %+v, %v", v, err)
+	}
+	row := abi.AppendRow(nil, []abi.Field{{Name: "a", Value: abi.Int(1)}, {Name: "w", Value: abi.Value{Tag: abi.TagWindow}}})
+	if _, err := abi.DecodeEgressRow(row); !errors.Is(err, abi.ErrMalformed) || !strings.Contains(err.Error(), "a window value at byte 14 cannot be sent") {
+		t.Errorf("window in an egress row: %v", err)
+	}
+	if _, err := abitest.Decode(abitest.KindRow, row); err != nil {
+		t.Errorf("the same row as a Row: %v", err)
+	}
+	c := abi.MessageCall{FQN: "a.b", Keys: []abi.KV{{Name: "k", Value: "v"}}, Timestamp: 7, FromFQN: "a.c", Hops: 16, Attempt: 3, Message: abi.Float(0.5)}
+	b := abi.AppendMessageCall(nil, &c)
+	if b[0] != abi.CallMessage {
+		t.Fatalf("kind %d, want %d", b[0], abi.CallMessage)
+	}
+	got, err := abi.DecodeMessageCall(b)
+	if err != nil || !abitest.Equal(got, c) {
+		t.Fatalf("decoded %+v, %v; want %+v", got, err, c)
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*abi.MessageCall)
+		msg  string
+	}{
+		{"hops 0", func(c *abi.MessageCall) { c.Hops = 0 }, "hops 0 at byte"},
+		{"attempt 0", func(c *abi.MessageCall) { c.Attempt = 0 }, "attempt 0 at byte"},
+		{"null", func(c *abi.MessageCall) { c.Message = abi.Null() }, "is null"},
+		{"window", func(c *abi.MessageCall) { c.Message = abi.Value{Tag: abi.TagWindow} }, "cannot be sent"},
+	} {
+		bad := c
+		tt.edit(&bad)
+		if _, err := abi.DecodeMessageCall(abi.AppendMessageCall(nil, &bad)); !errors.Is(err, abi.ErrMalformed) || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s: %v, want an error saying %q", tt.name, err, tt.msg)
+		}
+	}
+	if _, err := abi.DecodeProgramCall(b); err == nil || !strings.Contains(err.Error(), "call kind 4, want 1") {
+		t.Errorf("a message call as a program call: %v", err)
+	}
+	for _, name := range []string{abi.ImportSend, abi.ImportSendAfter, abi.ImportCancel, abi.ImportEgress} {
+		if !abi.IsMessageImport(name) || abi.IsStorageImport(name) {
+			t.Errorf("%s: IsMessageImport %v, IsStorageImport %v", name, abi.IsMessageImport(name), abi.IsStorageImport(name))
+		}
+	}
+	for _, name := range []string{abi.ImportStorageGet, abi.ImportGetFeature, abi.ImportLog, "sendx", ""} {
+		if abi.IsMessageImport(name) {
+			t.Errorf("IsMessageImport(%q) = true", name)
+		}
 	}
 }

@@ -122,7 +122,11 @@ func AppendRow(b []byte, row []Field) []byte {
 }
 
 // Row decodes a Row encoding, rejecting duplicate field names.
-func (d *Decoder) Row() []Field {
+func (d *Decoder) Row() []Field { return d.row(false) }
+
+// row decodes a Row; with storable (an egress row), a field whose value is not a storage
+// value (a window) is an error too.
+func (d *Decoder) row(storable bool) []Field {
 	n := d.count(2)
 	if n == 0 {
 		return nil
@@ -131,7 +135,11 @@ func (d *Decoder) Row() []Field {
 	var seen map[string]struct{}
 	for ; n > 0 && d.err == nil; n-- {
 		f := Field{Name: d.String()}
-		f.Value = d.Value()
+		if storable {
+			f.Value = d.primitive("cannot be sent (an egress row holds null or primitive kinds)")
+		} else {
+			f.Value = d.Value()
+		}
 		if d.err != nil {
 			break
 		}

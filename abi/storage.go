@@ -12,9 +12,15 @@ func (t Tag) Storable() bool { return t <= TagTimestampList }
 // StorageValue decodes a storage value: a Value of a storable kind. A window, or anything
 // Value rejects (an unknown tag among them), is an error.
 func (d *Decoder) StorageValue() Value {
+	return d.primitive("cannot be stored (storage holds null or a primitive kind)")
+}
+
+// primitive decodes a Value of a storable kind; a window is an error whose message ends with
+// why (after "a window value at byte n").
+func (d *Decoder) primitive(why string) Value {
 	at := d.off
 	if d.err == nil && d.off < len(d.buf) && Tag(d.buf[d.off]) == TagWindow {
-		d.fail(errorf("a window value at byte %d cannot be stored (storage holds null or a primitive kind)", at))
+		d.fail(errorf("a window value at byte %d %s", at, why))
 		return Value{}
 	}
 	return d.Value()

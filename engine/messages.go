@@ -203,6 +203,9 @@ func checkToken(token string) error {
 
 // sendable reports whether the invocation may send one more message.
 func (in *Invocation) sendable() error {
+	if in.e.messages == nil {
+		return fmt.Errorf("%w: the state provider keeps no mailboxes: programs cannot send", ErrUnsupported)
+	}
 	if in.errKey != nil {
 		return fmt.Errorf("%w: the sender's address is not known: %w", ErrMessage, in.errKey)
 	}

@@ -21,3 +21,7 @@ func NewInstanceForBenchmark(ctx context.Context, p engine.Program) error {
 	inst.close()
 	return nil
 }
+
+// SetModuleVersion changes the ABI version a program's module was checked with, as if its
+// osprey_abi_version had returned v when it was applied.
+func SetModuleVersion(p engine.Program, v uint32) { p.(*program).m.version = v }

@@ -14,6 +14,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/osprey-ml/osprey/abi"
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/internal/moduleref"
 )
@@ -352,14 +353,27 @@ func (h *Host) LoadProgram(ctx context.Context, f *engine.Feature) (engine.Progr
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", f.Builder.Module, err)
 	}
+	if err := m.checkMessages(f); err != nil {
+		return nil, fmt.Errorf("module %s: %w", f.Builder.Module, err)
+	}
 	if err := m.checkConfig(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	p := &program{m: m, fqn: f.FQN, cfg: cfg}
+	p := &program{m: m, fqn: f.FQN, cfg: cfg, messages: f.Messages != engine.PrimitiveUnknown}
 	for _, s := range f.Storage {
 		p.storage = append(p.storage, s.Name)
 	}
 	return p, nil
+}
+
+// checkMessages checks that the program module m can serve f: a feature that receives
+// messages (spec.builder.messages) needs a module of ABI 1.2 or later, which takes message
+// calls (ABI.md §4.6).
+func (m *module) checkMessages(f *engine.Feature) error {
+	if f.Messages == engine.PrimitiveUnknown || abi.VersionMinor(m.version) >= 2 {
+		return nil
+	}
+	return fmt.Errorf("%w: the feature receives messages (spec.builder.messages), which ABI 1.2 delivers as message calls, but osprey_abi_version returns %d.%d", ErrModule, abi.VersionMajor(m.version), abi.VersionMinor(m.version))
 }
 
 // ResolveMiddleware resolves a Wasm middleware (ref.Module set). For a native one it

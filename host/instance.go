@@ -28,6 +28,7 @@ type instance struct {
 	// configuration it was given last (zero: none). See config.go.
 	configureFn api.Function
 	cfg         guestConfig
+	version     uint32 // what osprey_abi_version returned
 	bufPtr      uint32 // the input region osprey_alloc last returned
 	bufCap      uint32
 	stack       [2]uint64
@@ -48,16 +49,20 @@ type instance struct {
 	lastDue int64
 
 	// Set for the duration of a call (host functions read them).
-	fqn     string
-	role    role
-	reader  engine.FeatureReader
-	inv     *engine.Invocation // a program's storage (ABI 1.2); nil: the feature declares none
-	storage []string           // the storage names the feature declares (hostfuncs.go)
-	held    []byte             // the result slot (ABI §3)
+	fqn    string
+	role   role
+	reader engine.FeatureReader
+	// inv is the program call's Invocation: its storage and messages (ABI 1.2). The engine
+	// gives one to every program call when its state keeps mailboxes, and otherwise to
+	// those of features that declare storage; nil: neither.
+	inv     *engine.Invocation
+	storage []string // the storage names the feature declares (hostfuncs.go)
+	held    []byte   // the result slot (ABI §3)
 }
 
 // callEnv is what the host functions of one entry-point call need: the feature, and for a
-// program its reader of dependencies and its storage.
+// program its reader of dependencies, its Invocation (storage and messages) and the storage
+// names it declares.
 type callEnv struct {
 	fqn     string
 	reader  engine.FeatureReader
@@ -125,14 +130,22 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 		return initFailed(abi.ExportVersion, errors.New("stopped"))
 	}
 	v := uint32(res[0])
+	inst.version = v
+	if m.version != 0 && v != m.version {
+		// What was checked when the module was applied (message calls, §1) must hold for
+		// every instance.
+		return fail(fmt.Errorf("%w: osprey_abi_version returns %d.%d, but returned %d.%d when the module was applied", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.VersionMajor(m.version), abi.VersionMinor(m.version)))
+	}
 	if abi.VersionMajor(v) != abi.Major {
 		return fail(fmt.Errorf("%w: ABI version %d.%d is not supported; this host implements %d.x", ErrModule, abi.VersionMajor(v), abi.VersionMinor(v), abi.Major))
 	}
 	if inst.configureFn != nil && abi.VersionMinor(v) < 1 {
 		return fail(fmt.Errorf("%w: exports %s, which ABI 1.1 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.ExportConfigure, abi.VersionMajor(v), abi.VersionMinor(v)))
 	}
-	if m.storage != "" && abi.VersionMinor(v) < 2 {
-		return fail(fmt.Errorf("%w: imports %s.%s, which ABI 1.2 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.HostModule, m.storage, abi.VersionMajor(v), abi.VersionMinor(v)))
+	for _, imp := range []string{m.storage, m.messages} {
+		if imp != "" && abi.VersionMinor(v) < 2 {
+			return fail(fmt.Errorf("%w: imports %s.%s, which ABI 1.2 defines, but osprey_abi_version returns %d.%d", ErrModule, abi.HostModule, imp, abi.VersionMajor(v), abi.VersionMinor(v)))
+		}
 	}
 	return inst, nil
 }

@@ -183,7 +183,11 @@ func (h *Host) Prepare(ctx context.Context, f *engine.Feature) error {
 		if err != nil {
 			return fmt.Errorf("apply %s: spec.builder: %w", f.FQN, err)
 		}
-		if _, err := h.load(ctx, f.Builder.Module, pages, roleProgram); err != nil {
+		m, err := h.load(ctx, f.Builder.Module, pages, roleProgram)
+		if err == nil {
+			err = m.checkMessages(f)
+		}
+		if err != nil {
 			return fmt.Errorf("apply %s: spec.builder: module %s: %w", f.FQN, f.Builder.Module, err)
 		}
 	}

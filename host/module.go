@@ -55,6 +55,8 @@ type module struct {
 	pool     *pool
 	exports  map[string]bool // the entry points it has
 	storage  string          // the first storage import it has (ABI 1.2), or ""
+	messages string          // the first message import it has (ABI 1.2), or ""
+	version  uint32          // what osprey_abi_version returned when the module was checked
 	ceiling  int64           // the most memory one instance may have: linear memory and tables
 	floor    bool            // the budget holds one ceiling for it (released with it)
 }
@@ -112,6 +114,9 @@ func (h *Host) load(ctx context.Context, ref string, pages uint32, r role) (*mod
 		}
 		if r == roleMiddleware && m.storage != "" {
 			return nil, fmt.Errorf("%w: imports %s.%s, but storage is a program's: a middleware has no address to keep it for (see abi/ABI.md §4.5)", ErrModule, abi.HostModule, m.storage)
+		}
+		if r == roleMiddleware && m.messages != "" {
+			return nil, fmt.Errorf("%w: imports %s.%s, but messages are a program's: a middleware has no address to send them from (see abi/ABI.md §4.6)", ErrModule, abi.HostModule, m.messages)
 		}
 		return m, nil
 	}
@@ -197,6 +202,7 @@ func (h *Host) compile(ctx context.Context, m *module, b []byte) (err error) {
 		}
 		return err
 	}
+	m.version = inst.version // read by loads once ready is closed
 	m.pool.put(inst)
 	h.log.LogAttrs(ctx, slog.LevelDebug, "module compiled", slog.String("digest", m.key.digest[:min(12, len(m.key.digest))]), slog.Uint64("memory_pages", uint64(m.key.pages)))
 	return nil
@@ -234,6 +240,11 @@ var hostImports = map[string][2][]api.ValueType{
 	abi.ImportStorageGet:   {{i32, i32, i32, i32}, {i32}},
 	abi.ImportStorageSet:   {{i32, i32, i32, i32}, {i32}},
 	abi.ImportStorageClear: {{i32, i32}, {i32}},
+	// ABI 1.2 (ABI.md §4.6): a program's messages.
+	abi.ImportSend:      {{i32, i32, i32, i32, i32, i32}, {i32}},
+	abi.ImportSendAfter: {{i64, i32, i32, i32, i32, i32, i32, i32, i32}, {i32}},
+	abi.ImportCancel:    {{i32, i32}, {i32}},
+	abi.ImportEgress:    {{i32, i32, i32, i32}, {i32}},
 }
 
 // hostImportNames lists hostImports, sorted, for messages.
@@ -301,6 +312,9 @@ func (m *module) check() error {
 			}
 			if abi.IsStorageImport(name) && m.storage == "" {
 				m.storage = name
+			}
+			if abi.IsMessageImport(name) && m.messages == "" {
+				m.messages = name
 			}
 		case abi.WASIModule:
 			if _, ok := wasi[name]; !ok {

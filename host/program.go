@@ -24,17 +24,37 @@ type program struct {
 	// storage are the names of spec.builder.storage, which storage_* calls match without
 	// allocating (hostfuncs.go).
 	storage []string
+	// messages is set when the feature declares spec.builder.messages: it receives message
+	// calls (ABI 1.2, checked when it was loaded).
+	messages bool
 }
 
-// Run encodes the call, runs osprey_program on a pooled instance and decodes the result.
+// Run encodes the call — a program call (ABI.md §4.1), or a message call (§4.6) when
+// call.Message is set — runs osprey_program on a pooled instance and decodes the result.
 func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
 	bp := inputs.Get().(*[]byte)
 	defer inputs.Put(bp)
-	b := append((*bp)[:0], abi.CallProgram)
-	b = abi.AppendString(b, p.fqn)
-	b = appendKeys(b, call.Keys)
-	b = abi.AppendI64(b, call.Timestamp.UnixNano())
-	b = appendRow(b, call.Row)
+	var b []byte
+	if m := call.Message; m != nil {
+		if err := p.checkMessage(m); err != nil {
+			return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, err)
+		}
+		b = append((*bp)[:0], abi.CallMessage)
+		b = abi.AppendString(b, p.fqn)
+		b = appendKeys(b, call.Keys)
+		b = abi.AppendI64(b, call.Timestamp.UnixNano())
+		b = abi.AppendString(b, m.From.FQN)
+		b = appendKeys(b, m.From.Keys)
+		b = abi.AppendUvarint(b, uint64(m.Hops))
+		b = abi.AppendUvarint(b, uint64(m.Attempt))
+		b = appendValue(b, m.Value)
+	} else {
+		b = append((*bp)[:0], abi.CallProgram)
+		b = abi.AppendString(b, p.fqn)
+		b = appendKeys(b, call.Keys)
+		b = abi.AppendI64(b, call.Timestamp.UnixNano())
+		b = appendRow(b, call.Row)
+	}
 	*bp = b
 
 	env := callEnv{fqn: p.fqn, reader: call.Reader, inv: call.Invocation, storage: p.storage}
@@ -47,6 +67,20 @@ func (p *program) Run(ctx context.Context, call *engine.ProgramCall) (engine.Pro
 		return engine.ProgramResult{}, fmt.Errorf("wasm %s: %w", p.fqn, unwrapGuest(err))
 	}
 	return res, nil
+}
+
+// checkMessage checks that a message call may be sent to the program, and that it encodes
+// as the ABI allows (hops and attempt from 1, a message of a primitive kind).
+func (p *program) checkMessage(m *engine.Received) error {
+	switch k := m.Value.Kind(); {
+	case !p.messages:
+		return fmt.Errorf("%w: a message for a feature that declares no spec.builder.messages (it receives no messages)", engine.ErrUnsupported)
+	case m.Hops < 1 || m.Hops > abi.MaxMessageSize || m.Attempt < 1 || m.Attempt > abi.MaxMessageSize:
+		return fmt.Errorf("%w: a message with hops %d and attempt %d (each must be 1 to %d)", engine.ErrMessage, m.Hops, m.Attempt, abi.MaxMessageSize)
+	case k == engine.KindNull || k == engine.KindWindow:
+		return fmt.Errorf("%w: a message is %s (it must be a value of a primitive kind)", engine.ErrMessage, k)
+	}
+	return nil
 }
 
 func decodeProgramResponse(out []byte) (engine.ProgramResult, error) {

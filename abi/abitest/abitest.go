@@ -36,11 +36,15 @@ const (
 	KindGetResult      Kind = "get_result"      // a GetResult (§5.6); abi.GetResult
 	KindConfigureCall  Kind = "configure_call"  // §4.4 input (ABI 1.1); abi.ConfigureCall
 	KindStorageValue   Kind = "storage_value"   // storage_set's val, storage_get's result (§4.5, ABI 1.2); StorageValue
+	KindMessageCall    Kind = "message_call"    // §4.6 input (ABI 1.2); abi.MessageCall
+	KindMessageValue   Kind = "message_value"   // send's and send_after's msg (§4.6, ABI 1.2); MessageValue
+	KindEgressRow      Kind = "egress_row"      // egress's row (§4.6, ABI 1.2); EgressRow
 )
 
 // Kinds lists every vector kind.
 var Kinds = []Kind{KindValue, KindKeys, KindRow, KindProgramCall, KindMiddlewareCall,
-	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult, KindConfigureCall, KindStorageValue}
+	KindProgramResult, KindValueResult, KindErrorResponse, KindGetResult, KindConfigureCall, KindStorageValue,
+	KindMessageCall, KindMessageValue, KindEgressRow}
 
 // ValueResult is the Go form of a value_result vector: a middleware's successful response.
 type ValueResult struct{ Value abi.Value }
@@ -48,6 +52,15 @@ type ValueResult struct{ Value abi.Value }
 // StorageValue is the Go form of a storage_value vector: the value storage_set takes and
 // storage_get returns (ABI 1.2), Null or a primitive kind.
 type StorageValue struct{ Value abi.Value }
+
+// MessageValue is the Go form of a message_value vector: the msg send and send_after take
+// (ABI 1.2), a storage value. (Null is a valid encoding, which the host refuses as an error
+// returned to the guest: no valid vector holds it.)
+type MessageValue struct{ Value abi.Value }
+
+// EgressRow is the Go form of an egress_row vector: the row egress takes (ABI 1.2), a Row
+// whose values are storage values.
+type EgressRow []abi.Field
 
 // Vector is one golden vector.
 type Vector struct {
@@ -146,6 +159,12 @@ func Decode(kind Kind, b []byte) (any, error) {
 		return abi.DecodeConfigureCall(b)
 	case KindStorageValue:
 		msg = StorageValue{d.StorageValue()}
+	case KindMessageCall:
+		return abi.DecodeMessageCall(b)
+	case KindMessageValue:
+		msg = MessageValue{d.MessageValue()}
+	case KindEgressRow:
+		msg = EgressRow(d.EgressRow())
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
@@ -181,6 +200,12 @@ func Encode(msg any) ([]byte, error) {
 		return abi.AppendConfigureCall(nil, &m), nil
 	case StorageValue:
 		return abi.AppendValue(nil, m.Value), nil
+	case abi.MessageCall:
+		return abi.AppendMessageCall(nil, &m), nil
+	case MessageValue:
+		return abi.AppendValue(nil, m.Value), nil
+	case EgressRow:
+		return abi.AppendRow(nil, m), nil
 	}
 	return nil, fmt.Errorf("abitest: cannot encode %T", msg)
 }
@@ -210,6 +235,12 @@ func KindOf(msg any) (Kind, error) {
 		return KindConfigureCall, nil
 	case StorageValue:
 		return KindStorageValue, nil
+	case abi.MessageCall:
+		return KindMessageCall, nil
+	case MessageValue:
+		return KindMessageValue, nil
+	case EgressRow:
+		return KindEgressRow, nil
 	}
 	return "", fmt.Errorf("abitest: no vector kind for %T", msg)
 }
@@ -271,6 +302,14 @@ func MeaningOf(msg any) (json.RawMessage, error) {
 		x = ordered{{"config", keysJSON(m.Config)}}
 	case StorageValue:
 		x = ordered{{"value", valueJSON(m.Value)}}
+	case abi.MessageCall:
+		x = ordered{{"fqn", m.FQN}, {"keys", keysJSON(m.Keys)}, {"timestamp", m.Timestamp},
+			{"from_fqn", m.FromFQN}, {"from_keys", keysJSON(m.FromKeys)}, {"hops", m.Hops}, {"attempt", m.Attempt},
+			{"message", valueJSON(m.Message)}}
+	case MessageValue:
+		x = ordered{{"value", valueJSON(m.Value)}}
+	case EgressRow:
+		x = rowJSON(m)
 	default:
 		return nil, fmt.Errorf("abitest: no meaning for %T", msg)
 	}
@@ -430,6 +469,17 @@ func FromMeaning(kind Kind, meaning json.RawMessage) (any, error) {
 	case KindStorageValue:
 		o := p.object(x, "meaning", "value")
 		msg = StorageValue{p.value(o["value"], "value")}
+	case KindMessageCall:
+		o := p.object(x, "meaning", "fqn", "keys", "timestamp", "from_fqn", "from_keys", "hops", "attempt", "message")
+		msg = abi.MessageCall{FQN: p.str(o["fqn"], "fqn"), Keys: p.keys(o["keys"], "keys"),
+			Timestamp: p.i64(o["timestamp"], "timestamp"), FromFQN: p.str(o["from_fqn"], "from_fqn"),
+			FromKeys: p.keys(o["from_keys"], "from_keys"), Hops: p.u32(o["hops"], "hops"),
+			Attempt: p.u32(o["attempt"], "attempt"), Message: p.value(o["message"], "message")}
+	case KindMessageValue:
+		o := p.object(x, "meaning", "value")
+		msg = MessageValue{p.value(o["value"], "value")}
+	case KindEgressRow:
+		msg = EgressRow(p.row(x, "meaning"))
 	default:
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
@@ -527,6 +577,14 @@ func (p *parser) u8(x any, path string) uint8 {
 		p.fail(path, "%d does not fit in a byte", i)
 	}
 	return uint8(i)
+}
+
+func (p *parser) u32(x any, path string) uint32 {
+	i := p.i64(x, path)
+	if i < 0 || i > math.MaxUint32 {
+		p.fail(path, "%d does not fit in 32 bits", i)
+	}
+	return uint32(i)
 }
 
 func (p *parser) f64(x any, path string) float64 {

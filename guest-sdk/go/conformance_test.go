@@ -124,6 +124,14 @@ func checkValid(t *testing.T, kind abitest.Kind, b []byte, want any) {
 		if len(got) > 0 && !bytes.Equal(abi.AppendKeys(nil, pr.Keys), b) {
 			t.Errorf("result keys %v, want %x", pr.Keys, b)
 		}
+		// A send's target keys are passed as the same encoding.
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			return program.Result{}, ctx.Send(osprey.Address{FQN: "x.y", Keys: got}, osprey.Int(1))
+		})
+		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
+		if !bytes.Equal(h.Sends[0].RawKeys, b) {
+			t.Errorf("send keys %x, want %x", h.Sends[0].RawKeys, b)
+		}
 
 	case abitest.KindRow:
 		wantRow := want.([]abi.Field)
@@ -300,6 +308,55 @@ func checkValid(t *testing.T, kind abitest.Kind, b []byte, want any) {
 		if set := h.StorageCalls[len(h.StorageCalls)-1]; set.Op != "set" || !bytes.Equal(set.Raw, b) {
 			t.Errorf("Storage.Set sent %x, want %x", set.Raw, b)
 		}
+
+	case abitest.KindMessageCall:
+		// Delivered to the message handler: the address and time in the Context, the rest in
+		// the Message.
+		w := want.(abi.MessageCall)
+		var got abi.MessageCall
+		program.HandleMessage(func(ctx *osprey.Context, msg osprey.Message) (program.Result, error) {
+			got = abi.MessageCall{FQN: ctx.FQN(), Keys: ctx.Keys(), Timestamp: ctx.Timestamp().UnixNano(),
+				FromFQN: msg.From.FQN, FromKeys: msg.From.Keys, Hops: uint32(msg.Hops), Attempt: uint32(msg.Attempt), Message: msg.Value}
+			return program.Result{Value: msg.Value}, nil
+		})
+		defer program.HandleMessage(nil)
+		pr := okProgram(t, program.Run(b))
+		if !abitest.Equal(got, w) {
+			t.Errorf("message call %+v, want %+v", got, w)
+		}
+		if !abitest.Equal(pr.Value, w.Message) {
+			t.Errorf("result %+v, want the message %+v", pr.Value, w.Message)
+		}
+
+	case abitest.KindMessageValue:
+		// Written by Send and SendAfter as their msg.
+		w := want.(abitest.MessageValue)
+		h := hosttest.Install(t, &hosttest.Host{})
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			to := osprey.Address{FQN: "x.y", Keys: osprey.K("id", "1")}
+			if err := ctx.Send(to, w.Value); err != nil {
+				return program.Result{}, err
+			}
+			return program.Result{}, ctx.SendAfter(time.Minute, "t", to, w.Value)
+		})
+		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
+		for _, c := range h.Sends {
+			if !bytes.Equal(c.RawValue, b) {
+				t.Errorf("%s sent %x, want %x", c.Op, c.RawValue, b)
+			}
+		}
+
+	case abitest.KindEgressRow:
+		// Written by Egress as its row.
+		w := want.(abitest.EgressRow)
+		h := hosttest.Install(t, &hosttest.Host{})
+		program.Handle(func(ctx *osprey.Context, _ osprey.Row) (program.Result, error) {
+			return program.Result{}, ctx.Egress("e", w...)
+		})
+		okProgram(t, program.Run(programCall([]byte{0}, []byte{0})))
+		if !bytes.Equal(h.Sends[0].RawRow, b) {
+			t.Errorf("Egress sent %x, want %x", h.Sends[0].RawRow, b)
+		}
 	}
 }
 
@@ -312,13 +369,16 @@ func nonNilKeys(k []abi.KV) osprey.Keys {
 
 // checkInvalid checks that the SDK rejects an invalid message it would decode: calls, and
 // values, keys and rows spliced into calls, get_feature results and storage values. (The
-// SDK only encodes responses, so invalid response vectors do not apply to it.)
+// SDK only encodes responses and the arguments of send and egress, so invalid vectors of
+// those do not apply to it.)
 func checkInvalid(t *testing.T, v abitest.Vector, b []byte) {
 	var resp []byte
 	program.Handle(func(*osprey.Context, osprey.Row) (program.Result, error) { return program.Result{}, nil })
+	program.HandleMessage(func(*osprey.Context, osprey.Message) (program.Result, error) { return program.Result{}, nil })
+	defer program.HandleMessage(nil)
 	middleware.Handle(func(_ *osprey.Context, _ middleware.Call, v osprey.Value) (osprey.Value, error) { return v, nil })
 	switch v.Kind {
-	case abitest.KindProgramCall:
+	case abitest.KindProgramCall, abitest.KindMessageCall:
 		resp = program.Run(b)
 	case abitest.KindMiddlewareCall:
 		resp = middleware.Run(b)

@@ -3,9 +3,10 @@
 // This package holds no code; the SDK is three packages:
 //
 //   - osprey: values, keys, the lazy input Row, and the call Context (reading other
-//     features, a program's address-scoped storage, logging, the host clock). It also
-//     provides the exports every module needs.
-//   - program: registers a feature program (the osprey_program export).
+//     features, a program's address-scoped storage and messages, logging, the host clock).
+//     It also provides the exports every module needs.
+//   - program: registers a feature program and its handler for messages (the
+//     osprey_program export).
 //   - middleware: registers a middleware (the osprey_middleware export).
 //
 // The contract between host and guest is abi/ABI.md in the Osprey repository.

@@ -1,7 +1,9 @@
 // Package osprey is the core of the Go guest SDK for Osprey feature programs and middlewares
 // compiled to WebAssembly: values, keys, the lazy input Row, and the call Context through
 // which a guest reads other features, uses its program's storage (Context.Storage, ABI 1.2),
-// logs and reads the clock.
+// sends messages to other programs and rows to egresses (Context.Send, SendAfter, Cancel and
+// Egress, ABI 1.2), logs and reads the clock. A program receives messages, as a Message from
+// an Address, through a handler registered with program.HandleMessage.
 //
 // Programs register with package program and middlewares with package middleware, in an
 // init function (see the module's README for complete examples and the build command).

@@ -211,17 +211,8 @@ func (s Storage) Clear() error {
 // status reads the result of storage_set or storage_clear: 0, or minus the length of a
 // held error message.
 func (s Storage) status(n int32) error {
-	if n == 0 {
-		return nil
+	if m := status(s.c.call(), n); m != "" {
+		return s.fail(m)
 	}
-	if n > 0 {
-		return s.fail("the host returned " + strconv.Itoa(int(n)) + ", want 0 or an error")
-	}
-	cc := s.c.call()
-	out := resultSlot(cc)
-	b, _, problem := fetch(cc, n, out)
-	if problem != "" {
-		return s.fail(problem)
-	}
-	return s.fail(string(b))
+	return nil
 }

@@ -13,9 +13,35 @@
 //
 //	func main() {}
 //
+// A feature that receives messages from other programs (ABI 1.2: spec.builder.messages in
+// its manifest, sent with osprey.Context.Send or SendAfter) registers a second handler, for
+// them, with HandleMessage. Each message is a call of its own, for the address it was sent
+// to: the Context's Keys are the receiving entity's and its Timestamp the message's event
+// time, and the Result is the feature's value for that entity (Null writes nothing):
+//
+//	func init() {
+//		program.Handle(onRow)
+//		program.HandleMessage(func(ctx *osprey.Context, msg osprey.Message) (program.Result, error) {
+//			total := ctx.Storage("total")
+//			sum, _, err := total.Float()
+//			if err != nil {
+//				return program.Result{}, err
+//			}
+//			sum += msg.Value.F
+//			if err := total.Set(osprey.Float(sum)); err != nil {
+//				return program.Result{}, err
+//			}
+//			return program.Result{Value: osprey.Float(sum)}, nil
+//		})
+//	}
+//
+// The handler for rows and requests (Handle) serves every other call: a feature whose value
+// is only ever written by messages still gets a call on request when it has no data
+// source, and should answer it (a Null Result writes nothing).
+//
 // Built for GOOS=wasip1 with -buildmode=c-shared, the package exports osprey_program
-// (ABI §4.1). The module's _initialize runs the init functions (but not main), so the
-// handler is registered before the first call.
+// (ABI §4.1, §4.6). The module's _initialize runs the init functions (but not main), so the
+// handlers are registered before the first call.
 package program
 
 import (
@@ -44,14 +70,23 @@ type Result struct {
 // Handler computes a feature value from a call.
 type Handler func(ctx *osprey.Context, row osprey.Row) (Result, error)
 
+// MessageHandler computes a feature value from a message another program sent to the
+// call's address (ABI 1.2).
+type MessageHandler func(ctx *osprey.Context, msg osprey.Message) (Result, error)
+
 var (
-	handler Handler
-	call    core.Call
-	out     []byte
+	handler        Handler
+	messageHandler MessageHandler
+	call           core.Call
+	out            []byte
 )
 
 // NoHandler is the error message of a call made with no program registered.
 const NoHandler = "no program registered (call program.Handle in init)"
+
+// NoMessageHandler is the error message of a message call made with no message handler
+// registered.
+const NoMessageHandler = "a message arrived but no message handler is registered (call program.HandleMessage in init)"
 
 // Handle registers the program. Call it from an init function; a later call replaces the
 // handler.
@@ -59,17 +94,28 @@ func Handle(fn func(ctx *osprey.Context, row osprey.Row) (Result, error)) {
 	handler = fn
 }
 
-// Run serves one program call: it decodes input (ABI §4.1), runs the handler (recovering a
-// panic into an error response that quotes the panic and the first frames of its stack),
-// and returns the encoded response (ABI §4.3). The response is valid until the next call of
-// Run, which reuses its memory. The osprey_program export calls Run; tests can call it
-// directly.
+// HandleMessage registers the program's handler for messages (ABI 1.2): the host calls it
+// for each message sent to one of the feature's addresses, which its manifest allows with
+// spec.builder.messages. Call it from an init function; a later call replaces the handler.
+// A module that registers none fails every message call with NoMessageHandler.
+func HandleMessage(fn func(ctx *osprey.Context, msg osprey.Message) (Result, error)) {
+	messageHandler = fn
+}
+
+// Run serves one call of osprey_program: it decodes input — a program call (ABI §4.1) or a
+// message call (§4.6) —, runs the handler registered for it (recovering a panic into an
+// error response that quotes the panic and the first frames of its stack), and returns the
+// encoded response (ABI §4.3). The response is valid until the next call of Run, which
+// reuses its memory. The osprey_program export calls Run; tests can call it directly.
 func Run(input []byte) []byte {
 	out = serve(out[:0], input)
 	return out
 }
 
 func serve(b, input []byte) []byte {
+	if len(input) > 0 && input[0] == abi.CallMessage {
+		return serveMessage(b, input)
+	}
 	if handler == nil {
 		return abi.AppendErrorResponse(b, abi.StatusError, NoHandler)
 	}
@@ -80,6 +126,29 @@ func serve(b, input []byte) []byte {
 	var res Result
 	panicked, err := invoke(handler, (*osprey.Context)(&call), osprey.Row(call.Row()), &res)
 	call.End()
+	return respond(b, &res, panicked, err)
+}
+
+// serveMessage serves a message call.
+func serveMessage(b, input []byte) []byte {
+	if messageHandler == nil {
+		return abi.AppendErrorResponse(b, abi.StatusError, NoMessageHandler)
+	}
+	var m abi.MessageCall
+	if err := call.DecodeMessage(input, &m); err != nil {
+		call.End()
+		return abi.AppendErrorResponse(b, abi.StatusError, "malformed message call: "+err.Error())
+	}
+	msg := osprey.Message{From: osprey.Address{FQN: m.FromFQN, Keys: osprey.Keys(m.FromKeys)}, Value: m.Message,
+		Hops: int(m.Hops), Attempt: int(m.Attempt)}
+	var res Result
+	panicked, err := invokeMessage(messageHandler, (*osprey.Context)(&call), &msg, &res)
+	call.End()
+	return respond(b, &res, panicked, err)
+}
+
+// respond appends the response to a call whose handler returned *res and err, or panicked.
+func respond(b []byte, res *Result, panicked string, err error) []byte {
 	switch {
 	case panicked != "":
 		return abi.AppendErrorResponse(b, abi.StatusError, panicked)
@@ -144,5 +213,16 @@ func invoke(h Handler, ctx *osprey.Context, row osprey.Row, res *Result) (panick
 		}
 	}()
 	*res, err = h(ctx, row)
+	return "", err
+}
+
+// invokeMessage is invoke for a message handler.
+func invokeMessage(h MessageHandler, ctx *osprey.Context, msg *osprey.Message, res *Result) (panicked string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = "panic: " + core.FormatAny(r) + core.Frames(5)
+		}
+	}()
+	*res, err = h(ctx, *msg)
 	return "", err
 }

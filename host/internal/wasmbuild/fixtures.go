@@ -403,3 +403,75 @@ func StorageGuest(version uint32, export string, build func(m *Module) uint32) [
 	s.program = build
 	return buildGuest(s)
 }
+
+// The message imports of MessageGuest (ABI 1.2), by function index, and their types.
+const (
+	SendFunc      uint32 = 0 // send (fqn_ptr, fqn_len, keys_ptr, keys_len, msg_ptr, msg_len i32) -> i32
+	SendAfterFunc uint32 = 1 // send_after (delay_ns i64, token_ptr, token_len, fqn_ptr, fqn_len, keys_ptr, keys_len, msg_ptr, msg_len i32) -> i32
+	CancelFunc    uint32 = 2 // cancel (token_ptr, token_len i32) -> i32
+	EgressFunc    uint32 = 3 // egress (name_ptr, name_len, row_ptr, row_len i32) -> i32
+	// ResultFunc is the index of result (out_ptr, out_cap i32) -> i32, which MessageGuest
+	// imports too.
+	ResultFunc uint32 = 4
+)
+
+var (
+	sendType      = FuncType{Params: []ValType{I32, I32, I32, I32, I32, I32}, Results: []ValType{I32}}
+	sendAfterType = FuncType{Params: []ValType{I64, I32, I32, I32, I32, I32, I32, I32, I32}, Results: []ValType{I32}}
+)
+
+// MessageGuest returns a NoopProgram whose osprey_abi_version returns version and which
+// imports send, send_after, cancel, egress and result from "osprey" (ABI 1.2; function
+// indices SendFunc, SendAfterFunc, CancelFunc, EgressFunc, ResultFunc). build, when not nil,
+// adds the program function (and anything else) and returns its index; nil is NoopProgram's,
+// which never calls the imports. The program function is exported as export:
+// "osprey_program", or "osprey_middleware" for a middleware.
+func MessageGuest(version uint32, export string, build func(m *Module) uint32) []byte {
+	s := defaultSpec()
+	s.version = version
+	s.export = export
+	s.imports = []importSpec{
+		{module: "osprey", name: "send", t: sendType},
+		{module: "osprey", name: "send_after", t: sendAfterType},
+		{module: "osprey", name: "cancel", t: storageClearType},
+		{module: "osprey", name: "egress", t: storageGetType},
+		{module: "osprey", name: "result", t: storageClearType},
+	}
+	s.program = build
+	return buildGuest(s)
+}
+
+// ErrorResponseOffset is where ReturnHeldError builds its response.
+const ErrorResponseOffset = 8192
+
+// ReturnHeldError returns the instructions that end an osprey_program whose last host call
+// left its result n (an i32) on the stack: n >= 0 returns NoopResponse; n < 0 fetches the
+// error held (-n bytes, at most 16383) with result (import index resultFunc) and returns it
+// as an error response (status 1, the message as a String), built at ErrorResponseOffset.
+// local is the index of an i32 local of the function, which it uses.
+func ReturnHeldError(resultFunc, local uint32) []byte {
+	const msg = ErrorResponseOffset + 3 // status, a uvarint length of up to 2 bytes, the message
+	return Seq(
+		LocalSet(local),
+		LocalGet(local), I32Const(0), I32GeS(),
+		If(BlockEmpty, okResult(), Return()),
+		I32Const(0), LocalGet(local), I32Sub(), LocalSet(local), // local = len = -n
+		I32Const(msg), LocalGet(local), Call(resultFunc), Drop(),
+		I32Const(ErrorResponseOffset), I32Const(1), I32Store8(0, 0), // status 1
+		// The length as a 2-byte uvarint when it needs one, else 1 byte: the message moves
+		// left by one (memory.copy) so that the String follows the status directly.
+		LocalGet(local), I32Const(128), I32LtU(),
+		IfElse(BlockEmpty,
+			Seq(
+				I32Const(ErrorResponseOffset+1), LocalGet(local), I32Store8(0, 0),
+				I32Const(ErrorResponseOffset+2), I32Const(msg), LocalGet(local), MemoryCopy(),
+				I64Const(int64(ErrorResponseOffset)<<32), LocalGet(local), I32Const(2), I32Add(), I64ExtendI32U(), I64Or(), Return(),
+			),
+			Seq(
+				I32Const(ErrorResponseOffset+1), LocalGet(local), I32Const(0x7f), I32And(), I32Const(0x80), I32Or(), I32Store8(0, 0),
+				I32Const(ErrorResponseOffset+2), LocalGet(local), I32Const(7), I32ShrU(), I32Store8(0, 0),
+				I64Const(int64(ErrorResponseOffset)<<32), LocalGet(local), I32Const(3), I32Add(), I64ExtendI32U(), I64Or(), Return(),
+			)),
+		Unreachable(),
+	)
+}

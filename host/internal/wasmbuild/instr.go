@@ -177,6 +177,9 @@ func I32GtU() []byte { return op(0x4b) }
 // I32LeU is `i32.le_u`.
 func I32LeU() []byte { return op(0x4d) }
 
+// I32GeS is `i32.ge_s`.
+func I32GeS() []byte { return op(0x4e) }
+
 // I32GeU is `i32.ge_u`.
 func I32GeU() []byte { return op(0x4f) }
 
@@ -206,6 +209,9 @@ func I32Or() []byte { return op(0x72) }
 
 // I32Shl is `i32.shl`.
 func I32Shl() []byte { return op(0x74) }
+
+// I32ShrU is `i32.shr_u`.
+func I32ShrU() []byte { return op(0x76) }
 
 // I64Add is `i64.add`.
 func I64Add() []byte { return op(0x7c) }

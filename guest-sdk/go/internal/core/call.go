@@ -36,7 +36,8 @@ type Scratch struct {
 	Keys []byte // encoded keys for get_feature
 	Out  []byte // the result slot of get_feature, storage_get and result
 	Log  []byte // encoded log attributes
-	Val  []byte // the encoded value of storage_set
+	Val  []byte // the encoded value of storage_set, and the message of send and send_after
+	Row  []byte // the encoded row of egress
 }
 
 // Scratch returns the call's reusable buffers.
@@ -74,6 +75,22 @@ func (c *Call) slowProgram(in []byte) error {
 	if err := c.row.parse(d, in, false); err != nil {
 		return err
 	}
+	return d.Done()
+}
+
+// DecodeMessage decodes a message call (ABI §4.6, ABI 1.2) from in, which must stay
+// unchanged until End: its receiving address and timestamp into the call (whose row is
+// empty), and its sender, hops, attempt and message into m.
+func (c *Call) DecodeMessage(in []byte, m *abi.MessageCall) error {
+	c.begin(in)
+	d := &c.dec
+	if k := d.U8(); d.Err() == nil && k != abi.CallMessage {
+		return malformed("call kind " + strconv.Itoa(int(k)) + ", want 4 (message)")
+	}
+	if err := c.header(in); err != nil {
+		return err
+	}
+	d.MessageBody(m)
 	return d.Done()
 }
 

@@ -22,6 +22,16 @@ type Host interface {
 	StorageSet(name string, val []byte) int32
 	// StorageClear clears name: 0, or minus an error's length.
 	StorageClear(name string) int32
+	// Send sends msg, an encoded Value, to the program at (fqn, keys), an encoded Keys
+	// (ABI 1.2): 0, or minus an error's length.
+	Send(fqn string, keys, msg []byte) int32
+	// SendAfter sends msg to (fqn, keys) once delay nanoseconds have passed, under token:
+	// 0, or minus an error's length.
+	SendAfter(delay int64, token, fqn string, keys, msg []byte) int32
+	// Cancel revokes the delayed message of token: 0, or minus an error's length.
+	Cancel(token string) int32
+	// Egress sends row, an encoded Row, to the egress name: 0, or minus an error's length.
+	Egress(name string, row []byte) int32
 }
 
 var host Host = &noHost{}
@@ -54,6 +64,20 @@ func StorageSet(name string, val []byte) int32 { return host.StorageSet(name, va
 
 // StorageClear calls the host bridge's StorageClear.
 func StorageClear(name string) int32 { return host.StorageClear(name) }
+
+// Send calls the host bridge's Send.
+func Send(fqn string, keys, msg []byte) int32 { return host.Send(fqn, keys, msg) }
+
+// SendAfter calls the host bridge's SendAfter.
+func SendAfter(delay int64, token, fqn string, keys, msg []byte) int32 {
+	return host.SendAfter(delay, token, fqn, keys, msg)
+}
+
+// Cancel calls the host bridge's Cancel.
+func Cancel(token string) int32 { return host.Cancel(token) }
+
+// Egress calls the host bridge's Egress.
+func Egress(name string, row []byte) int32 { return host.Egress(name, row) }
 
 // Slot implements the host side of the result-slot convention (ABI §3) for native hosts.
 type Slot struct {
@@ -102,5 +126,13 @@ func (h *noHost) StorageGet(_ string, out []byte) int32 {
 }
 func (h *noHost) StorageSet(string, []byte) int32 { return h.slot.Return(nil, []byte(noHostMsg), true) }
 func (h *noHost) StorageClear(string) int32       { return h.slot.Return(nil, []byte(noHostMsg), true) }
-func (h *noHost) Log(int32, string, []byte)       {}
-func (h *noHost) Now() int64                      { return time.Now().UnixNano() }
+func (h *noHost) Send(string, []byte, []byte) int32 {
+	return h.slot.Return(nil, []byte(noHostMsg), true)
+}
+func (h *noHost) SendAfter(int64, string, string, []byte, []byte) int32 {
+	return h.slot.Return(nil, []byte(noHostMsg), true)
+}
+func (h *noHost) Cancel(string) int32         { return h.slot.Return(nil, []byte(noHostMsg), true) }
+func (h *noHost) Egress(string, []byte) int32 { return h.slot.Return(nil, []byte(noHostMsg), true) }
+func (h *noHost) Log(int32, string, []byte)   {}
+func (h *noHost) Now() int64                  { return time.Now().UnixNano() }

@@ -29,6 +29,20 @@ func storageSet(name unsafe.Pointer, nameLen uint32, val unsafe.Pointer, valLen 
 //go:wasmimport osprey storage_clear
 func storageClear(name unsafe.Pointer, nameLen uint32) int32
 
+// The message imports (ABI 1.2), imported only when the guest calls them, like storage's.
+
+//go:wasmimport osprey send
+func send(fqn unsafe.Pointer, fqnLen uint32, keys unsafe.Pointer, keysLen uint32, msg unsafe.Pointer, msgLen uint32) int32
+
+//go:wasmimport osprey send_after
+func sendAfter(delay int64, token unsafe.Pointer, tokenLen uint32, fqn unsafe.Pointer, fqnLen uint32, keys unsafe.Pointer, keysLen uint32, msg unsafe.Pointer, msgLen uint32) int32
+
+//go:wasmimport osprey cancel
+func cancel(token unsafe.Pointer, tokenLen uint32) int32
+
+//go:wasmimport osprey egress
+func egress(name unsafe.Pointer, nameLen uint32, row unsafe.Pointer, rowLen uint32) int32
+
 func ptr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
 
 // GetFeature calls the host's get_feature (ABI §3) with out as the result slot (its length
@@ -61,4 +75,24 @@ func StorageSet(name string, val []byte) int32 {
 // StorageClear calls the host's storage_clear (ABI 1.2).
 func StorageClear(name string) int32 {
 	return storageClear(unsafe.Pointer(unsafe.StringData(name)), uint32(len(name)))
+}
+
+func sptr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
+
+// Send calls the host's send (ABI 1.2): msg, an encoded Value, to (fqn, keys).
+func Send(fqn string, keys, msg []byte) int32 {
+	return send(sptr(fqn), uint32(len(fqn)), ptr(keys), uint32(len(keys)), ptr(msg), uint32(len(msg)))
+}
+
+// SendAfter calls the host's send_after (ABI 1.2).
+func SendAfter(delay int64, token, fqn string, keys, msg []byte) int32 {
+	return sendAfter(delay, sptr(token), uint32(len(token)), sptr(fqn), uint32(len(fqn)), ptr(keys), uint32(len(keys)), ptr(msg), uint32(len(msg)))
+}
+
+// Cancel calls the host's cancel (ABI 1.2).
+func Cancel(token string) int32 { return cancel(sptr(token), uint32(len(token))) }
+
+// Egress calls the host's egress (ABI 1.2): row, an encoded Row, to the egress name.
+func Egress(name string, row []byte) int32 {
+	return egress(sptr(name), uint32(len(name)), ptr(row), uint32(len(row)))
 }

@@ -32,6 +32,10 @@ type Host struct {
 	// RawStorageGet, when set, answers storage_get instead of Storage with the encoded
 	// result, or an error message when failed is true.
 	RawStorageGet func(name string) (result []byte, failed bool)
+	// SendError, when set, is asked by every message call (send, send_after, cancel,
+	// egress) once it is recorded, and a non-nil error fails the call with its message (a
+	// target that receives no messages, the hop limit, …).
+	SendError func(c SendCall) error
 
 	// Gets records the get_feature calls.
 	Gets []GetCall
@@ -39,6 +43,8 @@ type Host struct {
 	Logs []Log
 	// StorageCalls records the storage calls.
 	StorageCalls []StorageCall
+	// Sends records the message calls.
+	Sends []SendCall
 
 	tb   testing.TB
 	slot core.Slot
@@ -59,6 +65,26 @@ type StorageCall struct {
 	// Value is what a set wrote, and Raw its encoding as the guest passed it.
 	Value abi.Value
 	Raw   []byte
+}
+
+// SendCall is one recorded message call (ABI 1.2).
+type SendCall struct {
+	// Op is "send", "send_after", "cancel" or "egress".
+	Op string
+	// FQN and Keys are a send's target, RawKeys the Keys encoding as the guest passed it.
+	FQN     string
+	Keys    []abi.KV
+	RawKeys []byte
+	// Value is a send's message, RawValue its encoding as the guest passed it.
+	Value    abi.Value
+	RawValue []byte
+	// Delay (nanoseconds) and Token are send_after's; Token also cancel's.
+	Delay int64
+	Token string
+	// Egress names an egress call's egress; Row is its row, RawRow its encoding.
+	Egress string
+	Row    []abi.Field
+	RawRow []byte
 }
 
 // Log is one recorded log call.
@@ -169,4 +195,59 @@ func (h *Host) StorageClear(name string) int32 {
 	}
 	delete(h.Storage, name)
 	return h.slot.Return(nil, nil, false)
+}
+
+// record records c and answers it: SendError's error, or success.
+func (h *Host) record(c SendCall) int32 {
+	h.Sends = append(h.Sends, c)
+	if h.SendError != nil {
+		if err := h.SendError(c); err != nil {
+			return h.slot.Return(nil, []byte(err.Error()), true)
+		}
+	}
+	return h.slot.Return(nil, nil, false)
+}
+
+// sendCall decodes a send's keys and message as the real host does, reporting what breaks
+// the protocol (the real host traps).
+func (h *Host) sendCall(op, fqn string, keys, msg []byte) SendCall {
+	c := SendCall{Op: op, FQN: fqn, RawKeys: append([]byte(nil), keys...), RawValue: append([]byte(nil), msg...)}
+	d := abi.NewDecoder(keys)
+	c.Keys = d.Keys()
+	if err := d.Done(); err != nil {
+		h.tb.Errorf("%s(%q): malformed keys %x: %v", op, fqn, keys, err)
+	}
+	var err error
+	if c.Value, err = abi.DecodeMessageValue(msg); err != nil {
+		h.tb.Errorf("%s(%q): malformed message %x: %v", op, fqn, msg, err)
+	}
+	return c
+}
+
+// Send implements core.Host.
+func (h *Host) Send(fqn string, keys, msg []byte) int32 {
+	return h.record(h.sendCall("send", fqn, keys, msg))
+}
+
+// SendAfter implements core.Host. A negative delay breaks the protocol.
+func (h *Host) SendAfter(delay int64, token, fqn string, keys, msg []byte) int32 {
+	c := h.sendCall("send_after", fqn, keys, msg)
+	c.Delay, c.Token = delay, token
+	if delay < 0 {
+		h.tb.Errorf("send_after(%q): negative delay %d", token, delay)
+	}
+	return h.record(c)
+}
+
+// Cancel implements core.Host.
+func (h *Host) Cancel(token string) int32 { return h.record(SendCall{Op: "cancel", Token: token}) }
+
+// Egress implements core.Host.
+func (h *Host) Egress(name string, row []byte) int32 {
+	c := SendCall{Op: "egress", Egress: name, RawRow: append([]byte(nil), row...)}
+	var err error
+	if c.Row, err = abi.DecodeEgressRow(row); err != nil {
+		h.tb.Errorf("egress(%q): malformed row %x: %v", name, row, err)
+	}
+	return h.record(c)
 }
