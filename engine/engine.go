@@ -194,7 +194,9 @@ func (e *Engine) Apply(ctx context.Context, f *Feature) error {
 			return fmt.Errorf("apply %s: spec.builder: %w", f.FQN, err)
 		}
 		p.program = prog
-		p.onRequest = f.DataSource == ""
+		// A feature fed by messages (and no data source) is written by its deliveries only: a
+		// read serves what they wrote and never runs the program.
+		p.onRequest = f.DataSource == "" && f.Messages == PrimitiveUnknown
 		if p.onRequest && f.Windowed() {
 			return fmt.Errorf("%w %s: spec.builder.aggr: a feature computed on request (a program and no spec.dataSource) cannot be windowed", ErrInvalidFeature, f.FQN)
 		}

@@ -173,14 +173,20 @@ func (in *Invocation) Cancel(ctx context.Context, token string) error {
 	return nil
 }
 
-// Emit sends row to the egress name.
+// Emit sends row to the egress name (a namespace-qualified name, or one in the engine's
+// default namespace).
 func (in *Invocation) Emit(ctx context.Context, name string, row Row) error {
 	if in.e.egresses == nil {
 		return fmt.Errorf("%w: egress %q: no egresses are configured", ErrMessage, name)
 	}
-	if _, err := in.e.egresses.Egress(name); err != nil {
-		return fmt.Errorf("%w: egress %q: %w", ErrMessage, name, err)
+	fqn, err := ParseFQN(name, in.e.defaultNS)
+	if err != nil {
+		return fmt.Errorf("%w: egress: %w", ErrMessage, err)
 	}
+	if _, err := in.e.egresses.Egress(fqn); err != nil {
+		return fmt.Errorf("%w: egress %q: %w", ErrMessage, fqn, err)
+	}
+	name = fqn
 	for field, v := range row {
 		if v.kind == KindWindow {
 			return fmt.Errorf("%w: egress %q: field %q is a window (a message holds primitive values)", ErrMessage, name, field)

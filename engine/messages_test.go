@@ -429,8 +429,8 @@ func TestDeliveryRetries(t *testing.T) {
 		return engine.ProgramResult{}, errors.Join(in.Send(ctx, to, engine.Int(1)), in.Send(ctx, to, engine.Int(2)))
 	})
 	eg := egresses{
-		"ok":      egressFunc(func(context.Context, engine.EgressMessage) error { emitted.Add(1); return nil }),
-		"refuses": egressFunc(func(context.Context, engine.EgressMessage) error { permanent.Add(1); return engine.ErrPermanent }),
+		"default.ok":      egressFunc(func(context.Context, engine.EgressMessage) error { emitted.Add(1); return nil }),
+		"default.refuses": egressFunc(func(context.Context, engine.EgressMessage) error { permanent.Add(1); return engine.ErrPermanent }),
 	}
 	m := newMessageEnv(t, programsByFQN{"msg.flaky": target, "msg.sender": sender}, eg, []*engine.Feature{
 		msgFeature("msg.flaky", engine.PrimitiveInt, false, receives(engine.PrimitiveInt)),

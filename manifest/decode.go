@@ -528,8 +528,8 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		}
 		m.APIVersion = av
 	}
-	// The kinds of the manifest's apiVersion: RaptorML has no Plugin.
-	kinds, wantKinds := []string{string(KindFeature), string(KindDataSource), string(KindPlugin)}, "Feature, DataSource or Plugin"
+	// The kinds of the manifest's apiVersion: RaptorML has no Plugin nor Egress.
+	kinds, wantKinds := []string{string(KindFeature), string(KindDataSource), string(KindPlugin), string(KindEgress)}, "Feature, DataSource, Plugin or Egress"
 	if d.raptor {
 		kinds, wantKinds = kinds[:2], "Feature or DataSource"
 	}
@@ -540,11 +540,11 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		switch kind {
 		case string(KindFeature), string(KindDataSource):
 			m.Kind = Kind(kind)
-		case string(KindPlugin):
+		case string(KindPlugin), string(KindEgress):
 			if d.raptor {
-				d.failf(f.val, f.path, "RaptorML has no Plugin kind: a Plugin manifest is an Osprey one (apiVersion: %s)", APIVersion)
+				d.failf(f.val, f.path, "RaptorML has no %s kind: a%s %s manifest is an Osprey one (apiVersion: %s)", kind, article(kind), kind, APIVersion)
 			} else {
-				m.Kind = KindPlugin
+				m.Kind = Kind(kind)
 			}
 		case "Model":
 			if d.raptor {
@@ -614,8 +614,10 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		m.DataSource = d.dataSource(spec, fqn, labels)
 	case KindPlugin:
 		m.Plugin = d.plugin(spec, fqn, labels)
+	case KindEgress:
+		m.Egress = d.egress(spec, fqn, labels)
 	}
-	if len(d.errs) > 0 || (m.Feature == nil && m.DataSource == nil && m.Plugin == nil) {
+	if len(d.errs) > 0 || (m.Feature == nil && m.DataSource == nil && m.Plugin == nil && m.Egress == nil) {
 		return m, false
 	}
 	var err error
@@ -624,8 +626,10 @@ func (d *decoder) document(doc *yaml.Node) (m Manifest, ok bool) {
 		err = m.Feature.Validate()
 	case m.DataSource != nil:
 		err = m.DataSource.Validate()
-	default:
+	case m.Plugin != nil:
 		err = m.Plugin.Validate()
+	default:
+		err = m.Egress.Validate()
 	}
 	if err != nil {
 		d.validationError(err)
@@ -866,6 +870,15 @@ func (d *decoder) builder(f field, ft *engine.Feature, ns string) {
 	}
 	if f, ok := b.get("storage"); ok {
 		d.storage(f, ft)
+	}
+	if f, ok := b.get("messages"); ok {
+		if s, ok := d.str(f); ok {
+			p, err := engine.ParsePrimitive(strings.ToLower(strings.TrimSpace(s)))
+			if err != nil {
+				d.failf(f.val, f.path, "%v", err)
+			}
+			ft.Messages = p
+		}
 	}
 }
 
@@ -1179,4 +1192,74 @@ func (d *decoder) pluginLimits(f field, l *PluginLimits) {
 			}
 		}
 	}
+}
+
+// article is the indefinite article of a kind's name: "n" before a vowel, else "".
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("AEIOU", rune(kind[0])) {
+		return "n"
+	}
+	return ""
+}
+
+// egress decodes an Egress's spec. It returns nil when fqn is "" (metadata had errors).
+// What the wire types can hold is checked here; the rest is Egress.Validate's, and what the
+// configuration means is the egress type's (checked when the egress is applied).
+func (d *decoder) egress(spec fieldMap, fqn string, labels map[string]string) *Egress {
+	d.allow(&spec, egressFields)
+	e := &Egress{FQN: fqn, Labels: labels}
+	if f, ok := spec.get("type"); !ok {
+		d.failf(nil, "spec.type", "missing (the egress type, e.g. webhook or redis-stream)")
+	} else if s, ok := d.str(f); ok {
+		e.Type = strings.TrimSpace(s)
+		if e.Type == "" {
+			d.failf(f.val, f.path, "empty (the egress type, e.g. webhook or redis-stream)")
+		}
+	}
+	if f, ok := spec.get("config"); ok {
+		e.Config = d.egressConfig(f)
+	}
+	if fqn == "" {
+		return nil
+	}
+	return e
+}
+
+// egressConfigWant describes what an egress's config value may be, for errors.
+const egressConfigWant = "a string, a list of strings or a mapping of names to strings"
+
+// egressConfig decodes an egress's spec.config: a mapping whose values are scalars (taken
+// as written, as strings), lists of scalars or mappings of names to scalars. An empty
+// mapping is nil, as the writer leaves it out; an empty list or mapping as a value is kept.
+func (d *decoder) egressConfig(f field) map[string]any {
+	m, ok := d.mapping(f.val, f.path, " of names to "+egressConfigWant)
+	if !ok || len(m.order) == 0 {
+		return nil
+	}
+	out := make(map[string]any, len(m.order))
+	for _, name := range m.order {
+		vf := m.fields[name]
+		switch v := vf.val; {
+		case v.Kind == yaml.ScalarNode && !isNull(v):
+			out[name] = v.Value
+		case v.Kind == yaml.SequenceNode:
+			elems, _ := d.list(vf)
+			list := make([]string, 0, len(elems))
+			for _, e := range elems {
+				if s, ok := d.str(e); ok {
+					list = append(list, s)
+				}
+			}
+			out[name] = list
+		case v.Kind == yaml.MappingNode:
+			sm, ok := d.stringMap(vf)
+			if ok && sm == nil {
+				sm = map[string]string{}
+			}
+			out[name] = sm
+		default:
+			d.failf(v, vf.path, "must be %s, not %s", egressConfigWant, describe(v))
+		}
+	}
+	return out
 }

@@ -1,7 +1,7 @@
 // Package manifest owns Osprey's manifest format, in both directions: it reads YAML
 // manifests (osprey.dev/v1alpha1, and RaptorML's k8s.raptor.ml/v1alpha1, migrated) into the
-// engine's Feature and DataSource and into this package's Plugin, and writes those back as
-// canonical osprey.dev/v1alpha1 manifests.
+// engine's Feature and DataSource and into this package's Plugin and Egress, and writes
+// those back as canonical osprey.dev/v1alpha1 manifests.
 //
 // # Kinds
 //
@@ -33,18 +33,42 @@
 // whoever sends the module's bytes resolves relative to the manifest's file, or a
 // "sha256:<hex>" reference to a module already uploaded. RaptorML has no Plugin kind.
 //
+// An Egress manifest describes an egress (Egress): a destination outside Osprey that
+// programs emit messages to, by its FQN (namespace.name; a bare name is in the engine's
+// default namespace), of a type registered by name (package plugins/egress) with the
+// type's configuration:
+//
+//	apiVersion: osprey.dev/v1alpha1
+//	kind: Egress
+//	metadata: {name: alerts, namespace: fraud}
+//	spec:
+//	  type: webhook                # webhook, redis-stream, …
+//	  config:                      # the type's; strings, lists of strings, or mappings of them
+//	    url: https://hooks.example.com/fraud
+//	    headers: {Authorization: "Bearer …"}
+//	    timeout: 5s
+//
+// spec.type is required. A config value is a scalar (read as the string it is written as:
+// 5s, 1000 and true are strings), a list of scalars, or a mapping of names to scalars;
+// deeper nesting is refused. Which keys a type knows and what they must hold is checked by
+// the type when the egress is applied (docs/egress.md), not here. RaptorML has no Egress
+// kind.
+//
+// A Feature whose program receives messages from other programs declares their type in
+// spec.builder.messages (a primitive: int, string, []float, …; engine.Feature.Messages).
+//
 // # Reading
 //
 // Parse reads the "---" separated documents of one input and Load reads files and
 // directories. Every field is checked, unknown fields are rejected (with the nearest known
-// name as a suggestion), and each Feature, DataSource and Plugin is validated with its own
-// Validate. A manifest that parses is therefore one the engine accepts, short of what
+// name as a suggestion), and each Feature, DataSource, Plugin and Egress is validated with
+// its own Validate. A manifest that parses is therefore one the engine accepts, short of what
 // depends on what is applied (a data source, a middleware, a module) and, for a plugin, on
 // the operator's policy.
 //
 // Errors are *Error values, each wrapping ErrInvalid (and the cause, when there is one: a
-// *engine.FieldError from Validate, with engine.ErrInvalidFeature, engine.ErrInvalidDataSource
-// or ErrInvalidPlugin; a file's fs.ErrNotExist, …). An error names the source,
+// *engine.FieldError from Validate, with engine.ErrInvalidFeature, engine.ErrInvalidDataSource,
+// ErrInvalidPlugin or ErrInvalidEgress; a file's fs.ErrNotExist, …). An error names the source,
 // the document, the line and the field path, then what is wrong:
 //
 //	fraud.yaml: document 2 (line 14): spec.staleness: must be ≥ spec.freshness (1m0s < 1h0m0s)
@@ -63,7 +87,7 @@
 //
 // # Writing
 //
-// Feature, DataSource and Marshal (for a Plugin too) write an object as a canonical
+// Feature, DataSource and Marshal (for a Plugin and an Egress too) write an object as a canonical
 // osprey.dev/v1alpha1 manifest: the same object always gives the same bytes (fields in schema order, map keys
 // sorted, defaults spelled out, empty fields left out), and Parse reads them back to an
 // equal object. The registry stores objects in this form and compares them by it.

@@ -37,6 +37,9 @@ func Feature(f *engine.Feature) ([]byte, error) {
 		spec.Builder.Storage = append(spec.Builder.Storage, storageSpec{Name: st.Name, Type: st.Primitive.String(),
 			ExpireAfterWrite: durationText(st.ExpireAfterWrite), ExpireAfterCall: durationText(st.ExpireAfterCall)})
 	}
+	if f.Messages != engine.PrimitiveUnknown {
+		spec.Builder.Messages = f.Messages.String()
+	}
 	if kp := f.KeepPrevious; kp != nil {
 		spec.KeepPrevious = &keepPreviousSpec{Versions: kp.Versions, Over: kp.Over.String()}
 	}
@@ -60,8 +63,9 @@ func DataSource(ds *engine.DataSource) ([]byte, error) {
 }
 
 // Marshal returns the canonical manifest of m's object: Feature(m.Feature),
-// DataSource(m.DataSource), or m.Plugin's Plugin manifest. Its apiVersion is APIVersion
-// whatever m's was, so that a RaptorML manifest is written migrated.
+// DataSource(m.DataSource), m.Plugin's Plugin manifest or m.Egress's Egress manifest. Its
+// apiVersion is APIVersion whatever m's was, so that a RaptorML manifest is written
+// migrated.
 func Marshal(m Manifest) ([]byte, error) {
 	switch {
 	case m.Feature != nil:
@@ -70,8 +74,21 @@ func Marshal(m Manifest) ([]byte, error) {
 		return DataSource(m.DataSource)
 	case m.Plugin != nil:
 		return marshalPlugin(m.Plugin)
+	case m.Egress != nil:
+		return marshalEgress(m.Egress)
 	}
-	return nil, fmt.Errorf("%w: %s: no Feature, DataSource or Plugin to write", ErrInvalid, m.Pos)
+	return nil, fmt.Errorf("%w: %s: no Feature, DataSource, Plugin or Egress to write", ErrInvalid, m.Pos)
+}
+
+// marshalEgress returns e as a canonical Egress manifest: config keys sorted, each value as
+// Egress.Config holds it.
+func marshalEgress(e *Egress) ([]byte, error) {
+	spec := egressSpec{Type: e.Type}
+	if len(e.Config) > 0 {
+		spec.Config = e.Config
+	}
+	return encode(document{APIVersion: APIVersion, Kind: string(KindEgress),
+		Metadata: metadataOf(e.FQN, e.Labels), Spec: spec})
 }
 
 // marshalPlugin returns p as a canonical Plugin manifest.

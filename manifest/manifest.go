@@ -19,7 +19,7 @@ const (
 	APIVersion = "osprey.dev/v1alpha1"
 	// RaptorAPIVersion is the apiVersion of RaptorML manifests, accepted for migration:
 	// Feature and DataSource manifests load where their fields map onto Osprey's (see
-	// docs/migrating-from-raptor.md). RaptorML has no Plugin kind.
+	// docs/migrating-from-raptor.md). RaptorML has no Plugin or Egress kind.
 	RaptorAPIVersion = "k8s.raptor.ml/v1alpha1"
 )
 
@@ -41,6 +41,7 @@ const (
 	KindFeature    Kind = "Feature"
 	KindDataSource Kind = "DataSource"
 	KindPlugin     Kind = "Plugin"
+	KindEgress     Kind = "Egress"
 )
 
 // Position locates a manifest, or an error in one.
@@ -80,9 +81,10 @@ func (p Position) String() string {
 	return b.String()
 }
 
-// Manifest is one parsed and validated manifest: a Feature, a DataSource or a Plugin.
+// Manifest is one parsed and validated manifest: a Feature, a DataSource, a Plugin or an
+// Egress.
 type Manifest struct {
-	// Kind says which of Feature, DataSource and Plugin is set.
+	// Kind says which of Feature, DataSource, Plugin and Egress is set.
 	Kind Kind
 	// APIVersion is the manifest's apiVersion: APIVersion or RaptorAPIVersion.
 	APIVersion string
@@ -92,11 +94,14 @@ type Manifest struct {
 	DataSource *engine.DataSource
 	// Plugin is set when Kind is KindPlugin.
 	Plugin *Plugin
+	// Egress is set when Kind is KindEgress.
+	Egress *Egress
 	// Pos is where the manifest's document starts.
 	Pos Position
 }
 
-// FQN returns the fully qualified name of the manifest's feature, data source or plugin.
+// FQN returns the fully qualified name of the manifest's feature, data source, plugin or
+// egress.
 func (m Manifest) FQN() string {
 	switch {
 	case m.Feature != nil:
@@ -105,6 +110,8 @@ func (m Manifest) FQN() string {
 		return m.DataSource.FQN
 	case m.Plugin != nil:
 		return m.Plugin.FQN
+	case m.Egress != nil:
+		return m.Egress.FQN
 	}
 	return ""
 }
@@ -150,14 +157,14 @@ func (e *Error) Unwrap() []error {
 }
 
 // Parse parses the YAML documents in data ("---" separated; empty documents are skipped)
-// into Feature, DataSource and Plugin manifests, and validates them. source names data in
+// into Feature, DataSource, Plugin and Egress manifests, and validates them. source names data in
 // error messages (usually a file name).
 //
 // Every field is checked and unknown fields are rejected. On error Parse returns no
 // manifests and an error listing the problems of every document (errors.Join of *Error,
 // each wrapping ErrInvalid); for an input with one problem the error is that *Error itself.
-// A feature, data source or plugin defined twice is an error (a feature and a plugin may
-// share a name).
+// An object defined twice (the same kind and FQN) is an error; objects of different kinds
+// may share a name (a feature and a plugin, say).
 func Parse(data []byte, source string) ([]Manifest, error) {
 	ms, errs := parse(data, source)
 	errs = append(errs, duplicates(ms)...)
@@ -170,8 +177,8 @@ func Parse(data []byte, source string) ([]Manifest, error) {
 // Load reads and parses manifest files. A path naming a directory loads the directory's
 // *.yaml and *.yml files (not its subdirectories, nor hidden files), in name order; a path
 // naming a file loads it whatever its extension. The result keeps the order of paths, then
-// of files, then of documents. A feature, data source or plugin defined twice, in one file
-// or across files, is an error.
+// of files, then of documents. An object defined twice (the same kind and FQN), in one
+// file or across files, is an error.
 //
 // As with Parse, on error no manifests are returned and the error lists every problem
 // found; each wraps ErrInvalid (and, for a file that cannot be read, the *fs.PathError's
@@ -269,7 +276,7 @@ func joinErrors(errs []error) error {
 	return errors.Join(errs...)
 }
 
-// duplicates reports features, data sources and plugins defined more than once.
+// duplicates reports objects (of one kind and FQN) defined more than once.
 func duplicates(ms []Manifest) []error {
 	type key struct {
 		kind Kind

@@ -39,6 +39,14 @@ spec:
   functions: [{name: handle, role: middleware}]
 `
 
+// egressMinimal is the smallest valid Egress body; tests append spec fields to it.
+const egressMinimal = `metadata:
+  name: e
+  namespace: ns
+spec:
+  type: webhook
+`
+
 func mustParse(t *testing.T, src string) []Manifest {
 	t.Helper()
 	ms, err := Parse([]byte(src), "t.yaml")
@@ -307,6 +315,139 @@ func TestParseFeatureAndPlugin(t *testing.T) {
 	}
 }
 
+func TestParseEgress(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want *Egress
+	}{
+		{
+			name: "webhook, every kind of value",
+			src: manifestDoc("Egress", `metadata: {name: Alerts, namespace: Fraud, labels: {team: risk}}
+spec:
+  type: " webhook "
+  config:
+    url: https://hooks.example.com/fraud
+    headers: {Authorization: "Bearer t0k3n", X-Count: 3}
+    timeout: 5s
+    maxLen: 1_000
+    flag: yes
+    spaced: "  kept  "
+    addrs: [a:6379, " b:6379 ", 7]
+    none: []
+    nothing: {}
+`),
+			want: &Egress{FQN: "fraud.alerts", Labels: map[string]string{"team": "risk"}, Type: "webhook", Config: map[string]any{
+				"url":     "https://hooks.example.com/fraud",
+				"headers": map[string]string{"Authorization": "Bearer t0k3n", "X-Count": "3"},
+				"timeout": "5s", "maxLen": "1_000", "flag": "yes", "spaced": "  kept  ",
+				"addrs": []string{"a:6379", " b:6379 ", "7"}, "none": []string{}, "nothing": map[string]string{},
+			}},
+		},
+		{
+			name: "minimal gets the default namespace and no config",
+			src:  manifestDoc("Egress", "metadata: {name: out}\nspec: {type: redis-stream, config: {}}\n"),
+			want: &Egress{FQN: "default.out", Type: "redis-stream"},
+		},
+		{
+			name: "null config is none; merges",
+			src: manifestDoc("Egress", `metadata: {name: e, namespace: ns}
+spec:
+  type: webhook
+  config:
+    <<: {url: "http://a.example.com", timeout: 1s}
+    timeout: 2s
+`),
+			want: &Egress{FQN: "ns.e", Type: "webhook", Config: map[string]any{"url": "http://a.example.com", "timeout": "2s"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := mustParse(t, tt.src)
+			if len(ms) != 1 {
+				t.Fatalf("got %d manifests, want 1", len(ms))
+			}
+			m := ms[0]
+			if m.Kind != KindEgress || m.Feature != nil || m.DataSource != nil || m.Plugin != nil || m.APIVersion != APIVersion {
+				t.Fatalf("got kind %q, apiVersion %q, %+v", m.Kind, m.APIVersion, m)
+			}
+			if !reflect.DeepEqual(m.Egress, tt.want) {
+				t.Errorf("egress:\n got %#v\nwant %#v", m.Egress, tt.want)
+			}
+			if m.FQN() != tt.want.FQN {
+				t.Errorf("FQN() = %q, want %q", m.FQN(), tt.want.FQN)
+			}
+			if c := m.Egress.Clone(); !reflect.DeepEqual(c, m.Egress) {
+				t.Errorf("Clone = %#v, want %#v", c, m.Egress)
+			}
+		})
+	}
+}
+
+// TestParseFeatureMessages: spec.builder.messages is the feature's Messages.
+func TestParseFeatureMessages(t *testing.T) {
+	for _, tt := range []struct {
+		src  string
+		want engine.Primitive
+	}{
+		{"  builder: {module: m.wasm, messages: string}\n", engine.PrimitiveString},
+		{"  builder: {module: m.wasm, messages: ' []Float '}\n", engine.PrimitiveFloatList},
+		{"  builder: {module: m.wasm, messages: ~}\n", engine.PrimitiveUnknown},
+		{"  builder: {module: m.wasm}\n", engine.PrimitiveUnknown},
+	} {
+		ms := mustParse(t, manifestDoc("Feature", manifestMinimal+tt.src))
+		if got := ms[0].Feature.Messages; got != tt.want {
+			t.Errorf("%q: Messages = %v, want %v", tt.src, got, tt.want)
+		}
+	}
+}
+
+// TestEgressValidate checks Validate on egresses built in Go, including config values the
+// decoder never produces.
+func TestEgressValidate(t *testing.T) {
+	valid := func(edit func(e *Egress)) *Egress {
+		e := &Egress{FQN: "ns.e", Type: "webhook", Config: map[string]any{"url": "https://x", "addrs": []string{"a"}, "headers": map[string]string{"A": "b"}}}
+		if edit != nil {
+			edit(e)
+		}
+		return e
+	}
+	tests := []struct {
+		name     string
+		e        *Egress
+		path     string // "" for a valid egress
+		contains string
+	}{
+		{"valid", valid(nil), "", ""},
+		{"no config", valid(func(e *Egress) { e.Config = nil }), "", ""},
+		{"bad FQN", valid(func(e *Egress) { e.FQN = "e" }), "metadata.name", ""},
+		{"no type", valid(func(e *Egress) { e.Type = "" }), "spec.type", "missing"},
+		{"type with a newline", valid(func(e *Egress) { e.Type = "web\nhook" }), "spec.type", "white space or a control character at offset 3"},
+		{"empty config name", valid(func(e *Egress) { e.Config[""] = "x" }), `spec.config[""]`, "empty name"},
+		{"empty header name", valid(func(e *Egress) { e.Config["headers"] = map[string]string{"": "x"} }), `spec.config.headers[""]`, "empty name"},
+		{"an int", valid(func(e *Egress) { e.Config["maxLen"] = 10 }), "spec.config.maxLen", "a int: want a string, a list of strings or a mapping of names to strings"},
+		{"a nested map", valid(func(e *Egress) { e.Config["h"] = map[string]any{"a": "b"} }), "spec.config.h", "want a string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.e.Validate()
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			var fe *engine.FieldError
+			if !errors.Is(err, ErrInvalidEgress) || !errors.As(err, &fe) || fe.Path != tt.path || !strings.Contains(fe.Msg, tt.contains) {
+				t.Fatalf("Validate = %v (%+v), want ErrInvalidEgress and a *engine.FieldError at %s containing %q", err, fe, tt.path, tt.contains)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid egress "+tt.e.FQN+": "+tt.path+": ") {
+				t.Errorf("error %q does not name the egress and the path", err)
+			}
+		})
+	}
+}
+
 // TestPluginValidate checks Validate on plugins built in Go, including what the decoder
 // never produces (a negative timeout, more memory pages than a memory has).
 func TestPluginValidate(t *testing.T) {
@@ -433,6 +574,9 @@ func TestParseErrors(t *testing.T) {
 		return manifestDoc("Plugin", "metadata: {name: p, namespace: ns}\nspec:\n  module: p.wasm\n"+spec)
 	}
 	pluginFn := func(spec string) string { return plugin("  functions: [{name: handle, role: middleware}]\n" + spec) }
+	egress := func(spec string) string {
+		return manifestDoc("Egress", "metadata: {name: e, namespace: ns}\nspec:\n"+spec)
+	}
 	tests := []struct {
 		name string
 		src  string
@@ -443,15 +587,18 @@ func TestParseErrors(t *testing.T) {
 		{"scalar document", "hello\n", []string{"document 1 (line 1): must be a mapping"}},
 		{"apiVersion missing", "kind: Feature\n", []string{"document 1 (line 1): apiVersion: missing (want osprey.dev/v1alpha1)"}},
 		{"apiVersion unknown", "apiVersion: v1\nkind: Feature\n", []string{`apiVersion: unsupported apiVersion "v1" (want osprey.dev/v1alpha1, or k8s.raptor.ml/v1alpha1 for a RaptorML manifest)`}},
-		{"kind missing", "apiVersion: osprey.dev/v1alpha1\n", []string{"kind: missing (want Feature, DataSource or Plugin)"}},
+		{"kind missing", "apiVersion: osprey.dev/v1alpha1\n", []string{"kind: missing (want Feature, DataSource, Plugin or Egress)"}},
 		{"kind misspelt", manifestDoc("feature", manifestMinimal), []string{`(line 2): kind: unknown kind "feature" (did you mean Feature?)`}},
 		{"kind Plugin misspelt", manifestDoc("plugins", pluginMinimal), []string{`(line 2): kind: unknown kind "plugins" (did you mean Plugin?)`}},
-		{"kind unknown", manifestDoc("Pod", manifestMinimal), []string{`kind: unknown kind "Pod" (want Feature, DataSource or Plugin)`}},
-		{"kind Model", manifestDoc("Model", manifestMinimal), []string{"(line 2): kind: Model is not supported yet (want Feature, DataSource or Plugin)"}},
+		{"kind unknown", manifestDoc("Pod", manifestMinimal), []string{`kind: unknown kind "Pod" (want Feature, DataSource, Plugin or Egress)`}},
+		{"kind Egress misspelt", manifestDoc("Egres", egressMinimal), []string{`(line 2): kind: unknown kind "Egres" (did you mean Egress?)`}},
+		{"kind Model", manifestDoc("Model", manifestMinimal), []string{"(line 2): kind: Model is not supported yet (want Feature, DataSource, Plugin or Egress)"}},
 		{"RaptorML kind missing", "apiVersion: k8s.raptor.ml/v1alpha1\n", []string{"kind: missing (want Feature or DataSource)"}},
 		{"RaptorML kind unknown", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: Pod\n" + manifestMinimal, []string{`kind: unknown kind "Pod" (want Feature or DataSource)`}},
 		{"RaptorML Plugin", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: Plugin\n" + pluginMinimal, []string{
 			"t.yaml: document 1 (line 2): kind: RaptorML has no Plugin kind: a Plugin manifest is an Osprey one (apiVersion: osprey.dev/v1alpha1)"}},
+		{"RaptorML Egress", "apiVersion: k8s.raptor.ml/v1alpha1\nkind: Egress\n" + egressMinimal, []string{
+			"t.yaml: document 1 (line 2): kind: RaptorML has no Egress kind: an Egress manifest is an Osprey one (apiVersion: osprey.dev/v1alpha1)"}},
 		{"unknown top field", manifestDoc("Feature", manifestMinimal+"status: {}\n"), []string{"(line 11): status: unknown field"}},
 		{"metadata missing", manifestDoc("Feature", "spec: {}\n"), []string{"metadata: missing"}},
 		{"spec missing", manifestDoc("Feature", "metadata: {name: f}\n"), []string{"spec: missing"}},
@@ -491,7 +638,7 @@ func TestParseErrors(t *testing.T) {
 		{"dataSource mapping without name", feature("  dataSource: {namespace: x}\n"), []string{"spec.dataSource.name: missing"}},
 		{"dataSource mapping bad field", feature("  dataSource: {name: x, kind: y}\n"), []string{"spec.dataSource.kind: unknown field"}},
 		{"dataSource with dash in osprey", feature("  dataSource: {name: card-tx}\n"), []string{"spec.dataSource.name: \"card-tx\" has '-'"}},
-		{"builder not a mapping", feature("  builder: wasm\n"), []string{`spec.builder: must be a mapping with kind, module, plugin, function, aggr, aggrGranularity, config and storage, not "wasm"`}},
+		{"builder not a mapping", feature("  builder: wasm\n"), []string{`spec.builder: must be a mapping with kind, module, plugin, function, aggr, aggrGranularity, config, storage and messages, not "wasm"`}},
 		{"builder unknown field", feature("  builder: {runtime: python}\n"), []string{"spec.builder.runtime: unknown field"}},
 		{"builder code in an osprey manifest", feature("  builder: {code: 'def handler(row, ctx): pass'}\n"), []string{"(line 11): spec.builder.code: RaptorML Python programs cannot run in Osprey"}},
 		{"builder kind empty", feature("  builder: {kind: ''}\n"), []string{"spec.builder.kind: empty"}},
@@ -631,6 +778,35 @@ func TestParseErrors(t *testing.T) {
 		{"plugin outputBytes negative", pluginFn("  limits: {timeout: 1s, outputBytes: -5}\n"), []string{
 			"(line 7): spec.limits.outputBytes: must be ≥ 0 (omit it for the host's default), not -5"}},
 
+		// Egress spec. egress's spec starts at line 4 and its fields at line 5.
+		{"egress type missing", egress("  config: {}\n"), []string{"(line 4): spec.type: missing (the egress type, e.g. webhook or redis-stream)"}},
+		{"egress type blank", egress("  type: ' '\n"), []string{"(line 5): spec.type: empty (the egress type, e.g. webhook or redis-stream)"}},
+		{"egress type not a string", egress("  type: [webhook]\n"), []string{"(line 5): spec.type: must be a string, not a list"}},
+		{"egress type with a space", egress("  type: web hook\n"), []string{`(line 5): spec.type: "web hook" has white space or a control character at offset 3`}},
+		{"egress type too long", egress("  type: " + strings.Repeat("w", 65) + "\n"), []string{"(line 5): spec.type: 65 characters, more than 64"}},
+		{"egress unknown field", egress("  type: webhook\n  url: https://x.example.com\n"), []string{"(line 6): spec.url: unknown field"}},
+		{"egress field misspelt", egress("  type: webhook\n  confg: {}\n"), []string{"(line 6): spec.confg: unknown field (did you mean config?)"}},
+		{"egress config not a mapping", egress("  type: webhook\n  config: [url]\n"), []string{
+			"(line 6): spec.config: must be a mapping of names to a string, a list of strings or a mapping of names to strings, not a list"}},
+		{"egress config null value", egress("  type: webhook\n  config:\n    url: ~\n"), []string{
+			"(line 7): spec.config.url: must be a string, a list of strings or a mapping of names to strings, not null"}},
+		{"egress config nested too deep", egress("  type: webhook\n  config:\n    headers: {a: {b: c}}\n    addrs: [[a]]\n"), []string{
+			"(line 7): spec.config.headers.a: must be a string, not a mapping", "(line 8): spec.config.addrs[0]: must be a string, not a list"}},
+		{"egress config odd key", egress("  type: webhook\n  config:\n    \"a b\": [~]\n"), []string{`(line 7): spec.config["a b"][0]: must be a string, not null`}},
+		{"egress config empty name", egress("  type: webhook\n  config:\n    \"\": x\n"), []string{`(line 7): spec.config[""]: empty name`}},
+		{"egress config empty header name", egress("  type: webhook\n  config:\n    headers: {\"\": x}\n"), []string{`(line 7): spec.config.headers[""]: empty name`}},
+		{"egress config duplicate key", egress("  type: webhook\n  config:\n    url: a\n    url: b\n"), []string{"(line 8): spec.config.url: duplicate field (first at line 7)"}},
+		{"egress name with dash", manifestDoc("Egress", "metadata: {name: fraud-alerts}\nspec: {type: webhook}\n"), []string{
+			`(line 3): metadata.name: "fraud-alerts" has '-' at offset 5 (want letters, digits and '_'); use '_' instead of '-'`}},
+		{"duplicate egress", manifestDoc("Egress", egressMinimal) + "---\n" + manifestDoc("Egress", strings.Replace(egressMinimal, "name: e", "name: E", 1)), []string{
+			"document 2 (line 9): metadata.name: Egress ns.e is defined twice (first at t.yaml: document 1 (line 1))"}},
+
+		// spec.builder.messages
+		{"messages unknown type", feature("  builder: {module: m.wasm, messages: decimal}\n"), []string{`(line 11): spec.builder.messages: unknown primitive "decimal"`}},
+		{"messages not a string", feature("  builder: {module: m.wasm, messages: [int]}\n"), []string{"(line 11): spec.builder.messages: must be a string, not a list"}},
+		{"messages without a program", feature("  builder: {messages: int}\n"), []string{"spec.builder.messages: messages are a program's: builder kind sourceless runs none"}},
+		{"messages of a plugin connector", feature("  builder: {plugin: geo, function: lookup, messages: int}\n"), []string{"spec.builder.messages: messages are a program's: builder kind plugin runs none"}},
+
 		// Several documents: every document's errors are reported.
 		{"errors in two documents", manifestDoc("Feature", "metadata: {name: a}\nspec: {}\n") + "---\n---\n" + manifestDoc("DataSource", "metadata: {name: b}\nspec: {}\n"), []string{
 			"document 1 (line 4): spec.primitive: missing", "document 3 (line 10): spec.kind: missing"}},
@@ -736,6 +912,14 @@ func TestErrorWrapsFieldError(t *testing.T) {
 	if !errors.As(err, &me) || me.Path != "spec.allowedHosts[1]" || me.Pos != (Position{Source: "x.yaml", Document: 1, Line: 9}) {
 		t.Errorf("Error = %+v", me)
 	}
+
+	_, err = Parse([]byte(manifestDoc("Egress", egressMinimal+"  config:\n    \"\": x\n")), "x.yaml")
+	if !errors.Is(err, ErrInvalidEgress) || !errors.Is(err, ErrInvalid) || !errors.As(err, &fe) || fe.Path != `spec.config[""]` {
+		t.Errorf("error %v: want ErrInvalidEgress, ErrInvalid and a *engine.FieldError for spec.config[\"\"]", err)
+	}
+	if !errors.As(err, &me) || me.Pos != (Position{Source: "x.yaml", Document: 1, Line: 9}) {
+		t.Errorf("Error = %+v", me)
+	}
 }
 
 func TestParseEmpty(t *testing.T) {
@@ -819,6 +1003,8 @@ func TestLoad(t *testing.T) {
 	want := []string{
 		"derived.yml:Feature:fraud.spend_ratio",
 		"derived.yml:Feature:default.clicks",
+		"egress.yaml:Egress:fraud.alerts",
+		"egress.yaml:Egress:fraud.events",
 		"fraud.yaml:DataSource:fraud.transactions",
 		"fraud.yaml:Feature:fraud.card_spend",
 		"fraud.yaml:Feature:fraud.last_country",
@@ -831,20 +1017,23 @@ func TestLoad(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("loaded\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	mask := ms[5].Plugin
+	mask := ms[7].Plugin
 	if mask.Module != "modules/mask.wasm" || len(mask.Functions) != 3 || mask.Functions[2] != (PluginFunction{"compute", PluginRoleConnector}) ||
 		mask.Limits.Timeout != 200*time.Millisecond || mask.Config["mask_char"] != "*" || mask.Labels["team"] != "privacy" {
 		t.Errorf("pii.mask = %+v", mask)
 	}
-	spend := ms[3].Feature
+	spend := ms[5].Feature
 	if spend.Builder.Kind != "wasm" || spend.Aggrs.String() != "sum,count,max,avg" || spend.DataSource != "fraud.transactions" {
 		t.Errorf("fraud.card_spend = %+v", spend)
 	}
-	if ds := ms[2].DataSource; ds.Config["brokers"] != "kafka-1:9092,kafka-2:9092" || ds.Config["partitions"] != "12" || ds.Schema != "{\"type\": \"object\"}\n" {
+	if ds := ms[4].DataSource; ds.Config["brokers"] != "kafka-1:9092,kafka-2:9092" || ds.Config["partitions"] != "12" || ds.Schema != "{\"type\": \"object\"}\n" {
 		t.Errorf("fraud.transactions = %+v", ds)
 	}
-	if f := ms[9].Feature; f.Builder.Kind != engine.BuilderSourceless {
+	if f := ms[11].Feature; f.Builder.Kind != engine.BuilderSourceless {
 		t.Errorf("headless feature = %+v", f)
+	}
+	if e := ms[3].Egress; e.Type != "redis-stream" || e.Config["stream"] != "fraud:events" || !reflect.DeepEqual(e.Config["addrs"], []string{"redis-1:6379", "redis-2:6379"}) {
+		t.Errorf("fraud.events = %+v", e)
 	}
 
 	// A file is loaded whatever its extension; paths keep their order.
@@ -966,18 +1155,31 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, m := range ms {
+			set := 0
+			for _, p := range []bool{m.Feature != nil, m.DataSource != nil, m.Plugin != nil, m.Egress != nil} {
+				if p {
+					set++
+				}
+			}
+			if set != 1 {
+				t.Fatalf("inconsistent manifest %+v", m)
+			}
 			switch {
-			case m.Kind == KindFeature && m.Feature != nil && m.DataSource == nil && m.Plugin == nil:
+			case m.Kind == KindFeature && m.Feature != nil:
 				if err := m.Feature.Validate(); err != nil {
 					t.Fatalf("accepted an invalid feature: %v", err)
 				}
-			case m.Kind == KindDataSource && m.DataSource != nil && m.Feature == nil && m.Plugin == nil:
+			case m.Kind == KindDataSource && m.DataSource != nil:
 				if err := m.DataSource.Validate(); err != nil {
 					t.Fatalf("accepted an invalid data source: %v", err)
 				}
-			case m.Kind == KindPlugin && m.Plugin != nil && m.Feature == nil && m.DataSource == nil:
+			case m.Kind == KindPlugin && m.Plugin != nil:
 				if err := m.Plugin.Validate(); err != nil {
 					t.Fatalf("accepted an invalid plugin: %v", err)
+				}
+			case m.Kind == KindEgress && m.Egress != nil:
+				if err := m.Egress.Validate(); err != nil {
+					t.Fatalf("accepted an invalid egress: %v", err)
 				}
 			default:
 				t.Fatalf("inconsistent manifest %+v", m)

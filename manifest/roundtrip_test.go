@@ -92,6 +92,7 @@ spec:
       - {name: last_seen, type: timestamp, expireAfterWrite: 30m}
       - {name: count, type: INT, expireAfterCall: 1h30m}
       - {name: pages, type: '[]string'}
+    messages: ' []Int'
 `},
 	{"feature, plugin connector and plugin middlewares", `apiVersion: osprey.dev/v1alpha1
 kind: Feature
@@ -159,6 +160,31 @@ spec:
   module: p.wasm
   functions: [{name: f, role: encoder}]
   limits: {outputBytes: 10}
+`},
+	{"egress, every kind of value", `apiVersion: osprey.dev/v1alpha1
+kind: Egress
+metadata: {name: Alerts, namespace: Fraud, labels: {team: risk, "app.kubernetes.io/name": osprey}}
+spec:
+  type: webhook
+  config:
+    url: https://hooks.example.com/fraud?a=1&b=2
+    headers: {Authorization: "Bearer x", X-Int: 3, X-Empty: "", "X-Quote": "it's \"x\""}
+    timeout: 5s
+    maxLen: 1000
+    yes: yes
+    multi: "line one\nline two\n"
+    spaced: "  padded  "
+    addrs: [a:6379, "b:6379", 0x10, ""]
+    none: []
+    nothing: {}
+    "odd key": "~"
+`},
+	{"egress, minimal", `apiVersion: osprey.dev/v1alpha1
+kind: Egress
+metadata: {name: out, labels: {}}
+spec:
+  type: redis-stream
+  config: {}
 `},
 	{"RaptorML feature", `apiVersion: k8s.raptor.ml/v1alpha1
 kind: Feature
@@ -255,6 +281,8 @@ func objectOf(m Manifest) any {
 		return m.Feature
 	case m.DataSource != nil:
 		return m.DataSource
+	case m.Egress != nil:
+		return m.Egress
 	}
 	return m.Plugin
 }
@@ -291,7 +319,7 @@ func TestRoundTripFiles(t *testing.T) {
 // them write every field of the schema, and that the writer writes no field the reader
 // does not accept.
 func TestRoundTripCoversEveryField(t *testing.T) {
-	seen := map[Kind]map[string]bool{KindFeature: {}, KindDataSource: {}, KindPlugin: {}}
+	seen := map[Kind]map[string]bool{KindFeature: {}, KindDataSource: {}, KindPlugin: {}, KindEgress: {}}
 	for _, tt := range roundTripInputs {
 		ms, err := Parse([]byte(tt.src), "t.yaml")
 		if err != nil {
@@ -323,6 +351,7 @@ func TestRoundTripCoversEveryField(t *testing.T) {
 		KindDataSource: slices.Concat(common, prefixed("spec.", dataSourceFields)),
 		KindPlugin: slices.Concat(common, prefixed("spec.", pluginFields), prefixed("spec.functions[].", pluginFunctionFields),
 			prefixed("spec.limits.", pluginLimitsFields)),
+		KindEgress: slices.Concat(common, prefixed("spec.", egressFields)),
 	}
 	for kind, paths := range want {
 		for _, p := range paths {
@@ -369,7 +398,7 @@ func TestCanonical(t *testing.T) {
 		src  string
 		want string
 	}{
-		{"feature", roundTripInputs[12].src, `apiVersion: osprey.dev/v1alpha1
+		{"feature", roundTripInputs[14].src, `apiVersion: osprey.dev/v1alpha1
 kind: Feature
 metadata:
   name: card_label
@@ -432,7 +461,7 @@ spec:
   dependencies:
     - fraud.count
 `},
-		{"data source", roundTripInputs[13].src, `apiVersion: osprey.dev/v1alpha1
+		{"data source", roundTripInputs[15].src, `apiVersion: osprey.dev/v1alpha1
 kind: DataSource
 metadata:
   name: card_tx
@@ -446,6 +475,51 @@ spec:
   keyFields:
     - card_id
   timestampField: ts
+`},
+		{"egress", `apiVersion: osprey.dev/v1alpha1
+kind: Egress
+metadata: {name: Alerts, namespace: fraud}
+spec:
+  config: {url: "https://h.example.com/x", timeout: 5s, maxLen: 10, headers: {X-B: 2, X-A: "a"}, addrs: [b, a]}
+  type: webhook
+`, `apiVersion: osprey.dev/v1alpha1
+kind: Egress
+metadata:
+  name: alerts
+  namespace: fraud
+spec:
+  type: webhook
+  config:
+    addrs:
+      - b
+      - a
+    headers:
+      X-A: a
+      X-B: "2"
+    maxLen: "10"
+    timeout: 5s
+    url: https://h.example.com/x
+`},
+		{"feature with messages", `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata: {name: f, namespace: ns}
+spec: {primitive: int, freshness: 1m, staleness: 1h, keys: [id], builder: {module: m.wasm, messages: '[]String'}}
+`, `apiVersion: osprey.dev/v1alpha1
+kind: Feature
+metadata:
+  name: f
+  namespace: ns
+spec:
+  primitive: int
+  freshness: 1m0s
+  staleness: 1h0m0s
+  timeout: 1s
+  keys:
+    - id
+  builder:
+    kind: wasm
+    module: m.wasm
+    messages: '[]string'
 `},
 		{"plugin", `apiVersion: osprey.dev/v1alpha1
 kind: Plugin
@@ -502,7 +576,7 @@ spec:
 
 func TestMarshalNothing(t *testing.T) {
 	_, err := Marshal(Manifest{Kind: KindFeature, Pos: Position{Source: "x.yaml", Document: 1}})
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x.yaml: document 1: no Feature, DataSource or Plugin to write") {
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "x.yaml: document 1: no Feature, DataSource, Plugin or Egress to write") {
 		t.Errorf("error = %v", err)
 	}
 }
@@ -537,12 +611,13 @@ func TestFieldLists(t *testing.T) {
 		{"metadata", metadataFields, "name namespace labels", "annotations uid resourceVersion generation creationTimestamp managedFields finalizers ownerReferences selfLink generateName deletionTimestamp deletionGracePeriodSeconds", " with name, namespace and labels"},
 		{"feature", featureFields, "primitive freshness staleness timeout keepPrevious keys dataSource builder middlewares dependencies", "", " with primitive, freshness, staleness, timeout, keepPrevious, keys, dataSource, builder, middlewares and dependencies"},
 		{"keepPrevious", keepPreviousFields, "versions over", "", " with versions and over"},
-		{"builder", builderFields, "kind module plugin function aggr aggrGranularity config storage code", "runtime packages", " with kind, module, plugin, function, aggr, aggrGranularity, config and storage"},
+		{"builder", builderFields, "kind module plugin function aggr aggrGranularity config storage messages code", "runtime packages", " with kind, module, plugin, function, aggr, aggrGranularity, config, storage and messages"},
 		{"storage", storageFields, "name type expireAfterWrite expireAfterCall", "", " with name, type, expireAfterWrite and expireAfterCall"},
 		{"middleware", middlewareFields, "name module plugin function stages priority config", "", " with name, module, plugin, function, stages, priority and config"},
 		{"data source", dataSourceFields, "kind config keyFields timestampField schema", "replicas resources", " with kind, config, keyFields, timestampField and schema"},
 		{"plugin", pluginFields, "module functions config allowedHosts limits", "", " with module, functions, config, allowedHosts and limits"},
 		{"plugin function", pluginFunctionFields, "name role", "", " with name and role"},
+		{"egress", egressFields, "type config", "", " with type and config"},
 		{"plugin limits", pluginLimitsFields, "timeout memoryPages httpResponseBytes outputBytes", "", " with timeout, memoryPages, httpResponseBytes and outputBytes"},
 		{"data source reference", dataSourceRefFields, "name namespace", "", " with name and namespace"},
 		{"RaptorML config entry", raptorConfigFields, "name value secretKeyRef", "", " with name and value"},

@@ -20,7 +20,7 @@ type document struct {
 	APIVersion string   `yaml:"apiVersion"`
 	Kind       string   `yaml:"kind"`
 	Metadata   metadata `yaml:"metadata"`
-	Spec       any      `yaml:"spec"` // featureSpec, dataSourceSpec or pluginSpec
+	Spec       any      `yaml:"spec"` // featureSpec, dataSourceSpec, pluginSpec or egressSpec
 }
 
 type metadata struct {
@@ -56,6 +56,7 @@ type builderSpec struct {
 	AggrGranularity string            `yaml:"aggrGranularity,omitempty"`
 	Config          map[string]string `yaml:"config,omitempty"`
 	Storage         []storageSpec     `yaml:"storage,omitempty"`
+	Messages        string            `yaml:"messages,omitempty"`
 }
 
 type storageSpec struct {
@@ -101,6 +102,13 @@ type pluginLimitsSpec struct {
 	MemoryPages       uint32 `yaml:"memoryPages,omitempty"`
 	HTTPResponseBytes int64  `yaml:"httpResponseBytes,omitempty"`
 	OutputBytes       int64  `yaml:"outputBytes,omitempty"`
+}
+
+// egressSpec is an Egress's spec. Config's values are string, []string or
+// map[string]string (Egress.Config).
+type egressSpec struct {
+	Type   string         `yaml:"type"`
+	Config map[string]any `yaml:"config,omitempty"`
 }
 
 // fieldSet is the fields of one mapping of the format.
@@ -161,6 +169,7 @@ var (
 	pluginFunctionFields = fieldsOf[pluginFunctionSpec](nil)
 	storageFields        = fieldsOf[storageSpec](nil)
 	pluginLimitsFields   = fieldsOf[pluginLimitsSpec](nil)
+	egressFields         = fieldsOf[egressSpec](nil)
 
 	// dataSourceRefFields: spec.dataSource may be a mapping; the writer writes the FQN.
 	dataSourceRefFields = extend([]string{"name", "namespace"}, nil)

@@ -39,7 +39,7 @@ func (loopLoader) LoadProgram(context.Context, *engine.Feature) (engine.Program,
 type refusing struct{}
 
 func (refusing) Egress(name string) (engine.Egress, error) {
-	if name != "refuses" {
+	if name != "default.refuses" {
 		return nil, fmt.Errorf("no egress %q", name)
 	}
 	return refusing{}, nil
@@ -73,10 +73,10 @@ func TestMessageSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	for series, want := range map[string]float64{
-		`osprey_messages_delivered_total{egress="",feature="m.loop",outcome="ok"}`:           3, // hops 1, 2, 3
-		`osprey_messages_delivered_total{egress="refuses",feature="m.loop",outcome="error"}`: 4, // the row's and each message's
-		`osprey_messages_dead_lettered_total{egress="refuses",feature="m.loop"}`:             4,
-		`osprey_messages_hop_limit_total{feature="m.loop"}`:                                  1,
+		`osprey_messages_delivered_total{egress="",feature="m.loop",outcome="ok"}`:                   3, // hops 1, 2, 3
+		`osprey_messages_delivered_total{egress="default.refuses",feature="m.loop",outcome="error"}`: 4, // the row's and each message's
+		`osprey_messages_dead_lettered_total{egress="default.refuses",feature="m.loop"}`:             4,
+		`osprey_messages_hop_limit_total{feature="m.loop"}`:                                          1,
 	} {
 		if got := value(t, m.Registry(), series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

@@ -26,7 +26,7 @@ var (
 	// applied. The registry catches up within its sync period: retry then.
 	ErrConflict = errors.New("changed concurrently")
 	// ErrUnsupportedKind: a manifest of a kind this registry cannot apply: a Plugin without
-	// a plugin host (Config.Plugins).
+	// a plugin host (Config.Plugins), an Egress without egresses (Config.Egresses).
 	ErrUnsupportedKind = errors.New("kind not supported")
 )
 

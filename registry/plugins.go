@@ -197,18 +197,18 @@ func (r *Registry) applyPlugin(ctx context.Context, st *applyStep, steps []*appl
 	}, nil
 }
 
-// finishPlugins closes, after an Apply, the plugins it replaced (when it applied them) and
-// those it loaded and did not apply.
-func finishPlugins(steps []*applyStep, applied bool) {
+// finishLoaded closes, after an Apply, the plugins and egresses it replaced (when it
+// applied them) and those it loaded and did not apply.
+func (r *Registry) finishLoaded(ctx context.Context, steps []*applyStep, applied bool) {
 	for _, st := range steps {
 		if st == nil {
 			continue
 		}
 		if applied && st.replaced != nil {
-			st.replaced.Close()
+			r.closeHandle(ctx, st.key.Kind, st.key.FQN, st.replaced)
 		}
 		if !applied && st.loaded != nil {
-			st.loaded.Close()
+			r.closeHandle(ctx, st.key.Kind, st.key.FQN, st.loaded)
 		}
 	}
 }

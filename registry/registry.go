@@ -1,7 +1,8 @@
-// Package registry owns the set of applied objects — features, data sources and plugins — and how
-// it changes: applying a set of manifest objects all or nothing, deleting, listing,
-// restoring what a Store holds when a process starts (each object bounded, quarantining
-// what fails), and the lifecycle of the Wasm modules the objects name. It knows no
+// Package registry owns the set of applied objects — features, data sources, plugins and
+// egresses — and how it changes: applying a set of manifest objects all or nothing,
+// deleting, listing, restoring what a Store holds when a process starts (each object
+// bounded, quarantining what fails), and the lifecycle of the Wasm modules the objects
+// name. It knows no
 // transport: the server (package server) is a thin adapter that converts requests and maps
 // the registry's typed errors (errors.go) to codes, and the shell uses the same Registry
 // without a Store.
@@ -60,6 +61,9 @@ type Config struct {
 	// Plugins is the plugin host; nil (or a nil pointer) means none: Plugin manifests are
 	// refused with ErrUnsupportedKind.
 	Plugins Plugins
+	// Egresses is the egress set (what programs emit to); nil (or a nil pointer) means
+	// none: Egress manifests are refused with ErrUnsupportedKind.
+	Egresses Egresses
 	// Store persists what is applied; nil persists nothing (Restore then does nothing).
 	Store Store
 	// RestoreTimeout bounds restoring one stored object; 0 is DefaultRestoreTimeout.
@@ -79,7 +83,7 @@ type Config struct {
 
 // Key names a registry object.
 type Key struct {
-	// Kind is "Feature", "DataSource" or "Plugin" (manifest.KindFeature, …).
+	// Kind is "Feature", "DataSource", "Plugin" or "Egress" (manifest.KindFeature, …).
 	Kind string
 	// FQN is the object's "namespace.name".
 	FQN string
@@ -117,9 +121,10 @@ type storedObject struct {
 // Store holds. It is safe for concurrent use.
 type Registry struct {
 	eng     *engine.Engine
-	mods    Modules // nil: no Wasm host
-	plugs   Plugins // nil: no plugin host
-	store   Store   // nil: nothing is persisted
+	mods    Modules  // nil: no Wasm host
+	plugs   Plugins  // nil: no plugin host
+	egs     Egresses // nil: no egresses
+	store   Store    // nil: nothing is persisted
 	log     *slog.Logger
 	timeout time.Duration
 	grace   time.Duration
@@ -128,6 +133,9 @@ type Registry struct {
 	stored map[Key]storedObject
 	// plugins holds the applied plugins by FQN (the engine knows none).
 	plugins map[string]*appliedPlugin
+	// egresses holds the applied egresses by FQN (the engine resolves them through the
+	// Egresses, not the registry).
+	egresses map[string]*appliedEgress
 	// modules holds the bytes of the modules stored objects name, so that an object naming
 	// a module by reference alone can be stored again. Only kept with a Store.
 	modules map[string][]byte
@@ -163,7 +171,8 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.SyncPeriod < 0 || cfg.ResyncPeriod < 0 {
 		return nil, fmt.Errorf("registry: Config.SyncPeriod (%v) or ResyncPeriod (%v) is negative", cfg.SyncPeriod, cfg.ResyncPeriod)
 	}
-	r := &Registry{eng: cfg.Engine, mods: cfg.Modules, plugs: cfg.Plugins, store: cfg.Store, log: cfg.Logger, plugins: map[string]*appliedPlugin{},
+	r := &Registry{eng: cfg.Engine, mods: cfg.Modules, plugs: cfg.Plugins, egs: cfg.Egresses, store: cfg.Store, log: cfg.Logger,
+		plugins: map[string]*appliedPlugin{}, egresses: map[string]*appliedEgress{},
 		timeout: cmpOr(cfg.RestoreTimeout, DefaultRestoreTimeout), grace: cmpOr(cfg.RestoreGrace, DefaultRestoreGrace),
 		stored: map[Key]storedObject{}, modules: map[string][]byte{},
 		quarantine: map[Key]*quarantined{}, pending: map[Key]*quarantined{}, versions: map[Key]string{},
@@ -176,6 +185,9 @@ func New(cfg Config) (*Registry, error) {
 	}
 	if isNil(r.plugs) {
 		r.plugs = nil
+	}
+	if isNil(r.egs) {
+		r.egs = nil
 	}
 	r.shared, _ = r.store.(SharedStore)
 	if r.log == nil {
@@ -225,9 +237,10 @@ type applyStep struct {
 	oldF      *engine.Feature
 	oldDS     *engine.DataSource
 
-	// A plugin's: pluginModule its module's bytes; same when it was identical to the
-	// applied plugin when the request was checked (it is then not loaded); loaded what
-	// Plugins.Load returned; replaced the handle of the plugin it replaced once applied.
+	// A plugin's and an egress's: pluginModule a plugin's module's bytes; same when it was
+	// identical to the applied one when the request was checked (it is then not loaded);
+	// loaded what Plugins.Load or Egresses.Load returned; replaced the handle of the object
+	// it replaced once applied.
 	pluginModule []byte
 	same         bool
 	loaded       io.Closer
@@ -268,7 +281,7 @@ func (r *Registry) Apply(ctx context.Context, ms []manifest.Manifest, modules ma
 	steps, release, err := r.stepsOf(ms, modules)
 	r.mu.Unlock()
 	defer release()
-	defer func() { finishPlugins(steps, err == nil && !opts.DryRun) }()
+	defer func() { r.finishLoaded(ctx, steps, err == nil && !opts.DryRun) }()
 	if err != nil {
 		return nil, err
 	}
@@ -295,8 +308,9 @@ func (r *Registry) Apply(ctx context.Context, ms []manifest.Manifest, modules ma
 			undo[i](uctx)
 		}
 	}
-	// Data sources and plugins first, so that the features of the same request find theirs.
-	for _, kind := range []manifest.Kind{manifest.KindDataSource, manifest.KindPlugin, manifest.KindFeature} {
+	// Data sources, plugins and egresses first, so that the features of the same request
+	// find theirs (the store's order, Kinds).
+	for _, kind := range []manifest.Kind{manifest.KindDataSource, manifest.KindPlugin, manifest.KindEgress, manifest.KindFeature} {
 		for _, st := range steps {
 			if st.m.Kind != kind || st.action == Unchanged {
 				continue
@@ -368,9 +382,12 @@ func (r *Registry) stepsOf(ms []manifest.Manifest, provided map[string][]byte) (
 		if err := r.pendingError(st); err != nil {
 			return nil, release, err
 		}
-		if mf.Plugin != nil {
+		switch {
+		case mf.Plugin != nil:
 			err = r.resolvePluginModule(st, provided)
-		} else {
+		case mf.Egress != nil:
+			err = r.checkEgressKind(st)
+		default:
 			err = r.resolveModules(st, provided, hold)
 		}
 		if err != nil {
@@ -384,19 +401,24 @@ func (r *Registry) stepsOf(ms []manifest.Manifest, provided map[string][]byte) (
 		if ap := r.plugins[st.key.FQN]; mf.Plugin != nil && ap != nil {
 			st.same = bytes.Equal(ap.canonical, canonical)
 		}
+		if ae := r.egresses[st.key.FQN]; mf.Egress != nil && ae != nil {
+			st.same = bytes.Equal(ae.canonical, canonical)
+		}
 		steps[i] = st
 	}
 	return steps, release, nil
 }
 
 // prepare compiles the Wasm modules of a request's features (Modules.Prepare) and loads its
-// plugins (Plugins.Load), outside the registry's lock.
+// plugins (Plugins.Load) and egresses (Egresses.Load), outside the registry's lock.
 func (r *Registry) prepare(ctx context.Context, steps []*applyStep) error {
 	for _, st := range steps {
 		var err error
 		switch {
 		case st.m.Plugin != nil:
 			err = r.loadPlugin(ctx, st)
+		case st.m.Egress != nil:
+			err = r.loadEgress(ctx, st)
 		case st.m.Feature != nil && r.mods != nil:
 			err = r.mods.Prepare(ctx, st.m.Feature)
 		}
@@ -496,6 +518,10 @@ func (r *Registry) decideActions(steps []*applyStep) error {
 			if ap := r.plugins[st.key.FQN]; ap != nil {
 				had, old = true, ap.canonical
 			}
+		case st.m.Egress != nil:
+			if ae := r.egresses[st.key.FQN]; ae != nil {
+				had, old = true, ae.canonical
+			}
 		case st.m.Feature != nil:
 			if f := features[st.key.FQN]; f != nil {
 				st.oldF = f.Clone()
@@ -527,6 +553,9 @@ func (r *Registry) applyObject(ctx context.Context, st *applyStep, steps []*appl
 	fqn := st.key.FQN
 	if st.m.Plugin != nil {
 		return r.applyPlugin(ctx, st, steps)
+	}
+	if st.m.Egress != nil {
+		return r.applyEgress(ctx, st)
 	}
 	if ds := st.m.DataSource; ds != nil {
 		if err := r.eng.ApplyDataSource(ctx, ds); err != nil {
@@ -623,7 +652,10 @@ func (r *Registry) persist(ctx context.Context, steps []*applyStep, undo *[]func
 //   - else a quarantined data source;
 //   - else an applied plugin, which no feature may name (ErrInUse; an encoding naming it
 //     in a selector fails from then on);
-//   - else a quarantined plugin.
+//   - else a quarantined plugin;
+//   - else an applied egress, which is closed (messages on their way to it fail, and the
+//     engine retries them until it is applied again or they run out of attempts);
+//   - else a quarantined egress.
 //
 // No object of the name is ErrNotFound (wrapping the engine's error, which suggests near
 // names). A name that does not parse is the engine's error (engine.ErrInvalidSelector).
@@ -647,6 +679,10 @@ func (r *Registry) Delete(ctx context.Context, name string) (Key, error) {
 			r.deletePlugin,
 			func(ctx context.Context, name string) (Key, bool, error) {
 				return r.deleteQuarantined(ctx, name, manifest.KindPlugin)
+			},
+			r.deleteEgress,
+			func(ctx context.Context, name string) (Key, bool, error) {
+				return r.deleteQuarantined(ctx, name, manifest.KindEgress)
 			},
 		} {
 			if key, done, derr := try(ctx, name); done || derr != nil {
@@ -730,14 +766,16 @@ type Listing struct {
 	DataSources []*engine.DataSource
 	// Plugins are the applied plugins, sorted by FQN; the registry's: do not modify them.
 	Plugins []*manifest.Plugin
-	// Quarantined are the stored objects that did not restore, data sources first, then
-	// features, each sorted by FQN.
+	// Egresses are the applied egresses, sorted by FQN; the registry's: do not modify them.
+	Egresses []*manifest.Egress
+	// Quarantined are the stored objects that did not restore, in the order of Kinds (data
+	// sources, plugins, egresses, features), each kind sorted by FQN.
 	Quarantined []Quarantined
 }
 
-// List lists the applied features, data sources and plugins and the quarantined objects, of one
-// namespace, or of all when namespace is "". A namespace that is not a valid name is a
-// *FieldError on the field "namespace".
+// List lists the applied features, data sources, plugins and egresses and the quarantined
+// objects, of one namespace, or of all when namespace is "". A namespace that is not a
+// valid name is a *FieldError on the field "namespace".
 func (r *Registry) List(namespace string) (Listing, error) {
 	ns := strings.ToLower(strings.TrimSpace(namespace))
 	if ns != "" {
@@ -758,6 +796,7 @@ func (r *Registry) List(namespace string) (Listing, error) {
 		}
 	}
 	out.Plugins = r.Plugins(ns)
+	out.Egresses = r.Egresses(ns)
 	for _, q := range r.Quarantined() {
 		if in(q.FQN) {
 			out.Quarantined = append(out.Quarantined, q)

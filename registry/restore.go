@@ -45,8 +45,8 @@ type quarantined struct {
 	since time.Time
 }
 
-// Quarantined returns the quarantined objects, data sources first, then features, each
-// sorted by FQN. The slice is shared: do not modify it.
+// Quarantined returns the quarantined objects in the order of Kinds (data sources, plugins,
+// egresses, features), each kind sorted by FQN. The slice is shared: do not modify it.
 func (r *Registry) Quarantined() []Quarantined {
 	if l := r.quarantineList.Load(); l != nil {
 		return *l
@@ -84,7 +84,8 @@ func (r *Registry) publishQuarantine() {
 	r.quarantineList.Store(&list)
 }
 
-// kindRank orders kinds as the Store does (Kinds): data sources, plugins, features.
+// kindRank orders kinds as the Store does (Kinds): data sources, plugins, egresses,
+// features.
 func kindRank(kind string) int {
 	kinds := Kinds()
 	if i := slices.Index(kinds, kind); i >= 0 {
@@ -93,12 +94,13 @@ func kindRank(kind string) int {
 	return len(kinds)
 }
 
-// Restore applies what the Store holds: data sources first, then features, each bounded by
-// Config.RestoreTimeout; an object that fails or overruns is quarantined (see above). When
-// ctx is done Restore stops: the object in flight and those after it are not restored (nor
-// quarantined), and it returns an error wrapping ctx's cause. A Store that cannot be read
-// fails Restore. Without a Store it does nothing. Call it once, before serving. With a
-// SharedStore, Restore then starts following it (shared.go) until Close.
+// Restore applies what the Store holds in the order of Kinds (data sources, plugins and
+// egresses before features), each bounded by Config.RestoreTimeout; an object that fails or
+// overruns is quarantined (see above). When ctx is done Restore stops: the object in flight
+// and those after it are not restored (nor quarantined), and it returns an error wrapping
+// ctx's cause. A Store that cannot be read fails Restore. Without a Store it does nothing.
+// Call it once, before serving. With a SharedStore, Restore then starts following it
+// (shared.go) until Close.
 func (r *Registry) Restore(ctx context.Context) error {
 	if r.store == nil {
 		return nil
@@ -193,6 +195,12 @@ func (r *Registry) restoreObject(ctx context.Context, o StoredObject) (late <-ch
 		defer cancel()
 		return nil, release, r.restorePlugin(actx, m, o.Modules)
 	}
+	if m.Egress != nil {
+		// Loading an egress runs no guest code and contacts nothing: nothing to abandon.
+		actx, cancel := context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+		return nil, release, r.restoreEgress(actx, m)
+	}
 	if r.mods != nil {
 		release = r.mods.Hold(slices.Sorted(maps.Keys(o.Modules))...)
 	}
@@ -245,6 +253,12 @@ func (r *Registry) prepareRestore(o StoredObject) (manifest.Manifest, error) {
 		}
 		if r.plugs == nil {
 			return manifest.Manifest{}, errors.New("it is a plugin, and this server has no plugin host")
+		}
+		return m, nil
+	}
+	if m.Egress != nil {
+		if r.egs == nil {
+			return manifest.Manifest{}, errors.New("it is an egress, and this server has no egresses configured")
 		}
 		return m, nil
 	}

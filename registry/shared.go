@@ -336,6 +336,8 @@ func (r *Registry) dropLocal(ctx context.Context, key Key) error {
 	var err error
 	if key.Kind == string(manifest.KindPlugin) {
 		r.dropPlugin(key.FQN)
+	} else if key.Kind == string(manifest.KindEgress) {
+		r.dropEgress(ctx, key.FQN)
 	} else if key.Kind == string(manifest.KindDataSource) {
 		if slices.ContainsFunc(r.eng.DataSources(), func(ds *engine.DataSource) bool { return ds.FQN == key.FQN }) {
 			err = r.eng.DeleteDataSource(ctx, key.FQN)

@@ -7,9 +7,9 @@ import (
 )
 
 // Kinds returns the kinds of objects a Store holds, in the order they are restored: data
-// sources and plugins before the features that name them.
+// sources, plugins and egresses before the features that name them or emit to them.
 func Kinds() []string {
-	return []string{string(manifest.KindDataSource), string(manifest.KindPlugin), string(manifest.KindFeature)}
+	return []string{string(manifest.KindDataSource), string(manifest.KindPlugin), string(manifest.KindEgress), string(manifest.KindFeature)}
 }
 
 // Store persists what the registry applied, so that a restarted process applies it again:
@@ -29,7 +29,7 @@ type Store interface {
 	// Delete removes an object; deleting one that is not stored is not an error.
 	Delete(ctx context.Context, kind, fqn string) error
 	// Load returns every stored object in the order of Kinds() (data sources, plugins,
-	// features), each kind sorted by FQN. An object that cannot be read whole (its manifest unreadable, a module
+	// egresses, features), each kind sorted by FQN. An object that cannot be read whole (its manifest unreadable, a module
 	// it names missing or corrupt) is returned with Err set, so that the registry
 	// quarantines it and restores the others; Load fails only when the store itself cannot
 	// be read.

@@ -206,7 +206,8 @@ func withField(ce *connect.Error, field, msg string) *connect.Error {
 //	registry.ErrConflict (another replica changed the    Aborted
 //	  object in the shared store meanwhile)
 //	registry.ErrInUse, ErrNoModules, ErrModuleUnknown    FailedPrecondition
-//	registry.ErrUnsupportedKind (a Plugin manifest)      Unimplemented
+//	registry.ErrUnsupportedKind (a Plugin or Egress      Unimplemented
+//	  manifest the server has no host for)
 //	*registry.FieldError (module bytes wrong or          the cause's code, InvalidArgument
 //	  missing)                                             when it has none; on its field
 //	*registry.ObjectError (an object the engine or host  the cause's code, except NotFound

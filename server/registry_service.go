@@ -37,14 +37,14 @@ func (rs *registryService) ApplyFeature(ctx context.Context, req *connect.Reques
 	s := rs.s
 	m := req.Msg
 	if len(bytes.TrimSpace(m.GetManifest())) == 0 {
-		return nil, invalid("manifest", "empty (want Feature, DataSource and Plugin YAML documents)")
+		return nil, invalid("manifest", "empty (want Feature, DataSource, Plugin and Egress YAML documents)")
 	}
 	ms, err := manifest.Parse(m.GetManifest(), manifestSource)
 	if err != nil {
 		return nil, manifestError(err)
 	}
 	if len(ms) == 0 {
-		return nil, invalid("manifest", "holds no Feature, DataSource or Plugin document")
+		return nil, invalid("manifest", "holds no Feature, DataSource, Plugin or Egress document")
 	}
 	applied, err := s.reg.Apply(ctx, ms, m.GetModules(), registry.ApplyOptions{DryRun: m.GetDryRun()})
 	if err != nil {
@@ -83,8 +83,9 @@ func isManifestError(err error) bool {
 }
 
 // DeleteFeature removes an applied feature, or else a quarantined feature, an applied data
-// source no feature uses, a quarantined data source, an applied plugin no feature names, or
-// a quarantined plugin of the name (registry.Registry.Delete).
+// source no feature uses, a quarantined data source, an applied plugin no feature names, a
+// quarantined plugin, an applied egress or a quarantined egress of the name
+// (registry.Registry.Delete).
 func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Request[ospreyv1.DeleteFeatureRequest]) (*connect.Response[ospreyv1.DeleteFeatureResponse], error) {
 	if _, err := rs.s.reg.Delete(ctx, req.Msg.GetFqn()); err != nil {
 		return nil, rs.s.registryFail(ctx, req.Spec().Procedure, err, fieldNames{selector: "fqn"})
@@ -92,8 +93,9 @@ func (rs *registryService) DeleteFeature(ctx context.Context, req *connect.Reque
 	return connect.NewResponse(&ospreyv1.DeleteFeatureResponse{}), nil
 }
 
-// ListFeatures lists the applied features and data sources, and the quarantined objects,
-// optionally of one namespace.
+// ListFeatures lists the applied features, data sources and plugins, and the quarantined
+// objects (egresses among them), optionally of one namespace. Applied egresses are not
+// listed: the API has no message for them yet.
 func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Request[ospreyv1.ListFeaturesRequest]) (*connect.Response[ospreyv1.ListFeaturesResponse], error) {
 	l, err := rs.s.reg.List(req.Msg.GetNamespace())
 	if err != nil {

@@ -81,6 +81,12 @@ type Config struct {
 	// engine must have been built with its middleware resolver, encodings and program
 	// loader. The Server does not close it.
 	Plugins PluginHost
+	// Egresses is the egress set (*egress.Set of plugins/egress satisfies it):
+	// ApplyFeature applies Egress manifests to it and DeleteFeature removes them; programs
+	// emit to its egresses. Without one, Egress manifests are refused with Unimplemented.
+	// The engine must have been built with the same set as its resolver
+	// (engine.WithEgresses). The Server does not close it.
+	Egresses registry.Egresses
 	// Notifier feeds Watch: the Server subscribes to it for its whole life with a consumer
 	// group of its own ("watch-<random>"), so every replica sees every change, and deletes
 	// the group when it stops. Without one, Watch answers Unimplemented. The Server does not
@@ -218,7 +224,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.plugins = cfg.Plugins
 	s.extra = maps.Clone(cfg.Handlers)
 	s.interceptors = slices.Clone(cfg.Interceptors)
-	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Plugins: cfg.Plugins, Store: cfg.Registry,
+	if s.reg, err = registry.New(registry.Config{Engine: cfg.Engine, Modules: cfg.Host, Plugins: cfg.Plugins, Egresses: cfg.Egresses, Store: cfg.Registry,
 		RestoreTimeout: cfg.RestoreTimeout, Logger: s.log}); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

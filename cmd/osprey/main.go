@@ -47,7 +47,7 @@ func commands() []command {
 		{"update", "update (set, append or add to the window): osprey update FQN KEY=VALUE… VALUE", clientCommand("update", "FQN KEY=VALUE… VALUE", 2, runWrite("update"))},
 		{"ingest", "send rows (JSON Lines, - for stdin) to a data source: osprey ingest SOURCE ROWS.jsonl", clientCommand("ingest", "SOURCE ROWS.jsonl|-", 2, runIngest)},
 		{"features", "list the features, data sources and plugins: osprey features [NAMESPACE]", clientCommand("features", "[NAMESPACE]", 0, runFeatures)},
-		{"delete", "delete a feature, data source or plugin from the host: osprey delete FQN", clientCommand("delete", "FQN", 1, runDelete)},
+		{"delete", "delete a feature, data source, plugin or egress from the host: osprey delete FQN", clientCommand("delete", "FQN", 1, runDelete)},
 		{"get-many", "read a feature vector for several entities, as a table: osprey get-many SELECTOR[,SELECTOR…] KEY=VALUE… [KEY=VALUE…]", clientCommand("get-many", "SELECTOR[,SELECTOR…] KEY=VALUE… [KEY=VALUE…] (a key given again starts the next entity)", 2, runGetMany)},
 		{"watch", "stream a feature's changes until Ctrl-C: osprey watch FQN [KEY=VALUE…]", clientCommand("watch", "FQN [KEY=VALUE…] (no keys: every entity)", 1, runWatch)},
 		{"dry-run", "run a program on a row, writing nothing: osprey dry-run FQN ROW.json|'{…}' [KEY=VALUE…]", clientCommand("dry-run", "FQN ROW.json|'{…}' [KEY=VALUE…]", 1, runDryRun)},

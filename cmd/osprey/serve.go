@@ -22,6 +22,9 @@ import (
 	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/host/extism"
 	"github.com/osprey-ml/osprey/plugins"
+	"github.com/osprey-ml/osprey/plugins/egress"
+	_ "github.com/osprey-ml/osprey/plugins/egress/redisstream"  // "redis-stream" egress
+	_ "github.com/osprey-ml/osprey/plugins/egress/webhook"      // "webhook" egress
 	_ "github.com/osprey-ml/osprey/plugins/notifier/redis"      // "redis" notifier
 	_ "github.com/osprey-ml/osprey/plugins/registrystore/dir"   // "dir" registry store
 	_ "github.com/osprey-ml/osprey/plugins/registrystore/redis" // "redis" registry store
@@ -56,6 +59,7 @@ type serveConfig struct {
 	HistoryConfig   string        `yaml:"history-config"`
 	HistoryCollect  time.Duration `yaml:"history-collect"`
 	Plugin          pluginPolicyFlags
+	Egress          egressPolicyFlags
 	NoMetrics       bool `yaml:"no-metrics"`
 }
 
@@ -81,6 +85,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	fs.StringVar(&c.HistoryConfig, "history-config", "", "history store config, key=value,… (file: dir; s3: endpoint, bucket, prefix, region, access_key, secret_key, session_token, secure, path_style, create_bucket; see docs/history.md) (env OSPREY_HISTORY_CONFIG)")
 	fs.DurationVar(&c.HistoryCollect, "history-collect", historian.DefaultCollectInterval, "how often the historian collects the window buckets that closed (under 5m: they are kept 10m) (env OSPREY_HISTORY_COLLECT)")
 	c.Plugin.register(fs)
+	c.Egress.register(fs)
 	fs.BoolVar(&c.NoMetrics, "no-metrics", false, "do not serve Prometheus metrics at /metrics (env OSPREY_NO_METRICS); traces follow the OTEL_* environment (docs/observability.md)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
@@ -191,6 +196,9 @@ type stack struct {
 	notifier engine.Notifier
 	host     *host.Host
 	plugins  *extism.Set
+	// egresses are the applied egresses (what programs emit to); closed after the engine,
+	// whose dispatcher emits to them.
+	egresses *egress.Set
 	obs      *observability
 	engine   *engine.Engine
 	server   *server.Server
@@ -205,6 +213,7 @@ type stack struct {
 func (s *stack) close() {
 	closeStore(s.registry)
 	s.engine.Close()
+	s.egresses.Close()
 	s.history.stop()
 	closeHost(s.log, s.host)
 	s.plugins.Close()
@@ -288,6 +297,9 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		if s.plugins != nil {
 			s.plugins.Close()
 		}
+		if s.egresses != nil {
+			s.egresses.Close()
+		}
 		s.obs.close()
 		if s.notifier != nil {
 			s.notifier.Close()
@@ -334,6 +346,11 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 		return fail(err)
 	}
 	s.plugins = extism.NewSet(policy, engine.DefaultNamespace, e.log)
+	egressPolicy, err := c.Egress.policy()
+	if err != nil {
+		return fail(err)
+	}
+	s.egresses = egress.NewSet(egressPolicy, engine.DefaultNamespace, e.log)
 	if s.obs, err = newObservability(ctx, c); err != nil {
 		return fail(err)
 	}
@@ -347,9 +364,9 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	s.engine = engine.New(st, append([]engine.Option{engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
 		engine.WithPrograms(s.plugins.Programs(s.host)),
 		engine.WithMiddlewareResolver(s.plugins.Resolver(s.host.Resolver(plugins.Middlewares))),
-		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithLogger(e.log)}, s.obs.engineOptions()...)...)
+		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithEgresses(s.egresses), engine.WithLogger(e.log)}, s.obs.engineOptions()...)...)
 	// ctx is the command's: SIGINT or SIGTERM during the registry restore stops it.
-	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Plugins: s.plugins, Notifier: s.notifier, Registry: store,
+	s.server, err = server.New(ctx, server.Config{Engine: s.engine, Host: s.host, Plugins: s.plugins, Egresses: s.egresses, Notifier: s.notifier, Registry: store,
 		Tokens: tokens, CORSOrigins: origins, MaxMessageBytes: c.MaxMessageBytes, RestoreTimeout: c.RestoreTimeout, Logger: e.log,
 		Interceptors: interceptors, Handlers: handlers})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -11,13 +12,14 @@ import (
 
 	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/manifest"
+	"github.com/osprey-ml/osprey/plugins/egress"
 )
 
-func runValidate(_ context.Context, e *env, args []string) error {
+func runValidate(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: osprey validate FILE|DIR…\n\nParses and validates Feature and DataSource manifests (osprey.dev/v1alpha1, or RaptorML's k8s.raptor.ml/v1alpha1):\nthe files named, and every *.yaml and *.yml file under the directories named, recursively\n(skipping hidden directories and testdata).")
+		fmt.Fprintln(e.stderr, "Usage: osprey validate FILE|DIR…\n\nParses and validates Feature, DataSource, Plugin and Egress manifests (osprey.dev/v1alpha1, or RaptorML's\nk8s.raptor.ml/v1alpha1): the files named, and every *.yaml and *.yml file under the directories named,\nrecursively (skipping hidden directories and testdata). An Egress's configuration is checked by its type\n(webhook, redis-stream), as a server would when applying it, short of the server's --egress-allowed-hosts.")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -34,8 +36,16 @@ func runValidate(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, m := range ms {
 		switch {
+		case m.Egress != nil:
+			// The type checks its configuration; no server policy applies here.
+			if err := egress.Check(ctx, m.Egress, egress.Policy{}); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", m.Pos, err))
+				continue
+			}
+			fmt.Fprintf(e.stdout, "ok  %-10s %-30s type=%s\n", m.Kind, m.FQN(), m.Egress.Type)
 		case m.Feature != nil:
 			fmt.Fprintf(e.stdout, "ok  %-10s %-30s %s\n", m.Kind, m.FQN(), describeFeature(m.Feature))
 		case m.Plugin != nil:
@@ -48,12 +58,15 @@ func runValidate(_ context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "ok  %-10s %-30s kind=%s\n", m.Kind, m.FQN(), m.DataSource.Kind)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // describeFeature is a one-line summary of a feature for people.
 func describeFeature(f *engine.Feature) string {
 	s := fmt.Sprintf("%s keys=%v fresh<%v stale≥%v", f.Primitive, f.Keys, f.Freshness, f.Staleness)
+	if f.Messages != engine.PrimitiveUnknown {
+		s += " messages=" + f.Messages.String()
+	}
 	if f.Windowed() {
 		s += fmt.Sprintf(" window=%v/%v aggr=%s", f.Staleness, f.Granularity, f.Aggrs)
 	}

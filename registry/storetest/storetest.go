@@ -31,6 +31,8 @@ var (
 	modB  = []byte("\x00asm module b")
 	docF  = []byte("apiVersion: osprey.dev/v1alpha1\nkind: Feature\n")
 	docDS = []byte("apiVersion: osprey.dev/v1alpha1\nkind: DataSource\n")
+	docP  = []byte("apiVersion: osprey.dev/v1alpha1\nkind: Plugin\n")
+	docE  = []byte("apiVersion: osprey.dev/v1alpha1\nkind: Egress\n")
 )
 
 func ref(b []byte) string { return moduleref.Of(b) }
@@ -46,8 +48,10 @@ func Run(t *testing.T, h Harness) {
 			mods      map[string][]byte
 		}{
 			{"Feature", "ns.f", docF, map[string][]byte{ref(modA): modA, ref(modB): modB}},
+			{"Egress", "ns.out", docE, nil},
 			{"DataSource", "ns.src", docDS, nil},
 			{"Feature", "ns.g", docF, map[string][]byte{ref(modA): modA}},
+			{"Plugin", "ns.p", docP, map[string][]byte{ref(modB): modB}},
 		} {
 			if err := s.Save(ctx, o.kind, o.fqn, o.doc, o.mods); err != nil {
 				t.Fatal(err)
@@ -64,10 +68,17 @@ func Run(t *testing.T, h Harness) {
 				t.Errorf("%s %s: %v", o.Kind, o.FQN, o.Err)
 			}
 		}
-		if !reflect.DeepEqual(order, []string{"DataSource ns.src", "Feature ns.f", "Feature ns.g"}) {
+		// In the order of registry.Kinds: data sources, plugins, egresses, features.
+		if !reflect.DeepEqual(order, []string{"DataSource ns.src", "Plugin ns.p", "Egress ns.out", "Feature ns.f", "Feature ns.g"}) {
 			t.Fatalf("Load order = %v", order)
 		}
-		f := objs[1]
+		if e := objs[2]; !bytes.HasSuffix(e.Manifest, docE) || len(e.Modules) != 0 {
+			t.Fatalf("Load = %+v", e)
+		}
+		if err := s.Delete(ctx, "Plugin", "ns.p"); err != nil {
+			t.Fatal(err)
+		}
+		f := objs[3]
 		if !bytes.HasSuffix(f.Manifest, docF) || len(f.Modules) != 2 || !bytes.Equal(f.Modules[ref(modB)], modB) {
 			t.Fatalf("Load = %+v", f)
 		}
@@ -90,7 +101,7 @@ func Run(t *testing.T, h Harness) {
 		if n := h.Modules(t, s); n != 0 {
 			t.Fatalf("%d modules after the deletes, want 0", n)
 		}
-		if objs, err := s.Load(ctx); err != nil || len(objs) != 1 {
+		if objs, err := s.Load(ctx); err != nil || len(objs) != 2 {
 			t.Fatalf("Load after deletes = %d objects, %v", len(objs), err)
 		}
 	})

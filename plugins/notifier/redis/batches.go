@@ -95,7 +95,15 @@ type retry struct {
 	notes []engine.Notification
 }
 
-func (s *batches) room() int64            { return s.budget.reserve(s.maxBatch) }
+// room reserves a batch, or one entry when the shard's stream was empty last time: a shard
+// blocked on an empty stream holds as little of the budget as it can, and reserves a full
+// batch again once its stream has something.
+func (s *batches) room(idle bool) int64 {
+	if idle {
+		return s.budget.reserve(1)
+	}
+	return s.budget.reserve(s.maxBatch)
+}
 func (s *batches) unused(k int64)         { s.budget.give(k) }
 func (s *batches) ready() <-chan struct{} { return s.budget.wake }
 

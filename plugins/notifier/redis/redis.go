@@ -505,6 +505,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 	claimFrom := "0-0"      // XAUTOCLAIM cursor
 	backoff := time.Duration(0)
 	failing := false
+	idle := false // the last read found nothing
 
 	for {
 		if err := ctx.Err(); err != nil {
@@ -513,8 +514,8 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 		if err := out.redeliver(ctx, key); err != nil {
 			return err
 		}
-		room := out.room() // reserved: what the read does not hand out is given back
-		if room <= 0 {     // as many handed out as the subscriber allows
+		room := out.room(idle) // reserved: what the read does not hand out is given back
+		if room <= 0 {         // as many handed out as the subscriber allows
 			select {
 			case <-out.ready():
 			case <-time.After(n.block):
@@ -632,6 +633,7 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 		}
 		out.settle(now)
 		out.unused(room - int64(len(notes)))
+		idle = len(msgs) == 0
 		if len(notes) == 0 {
 			continue
 		}
@@ -648,8 +650,10 @@ func (n *Notifier) consume(ctx context.Context, i int, group, consumer string, o
 
 // sink is where a consumer delivers what it reads from one shard.
 type sink interface {
-	// room is how many entries the consumer may read now.
-	room() int64
+	// room is how many entries the consumer may read now; idle is set when the shard's last
+	// read found nothing (a sink sharing a budget between shards then reserves little, so
+	// that a shard blocked on an empty stream does not hold back the others).
+	room(idle bool) int64
 	// ready is signalled when room may have grown.
 	ready() <-chan struct{}
 	// handling reports whether the entry is ours and still being handled (so that reading
@@ -676,7 +680,7 @@ type oneByOne struct {
 	handle func(context.Context, engine.Notification) error
 }
 
-func (s *oneByOne) room() int64                             { return s.n.batch }
+func (s *oneByOne) room(bool) int64                         { return s.n.batch }
 func (s *oneByOne) ready() <-chan struct{}                  { return nil }
 func (s *oneByOne) handling(string) bool                    { return false }
 func (s *oneByOne) redeliver(context.Context, string) error { return nil }
