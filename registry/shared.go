@@ -319,6 +319,9 @@ func (r *Registry) converge(ctx context.Context, key Key) (version string, gone 
 	defer r.forgetUnusedModules()
 	late, release, err := r.restoreObject(ctx, o)
 	if err == nil {
+		// Retain the applied set before the apply's hold goes: between the two, a sweep
+		// would release the module the change just applied (it is not retained yet).
+		r.retain(ctx)
 		release()
 		r.unquarantine(key)
 		r.log.LogAttrs(ctx, slog.LevelInfo, "registry: applied a change of the shared store",
