@@ -14,21 +14,24 @@ import (
 	"github.com/osprey-ml/osprey/internal/redistest"
 )
 
-// sessionsDir writes examples/sessions — its manifest with the inactivity period given and
-// its prebuilt modules — into a temporary directory, and returns the manifest's path.
-func sessionsDir(t *testing.T, inactivity string) string {
+// exampleDir writes an example — its manifest (with old replaced by new, when old is not
+// "") and its prebuilt modules — into a temporary directory, and returns the manifest's
+// path.
+func exampleDir(t *testing.T, manifest, old, new string, modules ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	m, err := examples.Manifests.ReadFile("sessions/features.yaml")
+	m, err := examples.Manifests.ReadFile(manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(m), "inactivity: 30m", "inactivity: "+inactivity, 1)
-	if text == string(m) {
-		t.Fatal("examples/sessions/features.yaml no longer sets inactivity: 30m")
+	text := string(m)
+	if old != "" {
+		if text = strings.Replace(text, old, new, 1); text == string(m) {
+			t.Fatalf("%s no longer has %q", manifest, old)
+		}
 	}
-	for _, mod := range []string{"session.wasm", "completed.wasm"} {
-		b, err := examples.Module("sessions/features.yaml", mod)
+	for _, mod := range modules {
+		b, err := examples.Module(manifest, mod)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +93,8 @@ func TestSessionsInDev(t *testing.T) {
 }
 
 // TestSessionsOnRedisReplicas: two `osprey serve` replicas over one Redis (registry and
-// state) run examples/sessions with a one-second inactivity period; clicks go to either
+// state) run examples/velocity and examples/sessions, the latter with a one-second
+// inactivity period; clicks go to either
 // replica; every user's session ends once — each timer fires once across the replicas —
 // and its length reaches both fan-out features, read alike on both replicas.
 func TestSessionsOnRedisReplicas(t *testing.T) {
@@ -101,12 +105,35 @@ func TestSessionsOnRedisReplicas(t *testing.T) {
 	flags := []string{"--registry", "redis", "--registry-config", "addrs=" + srv.Addr(), "--state", "redis", "--state-config", "addrs=" + srv.Addr()}
 	a := startServer(t, t.TempDir(), flags...)
 	b := startServer(t, t.TempDir(), flags...)
-	a.mustCLI(t, "apply", "-f", sessionsDir(t, "1s"))
+	a.mustCLI(t, "apply", "-f", exampleDir(t, "sessions/features.yaml", "inactivity: 30m", "inactivity: 1s", "session.wasm", "completed.wasm"))
+	a.mustCLI(t, "apply", "-f", exampleDir(t, "velocity/features.yaml", "", "", "since_last.wasm", "session_txns.wasm"))
 
-	for _, s := range []*ospreyServer{a, b} { // the last feature applied has reached both
-		eventually(t, "the sessions example to reach "+s.addr, func() bool {
-			return s.cli(t, "get", "sessions.avg_seconds", "user_id=x").code == 0
+	for _, s := range []*ospreyServer{a, b} { // the last features applied have reached both
+		eventually(t, "the examples to reach "+s.addr, func() bool {
+			for _, sel := range []string{"sessions.clicks", "sessions.completed", "sessions.avg_seconds"} {
+				if s.cli(t, "get", sel, "user_id=x").code != 0 {
+					return false
+				}
+			}
+			return s.cli(t, "get", "velocity.session_txns", "card_id=x").code == 0 &&
+				s.cli(t, "get", "velocity.since_last", "card_id=x").code == 0
 		})
+	}
+	// examples/velocity on Redis: storage per card, across replicas (rows without ts take
+	// the server's time, so the values are fresh).
+	txns := filepath.Join(t.TempDir(), "txns.jsonl")
+	if err := os.WriteFile(txns, []byte("{\"card_id\":\"c1\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.mustCLI(t, "ingest", "velocity.transactions", txns)
+	b.mustCLI(t, "ingest", "velocity.transactions", txns)
+	for _, s := range []*ospreyServer{a, b} {
+		if out := s.mustCLI(t, "get", "velocity.session_txns", "card_id=c1"); !strings.HasPrefix(out, "velocity.session_txns = 2 ") {
+			t.Errorf("velocity.session_txns on %s: %q, want 2 (one transaction through each replica)", s.addr, out)
+		}
+		if out := s.mustCLI(t, "get", "velocity.since_last", "card_id=c1"); strings.Contains(out, "absent") {
+			t.Errorf("velocity.since_last on %s: %q, want the interval between the two", s.addr, out)
+		}
 	}
 	const users = 6
 	dir := t.TempDir()
