@@ -17,9 +17,12 @@ import (
 // BenchMessages measures messages between programs through an engine over the States
 // newState returns (one per sub-benchmark), with Go programs, so that the numbers are the
 // engine's and the State's: sends/s from many senders to one target feature, sends/s in
-// order from one sender, and timers fired/s. Each reports msgs/s; delivery is by
+// order from one sender, and timers fired/s, against a baseline of rows written directly
+// (the sender's program writing its own value instead of sending it: what the message's
+// delivery costs on top). Each reports msgs/s (rows/s for the baseline); delivery is by
 // DeliverMessages in the benchmark's goroutine (Workers mailboxes at a time).
 func BenchMessages(b *testing.B, newState func(b *testing.B) engine.State) {
+	b.Run("baseline/rows-written", func(b *testing.B) { benchRows(b, newState(b)) })
 	b.Run("sends/many-senders", func(b *testing.B) { benchSends(b, newState(b), false) })
 	b.Run("sends/one-sender", func(b *testing.B) { benchSends(b, newState(b), true) })
 	b.Run("timers", func(b *testing.B) { benchTimers(b, newState(b)) })
@@ -37,8 +40,9 @@ func (m benchLoader) LoadProgram(_ context.Context, f *engine.Feature) (engine.P
 	return m[f.FQN], nil
 }
 
-// benchEngine applies bench.rows → bench.sender (running send per row) and bench.target
-// (receiving ints, writing each), under a unique namespace.
+// benchEngine applies bench.rows → bench.sender (running send per row; with send nil,
+// writing the row's n instead) and bench.target (receiving ints, writing each), under a
+// unique namespace.
 func benchEngine(b *testing.B, st engine.State, clock func() time.Time, send func(ctx context.Context, in *engine.Invocation, to string, row engine.Row) error) (*engine.Engine, string, *atomic.Int64) {
 	b.Helper()
 	ns := "bench" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -46,6 +50,9 @@ func benchEngine(b *testing.B, st engine.State, clock func() time.Time, send fun
 	target := ns + ".target"
 	progs := benchLoader{
 		ns + ".sender": benchProgram(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+			if send == nil { // the baseline: the row's value written, nothing sent
+				return engine.ProgramResult{Value: call.Row["n"]}, nil
+			}
 			return engine.ProgramResult{}, send(ctx, call.Invocation, target, call.Row)
 		}),
 		target: benchProgram(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
@@ -127,6 +134,16 @@ func benchSends(b *testing.B, st engine.State, oneSender bool) {
 	start := time.Now()
 	ingestRows(b, e, source, b.N, sender)
 	deliverAll(b, e, received, int64(b.N))
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// benchRows: b.N rows of distinct entities, each written by the sender's program as its
+// own value; no message.
+func benchRows(b *testing.B, st engine.State) {
+	e, source, _ := benchEngine(b, st, nil, nil)
+	b.ResetTimer()
+	start := time.Now()
+	ingestRows(b, e, source, b.N, func(i int) string { return "s" + strconv.Itoa(i) })
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
