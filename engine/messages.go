@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 	"unicode/utf8"
 )
@@ -253,7 +254,7 @@ func (in *Invocation) send(env Envelope) error {
 		if err != nil {
 			return fmt.Errorf("%w: a message to %s is %s: %w", ErrMessage, fqn, p.f.Messages, err)
 		}
-		env.To = Address{FQN: fqn, Keys: cloneKeys(env.To.Keys)}
+		env.To = Address{FQN: fqn, Keys: maps.Clone(env.To.Keys)}
 		env.Value = v
 	}
 	env.From = in.addr
@@ -283,14 +284,6 @@ func (in *Invocation) origin() string {
 		return fmt.Sprintf("a message from %s", in.msg.From)
 	}
 	return "a row or a read"
-}
-
-func cloneKeys(k Keys) Keys {
-	out := make(Keys, len(k))
-	for n, v := range k {
-		out[n] = v
-	}
-	return out
 }
 
 // Mailbox names one sender's mailbox in a MessageState: the sender's feature and encoded

@@ -3,8 +3,8 @@ package engine
 import "strings"
 
 // suggest returns the names nearest to name by edit distance (case-insensitive), at most
-// three, closest first: those within a third of name's length (at least 2 edits), or that
-// name is a prefix of or contains. It is for error messages ("did you mean …?").
+// three, closest first: those within a third of name's length (at least 2 edits) and at
+// most half of the longer name's, or that name is a prefix of or contains. It is for error messages ("did you mean …?").
 func suggest(name string, names []string) []string {
 	type cand struct {
 		name string
@@ -19,8 +19,8 @@ func suggest(name string, names []string) []string {
 		}
 		ln := strings.ToLower(n)
 		d := editDistance(lower, ln)
-		if d > limit && !(len(lower) >= 3 && strings.Contains(ln, lower)) {
-			continue
+		if (d > limit || 2*d > max(len(lower), len(ln))) && !(len(lower) >= 3 && strings.Contains(ln, lower)) {
+			continue // too far, or more edits than half the name: not a typo of it
 		}
 		best = append(best, cand{n, d})
 	}
@@ -36,6 +36,11 @@ func suggest(name string, names []string) []string {
 	}
 	return out
 }
+
+// DidYouMean returns, for an error message about the unknown name, the names nearest to it
+// formatted as ` (did you mean a or b?)`, or "" when none is near: the engine's one rule for
+// suggestions, for packages that report unknown names of their own.
+func DidYouMean(name string, names []string) string { return didYouMean(suggest(name, names)) }
 
 // didYouMean formats suggestions for an error message: ` (did you mean a or b?)`, or "".
 func didYouMean(names []string) string {

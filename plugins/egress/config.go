@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/osprey-ml/osprey/engine"
 	"github.com/osprey-ml/osprey/plugins"
 )
 
@@ -55,11 +56,7 @@ func (c Config) Check(known ...string) error {
 		if slices.Contains(known, k) {
 			continue
 		}
-		msg := Path(k) + ": unknown key"
-		if s := nearest(k, known); s != "" {
-			msg += " (did you mean " + s + "?)"
-		}
-		msgs = append(msgs, msg)
+		msgs = append(msgs, Path(k)+": unknown key"+engine.DidYouMean(k, known))
 	}
 	if len(msgs) == 0 {
 		return nil

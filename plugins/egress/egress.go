@@ -107,10 +107,7 @@ func New(ctx context.Context, e *manifest.Egress, policy Policy) (Egress, error)
 	mu.RUnlock()
 	if !ok {
 		known := Types()
-		msg := fmt.Sprintf("spec.type: unknown egress type %q", e.Type)
-		if s := nearest(e.Type, known); s != "" {
-			msg += " (did you mean " + s + "?)"
-		}
+		msg := fmt.Sprintf("spec.type: unknown egress type %q", e.Type) + engine.DidYouMean(e.Type, known)
 		list := "none"
 		if len(known) > 0 {
 			list = strings.Join(known, ", ")
@@ -136,45 +133,6 @@ func Check(ctx context.Context, e *manifest.Egress, policy Policy) error {
 		return err
 	}
 	return eg.Close()
-}
-
-// nearest returns the name in known closest to s (a case-insensitive match, or one or two
-// edits away, fewer than half of the name's length), or "".
-func nearest(s string, known []string) string {
-	best, bestDist := "", 3
-	for _, k := range known {
-		if strings.EqualFold(k, s) {
-			return k
-		}
-		if d := editDistance(strings.ToLower(s), strings.ToLower(k)); d < bestDist && d < len(k)/2+1 {
-			best, bestDist = k, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // Errors of the Set.
