@@ -17,7 +17,8 @@ import (
 	"github.com/osprey-ml/osprey/plugins/state/memory"
 )
 
-// egresses is an engine.EgressResolver of one egress, "alerts", that records what it gets.
+// egresses is an engine.EgressResolver of one egress, "default.alerts" (a program emits to
+// "alerts", in the default namespace), that records what it gets.
 type egresses struct {
 	mu   sync.Mutex
 	got  []engine.EgressMessage
@@ -50,7 +51,7 @@ func messageEngine(t *testing.T, h *host.Host) (*engine.Engine, *egresses, *cloc
 	if _, ok := engine.State(st).(engine.MessageState); !ok {
 		t.Fatal("the in-process state keeps no mailboxes")
 	}
-	eg := &egresses{name: "alerts"}
+	eg := &egresses{name: "default.alerts"}
 	e := engine.New(st, engine.WithPrograms(h), engine.WithMiddlewareResolver(h.Resolver(nil)),
 		engine.WithClock(c.Now), engine.WithLogger(slog.New(slog.DiscardHandler)),
 		engine.WithDelivery(engine.Delivery{Poll: -1}), engine.WithMaxHops(3), engine.WithEgresses(eg))
@@ -130,7 +131,7 @@ func TestMessagesGoGuest(t *testing.T) {
 	}
 	egress := sendRow("egress", "", 5)
 	egress["egress"] = engine.String("alerts")
-	if out = dry(egress); len(out.Sends) != 1 || out.Sends[0].Egress != "alerts" || !out.Sends[0].Row["n"].Equal(engine.Int(5)) || out.Sends[0].Row["id"].Str() != "a" {
+	if out = dry(egress); len(out.Sends) != 1 || out.Sends[0].Egress != "default.alerts" || !out.Sends[0].Row["n"].Equal(engine.Int(5)) || out.Sends[0].Row["id"].Str() != "a" {
 		t.Errorf("egress = %+v", out.Sends)
 	}
 
@@ -151,7 +152,7 @@ func TestMessagesGoGuest(t *testing.T) {
 		{"delay", tooLate, `send_after "x" to t.recv: invalid message: delay`},
 		{"no token", noToken, `send_after "" to t.recv: invalid message: a delayed message needs a token`},
 		{"cancel no token", sendRow("cancel", "", 0), `cancel "": invalid message: a delayed message needs a token`},
-		{"unknown egress", nowhere, `egress "nowhere": invalid message: egress "nowhere": no egress "nowhere" is applied`},
+		{"unknown egress", nowhere, `egress "nowhere": invalid message: egress "default.nowhere": no egress "default.nowhere" is applied`},
 	} {
 		_, err := e.DryRun(ctx, "t.send", nil, tt.row, time.Time{})
 		if !errors.Is(err, host.ErrGuestFailed) || !strings.Contains(err.Error(), tt.msg) {
@@ -198,7 +199,7 @@ func TestMessagesGoGuest(t *testing.T) {
 	ingest(egress)
 	value("t.recv")
 	eg.mu.Lock()
-	if len(eg.got) != 1 || eg.got[0].Egress != "alerts" || eg.got[0].From.String() != "t.send{id=a}" || !eg.got[0].Row["n"].Equal(engine.Int(5)) {
+	if len(eg.got) != 1 || eg.got[0].Egress != "default.alerts" || eg.got[0].From.String() != "t.send{id=a}" || !eg.got[0].Row["n"].Equal(engine.Int(5)) {
 		t.Errorf("egress got %+v", eg.got)
 	}
 	eg.mu.Unlock()

@@ -30,6 +30,12 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
+func (c *clock) set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
 func (c *clock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -362,7 +368,7 @@ func TestStorageProtocolErrors(t *testing.T) {
 func TestVelocityExample(t *testing.T) {
 	h := newHost(t)
 	e, clk := storageEngine(t, h)
-	clk.t = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	clk.set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	loadExamples(t, h, e)
 	ctx := context.Background()
 	// The example's own rows, as JSON delivers them (ts an RFC 3339 string).
