@@ -7,9 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// deferUnknown is how long a mailbox whose sender's feature is not applied here waits before
+// it is listed as due again (DeferMailbox): soon after a restart, once the registry applied
+// the engine's features.
+const deferUnknown = time.Second
 
 // Delivery configures the dispatcher that delivers programs' messages from the mailboxes of a
 // MessageState (WithDelivery). The zero value of a field keeps its default.
@@ -71,6 +81,10 @@ func WithDelivery(d Delivery) Option { return func(e *Engine) { e.dispatch.cfg =
 type dispatcher struct {
 	cfg   Delivery
 	owner string // this engine's name in mailbox leases
+	// claims numbers this engine's claims: each is an owner of its own (owner, then the
+	// number), so that two deliveries of one engine at once (DeliverMessages beside the
+	// background loop) never both hold a mailbox.
+	claims atomic.Uint64
 
 	wake chan struct{}
 	stop chan struct{}
@@ -225,17 +239,27 @@ func (e *Engine) deliverMailbox(ctx context.Context, m Mailbox) (int, error) {
 	d := &e.dispatch
 	p, err := e.lookup(m.FQN)
 	if err != nil {
-		// The sender was deleted (its Drop removed the mailbox): forget the index entry.
-		return 0, e.messages.ForgetMailbox(ctx, m)
+		// The sender is not applied here: not yet (a restart, before the registry applied
+		// it; another replica applied it first) or no longer (its Drop removed the
+		// mailbox). Look again later, leaving its messages be.
+		if err := e.messages.DeferMailbox(ctx, m, e.now().Add(deferUnknown)); err != nil {
+			return 0, fmt.Errorf("defer the mailbox of %s keys %s: %w", m.FQN, quoteClipped(m.Keys), err)
+		}
+		return 0, nil
 	}
+	owner := d.owner + "." + strconv.FormatUint(d.claims.Add(1), 36)
 	began := time.Now()
-	envs, err := e.messages.Claim(ctx, p.f, m.Keys, d.owner, e.now(), d.cfg.Lease, d.cfg.Batch)
+	envs, err := e.messages.Claim(ctx, p.f, m.Keys, owner, e.now(), d.cfg.Lease, d.cfg.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("claim the mailbox of %s: %w", m.FQN, err)
+		return 0, fmt.Errorf("claim the mailbox of %s keys %s: %w", m.FQN, quoteClipped(m.Keys), err)
 	}
 	if len(envs) == 0 {
 		return 0, nil
 	}
+	// The deliveries end with the lease: past it another replica may claim the mailbox and
+	// deliver the same messages, and two deliveries at once would break their order.
+	lctx, cancelLease := context.WithDeadline(ctx, began.Add(d.cfg.Lease))
+	defer cancelLease()
 	var done []string
 	var retry *Envelope
 	var retryAt time.Time
@@ -244,7 +268,13 @@ func (e *Engine) deliverMailbox(ctx context.Context, m Mailbox) (int, error) {
 		if ctx.Err() != nil || time.Since(began) > d.cfg.Lease/2 {
 			break // the rest stays in flight: claimed again once the lease ends
 		}
-		err := e.deliver(ctx, &env)
+		err := e.deliver(lctx, &env)
+		if err != nil && ctx.Err() != nil {
+			break // Close interrupted it: not an attempt that failed; it stays in flight
+		}
+		if err != nil && lctx.Err() != nil {
+			err = fmt.Errorf("%w (cut at the end of the mailbox's lease, %v after its claim: a delivery may not outlive it)", err, d.cfg.Lease)
+		}
 		if o, ok := e.observer.(MessageObserver); ok {
 			var late time.Duration
 			if !env.Due.IsZero() {
@@ -271,8 +301,8 @@ func (e *Engine) deliverMailbox(ctx context.Context, m Mailbox) (int, error) {
 	// Released even when ctx ended, so that the next owner need not wait out the lease.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := e.messages.Release(rctx, p.f, m.Keys, d.owner, done, retry, retryAt); err != nil {
-		return len(done), fmt.Errorf("release the mailbox of %s: %w", m.FQN, err)
+	if err := e.messages.Release(rctx, p.f, m.Keys, owner, done, retry, retryAt); err != nil {
+		return len(done), fmt.Errorf("release the mailbox of %s keys %s: %w", m.FQN, quoteClipped(m.Keys), err)
 	}
 	return len(done), nil
 }
@@ -293,14 +323,34 @@ func target(env *Envelope) string {
 	return env.To.String()
 }
 
-// deadLetter drops a message that cannot be delivered, loudly.
+// deadLetter drops a message that cannot be delivered, loudly: with its content, so that an
+// operator can replay it.
 func (e *Engine) deadLetter(ctx context.Context, env *Envelope, err error) {
 	if o, ok := e.observer.(MessageObserver); ok {
 		o.DeadLettered(env.From.FQN, env.Egress)
 	}
 	e.log.LogAttrs(ctx, slog.LevelError, "message dead-lettered: dropped after its last attempt",
 		slog.String("from", env.From.String()), slog.String("to", target(env)), slog.String("id", env.ID),
-		slog.Int("attempts", env.Attempts), slog.Int("hops", env.Hops), slog.String("error", err.Error()))
+		slog.String("message", content(env)), slog.Int("attempts", env.Attempts), slog.Int("hops", env.Hops),
+		slog.String("error", err.Error()))
+}
+
+// content formats a message for people: the value to a program, or the row to an egress as
+// {name=value …} in name order.
+func content(env *Envelope) string {
+	if env.Egress == "" {
+		return env.Value.String()
+	}
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, name := range slices.Sorted(maps.Keys(env.Row)) {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(name + "=" + env.Row[name].String())
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 // deliver delivers one message: to its egress, or to its target's program, as a program call
@@ -311,7 +361,10 @@ func (e *Engine) deliver(ctx context.Context, env *Envelope) error {
 	}
 	p, err := e.lookup(env.To.FQN)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
+		// The send found it applied: here it is not yet (a restart, the registry restoring
+		// it after its sender; a replica that has not followed its apply), or no longer.
+		// Retried, as an egress not applied is, and dead-lettered after the last attempt.
+		return fmt.Errorf("target: %w", err)
 	}
 	f := p.f
 	if f.Messages == PrimitiveUnknown || p.program == nil {

@@ -98,11 +98,12 @@ func New(state State, opts ...Option) *Engine {
 	sh, ok := state.(Sharer)
 	e.shared = ok && sh.Shared()
 	e.instrument()
-	e.startDelivery()
 	empty := map[string]*plan{}
 	e.features.Store(&empty)
 	noSources := map[string]*DataSource{}
 	e.sources.Store(&noSources)
+	// Last: the delivery may look features up at once (a State with messages due already).
+	e.startDelivery()
 	return e
 }
 

@@ -319,9 +319,12 @@ type MessageState interface {
 	// in flight to be claimed again at retryAt, and reindexes the mailbox at its next due
 	// time. A lease that expired meanwhile still releases what it names.
 	Release(ctx context.Context, f *Feature, keys, owner string, done []string, retry *Envelope, retryAt time.Time) error
-	// ForgetMailbox removes a mailbox of a feature that is no longer applied from the index
-	// DueMailboxes reads (Drop removes the mailboxes themselves).
-	ForgetMailbox(ctx context.Context, m Mailbox) error
+	// DeferMailbox is told of a mailbox whose sender's feature the engine does not know: not
+	// applied yet (a restart, before the registry applied it; a replica that has not
+	// followed the change yet) or no longer (Drop removed its messages). It keeps the
+	// mailbox's messages and lists it as due again no earlier than until (earlier only when a
+	// commit, Claim or Release changes it meanwhile); an empty mailbox leaves the index.
+	DeferMailbox(ctx context.Context, m Mailbox, until time.Time) error
 }
 
 // MailboxSweeper is implemented by a MessageState whose index of due mailboxes can lose an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -498,5 +499,289 @@ func TestBackgroundDelivery(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the send was not delivered in the background")
+	}
+}
+
+// TestDeliveryBeforeFeaturesApplied: a dispatcher that starts before the engine's features
+// are applied (a restart: the registry restores them after engine.New) keeps the mailboxes
+// it cannot deliver yet, and delivers them once the features are applied, not after a sweep.
+func TestDeliveryBeforeFeaturesApplied(t *testing.T) {
+	delivered := make(chan int64, 1)
+	prog := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		if call.Message != nil {
+			delivered <- call.Message.Value.Int()
+			return engine.ProgramResult{}, nil
+		}
+		return engine.ProgramResult{}, call.Invocation.Send(ctx, engine.Address{FQN: "msg.bg", Keys: engine.Keys{"id": "b"}}, engine.Int(42))
+	})
+	log := engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	apply := func(e *engine.Engine) {
+		t.Helper()
+		if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "msg.events", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Apply(ctx, msgFeature("msg.bg", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := memory.New()
+	t.Cleanup(func() { st.Close() })
+	first := engine.New(st, engine.WithPrograms(programsByFQN{"msg.bg": prog}), log, engine.WithDelivery(engine.Delivery{Poll: -1}))
+	apply(first)
+	if _, err := first.Ingest(ctx, "msg.events", []engine.Row{{"id": engine.String("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // before delivering: the message waits in the mailbox
+
+	second := engine.New(st, engine.WithPrograms(programsByFQN{"msg.bg": prog}), log, engine.WithDelivery(engine.Delivery{Poll: 5 * time.Millisecond}))
+	t.Cleanup(func() { second.Close() })
+	time.Sleep(100 * time.Millisecond) // rounds that find the mailbox of a feature not applied yet
+	apply(second)
+	select {
+	case v := <-delivered:
+		if v != 42 {
+			t.Fatalf("delivered %d, want 42", v)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a message waiting when the engine started was not delivered once its feature was applied")
+	}
+}
+
+// TestCloseWhileDelivering: Close cancels the delivery it interrupts without counting it as
+// a failed attempt (with MaxAttempts 1 it would be dead-lettered): the message stays in the
+// mailbox and the next engine delivers it.
+func TestCloseWhileDelivering(t *testing.T) {
+	started := make(chan struct{}, 1)
+	blocking := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		if call.Message == nil {
+			return engine.ProgramResult{}, call.Invocation.Send(ctx, engine.Address{FQN: "msg.bg", Keys: engine.Keys{"id": "b"}}, engine.Int(7))
+		}
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return engine.ProgramResult{}, ctx.Err()
+	})
+	var got atomic.Int64
+	counting := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		got.Add(call.Message.Value.Int())
+		return engine.ProgramResult{}, nil
+	})
+	log := engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	apply := func(e *engine.Engine) {
+		t.Helper()
+		if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "msg.events", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
+			t.Fatal(err)
+		}
+		f := msgFeature("msg.bg", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))
+		f.Timeout = time.Minute
+		if err := e.Apply(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := memory.New()
+	t.Cleanup(func() { st.Close() })
+	first := engine.New(st, engine.WithPrograms(programsByFQN{"msg.bg": blocking}), log,
+		engine.WithMaxTimeout(time.Minute), engine.WithDelivery(engine.Delivery{Poll: 5 * time.Millisecond, MaxAttempts: 1}))
+	apply(first)
+	if _, err := first.Ingest(ctx, "msg.events", []engine.Row{{"id": engine.String("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message was not delivered in the background")
+	}
+	first.Close()
+
+	second := engine.New(st, engine.WithPrograms(programsByFQN{"msg.bg": counting}), log,
+		engine.WithMaxTimeout(time.Minute), engine.WithDelivery(engine.Delivery{Poll: -1}))
+	t.Cleanup(func() { second.Close() })
+	apply(second)
+	if n, err := second.DeliverMessages(ctx); err != nil || n != 1 || got.Load() != 7 {
+		t.Fatalf("after Close interrupted its delivery: %d delivered (%v), got %d; want the message delivered once", n, err, got.Load())
+	}
+}
+
+// TestDeliveryEndsWithItsLease: a delivery that would outlive its claim's lease is cut at the
+// lease's end, so that the replica claiming the mailbox next never delivers its messages
+// beside it (two at once would break their order).
+func TestDeliveryEndsWithItsLease(t *testing.T) {
+	var running, most atomic.Int64
+	slow := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		if call.Message == nil {
+			return engine.ProgramResult{}, call.Invocation.Send(ctx, engine.Address{FQN: "msg.bg", Keys: engine.Keys{"id": "b"}}, engine.Int(1))
+		}
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-ctx.Done() // slower than the lease: runs until its timeout, or until cut
+		return engine.ProgramResult{}, ctx.Err()
+	})
+	st := memory.New()
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	replica := func() *engine.Engine {
+		e := engine.New(st, engine.WithPrograms(programsByFQN{"msg.bg": slow}), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+			engine.WithDelivery(engine.Delivery{Poll: -1, Lease: 200 * time.Millisecond}))
+		t.Cleanup(func() { e.Close() })
+		if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "msg.events", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
+			t.Fatal(err)
+		}
+		f := msgFeature("msg.bg", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))
+		f.Timeout = 5 * time.Second
+		if err := e.Apply(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := replica(), replica()
+	if _, err := a.Ingest(ctx, "msg.events", []engine.Row{{"id": engine.String("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.DeliverMessages(ctx)
+		done <- err
+	}()
+	time.Sleep(400 * time.Millisecond) // past a's lease: b may claim the mailbox
+	if _, err := b.DeliverMessages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := most.Load(); n != 1 {
+		t.Fatalf("%d deliveries of the message ran at once: one outlived its lease", n)
+	}
+}
+
+// TestDeliveryToTargetNotAppliedYet: a message whose target this engine has not applied (yet:
+// a restart, the registry restoring the target after its sender; a replica that has not
+// followed the target's apply) is retried, not dead-lettered at once: it reaches the target's
+// program once the target is applied. (The send checked that the target was applied.)
+func TestDeliveryToTargetNotAppliedYet(t *testing.T) {
+	var got atomic.Int64
+	sender := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		return engine.ProgramResult{}, call.Invocation.Send(ctx, engine.Address{FQN: "msg.target", Keys: engine.Keys{"id": "x"}}, engine.Int(5))
+	})
+	target := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		got.Add(call.Message.Value.Int())
+		return engine.ProgramResult{}, nil
+	})
+	progs := programsByFQN{"msg.sender": sender, "msg.target": target}
+	c := &storageClock{t: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	st := memory.New(memory.WithClock(c.now))
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	newEngine := func(features ...*engine.Feature) *engine.Engine {
+		e := engine.New(st, engine.WithPrograms(progs), engine.WithClock(c.now), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+			engine.WithDelivery(engine.Delivery{Poll: -1}))
+		t.Cleanup(func() { e.Close() })
+		if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "msg.events", Kind: "rest", KeyFields: []string{"id"}, TimestampField: "ts"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range features {
+			if err := e.Apply(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return e
+	}
+	senderF := func() *engine.Feature { return msgFeature("msg.sender", engine.PrimitiveInt, true) }
+	targetF := func() *engine.Feature {
+		return msgFeature("msg.target", engine.PrimitiveInt, false, receives(engine.PrimitiveInt))
+	}
+	first := newEngine(senderF(), targetF())
+	if _, err := first.Ingest(ctx, "msg.events", []engine.Row{event("a", c.now())}); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	second := newEngine(senderF()) // the target is not applied yet
+	if _, err := second.DeliverMessages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Apply(ctx, targetF()); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Minute) // past the retry's back-off
+	if _, err := second.DeliverMessages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != 5 {
+		t.Fatalf("the target got %d, want the message (5): it was dead-lettered while its target was not applied yet", got.Load())
+	}
+}
+
+// TestDeadLetterLogsContent: a dead-lettered message is logged with its content (what
+// docs/stateful.md and docs/egress.md promise), so that an operator can replay it.
+func TestDeadLetterLogsContent(t *testing.T) {
+	var logs syncBuffer
+	sender := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		in := call.Invocation
+		return engine.ProgramResult{}, errors.Join(
+			in.Send(ctx, engine.Address{FQN: "msg.failing", Keys: engine.Keys{"id": "x"}}, engine.String("the lost message")),
+			in.Emit(ctx, "refuses", engine.Row{"amount": engine.Float(9.5), "card": engine.String("c-17")}))
+	})
+	failing := programFunc(func(context.Context, *engine.ProgramCall) (engine.ProgramResult, error) {
+		return engine.ProgramResult{}, errors.New("always fails")
+	})
+	eg := egresses{"default.refuses": egressFunc(func(context.Context, engine.EgressMessage) error { return engine.ErrPermanent })}
+	m := newMessageEnv(t, programsByFQN{"msg.sender": sender, "msg.failing": failing}, eg, []*engine.Feature{
+		msgFeature("msg.failing", engine.PrimitiveInt, false, receives(engine.PrimitiveString)),
+		msgFeature("msg.sender", engine.PrimitiveInt, true),
+	}, engine.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), engine.WithDelivery(engine.Delivery{Poll: -1, MaxAttempts: 1}))
+	m.ingest(event("s", m.clock.now()))
+	m.deliver()
+	m.deliver()
+	for _, want := range []string{"the lost message", "c-17", "9.5"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the dead-letter log lines do not hold %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b = append(b.b, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.b)
+}
+
+// TestNewWithMessagesDue: an engine over a State that already holds due messages (a
+// restart) starts delivering only once it is set up: its first round ran before its
+// (empty) set of features existed, and looking the sender up panicked.
+func TestNewWithMessagesDue(t *testing.T) {
+	c := &storageClock{t: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	st := memory.New(memory.WithClock(c.now))
+	t.Cleanup(func() { st.Close() })
+	to := engine.Address{FQN: "msg.bg", Keys: engine.Keys{"id": "b"}}
+	sender := msgFeature("msg.bg", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))
+	if _, _, err := st.CommitStorage(context.Background(), sender, "a", engine.StorageCommit{Blind: true,
+		Send: []engine.Envelope{{From: engine.Address{FQN: "msg.bg", Keys: engine.Keys{"id": "a"}}, To: to, Value: engine.Int(1), Hops: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	log := engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for range 300 {
+		c.add(2 * time.Second) // past the deferral of the last engine's round
+		e := engine.New(st, engine.WithClock(c.now), log, engine.WithDelivery(engine.Delivery{Poll: time.Millisecond}))
+		time.Sleep(100 * time.Microsecond)
+		e.Close()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/host"
 	"github.com/osprey-ml/osprey/internal/redistest"
 	redisstore "github.com/osprey-ml/osprey/plugins/registrystore/redis"
 	"github.com/osprey-ml/osprey/plugins/state/memory"
@@ -195,5 +197,63 @@ func TestSharedConflict(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// newWasmReplica is newReplica with a real Wasm host (host.New) loading its programs.
+func newWasmReplica(t *testing.T, addr string) *replica {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := host.New(ctx, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := redisstore.New(ctx, redisstore.Options{Addrs: []string{addr}, Prefix: "t:" + t.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{eng: engine.New(memory.New(), engine.WithLogger(log), engine.WithPrograms(h))}
+	r.reg, err = registry.New(registry.Config{Engine: r.eng, Modules: h, Store: s, Logger: log,
+		SyncPeriod: 20 * time.Millisecond, ResyncPeriod: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.reg.Restore(ctx); err != nil { // its Retain (of nothing) starts the host's sweeps
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.reg.Close()
+		s.Close()
+		r.eng.Close()
+		h.Close(context.Background())
+	})
+	return r
+}
+
+// TestSharedFollowedModuleStaysLoaded: a Wasm feature applied on one replica runs on the
+// replica that followed the change from the shared store. The follower's host must keep the
+// module the change applied: the apply's Hold on it was released before the Retain naming
+// it, and the sweep in between released it (the follower's calls then failed with "module not
+// found: the module was released").
+func TestSharedFollowedModuleStaysLoaded(t *testing.T) {
+	srv := redistest.Standalone(t)
+	noop, err := os.ReadFile("../server/testdata/noop.wasm") // a program that returns int 42
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	leader := newWasmReplica(t, srv.Addr())
+	follower := newWasmReplica(t, srv.Addr())
+	ms := parse(t, docs(source, feature("answer", "  builder: {module: noop.wasm}\n")))
+	if _, err := leader.reg.Apply(ctx, ms, map[string][]byte{"noop.wasm": noop}, registry.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, follower, []string{"DataSource t.clicks", "Feature t.answer 1m0s"})
+	for name, r := range map[string]*replica{"leader": leader, "follower": follower} {
+		got, err := r.eng.Get(ctx, "t.answer", engine.Keys{"id": "u1"})
+		if err != nil || got.Value.Int() != 42 {
+			t.Fatalf("the %s's Get of the followed Wasm feature: %v, %v; want 42", name, got.Value, err)
+		}
 	}
 }

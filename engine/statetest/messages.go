@@ -291,3 +291,58 @@ func testMailboxDrop(e *env) {
 		}
 	}
 }
+
+// testMailboxFlightOrder: the messages in flight keep the order they were claimed in: a
+// delayed message that fires while an earlier one waits out its back-off comes after it,
+// whatever their IDs (the timer was armed first).
+func testMailboxFlightOrder(e *env) {
+	s := e.messageState()
+	f := e.feature("flight_order", engine.PrimitiveInt)
+	k := e.keys(f, "a")
+	now := ms(e.now)
+	to := engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}
+	e.commit(s, f, k, engine.StorageCommit{Blind: true, Send: []engine.Envelope{{To: to, Value: engine.Int(2), Token: "t", Due: now.Add(time.Minute), Timestamp: now.Add(time.Minute), Hops: 1}}})
+	e.commit(s, f, k, engine.StorageCommit{Blind: true, Send: []engine.Envelope{{To: to, Value: engine.Int(1), Timestamp: now, Hops: 1}}})
+	got := e.claim(s, f, k, "A", now, 10)
+	e.wantValues("due at once", got, engine.Int(1))
+	failed := got[0]
+	failed.Attempts = 1
+	e.release(s, f, k, "A", nil, &failed, now.Add(2*time.Minute))
+	got = e.claim(s, f, k, "B", now.Add(3*time.Minute), 10)
+	e.wantValues("the retry, then the timer that fired during its back-off", got, engine.Int(1), engine.Int(2))
+	e.release(s, f, k, "B", ids(got), nil, time.Time{})
+}
+
+// testMailboxDefer: DeferMailbox (the dispatcher does not know the sender's feature, as in a
+// restart before the registry applied it) keeps the mailbox's messages and lists it as due
+// again at the time given, not before; an empty mailbox is no error.
+func testMailboxDefer(e *env) {
+	s := e.messageState()
+	f := e.feature("defer", engine.PrimitiveInt)
+	k := e.keys(f, "a")
+	m := engine.Mailbox{FQN: f.FQN, Keys: k}
+	to := engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}
+	e.commit(s, f, k, engine.StorageCommit{Blind: true, Send: []engine.Envelope{{To: to, Value: engine.Int(1), Timestamp: e.now, Hops: 1}}})
+	now := ms(time.Now())
+	if !e.due(s, f, k, now) {
+		e.Fatal("a mailbox with a message due at once is not listed as due")
+	}
+	if err := s.DeferMailbox(e.ctx, m, now.Add(time.Minute)); err != nil {
+		e.Fatalf("DeferMailbox: %v", err)
+	}
+	if e.due(s, f, k, now.Add(30*time.Second)) {
+		e.Fatal("a deferred mailbox is listed as due before the time it was deferred to")
+	}
+	if !e.due(s, f, k, now.Add(time.Minute)) {
+		e.Fatal("a deferred mailbox is not listed as due at the time it was deferred to: its messages would wait for a sweep")
+	}
+	got := e.claim(s, f, k, "A", now.Add(time.Minute), 10)
+	e.wantValues("the deferred mailbox's message", got, engine.Int(1))
+	e.release(s, f, k, "A", ids(got), nil, time.Time{})
+	if err := s.DeferMailbox(e.ctx, m, now.Add(time.Minute)); err != nil {
+		e.Fatalf("DeferMailbox of an empty mailbox: %v", err)
+	}
+	if e.due(s, f, k, now.Add(time.Hour)) {
+		e.Fatal("an emptied mailbox is listed as due after DeferMailbox")
+	}
+}

@@ -144,6 +144,8 @@ var tests = []struct {
 	{"MailboxRetry", testMailboxRetry},
 	{"MailboxAtomic", testMailboxAtomic},
 	{"MailboxDrop", testMailboxDrop},
+	{"MailboxFlightOrder", testMailboxFlightOrder},
+	{"MailboxDefer", testMailboxDefer},
 }
 
 // featureSeq makes feature names unique within a process.

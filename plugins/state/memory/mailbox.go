@@ -97,9 +97,27 @@ func (m *mailboxes) schedule(b *mailbox, t time.Time) {
 		return
 	}
 	if b.queued.IsZero() || t.Before(b.queued) {
-		b.queued = t
-		heap.Push(&m.due, dueEntry{at: t, key: b.key})
+		m.push(b, t)
 	}
+}
+
+// push makes t the mailbox's heap entry (any earlier one is stale from now) and, when stale
+// entries make up most of the heap, rebuilds it from the mailboxes' entries alone: a mailbox
+// emptied and filled again leaves its old entry behind, and a long timer's would otherwise
+// stay until its time, one per timer armed and cancelled. Under m.mu.
+func (m *mailboxes) push(b *mailbox, t time.Time) {
+	b.queued = t
+	heap.Push(&m.due, dueEntry{at: t, key: b.key})
+	if len(m.due) <= 2*len(m.boxes)+64 {
+		return
+	}
+	m.due = m.due[:0]
+	for _, b := range m.boxes {
+		if !b.queued.IsZero() {
+			m.due = append(m.due, dueEntry{at: b.queued, key: b.key})
+		}
+	}
+	heap.Init(&m.due)
 }
 
 // enqueue applies a commit's cancellations and sends to the mailbox of key. Under m.mu.
@@ -257,12 +275,24 @@ func (s *State) Release(_ context.Context, f *engine.Feature, keys, owner string
 	return nil
 }
 
-// ForgetMailbox removes a mailbox.
-func (s *State) ForgetMailbox(_ context.Context, mb engine.Mailbox) error {
+// DeferMailbox lists the mailbox as due again at until (or at its next time, when later);
+// its messages stay.
+func (s *State) DeferMailbox(_ context.Context, mb engine.Mailbox, until time.Time) error {
+	if s.closed.Load() {
+		return fmt.Errorf("memory: defer the mailbox of %s: %w", mb.FQN, ErrClosed)
+	}
 	m := &s.mail
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.boxes, mailboxKey{mb.FQN, mb.Keys})
+	b := m.boxes[mailboxKey{mb.FQN, mb.Keys}]
+	if b == nil {
+		return nil
+	}
+	t := b.next()
+	if t.Before(until) {
+		t = until
+	}
+	m.push(b, t)
 	return nil
 }
 

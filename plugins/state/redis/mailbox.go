@@ -24,8 +24,9 @@ var _ engine.MessageState = (*State)(nil)
 //	                               and in flight; #n, the last ID's number
 //	osp:{<fqn>|<keys>}:k   hash    t:<token> → ID and i:<ID> → token, for pending delayed
 //	                               messages
-//	osp:{<fqn>|<keys>}:f   zset    the messages in flight (claimed, not released), score 0
-//	                               (so in ID order)
+//	osp:{<fqn>|<keys>}:f   zset    the messages in flight (claimed, not released), score the
+//	                               order they were claimed in (a retried message stays ahead of
+//	                               a timer that fired during its back-off, whatever their IDs)
 //	osp:{<fqn>|<keys>}:l   hash    the lease: o owner, e its end (Unix ms), r when the first
 //	                               in-flight message may be tried again
 //
@@ -159,7 +160,7 @@ func (s *State) Claim(ctx context.Context, f *engine.Feature, keys, owner string
 		if !s.cluster {
 			return nil, nil // the script set the index entry
 		}
-		return nil, s.reindex(ctx, f, keys, now)
+		return nil, wrapped("reindex", f, s.reindex(ctx, f.FQN, keys, now, 0))
 	}
 	if len(r) < 1 || r[0] != "y" || len(r)%2 != 1 {
 		return nil, wrap("claim", f, fmt.Errorf("%w: script replied %d fields", errCorrupt, len(r)))
@@ -206,17 +207,25 @@ func (s *State) Release(ctx context.Context, f *engine.Feature, keys, owner stri
 	return s.index(ctx, f, keys, next)
 }
 
-// reindex puts the mailbox's index entry right: remove, read the next time, add back.
-func (s *State) reindex(ctx context.Context, f *engine.Feature, keys string, now time.Time) error {
-	if err := s.c.ZRem(ctx, mailIndex, member(f.FQN, keys)).Err(); err != nil {
-		return wrap("reindex", f, err)
+// reindex puts the mailbox's index entry right: remove, read the next time, add it back no
+// earlier than notBefore (Unix ms) with LT — a commit racing with it either committed before
+// the read, or indexes its sends after the removal.
+func (s *State) reindex(ctx context.Context, fqn, keys string, now time.Time, notBefore int64) error {
+	if err := s.c.ZRem(ctx, mailIndex, member(fqn, keys)).Err(); err != nil {
+		return fmt.Errorf("remove the index entry: %w", err)
 	}
-	ks, _ := s.mailKeys(f, keys)
-	next, err := nextScript.Run(ctx, s.c, []string{ks[0], ks[3], ks[4]}, now.UnixMilli()).Int64()
+	tag := entityTag(fqn, keys)
+	next, err := nextScript.Run(ctx, s.c, []string{tag + sufMailbox, tag + sufFlight, tag + sufLease}, now.UnixMilli()).Int64()
 	if err != nil {
-		return wrap("reindex", f, err)
+		return fmt.Errorf("read the next time: %w", err)
 	}
-	return s.index(ctx, f, keys, next)
+	if next < 0 {
+		return nil
+	}
+	if err := s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(max(next, notBefore)), Member: member(fqn, keys)}).Err(); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return nil
 }
 
 func (s *State) index(ctx context.Context, f *engine.Feature, keys string, next int64) error {
@@ -229,10 +238,11 @@ func (s *State) index(ctx context.Context, f *engine.Feature, keys string, next 
 	return nil
 }
 
-// ForgetMailbox removes a mailbox from the index.
-func (s *State) ForgetMailbox(ctx context.Context, m engine.Mailbox) error {
-	if err := s.c.ZRem(ctx, mailIndex, member(m.FQN, m.Keys)).Err(); err != nil {
-		return fmt.Errorf("redis: forget mailbox %s: %w", m.FQN, err)
+// DeferMailbox indexes the mailbox again at until, or at its next time when later; an
+// empty one (its feature was dropped) leaves the index.
+func (s *State) DeferMailbox(ctx context.Context, m engine.Mailbox, until time.Time) error {
+	if err := s.reindex(ctx, m.FQN, m.Keys, time.Now(), until.UnixMilli()); err != nil {
+		return fmt.Errorf("redis: defer the mailbox of %s: %w", m.FQN, err)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,9 +67,17 @@ func (o oneProgram) LoadProgram(context.Context, *engine.Feature) (engine.Progra
 // background, with the timers feature applied.
 func replica(t *testing.T, addr string, prog engine.Program) (*engine.Engine, func()) {
 	t.Helper()
+	return replicaApplying(t, addr, prog, 0)
+}
+
+// replicaApplying is replica, applying its data source and feature wait after the engine
+// started (as a server's registry restores them after engine.New).
+func replicaApplying(t *testing.T, addr string, prog engine.Program, wait time.Duration) (*engine.Engine, func()) {
+	t.Helper()
 	st := redis.New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true}))
 	e := engine.New(st, engine.WithPrograms(oneProgram{prog}), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		engine.WithDelivery(engine.Delivery{Poll: 20 * time.Millisecond}))
+	time.Sleep(wait)
 	ctx := context.Background()
 	if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "timers.rows", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
 		t.Fatal(err)
@@ -182,6 +192,22 @@ func TestTimerSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestTimerDueAtRestart: a timer that came due while no process ran fires in the next one
+// soon after it applied its features: the rounds before (the registry restoring) leave the
+// mailbox of a feature they do not know in the index.
+func TestTimerDueAtRestart(t *testing.T) {
+	srv := redistest.Standalone(t)
+	prog := &timerProgram{fired: map[string]int{}, by: map[string]map[string]int{}}
+	first, stop := replica(t, srv.Addr(), prog.program("first"))
+	if _, err := first.Ingest(context.Background(), "timers.rows", []engine.Row{{"id": engine.String("due"), "after": engine.Int(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	time.Sleep(1200 * time.Millisecond) // the timer comes due with no process running
+	replicaApplying(t, srv.Addr(), prog.program("second"), 200*time.Millisecond)
+	waitFor(t, "the timer to fire after the restart (not after the next sweep, in 5 minutes)", func() bool { return prog.count("due") == 1 })
+}
+
 // TestSweepIndexesLostMailbox: a mailbox the index lost (a process died between its commit
 // and its ZADD) is found by Sweep and delivered.
 func TestSweepIndexesLostMailbox(t *testing.T) {
@@ -205,4 +231,140 @@ func TestSweepIndexesLostMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the swept mailbox's timer", func() bool { return prog.count("lost") == 1 })
+}
+
+// TestConcurrentDeliveriesOfOneEngine: two deliveries of one engine at once (DeliverMessages
+// while another runs, or beside the background loop) do not both take a mailbox: on a Cluster
+// the index still lists a claimed mailbox as due, so the second Claim must be refused as
+// another owner's.
+func TestConcurrentDeliveriesOfOneEngine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no Cluster")
+	}
+	c := redistest.NewCluster(t, 3)
+	st := redis.New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true}))
+	t.Cleanup(func() { st.Close() })
+	var calls atomic.Int64
+	started, release := make(chan struct{}), make(chan struct{})
+	prog := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		if call.Message == nil {
+			return engine.ProgramResult{}, call.Invocation.Send(ctx, engine.Address{FQN: "timers.fired", Keys: engine.Keys{"id": "b"}}, engine.Int(1))
+		}
+		if calls.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return engine.ProgramResult{}, nil
+	})
+	e := engine.New(st, engine.WithPrograms(oneProgram{prog}), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		engine.WithDelivery(engine.Delivery{Poll: -1}))
+	t.Cleanup(func() { e.Close() })
+	ctx := context.Background()
+	if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "timers.rows", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
+		t.Fatal(err)
+	}
+	f := &engine.Feature{FQN: "timers.fired", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: 5 * time.Second, DataSource: "timers.rows", Builder: engine.Builder{Kind: "wasm", Module: "x"}, Messages: engine.PrimitiveInt}
+	if err := e.Apply(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ingest(ctx, "timers.rows", []engine.Row{{"id": engine.String("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.DeliverMessages(ctx)
+		first <- err
+	}()
+	<-started
+	if _, err := e.DeliverMessages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the message was delivered %d times by one engine's two deliveries at once, want once", n)
+	}
+}
+
+// TestEmptiedMailboxLeavesNoKeys: a mailbox emptied by a cancel, or by a claim finding
+// nothing, leaves no key behind (its :M hash kept the last ID's number for ever).
+func TestEmptiedMailboxLeavesNoKeys(t *testing.T) {
+	srv := redistest.Standalone(t)
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
+	st := redis.New(c)
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	f := &engine.Feature{FQN: "leak.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	now := time.Now()
+	timer := engine.Envelope{To: engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}, Value: engine.Int(1), Token: "t", Due: now.Add(time.Second), Timestamp: now, Hops: 1}
+	for _, c := range []engine.StorageCommit{{Blind: true, Send: []engine.Envelope{timer}}, {Blind: true, Cancel: []string{"t"}}} {
+		if _, _, err := st.CommitStorage(ctx, f, "a", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func() []string {
+		t.Helper()
+		ks, err := c.Keys(ctx, "osp:{leak.f|*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}
+	if ks := keys(); len(ks) != 0 {
+		t.Fatalf("after the only timer was cancelled, the mailbox left %q", ks)
+	}
+	// A mailbox left so by an earlier version: the claim that finds nothing removes it.
+	if err := c.HSet(ctx, "osp:{leak.f|a}:M", "#n", "7").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Claim(ctx, f, "a", "o", now.Add(2*time.Second), time.Minute, 10); err != nil || len(got) != 0 {
+		t.Fatalf("Claim of an empty mailbox: %v, %v", got, err)
+	}
+	if ks := keys(); len(ks) != 0 {
+		t.Fatalf("after a claim found the mailbox empty, it left %q", ks)
+	}
+}
+
+// TestClusterCommitStandsWithoutIndex: on a Cluster a commit that sent is applied before its
+// index entry is added (in another slot); when that fails, the commit still reports what it
+// applied rather than an error a caller would retry (applying it twice): the sweep indexes the
+// mailbox.
+func TestClusterCommitStandsWithoutIndex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no Cluster")
+	}
+	c := redistest.NewCluster(t, 3)
+	client := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: c.Addrs(), ContextTimeoutEnabled: true})
+	st := redis.New(client)
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	if err := client.Set(ctx, "osp:mbox", "not a sorted set", 0).Err(); err != nil { // every ZADD to the index fails
+		t.Fatal(err)
+	}
+	f := &engine.Feature{FQN: "index.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	msg := engine.Envelope{To: engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}, Value: engine.Int(1), Timestamp: time.Now(), Hops: 1}
+	version, _, err := st.CommitStorage(ctx, f, "a", engine.StorageCommit{
+		Set: map[string]engine.StoredValue{"n": {Value: engine.Int(1)}}, Send: []engine.Envelope{msg}})
+	snap, lerr := st.LoadStorage(ctx, f, "a", time.Now())
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if err != nil || version == "" || version != snap.Version {
+		t.Fatalf("commit whose indexing failed: version %q, %v; the storage is at version %q: the commit applied", version, err, snap.Version)
+	}
+	if err := client.Del(ctx, "osp:mbox").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	due, _, err := st.DueMailboxes(ctx, time.Now().Add(time.Second), 100)
+	if err != nil || !slices.Contains(due, engine.Mailbox{FQN: f.FQN, Keys: "a"}) {
+		t.Fatalf("after the sweep, due mailboxes %v (%v), want the commit's", due, err)
+	}
 }

@@ -265,11 +265,14 @@ return {fmt(sum), fmt(count), fmt(mn), fmt(mx), upd}
 // of the functions above, the same code Set, Append and WindowAdd run), the storage's sets,
 // clears and touches, the new version, and the key's expiry.
 //
-// KEYS s, then the write's keys (v, p for a set or an append; w for a window add). ARGV base
-// version, new version, now (tsHex), nowms, write (empty: none, 's' set, 'a' append, 'w'
-// window add), n, the write's n ARGV (as its script takes them), then the sets (count, then
-// name and packed value for each), the clears (count, names) and the touches (count, then
-// name and new expiry as tsHex for each).
+// KEYS s, the mailbox's m, M and k, then the write's keys (v, p for a set or an append; w for
+// a window add), then the mailbox index when the commit sends or cancels and the index is
+// reachable (not on a Cluster). ARGV base version, new version, now (tsHex), nowms, write
+// (empty: none, 's' set, 'a' append, 'w' window add), n, blind ('1': no version check or
+// change, and no storage), the write's n ARGV (as its script takes them), the mailbox's part
+// (luaMailbox's enqueue: the index member or empty, cancellations, sends), then the sets
+// (count, then name and packed value for each), the clears (count, names) and the touches
+// (count, then name and new expiry as tsHex for each).
 //
 // Reply {'c', version} (the version moved: nothing written), {'o', sum} (the window add
 // would overflow: neither the bucket nor the storage written), or {'k', new version, the
@@ -361,9 +364,10 @@ return out
 
 // luaMailbox is the mailbox's Lua (mailbox.go): enqueue applies a commit's cancellations and
 // sends, read from ARGV at i (the index member or ”, a count of tokens, the tokens, a count
-// of sends, then each send's due ms, token and encoding), indexes them when it can reach
-// the index (idx, the key, or false on a Cluster), and returns the ARGV index after them; nextOf returns when
-// the mailbox next needs attention (Unix ms; -1: empty).
+// of sends, then each send's due ms, token and encoding), indexes them — or removes the
+// entry of a mailbox its cancellations emptied — when it can reach the index (idx, the key,
+// or false on a Cluster), and returns the ARGV index after them; nextOf returns when the
+// mailbox next needs attention (Unix ms; -1: empty).
 const luaMailbox = `
 local function dropToken(m, M, k, tok)
   local id = redis.call('HGET', k, 't:' .. tok)
@@ -378,6 +382,11 @@ local function enqueue(m, M, k, idx, i, nowms)
   i = i + 1
   local c = tonumber(ARGV[i])
   for j = i + 1, i + c do dropToken(m, M, k, ARGV[j]) end
+  if c > 0 and redis.call('HLEN', M) == 1 then
+    -- The cancellations emptied the mailbox (M holds only #n): nothing is left to index.
+    redis.call('DEL', M)
+    if idx then redis.call('ZREM', idx, member) end
+  end
   i = i + 1 + c
   c = tonumber(ARGV[i])
   if c > 0 then
@@ -443,6 +452,7 @@ local idx, member = KEYS[6] or false, ARGV[5]
 local owner, now, lease, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local function none()
   local nx = nextOf(m, f, l, now)
+  if nx < 0 then redis.call('DEL', M, k, l) end
   setIndex(idx, member, nx)
   return {'n', string.format('%d', nx)}
 end
@@ -454,9 +464,13 @@ local r = tonumber(redis.call('HGET', l, 'r') or '0')
 if nf > 0 and r > now then return none() end
 if nf < max then
   local due = redis.call('ZRANGEBYSCORE', m, '-inf', now, 'LIMIT', 0, max - nf)
+  -- In flight in the order claimed: after those claimed before (a retry), whatever the IDs.
+  local seq = 0
+  if nf > 0 then seq = tonumber(redis.call('ZRANGE', f, -1, -1, 'WITHSCORES')[2]) end
   for _, id in ipairs(due) do
     redis.call('ZREM', m, id)
-    redis.call('ZADD', f, 0, id)
+    seq = seq + 1
+    redis.call('ZADD', f, seq, id)
     local tok = redis.call('HGET', k, 'i:' .. id)
     if tok then
       redis.call('HDEL', k, 'i:' .. id)

@@ -41,7 +41,10 @@ func (s *State) LoadStorage(ctx context.Context, f *engine.Feature, keys string,
 // CommitStorage applies c in one script (commitStorageScript) when the address's version is
 // still c.Version: the value write first, by the same Lua Set, Append or WindowAdd run (if
 // the State refuses it, nothing is applied), then the storage's sets, clears and new
-// expiries, a new version, and the hash's TTL. A version that moved is engine.ErrConflict.
+// expiries, a new version, and the hash's TTL, and the mailbox's cancellations and sends
+// (mailbox.go; on a Cluster the index entry is added after the script, and a failure there
+// does not fail the commit, which applied). A version that moved is engine.ErrConflict; a
+// Blind commit neither compares nor moves it.
 //
 // Versions are random tokens, not counters: the hash is forgotten when its last value
 // expires or is cleared (the version then reads "" again), and a counter starting over
@@ -80,7 +83,7 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 		args = append(args, "", 0, blindArg(c.Blind))
 	}
 	idx := ""
-	if !s.cluster && len(c.Send) > 0 {
+	if !s.cluster && (len(c.Send) > 0 || len(c.Cancel) > 0) {
 		idx = member(f.FQN, keys)
 		ks = append(ks, mailIndex)
 	}
@@ -111,9 +114,10 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 		return "", w, wrap("commit storage", f, err)
 	}
 	if s.cluster && len(c.Send) > 0 && len(r) >= 2 && r[0] == "k" {
-		if err := s.indexSends(ctx, f, keys, c.Send, now); err != nil {
-			return "", w, wrap("commit storage: index the mailbox", f, err)
-		}
+		// The commit applied: an error now would have the caller run it again, applying it
+		// twice. A mailbox whose index entry is lost so is the sweep's to find, as one of a
+		// process that died right here.
+		_ = s.indexSends(ctx, f, keys, c.Send, now)
 	}
 	switch {
 	case len(r) == 2 && r[0] == "c":
