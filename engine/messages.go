@@ -36,6 +36,10 @@ const (
 	// MaxSendsPerInvocation bounds the messages, timers, cancellations and egress messages
 	// one invocation may leave.
 	MaxSendsPerInvocation = 1024
+	// MaxSendsPerRequest bounds the sends of all the invocations of one Ingest request,
+	// which the engine holds until the request's rows have all run (a request of many rows
+	// whose every row sends the most would otherwise hold millions).
+	MaxSendsPerRequest = 1 << 16
 	// MaxTokenLen bounds a timer's token, in bytes.
 	MaxTokenLen = 256
 	// MaxDelay bounds SendAfter's delay.
@@ -171,6 +175,7 @@ func (in *Invocation) Cancel(ctx context.Context, token string) error {
 	}
 	in.sends = kept
 	in.cancels = append(in.cancels, token)
+	in.spend()
 	return nil
 }
 
@@ -219,7 +224,17 @@ func (in *Invocation) sendable() error {
 	if len(in.sends)+len(in.cancels) >= MaxSendsPerInvocation {
 		return fmt.Errorf("%w: more than %d sends in one invocation", ErrMessage, MaxSendsPerInvocation)
 	}
+	if in.budget != nil && *in.budget <= 0 {
+		return fmt.Errorf("%w: more than %d sends in one request (split the rows over more requests)", ErrMessage, MaxSendsPerRequest)
+	}
 	return nil
+}
+
+// spend counts one send against the request's budget, if it has one.
+func (in *Invocation) spend() {
+	if in.budget != nil {
+		*in.budget--
+	}
 }
 
 // send checks env and keeps it for the commit.
@@ -275,6 +290,7 @@ func (in *Invocation) send(env Envelope) error {
 		in.sends = kept
 	}
 	in.sends = append(in.sends, env)
+	in.spend()
 	return nil
 }
 

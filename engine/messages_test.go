@@ -785,3 +785,30 @@ func TestNewWithMessagesDue(t *testing.T) {
 		e.Close()
 	}
 }
+
+// TestSendsPerRequestBounded: the sends of one Ingest request are bounded in all, whatever
+// each invocation's share, and the request is refused with ErrMessage naming the limit.
+func TestSendsPerRequestBounded(t *testing.T) {
+	prog := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		in := call.Invocation
+		for range engine.MaxSendsPerInvocation {
+			if err := in.Send(ctx, in.Address(), engine.Int(1)); err != nil {
+				return engine.ProgramResult{}, err
+			}
+		}
+		return engine.ProgramResult{}, nil
+	})
+	m := newMessageEnv(t, programsByFQN{"msg.wide": prog}, nil,
+		[]*engine.Feature{msgFeature("msg.wide", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))})
+	rows := make([]engine.Row, engine.MaxSendsPerRequest/engine.MaxSendsPerInvocation)
+	for i := range rows {
+		rows[i] = event(fmt.Sprint("r", i), m.clock.now())
+	}
+	if _, err := m.e.Ingest(m.ctx, "msg.events", rows); err != nil {
+		t.Fatalf("a request at the limit: %v", err)
+	}
+	_, err := m.e.Ingest(m.ctx, "msg.events", append(rows, event("one-more", m.clock.now())))
+	if !errors.Is(err, engine.ErrMessage) || !strings.Contains(err.Error(), "sends in one request") {
+		t.Fatalf("a request past the limit: %v, want ErrMessage naming the request's limit", err)
+	}
+}

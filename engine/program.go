@@ -339,6 +339,7 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 	var writes []ingested
 	var errs []error
 	chains := map[string]*Invocation{} // the latest invocation of each address, for programs with storage
+	budget := MaxSendsPerRequest       // the sends the request's invocations may still make
 	now := e.now()
 rows:
 	for i, row := range rows {
@@ -355,6 +356,7 @@ rows:
 			rctx, cancel := context.WithTimeout(ctx, p.f.Timeout)
 			call := &ProgramCall{Timestamp: ts, Row: row}
 			if inv := e.newInvocation(p.f, call, nil); inv != nil {
+				inv.budget = &budget
 				// Rows of one entity see each other's storage, in order.
 				inv.prev = chains[inv.addressKey()]
 				chains[inv.addressKey()] = inv

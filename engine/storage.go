@@ -144,6 +144,7 @@ type Invocation struct {
 
 	sends   []Envelope // messages, timers and egress messages, in the order sent
 	cancels []string   // timer tokens cancelled
+	budget  *int       // the sends its request has left (an Ingest's); nil: no request bound
 
 	// prev is the invocation of the same address this one follows within one request (an
 	// Ingest's earlier row of the entity), whose changes it sees and whose commit it
