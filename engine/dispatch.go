@@ -378,7 +378,7 @@ func (e *Engine) deliver(ctx context.Context, env *Envelope) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrPermanent, f.FQN, err)
 	}
-	msg := &Received{From: env.From, Value: v, Hops: env.Hops, Attempt: env.Attempts + 1}
+	msg := &Received{From: env.From, Value: v, Hops: env.Hops, Budget: env.Budget, Attempt: env.Attempts + 1}
 	for attempt := 1; ; attempt++ {
 		err := e.receive(ctx, p, env, ekeys, msg)
 		if errors.Is(err, ErrConflict) && attempt < maxConflictRetries {

@@ -40,7 +40,9 @@ type Engine struct {
 	messages MessageState   // state's mailboxes, or nil
 	egresses EgressResolver // nil: none
 	maxHops  int
-	dispatch dispatcher // delivery of messages from the mailboxes
+	// chainBudget is a chain of sends' budget of messages (WithChainBudget).
+	chainBudget int
+	dispatch    dispatcher // delivery of messages from the mailboxes
 
 	mu       sync.Mutex // serialises Apply and Delete
 	features atomic.Pointer[map[string]*plan]
@@ -85,7 +87,7 @@ func WithMaxTimeout(d time.Duration) Option {
 
 // New returns an Engine over state.
 func New(state State, opts ...Option) *Engine {
-	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops}
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops, chainBudget: DefaultChainBudget}
 	for _, o := range opts {
 		o(e)
 	}

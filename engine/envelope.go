@@ -43,6 +43,7 @@ func (env *Envelope) MarshalBinary() ([]byte, error) {
 	b = appendString(b, env.Token)
 	b = binary.AppendUvarint(b, uint64(env.Hops))
 	b = binary.AppendUvarint(b, uint64(env.Attempts))
+	b = binary.AppendUvarint(b, uint64(env.Budget))
 	return b, nil
 }
 
@@ -70,6 +71,7 @@ func (env *Envelope) UnmarshalBinary(data []byte) error {
 	env.Token = d.string()
 	env.Hops = int(d.uvarint())
 	env.Attempts = int(d.uvarint())
+	env.Budget = int(d.uvarint())
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%w: %d trailing bytes", errEnvelope, len(d.b))
 	}

@@ -31,6 +31,24 @@ var ErrHopLimit = errors.New("hop limit reached")
 // like any other. Egress messages end a chain and are not limited.
 const DefaultMaxHops = 16
 
+// DefaultChainBudget bounds how many messages one originating event's chain of sends may
+// make in all, however wide it fans out (the hop limit bounds only how deep): an invocation
+// that no message started may send this many; one started by a message may send what the
+// message's Budget says; an invocation that sends k messages with a budget of b gives each
+// of them (b-k)/k, so that a chain's messages never number more than its root's budget.
+// Egress messages end a chain and do not count.
+const DefaultChainBudget = 10_000
+
+// WithChainBudget sets the budget of a chain of sends (DefaultChainBudget unless set; n ≤ 0
+// keeps it).
+func WithChainBudget(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.chainBudget = n
+		}
+	}
+}
+
 // Limits of one invocation's sends, against a program that loops.
 const (
 	// MaxSendsPerInvocation bounds the messages, timers, cancellations and egress messages
@@ -83,6 +101,9 @@ type Envelope struct {
 	// Hops is the message's place in its chain of sends: 1 for a send of an invocation that
 	// no message started.
 	Hops int
+	// Budget is how many messages the invocation receiving it may send, it and its chain
+	// below (DefaultChainBudget); set at the commit.
+	Budget int
 	// Attempts counts the deliveries that failed so far.
 	Attempts int
 }
@@ -93,6 +114,8 @@ type Received struct {
 	Value Value
 	// Hops is the message's hop count; the receiving invocation's sends are Hops+1.
 	Hops int
+	// Budget is how many messages the receiving invocation may send (its chain's share).
+	Budget int
 	// Attempt counts this delivery: 1 the first time (at-least-once: a later one may follow
 	// a delivery whose acknowledgement was lost).
 	Attempt int
@@ -250,6 +273,12 @@ func (in *Invocation) send(env Envelope) error {
 		}
 		return fmt.Errorf("%w: this send would be hop %d of its chain (at most %d): %s, started by %s", ErrHopLimit, env.Hops, in.e.maxHops, in.addr, in.origin())
 	}
+	if env.Egress == "" && in.programSends() >= in.chainLeft() {
+		if o, ok := in.e.observer.(MessageObserver); ok {
+			o.HopLimit(in.f.FQN)
+		}
+		return fmt.Errorf("%w: this invocation's chain of sends has used its budget: %d messages from %s, started by %s (a chain's messages number at most %d in all, shared among its sends)", ErrHopLimit, in.chainLeft(), in.addr, in.origin(), in.e.chainBudget)
+	}
 	if env.Egress == "" {
 		fqn, err := ParseFQN(env.To.FQN, in.e.defaultNS)
 		if err != nil {
@@ -292,6 +321,40 @@ func (in *Invocation) send(env Envelope) error {
 	in.sends = append(in.sends, env)
 	in.spend()
 	return nil
+}
+
+// chainLeft returns how many messages to programs the invocation may send.
+func (in *Invocation) chainLeft() int {
+	if in.msg != nil {
+		return in.msg.Budget
+	}
+	return in.e.chainBudget
+}
+
+// programSends counts the invocation's sends to programs (not egresses).
+func (in *Invocation) programSends() int {
+	n := 0
+	for i := range in.sends {
+		if in.sends[i].Egress == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// shareBudget gives each of the invocation's sends to programs its share of the budget
+// left: (b-k)/k of b for k sends, so that the chain below never outnumbers b.
+func (in *Invocation) shareBudget() {
+	k := in.programSends()
+	if k == 0 {
+		return
+	}
+	share := max(in.chainLeft()-k, 0) / k
+	for i := range in.sends {
+		if in.sends[i].Egress == "" {
+			in.sends[i].Budget = share
+		}
+	}
 }
 
 // origin describes what started the invocation's chain of sends, for the hop limit's error.

@@ -812,3 +812,37 @@ func TestSendsPerRequestBounded(t *testing.T) {
 		t.Fatalf("a request past the limit: %v, want ErrMessage naming the request's limit", err)
 	}
 }
+
+// TestChainBudget: a chain that fans out (each message sends four more) ends within its
+// budget of messages, not at 4^hops; the sends past it are refused with ErrHopLimit.
+func TestChainBudget(t *testing.T) {
+	var delivered, refused atomic.Int64
+	tree := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		in := call.Invocation
+		if call.Message != nil {
+			delivered.Add(1)
+		}
+		for i := range 4 {
+			to := engine.Address{FQN: "msg.tree", Keys: engine.Keys{"id": fmt.Sprint(in.Address().Keys["id"], ".", i)}}
+			if err := in.Send(ctx, to, engine.Int(1)); err != nil {
+				if !errors.Is(err, engine.ErrHopLimit) {
+					return engine.ProgramResult{}, err
+				}
+				refused.Add(1)
+			}
+		}
+		return engine.ProgramResult{}, nil
+	})
+	const budget = 100
+	m := newMessageEnv(t, programsByFQN{"msg.tree": tree}, nil,
+		[]*engine.Feature{msgFeature("msg.tree", engine.PrimitiveInt, true, receives(engine.PrimitiveInt))}, engine.WithChainBudget(budget))
+	m.ingest(event("r", m.clock.now()))
+	m.deliver()
+	if n := delivered.Load(); n == 0 || n > budget {
+		t.Fatalf("the tree delivered %d messages, want 1 to %d (its budget)", n, budget)
+	}
+	if refused.Load() == 0 {
+		t.Fatal("no send was refused: the budget did not bound the tree")
+	}
+	t.Logf("%d delivered, %d refused", delivered.Load(), refused.Load())
+}

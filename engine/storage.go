@@ -298,6 +298,7 @@ func (in *Invocation) loadedPrev() *Invocation {
 // one the address has, since the address was invoked). It reports whether there is anything
 // to commit besides the write: a program that never touched its storage commits none.
 func (in *Invocation) commit(w *StorageWrite) (StorageCommit, bool) {
+	in.shareBudget()
 	c := StorageCommit{Version: in.baseVersion(), Write: w, Send: in.sends, Cancel: in.cancels}
 	if !in.loaded {
 		c.Blind = true
