@@ -90,6 +90,16 @@ func TestSessionsInDev(t *testing.T) {
 	if v := getValue(t, s, "sessions.completed", "u1"); v != "absent" {
 		t.Fatalf("sessions.completed of u1 = %s before any session ended", v)
 	}
+	// A dry run shows the storage the click would commit and the timer it would arm.
+	out := s.mustCLI(t, "dry-run", "sessions.clicks", `{"user_id":"u1"}`)
+	for _, want := range []string{"would be 3", "storage clicks would be 3", `would send "end" to sessions.clicks map[user_id:u1] at `, `(token "end")`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run printed %q, want it to say %q", out, want)
+		}
+	}
+	if v := getValue(t, s, "sessions.clicks", "u1"); v != "2" {
+		t.Fatalf("after the dry run sessions.clicks of u1 = %s, want 2 (nothing written)", v)
+	}
 }
 
 // TestSessionsOnRedisReplicas: two `osprey serve` replicas over one Redis (registry and

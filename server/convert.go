@@ -393,3 +393,18 @@ func dataSourceToProto(ds *engine.DataSource) *ospreyv1.DataSource {
 		Labels:         maps.Clone(ds.Labels),
 	}
 }
+
+// sentToProto converts a message a dry run would send.
+func sentToProto(env *engine.Envelope) *ospreyv1.SentMessage {
+	m := &ospreyv1.SentMessage{ToFqn: env.To.FQN, ToKeys: env.To.Keys, Egress: env.Egress,
+		Due: timeToProto(env.Due), Token: env.Token, Hops: int32(min(env.Hops, math.MaxInt32))}
+	if env.Egress == "" {
+		m.Value = valueToProto(env.Value)
+	} else {
+		m.Row = make(map[string]*ospreyv1.Value, len(env.Row))
+		for name, v := range env.Row {
+			m.Row[name] = valueToProto(v)
+		}
+	}
+	return m
+}

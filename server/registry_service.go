@@ -162,6 +162,10 @@ func (rs *registryService) DryRun(ctx context.Context, req *connect.Request[ospr
 	for _, c := range res.Storage {
 		out.Storage = append(out.Storage, &ospreyv1.StorageChange{Name: c.Name, Value: valueToProto(c.Value), Expires: timeToProto(c.Expires)})
 	}
+	for i := range res.Sends {
+		out.Sends = append(out.Sends, sentToProto(&res.Sends[i]))
+	}
+	out.Cancels = res.Cancels
 	return connect.NewResponse(out), nil
 }
 

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -165,6 +167,15 @@ func parseClientArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// formatRow renders a row of API values for people: {name=value …} in name order.
+func formatRow(row map[string]*ospreyv1.Value) string {
+	parts := make([]string, 0, len(row))
+	for _, name := range slices.Sorted(maps.Keys(row)) {
+		parts = append(parts, name+"="+formatValue(row[name]))
+	}
+	return "{" + strings.Join(parts, " ") + "}"
 }
 
 // formatValue renders an API value for people.

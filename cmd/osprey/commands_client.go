@@ -277,6 +277,20 @@ func runDryRun(ctx context.Context, e *env, c *clients, args []string, _ *flag.F
 				fmt.Fprintf(e.stdout, "  storage %s would be %s, until %s\n", s.Name, formatValue(s.Value), s.Expires.AsTime().UTC().Format(time.RFC3339))
 			}
 		}
+		for _, m := range m.Sends {
+			when := ""
+			if m.Due != nil {
+				when = fmt.Sprintf(" at %s (token %q)", m.Due.AsTime().UTC().Format(time.RFC3339), m.Token)
+			}
+			if m.Egress != "" {
+				fmt.Fprintf(e.stdout, "  would emit %s to egress %s%s\n", formatRow(m.Row), m.Egress, when)
+			} else {
+				fmt.Fprintf(e.stdout, "  would send %s to %s %v%s\n", formatValue(m.Value), m.ToFqn, m.ToKeys, when)
+			}
+		}
+		for _, tok := range m.Cancels {
+			fmt.Fprintf(e.stdout, "  would cancel the delayed message %q\n", tok)
+		}
 	})
 }
 

@@ -691,7 +691,12 @@ type DryRunResponse struct {
 	Writes bool `protobuf:"varint,5,opt,name=writes,proto3" json:"writes,omitempty"`
 	// What the run would commit to the program's storage (spec.builder.storage), in the
 	// order first changed; nothing is committed.
-	Storage       []*StorageChange `protobuf:"bytes,6,rep,name=storage,proto3" json:"storage,omitempty"`
+	Storage []*StorageChange `protobuf:"bytes,6,rep,name=storage,proto3" json:"storage,omitempty"`
+	// The messages, delayed messages and egress messages the run would send, in the order
+	// sent; nothing is sent.
+	Sends []*SentMessage `protobuf:"bytes,7,rep,name=sends,proto3" json:"sends,omitempty"`
+	// The tokens of delayed messages the run would cancel.
+	Cancels       []string `protobuf:"bytes,8,rep,name=cancels,proto3" json:"cancels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +773,129 @@ func (x *DryRunResponse) GetStorage() []*StorageChange {
 	return nil
 }
 
+func (x *DryRunResponse) GetSends() []*SentMessage {
+	if x != nil {
+		return x.Sends
+	}
+	return nil
+}
+
+func (x *DryRunResponse) GetCancels() []string {
+	if x != nil {
+		return x.Cancels
+	}
+	return nil
+}
+
+// SentMessage is one message a program's run sends (spec.builder.messages of its target).
+type SentMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The target feature's FQN; empty for a message to an egress.
+	ToFqn string `protobuf:"bytes,1,opt,name=to_fqn,json=toFqn,proto3" json:"to_fqn,omitempty"`
+	// The target entity: key name → key value.
+	ToKeys map[string]string `protobuf:"bytes,2,rep,name=to_keys,json=toKeys,proto3" json:"to_keys,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The message to the target's program, of the target's message type.
+	Value *Value `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The egress a message to an egress goes to (its FQN).
+	Egress string `protobuf:"bytes,4,opt,name=egress,proto3" json:"egress,omitempty"`
+	// The message to an egress, field name → value.
+	Row map[string]*Value `protobuf:"bytes,5,rep,name=row,proto3" json:"row,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When a delayed message would fire; unset: at once.
+	Due *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due,proto3" json:"due,omitempty"`
+	// A delayed message's token; empty for the others.
+	Token string `protobuf:"bytes,7,opt,name=token,proto3" json:"token,omitempty"`
+	// The message's hop in its chain of sends.
+	Hops          int32 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SentMessage) Reset() {
+	*x = SentMessage{}
+	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SentMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SentMessage) ProtoMessage() {}
+
+func (x *SentMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SentMessage.ProtoReflect.Descriptor instead.
+func (*SentMessage) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SentMessage) GetToFqn() string {
+	if x != nil {
+		return x.ToFqn
+	}
+	return ""
+}
+
+func (x *SentMessage) GetToKeys() map[string]string {
+	if x != nil {
+		return x.ToKeys
+	}
+	return nil
+}
+
+func (x *SentMessage) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *SentMessage) GetEgress() string {
+	if x != nil {
+		return x.Egress
+	}
+	return ""
+}
+
+func (x *SentMessage) GetRow() map[string]*Value {
+	if x != nil {
+		return x.Row
+	}
+	return nil
+}
+
+func (x *SentMessage) GetDue() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Due
+	}
+	return nil
+}
+
+func (x *SentMessage) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *SentMessage) GetHops() int32 {
+	if x != nil {
+		return x.Hops
+	}
+	return 0
+}
+
 // StorageChange is one value of a program's storage that a run changes.
 type StorageChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -783,7 +911,7 @@ type StorageChange struct {
 
 func (x *StorageChange) Reset() {
 	*x = StorageChange{}
-	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	mi := &file_osprey_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +923,7 @@ func (x *StorageChange) String() string {
 func (*StorageChange) ProtoMessage() {}
 
 func (x *StorageChange) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_registry_proto_msgTypes[12]
+	mi := &file_osprey_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +936,7 @@ func (x *StorageChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StorageChange.ProtoReflect.Descriptor instead.
 func (*StorageChange) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_osprey_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StorageChange) GetName() string {
@@ -879,17 +1007,34 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\ttyped_row\x18\x05 \x01(\v2\x0e.osprey.v1.RowR\btypedRow\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x03\n" +
 	"\x0eDryRunResponse\x12\x10\n" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x127\n" +
 	"\x04keys\x18\x03 \x03(\v2#.osprey.v1.DryRunResponse.KeysEntryR\x04keys\x128\n" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x16\n" +
 	"\x06writes\x18\x05 \x01(\bR\x06writes\x122\n" +
-	"\astorage\x18\x06 \x03(\v2\x18.osprey.v1.StorageChangeR\astorage\x1a7\n" +
+	"\astorage\x18\x06 \x03(\v2\x18.osprey.v1.StorageChangeR\astorage\x12,\n" +
+	"\x05sends\x18\a \x03(\v2\x16.osprey.v1.SentMessageR\x05sends\x12\x18\n" +
+	"\acancels\x18\b \x03(\tR\acancels\x1a7\n" +
 	"\tKeysEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb1\x03\n" +
+	"\vSentMessage\x12\x15\n" +
+	"\x06to_fqn\x18\x01 \x01(\tR\x05toFqn\x12;\n" +
+	"\ato_keys\x18\x02 \x03(\v2\".osprey.v1.SentMessage.ToKeysEntryR\x06toKeys\x12&\n" +
+	"\x05value\x18\x03 \x01(\v2\x10.osprey.v1.ValueR\x05value\x12\x16\n" +
+	"\x06egress\x18\x04 \x01(\tR\x06egress\x121\n" +
+	"\x03row\x18\x05 \x03(\v2\x1f.osprey.v1.SentMessage.RowEntryR\x03row\x12,\n" +
+	"\x03due\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x03due\x12\x14\n" +
+	"\x05token\x18\a \x01(\tR\x05token\x12\x12\n" +
+	"\x04hops\x18\b \x01(\x05R\x04hops\x1a9\n" +
+	"\vToKeysEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aH\n" +
+	"\bRowEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value:\x028\x01\"\x81\x01\n" +
 	"\rStorageChange\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x05value\x18\x02 \x01(\v2\x10.osprey.v1.ValueR\x05value\x124\n" +
@@ -914,7 +1059,7 @@ func file_osprey_v1_registry_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_registry_proto_rawDescData
 }
 
-var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_osprey_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_osprey_v1_registry_proto_goTypes = []any{
 	(*CallPluginRequest)(nil),     // 0: osprey.v1.CallPluginRequest
 	(*CallPluginResponse)(nil),    // 1: osprey.v1.CallPluginResponse
@@ -928,51 +1073,60 @@ var file_osprey_v1_registry_proto_goTypes = []any{
 	(*QuarantinedObject)(nil),     // 9: osprey.v1.QuarantinedObject
 	(*DryRunRequest)(nil),         // 10: osprey.v1.DryRunRequest
 	(*DryRunResponse)(nil),        // 11: osprey.v1.DryRunResponse
-	(*StorageChange)(nil),         // 12: osprey.v1.StorageChange
-	nil,                           // 13: osprey.v1.ApplyFeatureRequest.ModulesEntry
-	nil,                           // 14: osprey.v1.DryRunRequest.KeysEntry
-	nil,                           // 15: osprey.v1.DryRunResponse.KeysEntry
-	(*Feature)(nil),               // 16: osprey.v1.Feature
-	(*DataSource)(nil),            // 17: osprey.v1.DataSource
-	(*Plugin)(nil),                // 18: osprey.v1.Plugin
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
-	(*Row)(nil),                   // 21: osprey.v1.Row
-	(*Value)(nil),                 // 22: osprey.v1.Value
+	(*SentMessage)(nil),           // 12: osprey.v1.SentMessage
+	(*StorageChange)(nil),         // 13: osprey.v1.StorageChange
+	nil,                           // 14: osprey.v1.ApplyFeatureRequest.ModulesEntry
+	nil,                           // 15: osprey.v1.DryRunRequest.KeysEntry
+	nil,                           // 16: osprey.v1.DryRunResponse.KeysEntry
+	nil,                           // 17: osprey.v1.SentMessage.ToKeysEntry
+	nil,                           // 18: osprey.v1.SentMessage.RowEntry
+	(*Feature)(nil),               // 19: osprey.v1.Feature
+	(*DataSource)(nil),            // 20: osprey.v1.DataSource
+	(*Plugin)(nil),                // 21: osprey.v1.Plugin
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
+	(*Row)(nil),                   // 24: osprey.v1.Row
+	(*Value)(nil),                 // 25: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
-	13, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
+	14, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
 	4,  // 1: osprey.v1.ApplyFeatureResponse.applied:type_name -> osprey.v1.AppliedObject
-	16, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
-	17, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
-	18, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
+	19, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
+	20, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
+	21, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
 	9,  // 5: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
-	19, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
-	20, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
-	14, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
-	19, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	21, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
-	22, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	15, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	19, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	12, // 14: osprey.v1.DryRunResponse.storage:type_name -> osprey.v1.StorageChange
-	22, // 15: osprey.v1.StorageChange.value:type_name -> osprey.v1.Value
-	19, // 16: osprey.v1.StorageChange.expires:type_name -> google.protobuf.Timestamp
-	2,  // 17: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	5,  // 18: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	7,  // 19: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	10, // 20: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	0,  // 21: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
-	3,  // 22: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	6,  // 23: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	8,  // 24: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	11, // 25: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	1,  // 26: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
+	23, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
+	15, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
+	22, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
+	24, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
+	25, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	16, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	22, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	13, // 14: osprey.v1.DryRunResponse.storage:type_name -> osprey.v1.StorageChange
+	12, // 15: osprey.v1.DryRunResponse.sends:type_name -> osprey.v1.SentMessage
+	17, // 16: osprey.v1.SentMessage.to_keys:type_name -> osprey.v1.SentMessage.ToKeysEntry
+	25, // 17: osprey.v1.SentMessage.value:type_name -> osprey.v1.Value
+	18, // 18: osprey.v1.SentMessage.row:type_name -> osprey.v1.SentMessage.RowEntry
+	22, // 19: osprey.v1.SentMessage.due:type_name -> google.protobuf.Timestamp
+	25, // 20: osprey.v1.StorageChange.value:type_name -> osprey.v1.Value
+	22, // 21: osprey.v1.StorageChange.expires:type_name -> google.protobuf.Timestamp
+	25, // 22: osprey.v1.SentMessage.RowEntry.value:type_name -> osprey.v1.Value
+	2,  // 23: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	5,  // 24: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	7,  // 25: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	10, // 26: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	0,  // 27: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
+	3,  // 28: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	6,  // 29: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	8,  // 30: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	11, // 31: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	1,  // 32: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }
@@ -988,7 +1142,7 @@ func file_osprey_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_registry_proto_rawDesc), len(file_osprey_v1_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

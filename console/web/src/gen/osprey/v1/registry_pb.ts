@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file osprey/v1/registry.proto.
  */
 export const file_osprey_v1_registry: GenFile = /*@__PURE__*/
-  fileDesc("Chhvc3ByZXkvdjEvcmVnaXN0cnkucHJvdG8SCW9zcHJleS52MSJEChFDYWxsUGx1Z2luUmVxdWVzdBIOCgZwbHVnaW4YASABKAkSEAoIZnVuY3Rpb24YAiABKAkSDQoFaW5wdXQYAyABKAwiJAoSQ2FsbFBsdWdpblJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDCKmAQoTQXBwbHlGZWF0dXJlUmVxdWVzdBIQCghtYW5pZmVzdBgBIAEoDBI8Cgdtb2R1bGVzGAIgAygLMisub3NwcmV5LnYxLkFwcGx5RmVhdHVyZVJlcXVlc3QuTW9kdWxlc0VudHJ5Eg8KB2RyeV9ydW4YAyABKAgaLgoMTW9kdWxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiQQoUQXBwbHlGZWF0dXJlUmVzcG9uc2USKQoHYXBwbGllZBgBIAMoCzIYLm9zcHJleS52MS5BcHBsaWVkT2JqZWN0IjoKDUFwcGxpZWRPYmplY3QSDAoEa2luZBgBIAEoCRILCgNmcW4YAiABKAkSDgoGYWN0aW9uGAMgASgJIiMKFERlbGV0ZUZlYXR1cmVSZXF1ZXN0EgsKA2ZxbhgBIAEoCSIXChVEZWxldGVGZWF0dXJlUmVzcG9uc2UiKAoTTGlzdEZlYXR1cmVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiwAEKFExpc3RGZWF0dXJlc1Jlc3BvbnNlEiQKCGZlYXR1cmVzGAEgAygLMhIub3NwcmV5LnYxLkZlYXR1cmUSKwoMZGF0YV9zb3VyY2VzGAIgAygLMhUub3NwcmV5LnYxLkRhdGFTb3VyY2USIgoHcGx1Z2lucxgEIAMoCzIRLm9zcHJleS52MS5QbHVnaW4SMQoLcXVhcmFudGluZWQYAyADKAsyHC5vc3ByZXkudjEuUXVhcmFudGluZWRPYmplY3QiaAoRUXVhcmFudGluZWRPYmplY3QSDAoEa2luZBgBIAEoCRILCgNmcW4YAiABKAkSDQoFZXJyb3IYAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCg1EcnlSdW5SZXF1ZXN0EgsKA2ZxbhgBIAEoCRIkCgNyb3cYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjAKBGtleXMYAyADKAsyIi5vc3ByZXkudjEuRHJ5UnVuUmVxdWVzdC5LZXlzRW50cnkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgl0eXBlZF9yb3cYBSABKAsyDi5vc3ByZXkudjEuUm93GisKCUtleXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIogCCg5EcnlSdW5SZXNwb25zZRILCgNmcW4YASABKAkSHwoFdmFsdWUYAiABKAsyEC5vc3ByZXkudjEuVmFsdWUSMQoEa2V5cxgDIAMoCzIjLm9zcHJleS52MS5EcnlSdW5SZXNwb25zZS5LZXlzRW50cnkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZ3cml0ZXMYBSABKAgSKQoHc3RvcmFnZRgGIAMoCzIYLm9zcHJleS52MS5TdG9yYWdlQ2hhbmdlGisKCUtleXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImsKDVN0b3JhZ2VDaGFuZ2USDAoEbmFtZRgBIAEoCRIfCgV2YWx1ZRgCIAEoCzIQLm9zcHJleS52MS5WYWx1ZRIrCgdleHBpcmVzGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKgAwoPUmVnaXN0cnlTZXJ2aWNlEk8KDEFwcGx5RmVhdHVyZRIeLm9zcHJleS52MS5BcHBseUZlYXR1cmVSZXF1ZXN0Gh8ub3NwcmV5LnYxLkFwcGx5RmVhdHVyZVJlc3BvbnNlElIKDURlbGV0ZUZlYXR1cmUSHy5vc3ByZXkudjEuRGVsZXRlRmVhdHVyZVJlcXVlc3QaIC5vc3ByZXkudjEuRGVsZXRlRmVhdHVyZVJlc3BvbnNlElQKDExpc3RGZWF0dXJlcxIeLm9zcHJleS52MS5MaXN0RmVhdHVyZXNSZXF1ZXN0Gh8ub3NwcmV5LnYxLkxpc3RGZWF0dXJlc1Jlc3BvbnNlIgOQAgESQgoGRHJ5UnVuEhgub3NwcmV5LnYxLkRyeVJ1blJlcXVlc3QaGS5vc3ByZXkudjEuRHJ5UnVuUmVzcG9uc2UiA5ACARJOCgpDYWxsUGx1Z2luEhwub3NwcmV5LnYxLkNhbGxQbHVnaW5SZXF1ZXN0Gh0ub3NwcmV5LnYxLkNhbGxQbHVnaW5SZXNwb25zZSIDkAIBQjRaMmdpdGh1Yi5jb20vb3NwcmV5LW1sL29zcHJleS9nZW4vb3NwcmV5L3YxO29zcHJleXYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_osprey_v1_feature, file_osprey_v1_value]);
+  fileDesc("Chhvc3ByZXkvdjEvcmVnaXN0cnkucHJvdG8SCW9zcHJleS52MSJEChFDYWxsUGx1Z2luUmVxdWVzdBIOCgZwbHVnaW4YASABKAkSEAoIZnVuY3Rpb24YAiABKAkSDQoFaW5wdXQYAyABKAwiJAoSQ2FsbFBsdWdpblJlc3BvbnNlEg4KBm91dHB1dBgBIAEoDCKmAQoTQXBwbHlGZWF0dXJlUmVxdWVzdBIQCghtYW5pZmVzdBgBIAEoDBI8Cgdtb2R1bGVzGAIgAygLMisub3NwcmV5LnYxLkFwcGx5RmVhdHVyZVJlcXVlc3QuTW9kdWxlc0VudHJ5Eg8KB2RyeV9ydW4YAyABKAgaLgoMTW9kdWxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDDoCOAEiQQoUQXBwbHlGZWF0dXJlUmVzcG9uc2USKQoHYXBwbGllZBgBIAMoCzIYLm9zcHJleS52MS5BcHBsaWVkT2JqZWN0IjoKDUFwcGxpZWRPYmplY3QSDAoEa2luZBgBIAEoCRILCgNmcW4YAiABKAkSDgoGYWN0aW9uGAMgASgJIiMKFERlbGV0ZUZlYXR1cmVSZXF1ZXN0EgsKA2ZxbhgBIAEoCSIXChVEZWxldGVGZWF0dXJlUmVzcG9uc2UiKAoTTGlzdEZlYXR1cmVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkiwAEKFExpc3RGZWF0dXJlc1Jlc3BvbnNlEiQKCGZlYXR1cmVzGAEgAygLMhIub3NwcmV5LnYxLkZlYXR1cmUSKwoMZGF0YV9zb3VyY2VzGAIgAygLMhUub3NwcmV5LnYxLkRhdGFTb3VyY2USIgoHcGx1Z2lucxgEIAMoCzIRLm9zcHJleS52MS5QbHVnaW4SMQoLcXVhcmFudGluZWQYAyADKAsyHC5vc3ByZXkudjEuUXVhcmFudGluZWRPYmplY3QiaAoRUXVhcmFudGluZWRPYmplY3QSDAoEa2luZBgBIAEoCRILCgNmcW4YAiABKAkSDQoFZXJyb3IYAyABKAkSKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCg1EcnlSdW5SZXF1ZXN0EgsKA2ZxbhgBIAEoCRIkCgNyb3cYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjAKBGtleXMYAyADKAsyIi5vc3ByZXkudjEuRHJ5UnVuUmVxdWVzdC5LZXlzRW50cnkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgl0eXBlZF9yb3cYBSABKAsyDi5vc3ByZXkudjEuUm93GisKCUtleXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsACCg5EcnlSdW5SZXNwb25zZRILCgNmcW4YASABKAkSHwoFdmFsdWUYAiABKAsyEC5vc3ByZXkudjEuVmFsdWUSMQoEa2V5cxgDIAMoCzIjLm9zcHJleS52MS5EcnlSdW5SZXNwb25zZS5LZXlzRW50cnkSLQoJdGltZXN0YW1wGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZ3cml0ZXMYBSABKAgSKQoHc3RvcmFnZRgGIAMoCzIYLm9zcHJleS52MS5TdG9yYWdlQ2hhbmdlEiUKBXNlbmRzGAcgAygLMhYub3NwcmV5LnYxLlNlbnRNZXNzYWdlEg8KB2NhbmNlbHMYCCADKAkaKwoJS2V5c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi5AIKC1NlbnRNZXNzYWdlEg4KBnRvX2ZxbhgBIAEoCRIzCgd0b19rZXlzGAIgAygLMiIub3NwcmV5LnYxLlNlbnRNZXNzYWdlLlRvS2V5c0VudHJ5Eh8KBXZhbHVlGAMgASgLMhAub3NwcmV5LnYxLlZhbHVlEg4KBmVncmVzcxgEIAEoCRIsCgNyb3cYBSADKAsyHy5vc3ByZXkudjEuU2VudE1lc3NhZ2UuUm93RW50cnkSJwoDZHVlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0b2tlbhgHIAEoCRIMCgRob3BzGAggASgFGi0KC1RvS2V5c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaPAoIUm93RW50cnkSCwoDa2V5GAEgASgJEh8KBXZhbHVlGAIgASgLMhAub3NwcmV5LnYxLlZhbHVlOgI4ASJrCg1TdG9yYWdlQ2hhbmdlEgwKBG5hbWUYASABKAkSHwoFdmFsdWUYAiABKAsyEC5vc3ByZXkudjEuVmFsdWUSKwoHZXhwaXJlcxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyoAMKD1JlZ2lzdHJ5U2VydmljZRJPCgxBcHBseUZlYXR1cmUSHi5vc3ByZXkudjEuQXBwbHlGZWF0dXJlUmVxdWVzdBofLm9zcHJleS52MS5BcHBseUZlYXR1cmVSZXNwb25zZRJSCg1EZWxldGVGZWF0dXJlEh8ub3NwcmV5LnYxLkRlbGV0ZUZlYXR1cmVSZXF1ZXN0GiAub3NwcmV5LnYxLkRlbGV0ZUZlYXR1cmVSZXNwb25zZRJUCgxMaXN0RmVhdHVyZXMSHi5vc3ByZXkudjEuTGlzdEZlYXR1cmVzUmVxdWVzdBofLm9zcHJleS52MS5MaXN0RmVhdHVyZXNSZXNwb25zZSIDkAIBEkIKBkRyeVJ1bhIYLm9zcHJleS52MS5EcnlSdW5SZXF1ZXN0Ghkub3NwcmV5LnYxLkRyeVJ1blJlc3BvbnNlIgOQAgESTgoKQ2FsbFBsdWdpbhIcLm9zcHJleS52MS5DYWxsUGx1Z2luUmVxdWVzdBodLm9zcHJleS52MS5DYWxsUGx1Z2luUmVzcG9uc2UiA5ACAUI0WjJnaXRodWIuY29tL29zcHJleS1tbC9vc3ByZXkvZ2VuL29zcHJleS92MTtvc3ByZXl2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_osprey_v1_feature, file_osprey_v1_value]);
 
 /**
  * CallPluginRequest runs a function of an applied plugin.
@@ -415,6 +415,21 @@ export type DryRunResponse = Message<"osprey.v1.DryRunResponse"> & {
    * @generated from field: repeated osprey.v1.StorageChange storage = 6;
    */
   storage: StorageChange[];
+
+  /**
+   * The messages, delayed messages and egress messages the run would send, in the order
+   * sent; nothing is sent.
+   *
+   * @generated from field: repeated osprey.v1.SentMessage sends = 7;
+   */
+  sends: SentMessage[];
+
+  /**
+   * The tokens of delayed messages the run would cancel.
+   *
+   * @generated from field: repeated string cancels = 8;
+   */
+  cancels: string[];
 };
 
 /**
@@ -423,6 +438,76 @@ export type DryRunResponse = Message<"osprey.v1.DryRunResponse"> & {
  */
 export const DryRunResponseSchema: GenMessage<DryRunResponse> = /*@__PURE__*/
   messageDesc(file_osprey_v1_registry, 11);
+
+/**
+ * SentMessage is one message a program's run sends (spec.builder.messages of its target).
+ *
+ * @generated from message osprey.v1.SentMessage
+ */
+export type SentMessage = Message<"osprey.v1.SentMessage"> & {
+  /**
+   * The target feature's FQN; empty for a message to an egress.
+   *
+   * @generated from field: string to_fqn = 1;
+   */
+  toFqn: string;
+
+  /**
+   * The target entity: key name → key value.
+   *
+   * @generated from field: map<string, string> to_keys = 2;
+   */
+  toKeys: { [key: string]: string };
+
+  /**
+   * The message to the target's program, of the target's message type.
+   *
+   * @generated from field: osprey.v1.Value value = 3;
+   */
+  value?: Value | undefined;
+
+  /**
+   * The egress a message to an egress goes to (its FQN).
+   *
+   * @generated from field: string egress = 4;
+   */
+  egress: string;
+
+  /**
+   * The message to an egress, field name → value.
+   *
+   * @generated from field: map<string, osprey.v1.Value> row = 5;
+   */
+  row: { [key: string]: Value };
+
+  /**
+   * When a delayed message would fire; unset: at once.
+   *
+   * @generated from field: google.protobuf.Timestamp due = 6;
+   */
+  due?: Timestamp | undefined;
+
+  /**
+   * A delayed message's token; empty for the others.
+   *
+   * @generated from field: string token = 7;
+   */
+  token: string;
+
+  /**
+   * The message's hop in its chain of sends.
+   *
+   * @generated from field: int32 hops = 8;
+   */
+  hops: number;
+};
+
+/**
+ * Describes the message osprey.v1.SentMessage.
+ * Use `create(SentMessageSchema)` to create a new message.
+ */
+export const SentMessageSchema: GenMessage<SentMessage> = /*@__PURE__*/
+  messageDesc(file_osprey_v1_registry, 12);
 
 /**
  * StorageChange is one value of a program's storage that a run changes.
@@ -457,7 +542,7 @@ export type StorageChange = Message<"osprey.v1.StorageChange"> & {
  * Use `create(StorageChangeSchema)` to create a new message.
  */
 export const StorageChangeSchema: GenMessage<StorageChange> = /*@__PURE__*/
-  messageDesc(file_osprey_v1_registry, 12);
+  messageDesc(file_osprey_v1_registry, 13);
 
 /**
  * RegistryService manages the applied features, data sources and plugins.
