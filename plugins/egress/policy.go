@@ -1,8 +1,12 @@
 package egress
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/gobwas/glob"
 )
@@ -60,4 +64,32 @@ func (c Config) CheckHost(key, host string) error {
 	}
 	return c.invalid(key, "host %q is not allowed by this server's egress policy (it allows %s; see --egress-allowed-hosts)",
 		host, strings.Join(c.Policy.AllowedHosts, ", "))
+}
+
+// ErrForbiddenAddress: an egress's connection resolved to an address no egress may reach,
+// whatever the policy: link-local (169.254.0.0/16, where clouds serve instance metadata and
+// credentials, and fe80::/10), multicast or unspecified.
+var ErrForbiddenAddress = errors.New("address forbidden to egresses")
+
+// Forbidden reports whether ip is an address no egress may connect to (ErrForbiddenAddress).
+func Forbidden(ip net.IP) bool {
+	return ip == nil || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() ||
+		ip.IsMulticast() || ip.IsUnspecified()
+}
+
+// Dialer returns a net.Dialer whose connections refuse forbidden addresses (Forbidden), as
+// resolved: a host name that resolves to one is refused too, so DNS cannot smuggle a
+// webhook to the metadata service.
+func Dialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second,
+		Control: func(network, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return fmt.Errorf("%w: %q", ErrForbiddenAddress, address)
+			}
+			if Forbidden(net.ParseIP(host)) {
+				return fmt.Errorf("%w: %s (link-local, multicast or unspecified)", ErrForbiddenAddress, host)
+			}
+			return nil
+		}}
 }

@@ -39,7 +39,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -119,7 +118,7 @@ func New(_ context.Context, cfg egress.Config) (egress.Egress, error) {
 	}
 	tr := &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:            egress.Dialer(30 * time.Second).DialContext, // never to link-local (metadata) addresses
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           16,
 		MaxIdleConnsPerHost:    16,
@@ -305,6 +304,9 @@ func (w *Webhook) Emit(ctx context.Context, m engine.EgressMessage) error {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		if errors.Is(err, egress.ErrForbiddenAddress) {
+			return fmt.Errorf("%w: egress %s: POST %s: %w", engine.ErrPermanent, w.fqn, w.shown, err)
 		}
 		return fmt.Errorf("egress %s: POST %s: %w", w.fqn, w.shown, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -340,5 +341,29 @@ func TestConfigErrors(t *testing.T) {
 	allowed := egress.Policy{AllowedHosts: []string{"*.example.com"}}
 	if _, err := egress.New(context.Background(), &manifest.Egress{FQN: "ns.e", Type: "webhook", Config: map[string]any{"url": "https://hooks.example.com/x"}}, allowed); err != nil {
 		t.Errorf("an allowed host: %v", err)
+	}
+}
+
+// TestForbiddenAddresses: a webhook never connects to a link-local address — where clouds
+// serve instance metadata and credentials — nor to an unspecified or multicast one, named
+// by IP or by a host name that resolves to one, whatever the policy; the failure is
+// permanent (not retried).
+func TestForbiddenAddresses(t *testing.T) {
+	for _, u := range []string{
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[fe80::1]:8080/",
+		"http://0.0.0.0:9/",
+		"http://224.0.0.1/",
+	} {
+		eg := newWebhook(t, map[string]any{"url": u, "timeout": "2s"})
+		err := eg.Emit(context.Background(), engine.EgressMessage{ID: "m1", Egress: "fraud.alerts", Row: engine.Row{}})
+		if !errors.Is(err, egress.ErrForbiddenAddress) || !errors.Is(err, engine.ErrPermanent) {
+			t.Errorf("POST %s: %v, want ErrForbiddenAddress and ErrPermanent", u, err)
+		}
+	}
+	for _, ip := range []string{"127.0.0.1", "10.0.0.1", "192.168.1.1", "::1"} {
+		if egress.Forbidden(net.ParseIP(ip)) {
+			t.Errorf("%s is forbidden; only link-local, multicast and unspecified addresses are", ip)
+		}
 	}
 }
