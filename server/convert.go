@@ -383,6 +383,11 @@ func pluginToProto(p *manifest.Plugin) *ospreyv1.Plugin {
 	return out
 }
 
+// egressToProto lists an egress without its configuration's values (they may be secrets).
+func egressToProto(eg *manifest.Egress) *ospreyv1.Egress {
+	return &ospreyv1.Egress{Fqn: eg.FQN, Type: eg.Type, ConfigKeys: slices.Sorted(maps.Keys(eg.Config)), Labels: maps.Clone(eg.Labels)}
+}
+
 func dataSourceToProto(ds *engine.DataSource) *ospreyv1.DataSource {
 	return &ospreyv1.DataSource{
 		Fqn:            ds.FQN,

@@ -62,6 +62,15 @@ func TestEgressOverTheAPI(t *testing.T) {
 	if _, err := set.Egress("fraud.alerts"); err != nil {
 		t.Fatalf("the set does not hold it: %v", err)
 	}
+	// Listed, with its configuration's keys and none of its values (they may be secrets).
+	l, err := c.registry.ListFeatures(ctx, connect.NewRequest(&ospreyv1.ListFeaturesRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if egs := l.Msg.GetEgresses(); len(egs) != 1 || egs[0].GetFqn() != "fraud.alerts" || egs[0].GetType() != "webhook" ||
+		strings.Join(egs[0].GetConfigKeys(), ",") != "timeout,url" || strings.Contains(egs[0].String(), "hooks.example.com") {
+		t.Fatalf("listed egresses %v", egs)
+	}
 
 	// A configuration the type refuses: InvalidArgument, on the manifest, naming the key.
 	bad := strings.Replace(alertsEgress, "timeout: 2s", "timeot: 2s", 1)

@@ -111,6 +111,9 @@ func (rs *registryService) ListFeatures(ctx context.Context, req *connect.Reques
 	for _, p := range l.Plugins {
 		out.Plugins = append(out.Plugins, pluginToProto(p))
 	}
+	for _, eg := range l.Egresses {
+		out.Egresses = append(out.Egresses, egressToProto(eg))
+	}
 	for _, q := range l.Quarantined {
 		out.Quarantined = append(out.Quarantined, &ospreyv1.QuarantinedObject{Kind: q.Kind, Fqn: q.FQN, Error: q.Err, Since: timeToProto(q.Since)})
 	}

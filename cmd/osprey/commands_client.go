@@ -211,6 +211,9 @@ func runFeatures(ctx context.Context, e *env, c *clients, args []string, _ *flag
 			}
 			fmt.Fprintln(e.stdout, line)
 		}
+		for _, eg := range res.Msg.Egresses {
+			fmt.Fprintf(e.stdout, "%-28s egress       type=%s config=%s\n", eg.Fqn, eg.Type, strings.Join(eg.ConfigKeys, ","))
+		}
 		// Stored objects that did not restore at the server's start: not served.
 		for _, q := range res.Msg.Quarantined {
 			fmt.Fprintf(e.stdout, "%-28s QUARANTINED  %s since %s, not served: %s\n", q.Fqn, q.Kind,

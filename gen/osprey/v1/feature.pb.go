@@ -599,6 +599,80 @@ func (x *Plugin) GetLabels() map[string]string {
 	return nil
 }
 
+// Egress is an applied egress: a destination outside Osprey that programs emit messages to
+// (docs/egress.md). Its configuration's values are not shown: they may hold secrets.
+type Egress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fully qualified name, "namespace.name" (lower case): what programs emit to.
+	Fqn string `protobuf:"bytes,1,opt,name=fqn,proto3" json:"fqn,omitempty"`
+	// The egress type: "webhook" or "redis-stream".
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The keys its spec.config sets, sorted.
+	ConfigKeys []string `protobuf:"bytes,3,rep,name=config_keys,json=configKeys,proto3" json:"config_keys,omitempty"`
+	// The manifest's metadata.labels.
+	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Egress) Reset() {
+	*x = Egress{}
+	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Egress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Egress) ProtoMessage() {}
+
+func (x *Egress) ProtoReflect() protoreflect.Message {
+	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Egress.ProtoReflect.Descriptor instead.
+func (*Egress) Descriptor() ([]byte, []int) {
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Egress) GetFqn() string {
+	if x != nil {
+		return x.Fqn
+	}
+	return ""
+}
+
+func (x *Egress) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Egress) GetConfigKeys() []string {
+	if x != nil {
+		return x.ConfigKeys
+	}
+	return nil
+}
+
+func (x *Egress) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // PluginFunction is one function a plugin provides.
 type PluginFunction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -612,7 +686,7 @@ type PluginFunction struct {
 
 func (x *PluginFunction) Reset() {
 	*x = PluginFunction{}
-	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	mi := &file_osprey_v1_feature_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +698,7 @@ func (x *PluginFunction) String() string {
 func (*PluginFunction) ProtoMessage() {}
 
 func (x *PluginFunction) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_feature_proto_msgTypes[6]
+	mi := &file_osprey_v1_feature_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +711,7 @@ func (x *PluginFunction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginFunction.ProtoReflect.Descriptor instead.
 func (*PluginFunction) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{6}
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PluginFunction) GetName() string {
@@ -671,7 +745,7 @@ type PluginLimits struct {
 
 func (x *PluginLimits) Reset() {
 	*x = PluginLimits{}
-	mi := &file_osprey_v1_feature_proto_msgTypes[7]
+	mi := &file_osprey_v1_feature_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +757,7 @@ func (x *PluginLimits) String() string {
 func (*PluginLimits) ProtoMessage() {}
 
 func (x *PluginLimits) ProtoReflect() protoreflect.Message {
-	mi := &file_osprey_v1_feature_proto_msgTypes[7]
+	mi := &file_osprey_v1_feature_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +770,7 @@ func (x *PluginLimits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginLimits.ProtoReflect.Descriptor instead.
 func (*PluginLimits) Descriptor() ([]byte, []int) {
-	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{7}
+	return file_osprey_v1_feature_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PluginLimits) GetTimeout() *durationpb.Duration {
@@ -789,6 +863,15 @@ const file_osprey_v1_feature_proto_rawDesc = "" +
 	"\x06labels\x18\x06 \x03(\v2\x1d.osprey.v1.Plugin.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x01\n" +
+	"\x06Egress\x12\x10\n" +
+	"\x03fqn\x18\x01 \x01(\tR\x03fqn\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1f\n" +
+	"\vconfig_keys\x18\x03 \x03(\tR\n" +
+	"configKeys\x125\n" +
+	"\x06labels\x18\x04 \x03(\v2\x1d.osprey.v1.Egress.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
 	"\x0ePluginFunction\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -811,7 +894,7 @@ func file_osprey_v1_feature_proto_rawDescGZIP() []byte {
 	return file_osprey_v1_feature_proto_rawDescData
 }
 
-var file_osprey_v1_feature_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_osprey_v1_feature_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_osprey_v1_feature_proto_goTypes = []any{
 	(*Feature)(nil),             // 0: osprey.v1.Feature
 	(*KeepPrevious)(nil),        // 1: osprey.v1.KeepPrevious
@@ -819,33 +902,36 @@ var file_osprey_v1_feature_proto_goTypes = []any{
 	(*Middleware)(nil),          // 3: osprey.v1.Middleware
 	(*DataSource)(nil),          // 4: osprey.v1.DataSource
 	(*Plugin)(nil),              // 5: osprey.v1.Plugin
-	(*PluginFunction)(nil),      // 6: osprey.v1.PluginFunction
-	(*PluginLimits)(nil),        // 7: osprey.v1.PluginLimits
-	nil,                         // 8: osprey.v1.Feature.LabelsEntry
-	nil,                         // 9: osprey.v1.DataSource.LabelsEntry
-	nil,                         // 10: osprey.v1.Plugin.LabelsEntry
-	(*durationpb.Duration)(nil), // 11: google.protobuf.Duration
+	(*Egress)(nil),              // 6: osprey.v1.Egress
+	(*PluginFunction)(nil),      // 7: osprey.v1.PluginFunction
+	(*PluginLimits)(nil),        // 8: osprey.v1.PluginLimits
+	nil,                         // 9: osprey.v1.Feature.LabelsEntry
+	nil,                         // 10: osprey.v1.DataSource.LabelsEntry
+	nil,                         // 11: osprey.v1.Plugin.LabelsEntry
+	nil,                         // 12: osprey.v1.Egress.LabelsEntry
+	(*durationpb.Duration)(nil), // 13: google.protobuf.Duration
 }
 var file_osprey_v1_feature_proto_depIdxs = []int32{
-	11, // 0: osprey.v1.Feature.granularity:type_name -> google.protobuf.Duration
-	11, // 1: osprey.v1.Feature.freshness:type_name -> google.protobuf.Duration
-	11, // 2: osprey.v1.Feature.staleness:type_name -> google.protobuf.Duration
-	11, // 3: osprey.v1.Feature.timeout:type_name -> google.protobuf.Duration
+	13, // 0: osprey.v1.Feature.granularity:type_name -> google.protobuf.Duration
+	13, // 1: osprey.v1.Feature.freshness:type_name -> google.protobuf.Duration
+	13, // 2: osprey.v1.Feature.staleness:type_name -> google.protobuf.Duration
+	13, // 3: osprey.v1.Feature.timeout:type_name -> google.protobuf.Duration
 	1,  // 4: osprey.v1.Feature.keep_previous:type_name -> osprey.v1.KeepPrevious
 	2,  // 5: osprey.v1.Feature.builder:type_name -> osprey.v1.Builder
 	3,  // 6: osprey.v1.Feature.middlewares:type_name -> osprey.v1.Middleware
-	8,  // 7: osprey.v1.Feature.labels:type_name -> osprey.v1.Feature.LabelsEntry
-	11, // 8: osprey.v1.KeepPrevious.over:type_name -> google.protobuf.Duration
-	9,  // 9: osprey.v1.DataSource.labels:type_name -> osprey.v1.DataSource.LabelsEntry
-	6,  // 10: osprey.v1.Plugin.functions:type_name -> osprey.v1.PluginFunction
-	7,  // 11: osprey.v1.Plugin.limits:type_name -> osprey.v1.PluginLimits
-	10, // 12: osprey.v1.Plugin.labels:type_name -> osprey.v1.Plugin.LabelsEntry
-	11, // 13: osprey.v1.PluginLimits.timeout:type_name -> google.protobuf.Duration
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 7: osprey.v1.Feature.labels:type_name -> osprey.v1.Feature.LabelsEntry
+	13, // 8: osprey.v1.KeepPrevious.over:type_name -> google.protobuf.Duration
+	10, // 9: osprey.v1.DataSource.labels:type_name -> osprey.v1.DataSource.LabelsEntry
+	7,  // 10: osprey.v1.Plugin.functions:type_name -> osprey.v1.PluginFunction
+	8,  // 11: osprey.v1.Plugin.limits:type_name -> osprey.v1.PluginLimits
+	11, // 12: osprey.v1.Plugin.labels:type_name -> osprey.v1.Plugin.LabelsEntry
+	12, // 13: osprey.v1.Egress.labels:type_name -> osprey.v1.Egress.LabelsEntry
+	13, // 14: osprey.v1.PluginLimits.timeout:type_name -> google.protobuf.Duration
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_feature_proto_init() }
@@ -859,7 +945,7 @@ func file_osprey_v1_feature_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_osprey_v1_feature_proto_rawDesc), len(file_osprey_v1_feature_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -250,7 +250,7 @@ func (x *ApplyFeatureResponse) GetApplied() []*AppliedObject {
 // AppliedObject is the outcome of applying one manifest document.
 type AppliedObject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The manifest kind: "Feature", "DataSource" or "Plugin".
+	// The manifest kind: "Feature", "DataSource", "Plugin" or "Egress".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The object's fully qualified name, "namespace.name".
 	Fqn string `protobuf:"bytes,2,opt,name=fqn,proto3" json:"fqn,omitempty"`
@@ -450,9 +450,11 @@ type ListFeaturesResponse struct {
 	DataSources []*DataSource `protobuf:"bytes,2,rep,name=data_sources,json=dataSources,proto3" json:"data_sources,omitempty"`
 	// The applied plugins, sorted by FQN.
 	Plugins []*Plugin `protobuf:"bytes,4,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	// The applied egresses, sorted by FQN.
+	Egresses []*Egress `protobuf:"bytes,5,rep,name=egresses,proto3" json:"egresses,omitempty"`
 	// The objects the server's registry holds that failed to restore when the server started
 	// (a manifest that no longer parses or applies, a module missing or corrupt, an apply that
-	// overran its restore timeout), sorted by kind (data sources, plugins, features), then FQN. They are
+	// overran its restore timeout), sorted by kind (data sources, plugins, egresses, features), then FQN. They are
 	// kept in the registry but not served. Applying the object again successfully, or
 	// deleting it, takes it off this list.
 	Quarantined   []*QuarantinedObject `protobuf:"bytes,3,rep,name=quarantined,proto3" json:"quarantined,omitempty"`
@@ -511,6 +513,13 @@ func (x *ListFeaturesResponse) GetPlugins() []*Plugin {
 	return nil
 }
 
+func (x *ListFeaturesResponse) GetEgresses() []*Egress {
+	if x != nil {
+		return x.Egresses
+	}
+	return nil
+}
+
 func (x *ListFeaturesResponse) GetQuarantined() []*QuarantinedObject {
 	if x != nil {
 		return x.Quarantined
@@ -521,7 +530,7 @@ func (x *ListFeaturesResponse) GetQuarantined() []*QuarantinedObject {
 // QuarantinedObject is a stored object that failed to restore at start.
 type QuarantinedObject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The manifest kind: "Feature", "DataSource" or "Plugin".
+	// The manifest kind: "Feature", "DataSource", "Plugin" or "Egress".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The object's fully qualified name, "namespace.name".
 	Fqn string `protobuf:"bytes,2,opt,name=fqn,proto3" json:"fqn,omitempty"`
@@ -988,11 +997,12 @@ const file_osprey_v1_registry_proto_rawDesc = "" +
 	"\x03fqn\x18\x01 \x01(\tR\x03fqn\"\x17\n" +
 	"\x15DeleteFeatureResponse\"3\n" +
 	"\x13ListFeaturesRequest\x12\x1c\n" +
-	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\xed\x01\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"\x9c\x02\n" +
 	"\x14ListFeaturesResponse\x12.\n" +
 	"\bfeatures\x18\x01 \x03(\v2\x12.osprey.v1.FeatureR\bfeatures\x128\n" +
 	"\fdata_sources\x18\x02 \x03(\v2\x15.osprey.v1.DataSourceR\vdataSources\x12+\n" +
-	"\aplugins\x18\x04 \x03(\v2\x11.osprey.v1.PluginR\aplugins\x12>\n" +
+	"\aplugins\x18\x04 \x03(\v2\x11.osprey.v1.PluginR\aplugins\x12-\n" +
+	"\begresses\x18\x05 \x03(\v2\x11.osprey.v1.EgressR\begresses\x12>\n" +
 	"\vquarantined\x18\x03 \x03(\v2\x1c.osprey.v1.QuarantinedObjectR\vquarantined\"\x81\x01\n" +
 	"\x11QuarantinedObject\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
@@ -1083,10 +1093,11 @@ var file_osprey_v1_registry_proto_goTypes = []any{
 	(*Feature)(nil),               // 19: osprey.v1.Feature
 	(*DataSource)(nil),            // 20: osprey.v1.DataSource
 	(*Plugin)(nil),                // 21: osprey.v1.Plugin
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
-	(*Row)(nil),                   // 24: osprey.v1.Row
-	(*Value)(nil),                 // 25: osprey.v1.Value
+	(*Egress)(nil),                // 22: osprey.v1.Egress
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
+	(*Row)(nil),                   // 25: osprey.v1.Row
+	(*Value)(nil),                 // 26: osprey.v1.Value
 }
 var file_osprey_v1_registry_proto_depIdxs = []int32{
 	14, // 0: osprey.v1.ApplyFeatureRequest.modules:type_name -> osprey.v1.ApplyFeatureRequest.ModulesEntry
@@ -1094,39 +1105,40 @@ var file_osprey_v1_registry_proto_depIdxs = []int32{
 	19, // 2: osprey.v1.ListFeaturesResponse.features:type_name -> osprey.v1.Feature
 	20, // 3: osprey.v1.ListFeaturesResponse.data_sources:type_name -> osprey.v1.DataSource
 	21, // 4: osprey.v1.ListFeaturesResponse.plugins:type_name -> osprey.v1.Plugin
-	9,  // 5: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
-	22, // 6: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
-	23, // 7: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
-	15, // 8: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
-	22, // 9: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
-	24, // 10: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
-	25, // 11: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
-	16, // 12: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
-	22, // 13: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
-	13, // 14: osprey.v1.DryRunResponse.storage:type_name -> osprey.v1.StorageChange
-	12, // 15: osprey.v1.DryRunResponse.sends:type_name -> osprey.v1.SentMessage
-	17, // 16: osprey.v1.SentMessage.to_keys:type_name -> osprey.v1.SentMessage.ToKeysEntry
-	25, // 17: osprey.v1.SentMessage.value:type_name -> osprey.v1.Value
-	18, // 18: osprey.v1.SentMessage.row:type_name -> osprey.v1.SentMessage.RowEntry
-	22, // 19: osprey.v1.SentMessage.due:type_name -> google.protobuf.Timestamp
-	25, // 20: osprey.v1.StorageChange.value:type_name -> osprey.v1.Value
-	22, // 21: osprey.v1.StorageChange.expires:type_name -> google.protobuf.Timestamp
-	25, // 22: osprey.v1.SentMessage.RowEntry.value:type_name -> osprey.v1.Value
-	2,  // 23: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
-	5,  // 24: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
-	7,  // 25: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
-	10, // 26: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
-	0,  // 27: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
-	3,  // 28: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
-	6,  // 29: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
-	8,  // 30: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
-	11, // 31: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
-	1,  // 32: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	22, // 5: osprey.v1.ListFeaturesResponse.egresses:type_name -> osprey.v1.Egress
+	9,  // 6: osprey.v1.ListFeaturesResponse.quarantined:type_name -> osprey.v1.QuarantinedObject
+	23, // 7: osprey.v1.QuarantinedObject.since:type_name -> google.protobuf.Timestamp
+	24, // 8: osprey.v1.DryRunRequest.row:type_name -> google.protobuf.Struct
+	15, // 9: osprey.v1.DryRunRequest.keys:type_name -> osprey.v1.DryRunRequest.KeysEntry
+	23, // 10: osprey.v1.DryRunRequest.timestamp:type_name -> google.protobuf.Timestamp
+	25, // 11: osprey.v1.DryRunRequest.typed_row:type_name -> osprey.v1.Row
+	26, // 12: osprey.v1.DryRunResponse.value:type_name -> osprey.v1.Value
+	16, // 13: osprey.v1.DryRunResponse.keys:type_name -> osprey.v1.DryRunResponse.KeysEntry
+	23, // 14: osprey.v1.DryRunResponse.timestamp:type_name -> google.protobuf.Timestamp
+	13, // 15: osprey.v1.DryRunResponse.storage:type_name -> osprey.v1.StorageChange
+	12, // 16: osprey.v1.DryRunResponse.sends:type_name -> osprey.v1.SentMessage
+	17, // 17: osprey.v1.SentMessage.to_keys:type_name -> osprey.v1.SentMessage.ToKeysEntry
+	26, // 18: osprey.v1.SentMessage.value:type_name -> osprey.v1.Value
+	18, // 19: osprey.v1.SentMessage.row:type_name -> osprey.v1.SentMessage.RowEntry
+	23, // 20: osprey.v1.SentMessage.due:type_name -> google.protobuf.Timestamp
+	26, // 21: osprey.v1.StorageChange.value:type_name -> osprey.v1.Value
+	23, // 22: osprey.v1.StorageChange.expires:type_name -> google.protobuf.Timestamp
+	26, // 23: osprey.v1.SentMessage.RowEntry.value:type_name -> osprey.v1.Value
+	2,  // 24: osprey.v1.RegistryService.ApplyFeature:input_type -> osprey.v1.ApplyFeatureRequest
+	5,  // 25: osprey.v1.RegistryService.DeleteFeature:input_type -> osprey.v1.DeleteFeatureRequest
+	7,  // 26: osprey.v1.RegistryService.ListFeatures:input_type -> osprey.v1.ListFeaturesRequest
+	10, // 27: osprey.v1.RegistryService.DryRun:input_type -> osprey.v1.DryRunRequest
+	0,  // 28: osprey.v1.RegistryService.CallPlugin:input_type -> osprey.v1.CallPluginRequest
+	3,  // 29: osprey.v1.RegistryService.ApplyFeature:output_type -> osprey.v1.ApplyFeatureResponse
+	6,  // 30: osprey.v1.RegistryService.DeleteFeature:output_type -> osprey.v1.DeleteFeatureResponse
+	8,  // 31: osprey.v1.RegistryService.ListFeatures:output_type -> osprey.v1.ListFeaturesResponse
+	11, // 32: osprey.v1.RegistryService.DryRun:output_type -> osprey.v1.DryRunResponse
+	1,  // 33: osprey.v1.RegistryService.CallPlugin:output_type -> osprey.v1.CallPluginResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_osprey_v1_registry_proto_init() }

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file osprey/v1/feature.proto.
  */
 export const file_osprey_v1_feature: GenFile = /*@__PURE__*/
-  fileDesc("Chdvc3ByZXkvdjEvZmVhdHVyZS5wcm90bxIJb3NwcmV5LnYxIpAECgdGZWF0dXJlEgsKA2ZxbhgBIAEoCRIRCglwcmltaXRpdmUYAiABKAkSFAoMYWdncmVnYXRpb25zGAMgAygJEi4KC2dyYW51bGFyaXR5GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWZyZXNobmVzcxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglzdGFsZW5lc3MYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCg1rZWVwX3ByZXZpb3VzGAggASgLMhcub3NwcmV5LnYxLktlZXBQcmV2aW91cxIMCgRrZXlzGAkgAygJEhMKC2RhdGFfc291cmNlGAogASgJEiMKB2J1aWxkZXIYCyABKAsyEi5vc3ByZXkudjEuQnVpbGRlchIqCgttaWRkbGV3YXJlcxgMIAMoCzIVLm9zcHJleS52MS5NaWRkbGV3YXJlEhQKDGRlcGVuZGVuY2llcxgNIAMoCRIuCgZsYWJlbHMYDiADKAsyHi5vc3ByZXkudjEuRmVhdHVyZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkkKDEtlZXBQcmV2aW91cxIQCgh2ZXJzaW9ucxgBIAEoBRInCgRvdmVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkkKB0J1aWxkZXISDAoEa2luZBgBIAEoCRIOCgZtb2R1bGUYAiABKAkSDgoGcGx1Z2luGAMgASgJEhAKCGZ1bmN0aW9uGAQgASgJIm4KCk1pZGRsZXdhcmUSDAoEbmFtZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSDgoGc3RhZ2VzGAMgAygJEhAKCHByaW9yaXR5GAQgASgFEg4KBnBsdWdpbhgFIAEoCRIQCghmdW5jdGlvbhgGIAEoCSLGAQoKRGF0YVNvdXJjZRILCgNmcW4YASABKAkSDAoEa2luZBgCIAEoCRISCgprZXlfZmllbGRzGAMgAygJEhcKD3RpbWVzdGFtcF9maWVsZBgEIAEoCRIOCgZzY2hlbWEYBSABKAkSMQoGbGFiZWxzGAYgAygLMiEub3NwcmV5LnYxLkRhdGFTb3VyY2UuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLxAQoGUGx1Z2luEgsKA2ZxbhgBIAEoCRIOCgZtb2R1bGUYAiABKAkSLAoJZnVuY3Rpb25zGAMgAygLMhkub3NwcmV5LnYxLlBsdWdpbkZ1bmN0aW9uEhUKDWFsbG93ZWRfaG9zdHMYBCADKAkSJwoGbGltaXRzGAUgASgLMhcub3NwcmV5LnYxLlBsdWdpbkxpbWl0cxItCgZsYWJlbHMYBiADKAsyHS5vc3ByZXkudjEuUGx1Z2luLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoOUGx1Z2luRnVuY3Rpb24SDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJIoMBCgxQbHVnaW5MaW1pdHMSKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZW1vcnlfcGFnZXMYAiABKA0SGwoTaHR0cF9yZXNwb25zZV9ieXRlcxgDIAEoAxIUCgxvdXRwdXRfYnl0ZXMYBCABKANCNFoyZ2l0aHViLmNvbS9vc3ByZXktbWwvb3NwcmV5L2dlbi9vc3ByZXkvdjE7b3NwcmV5djFiBnByb3RvMw", [file_google_protobuf_duration]);
+  fileDesc("Chdvc3ByZXkvdjEvZmVhdHVyZS5wcm90bxIJb3NwcmV5LnYxIpAECgdGZWF0dXJlEgsKA2ZxbhgBIAEoCRIRCglwcmltaXRpdmUYAiABKAkSFAoMYWdncmVnYXRpb25zGAMgAygJEi4KC2dyYW51bGFyaXR5GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWZyZXNobmVzcxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglzdGFsZW5lc3MYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SKgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCg1rZWVwX3ByZXZpb3VzGAggASgLMhcub3NwcmV5LnYxLktlZXBQcmV2aW91cxIMCgRrZXlzGAkgAygJEhMKC2RhdGFfc291cmNlGAogASgJEiMKB2J1aWxkZXIYCyABKAsyEi5vc3ByZXkudjEuQnVpbGRlchIqCgttaWRkbGV3YXJlcxgMIAMoCzIVLm9zcHJleS52MS5NaWRkbGV3YXJlEhQKDGRlcGVuZGVuY2llcxgNIAMoCRIuCgZsYWJlbHMYDiADKAsyHi5vc3ByZXkudjEuRmVhdHVyZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkkKDEtlZXBQcmV2aW91cxIQCgh2ZXJzaW9ucxgBIAEoBRInCgRvdmVyGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIkkKB0J1aWxkZXISDAoEa2luZBgBIAEoCRIOCgZtb2R1bGUYAiABKAkSDgoGcGx1Z2luGAMgASgJEhAKCGZ1bmN0aW9uGAQgASgJIm4KCk1pZGRsZXdhcmUSDAoEbmFtZRgBIAEoCRIOCgZtb2R1bGUYAiABKAkSDgoGc3RhZ2VzGAMgAygJEhAKCHByaW9yaXR5GAQgASgFEg4KBnBsdWdpbhgFIAEoCRIQCghmdW5jdGlvbhgGIAEoCSLGAQoKRGF0YVNvdXJjZRILCgNmcW4YASABKAkSDAoEa2luZBgCIAEoCRISCgprZXlfZmllbGRzGAMgAygJEhcKD3RpbWVzdGFtcF9maWVsZBgEIAEoCRIOCgZzY2hlbWEYBSABKAkSMQoGbGFiZWxzGAYgAygLMiEub3NwcmV5LnYxLkRhdGFTb3VyY2UuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLxAQoGUGx1Z2luEgsKA2ZxbhgBIAEoCRIOCgZtb2R1bGUYAiABKAkSLAoJZnVuY3Rpb25zGAMgAygLMhkub3NwcmV5LnYxLlBsdWdpbkZ1bmN0aW9uEhUKDWFsbG93ZWRfaG9zdHMYBCADKAkSJwoGbGltaXRzGAUgASgLMhcub3NwcmV5LnYxLlBsdWdpbkxpbWl0cxItCgZsYWJlbHMYBiADKAsyHS5vc3ByZXkudjEuUGx1Z2luLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilgEKBkVncmVzcxILCgNmcW4YASABKAkSDAoEdHlwZRgCIAEoCRITCgtjb25maWdfa2V5cxgDIAMoCRItCgZsYWJlbHMYBCADKAsyHS5vc3ByZXkudjEuRWdyZXNzLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoOUGx1Z2luRnVuY3Rpb24SDAoEbmFtZRgBIAEoCRIMCgRyb2xlGAIgASgJIoMBCgxQbHVnaW5MaW1pdHMSKgoHdGltZW91dBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZW1vcnlfcGFnZXMYAiABKA0SGwoTaHR0cF9yZXNwb25zZV9ieXRlcxgDIAEoAxIUCgxvdXRwdXRfYnl0ZXMYBCABKANCNFoyZ2l0aHViLmNvbS9vc3ByZXktbWwvb3NwcmV5L2dlbi9vc3ByZXkvdjE7b3NwcmV5djFiBnByb3RvMw", [file_google_protobuf_duration]);
 
 /**
  * Feature describes an applied feature: its type, its time semantics, its keys, where its
@@ -378,6 +378,49 @@ export const PluginSchema: GenMessage<Plugin> = /*@__PURE__*/
   messageDesc(file_osprey_v1_feature, 5);
 
 /**
+ * Egress is an applied egress: a destination outside Osprey that programs emit messages to
+ * (docs/egress.md). Its configuration's values are not shown: they may hold secrets.
+ *
+ * @generated from message osprey.v1.Egress
+ */
+export type Egress = Message<"osprey.v1.Egress"> & {
+  /**
+   * The fully qualified name, "namespace.name" (lower case): what programs emit to.
+   *
+   * @generated from field: string fqn = 1;
+   */
+  fqn: string;
+
+  /**
+   * The egress type: "webhook" or "redis-stream".
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * The keys its spec.config sets, sorted.
+   *
+   * @generated from field: repeated string config_keys = 3;
+   */
+  configKeys: string[];
+
+  /**
+   * The manifest's metadata.labels.
+   *
+   * @generated from field: map<string, string> labels = 4;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message osprey.v1.Egress.
+ * Use `create(EgressSchema)` to create a new message.
+ */
+export const EgressSchema: GenMessage<Egress> = /*@__PURE__*/
+  messageDesc(file_osprey_v1_feature, 6);
+
+/**
  * PluginFunction is one function a plugin provides.
  *
  * @generated from message osprey.v1.PluginFunction
@@ -403,7 +446,7 @@ export type PluginFunction = Message<"osprey.v1.PluginFunction"> & {
  * Use `create(PluginFunctionSchema)` to create a new message.
  */
 export const PluginFunctionSchema: GenMessage<PluginFunction> = /*@__PURE__*/
-  messageDesc(file_osprey_v1_feature, 6);
+  messageDesc(file_osprey_v1_feature, 7);
 
 /**
  * PluginLimits are the limits a plugin asks for; unset or zero takes the server's default.
@@ -445,5 +488,5 @@ export type PluginLimits = Message<"osprey.v1.PluginLimits"> & {
  * Use `create(PluginLimitsSchema)` to create a new message.
  */
 export const PluginLimitsSchema: GenMessage<PluginLimits> = /*@__PURE__*/
-  messageDesc(file_osprey_v1_feature, 7);
+  messageDesc(file_osprey_v1_feature, 8);
 
