@@ -58,6 +58,13 @@ const (
 	// which the engine holds until the request's rows have all run (a request of many rows
 	// whose every row sends the most would otherwise hold millions).
 	MaxSendsPerRequest = 1 << 16
+	// MaxMessageBytes bounds one message (its value, or an egress row's names and values),
+	// as the engine sizes it: a string or a name its bytes, a number or a time 8 bytes.
+	MaxMessageBytes = 64 << 10
+	// MaxSendBytesPerInvocation and MaxSendBytesPerRequest bound the bytes of the messages
+	// one invocation, and one Ingest request, may leave.
+	MaxSendBytesPerInvocation = 4 << 20
+	MaxSendBytesPerRequest    = 64 << 20
 	// MaxTokenLen bounds a timer's token, in bytes.
 	MaxTokenLen = 256
 	// MaxDelay bounds SendAfter's delay.
@@ -190,6 +197,9 @@ func (in *Invocation) Cancel(ctx context.Context, token string) error {
 	if err := in.sendable(); err != nil {
 		return err
 	}
+	if err := in.spend(len(token)); err != nil {
+		return err // before anything changes: a refused cancel leaves the sends as they were
+	}
 	kept := in.sends[:0]
 	for _, s := range in.sends {
 		if s.Token != token {
@@ -198,7 +208,6 @@ func (in *Invocation) Cancel(ctx context.Context, token string) error {
 	}
 	in.sends = kept
 	in.cancels = append(in.cancels, token)
-	in.spend()
 	return nil
 }
 
@@ -247,17 +256,61 @@ func (in *Invocation) sendable() error {
 	if len(in.sends)+len(in.cancels) >= MaxSendsPerInvocation {
 		return fmt.Errorf("%w: more than %d sends in one invocation", ErrMessage, MaxSendsPerInvocation)
 	}
-	if in.budget != nil && *in.budget <= 0 {
+	if in.budget != nil && in.budget.sends <= 0 {
 		return fmt.Errorf("%w: more than %d sends in one request (split the rows over more requests)", ErrMessage, MaxSendsPerRequest)
 	}
 	return nil
 }
 
-// spend counts one send against the request's budget, if it has one.
-func (in *Invocation) spend() {
-	if in.budget != nil {
-		*in.budget--
+// sendBudget is what an Ingest request's invocations may still send, in all.
+type sendBudget struct{ sends, bytes int }
+
+// spend counts one send of n bytes against the invocation's and the request's budgets,
+// refusing it when it would exceed either.
+func (in *Invocation) spend(n int) error {
+	switch {
+	case n > MaxMessageBytes:
+		return fmt.Errorf("%w: a message of %d bytes (at most %d)", ErrMessage, n, MaxMessageBytes)
+	case in.sentBytes+n > MaxSendBytesPerInvocation:
+		return fmt.Errorf("%w: more than %d bytes of messages in one invocation", ErrMessage, MaxSendBytesPerInvocation)
+	case in.budget != nil && in.budget.bytes < n:
+		return fmt.Errorf("%w: more than %d bytes of messages in one request (split the rows over more requests)", ErrMessage, MaxSendBytesPerRequest)
 	}
+	in.sentBytes += n
+	if in.budget != nil {
+		in.budget.sends--
+		in.budget.bytes -= n
+	}
+	return nil
+}
+
+// valueBytes sizes a value as MaxMessageBytes counts it.
+func valueBytes(v Value) int {
+	switch v.kind {
+	case KindString:
+		return len(v.str)
+	case KindStringList:
+		n := 0
+		for _, s := range v.Strs() {
+			n += len(s) + 8
+		}
+		return n
+	case KindIntList, KindFloatList, KindBoolList, KindTimestampList:
+		return 8 * v.Len()
+	}
+	return 8
+}
+
+// envelopeBytes sizes a message: its value, or its row's names and values.
+func envelopeBytes(env *Envelope) int {
+	if env.Egress == "" {
+		return valueBytes(env.Value) + len(env.Token)
+	}
+	n := 0
+	for name, v := range env.Row {
+		n += len(name) + valueBytes(v)
+	}
+	return n
 }
 
 // send checks env and keeps it for the commit.
@@ -308,6 +361,9 @@ func (in *Invocation) send(env Envelope) error {
 			env.Timestamp = env.Due
 		}
 	}
+	if err := in.spend(envelopeBytes(&env)); err != nil {
+		return err // before anything changes: a refused send leaves the others as they were
+	}
 	if env.Token != "" {
 		// A later SendAfter of the token replaces an earlier one of the same invocation.
 		kept := in.sends[:0]
@@ -319,7 +375,6 @@ func (in *Invocation) send(env Envelope) error {
 		in.sends = kept
 	}
 	in.sends = append(in.sends, env)
-	in.spend()
 	return nil
 }
 

@@ -846,3 +846,54 @@ func TestChainBudget(t *testing.T) {
 	}
 	t.Logf("%d delivered, %d refused", delivered.Load(), refused.Load())
 }
+
+// TestMessageBytesBounded: a message over MaxMessageBytes, and an invocation's messages past
+// MaxSendBytesPerInvocation in all, are refused with ErrMessage; a refused SendAfter leaves
+// the pending timer of its token as it was.
+func TestMessageBytesBounded(t *testing.T) {
+	big := engine.String(strings.Repeat("x", engine.MaxMessageBytes+1))
+	chunk := engine.String(strings.Repeat("x", engine.MaxMessageBytes-64))
+	var errs sync.Map
+	prog := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		in := call.Invocation
+		if call.Message != nil {
+			return engine.ProgramResult{Value: engine.Int(int64(len(call.Message.Value.Str())))}, nil
+		}
+		self := in.Address()
+		errs.Store("one too big", in.Send(ctx, self, big))
+		if err := in.SendAfter(ctx, time.Minute, "t", self, engine.String("kept")); err != nil {
+			return engine.ProgramResult{}, err
+		}
+		errs.Store("a too big replacement", in.SendAfter(ctx, time.Minute, "t", self, big))
+		var err error
+		for err == nil {
+			err = in.Send(ctx, self, chunk)
+		}
+		errs.Store("too many bytes", err)
+		return engine.ProgramResult{}, nil
+	})
+	m := newMessageEnv(t, programsByFQN{"msg.big": prog}, nil,
+		[]*engine.Feature{msgFeature("msg.big", engine.PrimitiveInt, true, receives(engine.PrimitiveString))})
+	dry, err := m.e.DryRun(m.ctx, "msg.big", nil, event("a", m.clock.now()), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs.Range(func(k, v any) bool {
+		if err, _ := v.(error); !errors.Is(err, engine.ErrMessage) || !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("%s: %v, want ErrMessage naming the bytes", k, v)
+		}
+		return true
+	})
+	timers := 0
+	for _, s := range dry.Sends {
+		if s.Token == "t" {
+			timers++
+			if s.Value.Str() != "kept" {
+				t.Errorf("the timer is %.20q…, want the one the refused replacement left", s.Value.Str())
+			}
+		}
+	}
+	if timers != 1 || len(dry.Sends) > 1+engine.MaxSendBytesPerInvocation/(engine.MaxMessageBytes-64) {
+		t.Fatalf("%d timers and %d sends, want 1 timer and the sends within the invocation's bytes", timers, len(dry.Sends))
+	}
+}

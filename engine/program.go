@@ -338,8 +338,8 @@ func (e *Engine) Ingest(ctx context.Context, source string, rows []Row) (IngestR
 	}
 	var writes []ingested
 	var errs []error
-	chains := map[string]*Invocation{} // the latest invocation of each address, for programs with storage
-	budget := MaxSendsPerRequest       // the sends the request's invocations may still make
+	chains := map[string]*Invocation{}                                             // the latest invocation of each address, for programs with storage
+	budget := sendBudget{sends: MaxSendsPerRequest, bytes: MaxSendBytesPerRequest} // what the request's invocations may still send
 	now := e.now()
 rows:
 	for i, row := range rows {

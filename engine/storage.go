@@ -142,9 +142,10 @@ type Invocation struct {
 	hops int       // the hops of the message it runs for; 0 for a row or a read
 	msg  *Received // the message it runs for, or nil
 
-	sends   []Envelope // messages, timers and egress messages, in the order sent
-	cancels []string   // timer tokens cancelled
-	budget  *int       // the sends its request has left (an Ingest's); nil: no request bound
+	sends     []Envelope  // messages, timers and egress messages, in the order sent
+	cancels   []string    // timer tokens cancelled
+	budget    *sendBudget // what its request may still send (an Ingest's); nil: no request bound
+	sentBytes int         // the bytes of its sends so far
 
 	// prev is the invocation of the same address this one follows within one request (an
 	// Ingest's earlier row of the entity), whose changes it sees and whose commit it
