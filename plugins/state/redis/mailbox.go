@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -166,12 +167,23 @@ func (s *State) Claim(ctx context.Context, f *engine.Feature, keys, owner string
 		return nil, wrap("claim", f, fmt.Errorf("%w: script replied %d fields", errCorrupt, len(r)))
 	}
 	out := make([]engine.Envelope, 0, len(r)/2)
+	var corrupt []string
+	var errs []error
 	for i := 1; i+1 < len(r); i += 2 {
 		env := engine.Envelope{ID: r[i]}
 		if err := env.UnmarshalBinary([]byte(r[i+1])); err != nil {
-			return nil, wrap("claim", f, fmt.Errorf("%w: message %s: %w", errCorrupt, r[i], err))
+			corrupt = append(corrupt, r[i])
+			errs = append(errs, fmt.Errorf("message %s (%d bytes): %w", r[i], len(r[i+1]), err))
+			continue
 		}
 		out = append(out, env)
+	}
+	if len(corrupt) > 0 {
+		// A message that cannot be decoded can never be delivered: dropped, so that it does
+		// not block its mailbox for ever, and reported (the engine logs the error). The
+		// release also ends the claim: the good messages are claimed again at once.
+		rerr := s.Release(ctx, f, keys, owner, corrupt, nil, time.Time{})
+		return nil, wrap("claim", f, fmt.Errorf("%w: dropped %d undecodable messages of mailbox %q: %w", errCorrupt, len(corrupt), clip(keys), errors.Join(append(errs, rerr)...)))
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -366,5 +367,39 @@ func TestClusterCommitStandsWithoutIndex(t *testing.T) {
 	due, _, err := st.DueMailboxes(ctx, time.Now().Add(time.Second), 100)
 	if err != nil || !slices.Contains(due, engine.Mailbox{FQN: f.FQN, Keys: "a"}) {
 		t.Fatalf("after the sweep, due mailboxes %v (%v), want the commit's", due, err)
+	}
+}
+
+// TestCorruptMessageDropped: a stored message that does not decode is dropped by the claim
+// that meets it, with an error naming it, and the mailbox's other messages are claimed next:
+// it does not block its mailbox.
+func TestCorruptMessageDropped(t *testing.T) {
+	srv := redistest.Standalone(t)
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
+	st := redis.New(c)
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	f := &engine.Feature{FQN: "corrupt.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	now := time.Now()
+	to := engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}
+	sends := []engine.Envelope{{To: to, Value: engine.Int(1), Timestamp: now, Hops: 1}, {To: to, Value: engine.Int(2), Timestamp: now, Hops: 1}}
+	if _, _, err := st.CommitStorage(ctx, f, "a", engine.StorageCommit{Blind: true, Send: sends}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := c.ZRange(ctx, "osp:{corrupt.f|a}:m", 0, -1).Result()
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("pending %v, %v", ids, err)
+	}
+	if err := c.HSet(ctx, "osp:{corrupt.f|a}:M", ids[0], "\x01garbage").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Claim(ctx, f, "a", "o1", now, time.Minute, 10)
+	if err == nil || !strings.Contains(err.Error(), "dropped 1 undecodable messages") || !strings.Contains(err.Error(), ids[0]) {
+		t.Fatalf("claim of a corrupt message: %v, want an error naming it as dropped", err)
+	}
+	got, err := st.Claim(ctx, f, "a", "o2", now, time.Minute, 10)
+	if err != nil || len(got) != 1 || got[0].Value.Int() != 2 {
+		t.Fatalf("the next claim: %v, %v; want the good message alone, at once", got, err)
 	}
 }
