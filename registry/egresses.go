@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
-	"strings"
 
 	"github.com/osprey-ml/osprey/manifest"
 )
@@ -152,15 +150,7 @@ func (r *Registry) restoreEgress(ctx context.Context, m manifest.Manifest) error
 // Egresses returns the manifests of the applied egresses of one namespace, or of all when
 // namespace is "", sorted by FQN. They are the registry's: do not modify them.
 func (r *Registry) Egresses(namespace string) []*manifest.Egress {
-	ns := strings.ToLower(strings.TrimSpace(namespace))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*manifest.Egress
-	for fqn, ae := range r.egresses {
-		if ns == "" || strings.HasPrefix(fqn, ns+".") {
-			out = append(out, ae.m)
-		}
-	}
-	slices.SortFunc(out, func(a, b *manifest.Egress) int { return strings.Compare(a.FQN, b.FQN) })
-	return out
+	return inNamespace(r.egresses, namespace, func(ae *appliedEgress) *manifest.Egress { return ae.m })
 }

@@ -281,15 +281,25 @@ func (r *Registry) restorePlugin(ctx context.Context, m manifest.Manifest, modul
 // Plugins returns the manifests of the applied plugins of one namespace, or of all when
 // namespace is "", sorted by FQN. They are the registry's: do not modify them.
 func (r *Registry) Plugins(namespace string) []*manifest.Plugin {
-	ns := strings.ToLower(strings.TrimSpace(namespace))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*manifest.Plugin
-	for fqn, ap := range r.plugins {
+	return inNamespace(r.plugins, namespace, func(ap *appliedPlugin) *manifest.Plugin { return ap.m })
+}
+
+// inNamespace returns what m gives of the objects of applied (by FQN) in namespace, or of
+// all when namespace is "", sorted by FQN.
+func inNamespace[A, M any](applied map[string]A, namespace string, m func(A) M) []M {
+	ns := strings.ToLower(strings.TrimSpace(namespace))
+	fqns := make([]string, 0, len(applied))
+	for fqn := range applied {
 		if ns == "" || strings.HasPrefix(fqn, ns+".") {
-			out = append(out, ap.m)
+			fqns = append(fqns, fqn)
 		}
 	}
-	slices.SortFunc(out, func(a, b *manifest.Plugin) int { return strings.Compare(a.FQN, b.FQN) })
+	slices.Sort(fqns)
+	out := make([]M, len(fqns))
+	for i, fqn := range fqns {
+		out[i] = m(applied[fqn])
+	}
 	return out
 }
