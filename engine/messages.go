@@ -250,6 +250,7 @@ func (in *Invocation) sendable() error {
 	if in.e.messages == nil {
 		return fmt.Errorf("%w: the state provider keeps no mailboxes: programs cannot send", ErrUnsupported)
 	}
+	in.resolve()
 	if in.errKey != nil {
 		return fmt.Errorf("%w: the sender's address is not known: %w", ErrMessage, in.errKey)
 	}

@@ -357,9 +357,11 @@ rows:
 			call := &ProgramCall{Timestamp: ts, Row: row}
 			if inv := e.newInvocation(p.f, call, nil); inv != nil {
 				inv.budget = &budget
-				// Rows of one entity see each other's storage, in order.
-				inv.prev = chains[inv.addressKey()]
-				chains[inv.addressKey()] = inv
+				if len(p.f.Storage) > 0 {
+					// Rows of one entity see each other's storage, in order.
+					inv.prev = chains[inv.addressKey()]
+					chains[inv.addressKey()] = inv
+				}
 				call.Invocation = inv
 			}
 			out, ekeys, err := e.run(rctx, p, call)

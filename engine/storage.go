@@ -126,12 +126,17 @@ type StorageWrite struct {
 // value, after the program returned — a program that fails leaves no trace. An Invocation
 // serves one program run at a time.
 type Invocation struct {
-	e      *Engine
-	f      *Feature
-	addr   Address
-	ekeys  string
-	now    time.Time
-	errKey error // why the address is unknown, or nil
+	e   *Engine
+	f   *Feature
+	now time.Time
+
+	// The address, worked out on first use (resolve) from the call's keys or its row.
+	keys     Keys
+	row      Row
+	resolved bool
+	addr     Address
+	ekeys    string
+	errKey   error // why the address is unknown, or nil
 
 	loaded  bool
 	snap    StorageSnapshot
@@ -155,7 +160,10 @@ type Invocation struct {
 }
 
 // Address returns the invocation's address.
-func (in *Invocation) Address() Address { return in.addr }
+func (in *Invocation) Address() Address {
+	in.resolve()
+	return in.addr
+}
 
 // spec returns the storage spec of name.
 func (in *Invocation) spec(name string) (*StorageSpec, error) {
@@ -177,6 +185,7 @@ func (in *Invocation) load(ctx context.Context) error {
 	if in.loaded {
 		return nil
 	}
+	in.resolve()
 	if in.errKey != nil {
 		return in.errKey
 	}
@@ -352,21 +361,32 @@ func (e *Engine) newInvocation(f *Feature, call *ProgramCall, prev *Invocation) 
 	if len(f.Storage) == 0 && e.messages == nil {
 		return nil
 	}
-	keys := call.Keys
-	if keys == nil && call.Row != nil {
-		keys = keysFromRow(f, call.Row)
-	}
 	// Expiry runs on the engine's clock (when the invocation runs), not the row's event time.
-	in := &Invocation{e: e, f: f, addr: Address{FQN: f.FQN, Keys: keys}, now: e.now(), prev: prev, ts: call.Timestamp, msg: call.Message}
+	in := &Invocation{e: e, f: f, now: e.now(), prev: prev, ts: call.Timestamp, msg: call.Message, keys: call.Keys, row: call.Row}
 	if in.msg != nil {
 		in.hops = in.msg.Hops
 	}
-	ekeys, err := EncodeKeys(f.Keys, keys)
+	return in
+}
+
+// resolve works out the invocation's address — the call's keys, or those its row carries
+// under the feature's key names — the first time something needs it: most invocations of a
+// feature without storage never send, and never pay for it.
+func (in *Invocation) resolve() {
+	if in.resolved {
+		return
+	}
+	in.resolved = true
+	keys := in.keys
+	if keys == nil && in.row != nil {
+		keys = keysFromRow(in.f, in.row)
+	}
+	in.addr = Address{FQN: in.f.FQN, Keys: keys}
+	ekeys, err := EncodeKeys(in.f.Keys, keys)
 	if err != nil {
 		in.errKey = fmt.Errorf("%w: the invocation's address is not known (storage is per entity: %w)", ErrStorage, err)
 	}
 	in.ekeys = ekeys
-	return in
 }
 
 // maxConflictRetries bounds how often an invocation runs again after ErrConflict.
@@ -401,7 +421,10 @@ func (in *Invocation) sent() {
 }
 
 // addressKey identifies an invocation's address within a request.
-func (in *Invocation) addressKey() string { return in.f.FQN + "\x00" + in.ekeys }
+func (in *Invocation) addressKey() string {
+	in.resolve()
+	return in.f.FQN + "\x00" + in.ekeys
+}
 
 // changes lists what the invocation changed, in the order first changed.
 func (in *Invocation) changes() []StorageChange {

@@ -36,7 +36,7 @@ var _ engine.MessageState = (*State)(nil)
 // mailbox emptied (an egress's idempotency key is the sender and the ID).
 //
 // One index, osp:mbox, a sorted set whose members are <fqn>|<keys> and whose scores are when
-// the mailbox next needs attention (Unix ms), finds the due mailboxes (DueMailboxes is one
+// the mailbox next needs attention (Unix ms; 0 for at once), finds the due mailboxes (DueMailboxes is one
 // ZRANGE BYSCORE). On a standalone or Sentinel-managed server the scripts that change a
 // mailbox set its index entry too, atomically (a script may touch keys of several slots
 // there, declared in KEYS). On a Cluster the index lives in its own slot, so it cannot
@@ -106,10 +106,7 @@ func (s *State) mailKeys(f *engine.Feature, keys string) ([]string, string) {
 func (s *State) indexSends(ctx context.Context, f *engine.Feature, keys string, sends []engine.Envelope, now time.Time) error {
 	at := int64(-1)
 	for i := range sends {
-		d := dueMs(sends[i].Due)
-		if d == 0 {
-			d = now.UnixMilli()
-		}
+		d := dueMs(sends[i].Due) // 0: at once
 		if at < 0 || d < at {
 			at = d
 		}

@@ -367,7 +367,7 @@ return out
 // of sends, then each send's due ms, token and encoding), indexes them — or removes the
 // entry of a mailbox its cancellations emptied — when it can reach the index (idx, the key,
 // or false on a Cluster), and returns the ARGV index after them; nextOf returns when the
-// mailbox next needs attention (Unix ms; -1: empty).
+// mailbox next needs attention (Unix ms; 0: at once, whatever the clock that asks; -1: empty).
 const luaMailbox = `
 local function dropToken(m, M, k, tok)
   local id = redis.call('HGET', k, 't:' .. tok)
@@ -406,8 +406,7 @@ local function enqueue(m, M, k, idx, i, nowms)
     if idx then
       local at = false
       for j = i + 1, i + 3 * c, 3 do
-        local d = tonumber(ARGV[j])
-        if d == 0 then d = nowms end
+        local d = tonumber(ARGV[j]) -- 0: at once, whatever the clocks
         if not at or d < at then at = d end
       end
       redis.call('ZADD', idx, 'LT', string.format('%d', at), member)
@@ -431,14 +430,11 @@ local function nextOf(m, f, l, nowms)
     local o = redis.call('HGET', l, 'o')
     local e = tonumber(redis.call('HGET', l, 'e') or '0')
     if o and e > t then t = e end
-    if t == 0 then t = nowms end
     return t
   end
   local first = redis.call('ZRANGE', m, 0, 0, 'WITHSCORES')
   if #first == 0 then return -1 end
-  local t = tonumber(first[2])
-  if t == 0 then t = nowms end
-  return t
+  return tonumber(first[2])
 end
 `
 
