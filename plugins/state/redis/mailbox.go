@@ -46,8 +46,8 @@ var _ engine.MessageState = (*State)(nil)
 // then reads the mailbox's next time in the slot, then ZADDs it back with LT: a commit
 // racing with that either committed before the read (and the read sees its messages) or
 // ZADDs after the ZREM. A process that dies between its commit and its ZADD leaves a
-// mailbox the index does not know: Sweep finds those (the server runs it at start and
-// periodically).
+// mailbox the index does not know: Sweep finds those on a Cluster (the engine runs it at
+// start and periodically; Reindex is the same repair, anywhere).
 const (
 	sufMailbox  = "}:m"
 	sufMessages = "}:M"
@@ -256,38 +256,48 @@ func (s *State) DeferMailbox(ctx context.Context, m engine.Mailbox, until time.T
 	return nil
 }
 
-// Sweep indexes every mailbox the index does not know (left by a process that died between
-// a commit and its ZADD): it SCANs each master for pending (:m) and in-flight (:f) keys and
-// indexes their mailboxes at their next time. It is safe to run at any time, on every
-// replica.
+// Sweep indexes the mailboxes the index lost (engine.MailboxSweeper): on a Cluster, where a
+// process that died between a commit and its ZADD leaves a mailbox the index does not know,
+// it runs Reindex; elsewhere the scripts keep the index exact and it does nothing, so that
+// the engine's periodic sweep costs a large keyspace no SCAN.
 func (s *State) Sweep(ctx context.Context) error {
+	if !s.cluster {
+		return nil
+	}
+	return s.Reindex(ctx)
+}
+
+// Reindex indexes every mailbox the index does not know: one SCAN of each master for
+// pending (:m) and in-flight (:f) keys, each found mailbox indexed at its next time. It is
+// safe to run at any time, on every replica; an operator's repair after the index key was
+// lost (Sweep runs it on a Cluster).
+func (s *State) Reindex(ctx context.Context) error {
 	now := time.Now()
-	for _, suf := range []string{sufMailbox, sufFlight} {
-		err := s.forEachNode(ctx, func(ctx context.Context, c goredis.UniversalClient) error {
-			return scanKeys(ctx, c, keyPrefix+"*"+globEscape(suf), func(found []string) error {
-				for _, k := range found {
-					rest := strings.TrimSuffix(strings.TrimPrefix(k, keyPrefix), suf)
-					fqn, keys, ok := strings.Cut(rest, "|")
-					if !ok {
-						continue
-					}
-					tag := entityTag(fqn, keys)
-					next, err := nextScript.Run(ctx, s.c, []string{tag + sufMailbox, tag + sufFlight, tag + sufLease}, now.UnixMilli()).Int64()
-					if err != nil {
+	err := s.forEachNode(ctx, func(ctx context.Context, c goredis.UniversalClient) error {
+		return scanKeys(ctx, c, keyPrefix+"*}:[mf]", func(found []string) error {
+			for _, k := range found {
+				rest := strings.TrimPrefix(k, keyPrefix)
+				rest = strings.TrimSuffix(strings.TrimSuffix(rest, sufMailbox), sufFlight)
+				fqn, keys, ok := strings.Cut(rest, "|")
+				if !ok {
+					continue
+				}
+				tag := entityTag(fqn, keys)
+				next, err := nextScript.Run(ctx, s.c, []string{tag + sufMailbox, tag + sufFlight, tag + sufLease}, now.UnixMilli()).Int64()
+				if err != nil {
+					return err
+				}
+				if next >= 0 {
+					if err := s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(next), Member: member(fqn, keys)}).Err(); err != nil {
 						return err
 					}
-					if next >= 0 {
-						if err := s.c.ZAddLT(ctx, mailIndex, goredis.Z{Score: float64(next), Member: member(fqn, keys)}).Err(); err != nil {
-							return err
-						}
-					}
 				}
-				return nil
-			})
+			}
+			return nil
 		})
-		if err != nil {
-			return fmt.Errorf("redis: sweep mailboxes: %w", err)
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("redis: reindex mailboxes: %w", err)
 	}
 	return nil
 }

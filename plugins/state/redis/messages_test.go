@@ -209,9 +209,9 @@ func TestTimerDueAtRestart(t *testing.T) {
 	waitFor(t, "the timer to fire after the restart (not after the next sweep, in 5 minutes)", func() bool { return prog.count("due") == 1 })
 }
 
-// TestSweepIndexesLostMailbox: a mailbox the index lost (a process died between its commit
-// and its ZADD) is found by Sweep and delivered.
-func TestSweepIndexesLostMailbox(t *testing.T) {
+// TestReindexLostMailbox: a mailbox the index lost (the index key deleted, or on a Cluster a
+// process that died between its commit and its ZADD) is found by Reindex and delivered.
+func TestReindexLostMailbox(t *testing.T) {
 	srv := redistest.Standalone(t)
 	prog := &timerProgram{fired: map[string]int{}, by: map[string]map[string]int{}}
 	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
@@ -228,7 +228,7 @@ func TestSweepIndexesLostMailbox(t *testing.T) {
 	if prog.count("lost") != 0 {
 		t.Fatal("delivered without an index entry: the test does not test Sweep")
 	}
-	if err := redis.New(c).Sweep(ctx); err != nil {
+	if err := redis.New(c).Reindex(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the swept mailbox's timer", func() bool { return prog.count("lost") == 1 })
