@@ -286,19 +286,8 @@ func TestMessagesNegotiation(t *testing.T) {
 		t.Fatal(err)
 	}
 	const refused = "invalid module: imports osprey.send, but messages are a program's"
-	if _, err := h.ResolveMiddleware(ctx, &engine.Feature{FQN: "t.mw"}, engine.MiddlewareRef{Name: "m", Module: ref}); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
-		t.Errorf("resolve: %v, want %q", err, refused)
-	}
 	e, _, _ := messageEngine(t, h)
-	mf := &engine.Feature{FQN: "t.plain", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless},
-		Middlewares: []engine.MiddlewareRef{{Name: "m", Module: ref, Stages: []engine.Stage{engine.StagePreSet}}}}
-	if err := h.Prepare(ctx, mf); err == nil || !strings.Contains(err.Error(), "spec.middlewares[0] (m)") || !strings.Contains(err.Error(), refused) {
-		t.Errorf("prepare: %v", err)
-	}
-	if err := e.Apply(ctx, mf); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
-		t.Errorf("apply: %v", err)
-	}
+	wantRefusedAsMiddleware(t, h, e, ref, refused)
 
 	// A feature that receives messages needs a module that takes message calls (1.2).
 	for _, tt := range []struct {

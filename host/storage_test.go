@@ -259,20 +259,8 @@ func TestStorageNegotiation(t *testing.T) {
 		t.Fatal(err)
 	}
 	const refused = "invalid module: imports osprey.storage_get, but storage is a program's"
-	f := &engine.Feature{FQN: "t.mw"}
-	if _, err := h.ResolveMiddleware(ctx, f, engine.MiddlewareRef{Name: "m", Module: ref}); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
-		t.Errorf("resolve: %v, want %q", err, refused)
-	}
 	e, _ := storageEngine(t, h)
-	sf := &engine.Feature{FQN: "t.plain", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
-		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless},
-		Middlewares: []engine.MiddlewareRef{{Name: "m", Module: ref, Stages: []engine.Stage{engine.StagePreSet}}}}
-	if err := h.Prepare(ctx, sf); err == nil || !strings.Contains(err.Error(), "spec.middlewares[0] (m)") || !strings.Contains(err.Error(), refused) {
-		t.Errorf("prepare: %v", err)
-	}
-	if err := e.Apply(ctx, sf); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
-		t.Errorf("apply: %v", err)
-	}
+	wantRefusedAsMiddleware(t, h, e, ref, refused)
 
 	// 1.0 and 1.1 guests, which import no storage, run as before, also for a feature that
 	// declares storage.
@@ -428,5 +416,24 @@ func TestVelocityExample(t *testing.T) {
 	clk.advance(721 * time.Hour)
 	if res, err := e.Ingest(ctx, "velocity.transactions", []engine.Row{row("c1", clk.Now())}); err != nil || res.Skipped != 1 {
 		t.Fatalf("after 721h: %+v, %v (want no interval: last_seen expired)", res, err)
+	}
+}
+
+// wantRefusedAsMiddleware checks that the module ref is refused, with refused in the error,
+// as a middleware: when resolved, when prepared and when applied on a feature of e.
+func wantRefusedAsMiddleware(t *testing.T, h *host.Host, e *engine.Engine, ref, refused string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := h.ResolveMiddleware(ctx, &engine.Feature{FQN: "t.mw"}, engine.MiddlewareRef{Name: "m", Module: ref}); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
+		t.Errorf("resolve: %v, want %q", err, refused)
+	}
+	f := &engine.Feature{FQN: "t.plain", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless},
+		Middlewares: []engine.MiddlewareRef{{Name: "m", Module: ref, Stages: []engine.Stage{engine.StagePreSet}}}}
+	if err := h.Prepare(ctx, f); err == nil || !strings.Contains(err.Error(), "spec.middlewares[0] (m)") || !strings.Contains(err.Error(), refused) {
+		t.Errorf("prepare: %v", err)
+	}
+	if err := e.Apply(ctx, f); !errors.Is(err, host.ErrModule) || !strings.Contains(err.Error(), refused) {
+		t.Errorf("apply: %v", err)
 	}
 }
