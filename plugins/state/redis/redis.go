@@ -36,8 +36,10 @@
 // so an Append is a string concatenation). Each read is one command: GET of :v for the
 // current value, LINDEX of :p for a previous one, GET of :w for a window's buckets, which a
 // windowed read merges as it decodes them (engine.WindowAggregator). A batch of reads
-// (engine.BatchReader, a GetMany's feature vector) sends those same commands in one
-// pipeline, which a Cluster client splits per node: one round trip per node for the batch.
+// (engine.BatchReader, a GetMany's feature vector) is one round trip: off a Cluster, its
+// GETs are one MGET and its LINDEXes ride in the same pipeline; on a Cluster, where an MGET
+// cannot span slots, each cell is its own command in a pipeline that the client splits per
+// node: one round trip per node for the batch.
 //
 // A bucket record is 48 bytes: the bucket ID and the latest update's Unix ns as 8
 // big-endian bytes with the sign bit flipped (so that they compare as byte strings, exactly,

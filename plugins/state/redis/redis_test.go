@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -169,6 +170,9 @@ func TestUnavailable(t *testing.T) {
 	defer s.Close()
 	f := &engine.Feature{FQN: "down.f", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
 		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	kept := &engine.Feature{FQN: "down.kept", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless},
+		KeepPrevious: &engine.KeepPrevious{Versions: 2, Over: time.Hour}}
 	ctx := t.Context()
 	if _, err := s.Set(ctx, f, "a", engine.Int(1), time.Now()); err != nil {
 		t.Fatal(err)
@@ -186,6 +190,13 @@ func TestUnavailable(t *testing.T) {
 		{"Incr", 2 * time.Second, func(ctx context.Context) error { _, err := s.Incr(ctx, f, "a", engine.Int(2), time.Now()); return err }},
 		{"Ping", 2 * time.Second, s.Ping},
 		{"Drop", 2 * time.Second, func(ctx context.Context) error { return s.Drop(ctx, f) }},
+		// A batch of current values is one MGET; with a previous version it is a pipeline.
+		{"ReadBatch MGET", 2 * time.Second, func(ctx context.Context) error {
+			return batchErr(s.ReadBatch(ctx, []engine.Read{{Feature: f, Keys: "a"}, {Feature: f, Keys: "b"}}))
+		}},
+		{"ReadBatch pipeline", 2 * time.Second, func(ctx context.Context) error {
+			return batchErr(s.ReadBatch(ctx, []engine.Read{{Feature: f, Keys: "a"}, {Feature: kept, Keys: "a", Version: 1}}))
+		}},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
@@ -221,6 +232,20 @@ func TestUnavailable(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// batchErr returns the last cell's error of a ReadBatch, after checking that every cell
+// failed (a failed round trip fails every cell it carried).
+func batchErr(out []engine.ReadResult) error {
+	if len(out) == 0 {
+		return errors.New("no results")
+	}
+	for i, r := range out {
+		if r.Err == nil {
+			return fmt.Errorf("cell %d of %d read %+v with the server stopped", i, len(out), r)
+		}
+	}
+	return out[len(out)-1].Err
 }
 
 // TestDeadline checks that a call honours its context's deadline even when the server
