@@ -42,6 +42,7 @@ type Engine struct {
 	maxHops  int
 	// chainBudget is a chain of sends' budget of messages (WithChainBudget).
 	chainBudget int
+	maxMailbox  int        // WithMaxMailbox
 	dispatch    dispatcher // delivery of messages from the mailboxes
 
 	mu       sync.Mutex // serialises Apply and Delete
@@ -87,7 +88,7 @@ func WithMaxTimeout(d time.Duration) Option {
 
 // New returns an Engine over state.
 func New(state State, opts ...Option) *Engine {
-	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops, chainBudget: DefaultChainBudget}
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops, chainBudget: DefaultChainBudget, maxMailbox: DefaultMaxMailbox}
 	for _, o := range opts {
 		o(e)
 	}

@@ -25,6 +25,28 @@ var ErrMessage = errors.New("invalid message")
 // originating event (WithMaxHops). The send is refused; the invocation goes on.
 var ErrHopLimit = errors.New("hop limit reached")
 
+// ErrMailboxFull: a commit whose sends would leave its sender's mailbox holding more than
+// the most it may (WithMaxMailbox) — messages not yet delivered, because their targets fail
+// or deliveries cannot keep up. The invocation commits nothing (its value and storage
+// included): a row is refused, a delivery is tried again later and dead-lettered in the end,
+// so that a mailbox that does not drain stops growing instead of filling the store.
+var ErrMailboxFull = errors.New("mailbox full")
+
+// DefaultMaxMailbox is the most messages one sender address's mailbox may hold, pending and
+// in flight (WithMaxMailbox). At MaxMessageBytes each, a full mailbox holds at most 640 MiB;
+// typical messages are a few dozen bytes.
+const DefaultMaxMailbox = 10_000
+
+// WithMaxMailbox sets the most messages one mailbox may hold (DefaultMaxMailbox unless set;
+// n ≤ 0 keeps it).
+func WithMaxMailbox(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.maxMailbox = n
+		}
+	}
+}
+
 // DefaultMaxHops is the longest chain of sends that one originating event (an ingested row,
 // a read computing a value) may start: its invocation's sends are hop 1, the sends of the
 // invocation receiving one of them hop 2, and so on; a delayed message counts as one hop,

@@ -897,3 +897,50 @@ func TestMessageBytesBounded(t *testing.T) {
 		t.Fatalf("%d timers and %d sends, want 1 timer and the sends within the invocation's bytes", timers, len(dry.Sends))
 	}
 }
+
+// TestMailboxBounded: a sender whose messages are not delivered (their target fails) fills
+// its mailbox up to WithMaxMailbox; its next row is then refused with ErrMailboxFull and
+// writes nothing; once the messages are delivered its rows are taken again.
+func TestMailboxBounded(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	sender := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		to := engine.Address{FQN: "msg.sink", Keys: call.Invocation.Address().Keys}
+		if err := call.Invocation.Send(ctx, to, engine.Int(1)); err != nil {
+			return engine.ProgramResult{}, err
+		}
+		return engine.ProgramResult{Value: call.Row["n"]}, nil
+	})
+	sink := programFunc(func(ctx context.Context, call *engine.ProgramCall) (engine.ProgramResult, error) {
+		if failing.Load() {
+			return engine.ProgramResult{}, errors.New("the sink is down")
+		}
+		return engine.ProgramResult{}, nil
+	})
+	const limit = 5
+	m := newMessageEnv(t, programsByFQN{"msg.sender": sender, "msg.sink": sink}, nil, []*engine.Feature{
+		msgFeature("msg.sender", engine.PrimitiveFloat, true),
+		msgFeature("msg.sink", engine.PrimitiveInt, false, receives(engine.PrimitiveInt)),
+	}, engine.WithMaxMailbox(limit))
+	row := func(n float64) engine.Row { return event("a", m.clock.now(), "n", n) }
+	for i := range limit {
+		m.ingest(row(float64(i)))
+	}
+	m.deliver() // fails: the messages stay, in flight and then pending again
+	_, err := m.e.Ingest(m.ctx, "msg.events", []engine.Row{row(99)})
+	if !errors.Is(err, engine.ErrMailboxFull) {
+		t.Fatalf("a row past the mailbox's limit: %v, want ErrMailboxFull", err)
+	}
+	if v := m.get("msg.sender", "a"); !v.Equal(engine.Float(limit - 1)) {
+		t.Fatalf("after the refused row, msg.sender = %v, want %v (the refused row wrote nothing)", v, limit-1)
+	}
+	failing.Store(false)
+	m.clock.add(time.Hour) // past the failed delivery's back-off
+	if n := m.deliver(); n != limit {
+		t.Fatalf("delivered %d messages, want %d", n, limit)
+	}
+	m.ingest(row(99))
+	if v := m.get("msg.sender", "a"); !v.Equal(engine.Float(99)) {
+		t.Fatalf("after delivery, msg.sender = %v, want 99", v)
+	}
+}

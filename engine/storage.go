@@ -112,6 +112,11 @@ type StorageCommit struct {
 	// Blind is set when the invocation neither read nor wrote its storage: the commit
 	// applies without comparing or changing the version (Set, Clear and Touch are empty).
 	Blind bool
+	// MaxMailbox, when positive and Send is not empty, is the most messages the mailbox may
+	// hold after the commit, pending and in flight (a send whose token replaces a pending
+	// message adds none; a cancellation removes one): a commit that would leave more applies
+	// nothing and fails with ErrMailboxFull.
+	MaxMailbox int
 }
 
 // StorageWrite is the feature value an invocation writes with its storage.
@@ -310,6 +315,9 @@ func (in *Invocation) loadedPrev() *Invocation {
 func (in *Invocation) commit(w *StorageWrite) (StorageCommit, bool) {
 	in.shareBudget()
 	c := StorageCommit{Version: in.baseVersion(), Write: w, Send: in.sends, Cancel: in.cancels}
+	if len(in.sends) > 0 {
+		c.MaxMailbox = in.e.maxMailbox
+	}
 	if !in.loaded {
 		c.Blind = true
 		return c, len(in.sends) > 0 || len(in.cancels) > 0

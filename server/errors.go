@@ -55,7 +55,8 @@ import (
 //	  limits, a Watch client that reads too slowly,
 //	  host.ErrExhausted (the guest memory budget);
 //	  extism.ErrLimit (a plugin's memory, output or HTTP
-//	  response cap)
+//	  response cap); engine.ErrMailboxFull (a
+//	  sender's undelivered messages at their most)
 //	no bearer token, or an unknown one                     Unauthenticated
 //	a token without the scope the call needs               PermissionDenied
 //	a network error (the state or registry store out of    Unavailable
@@ -111,7 +112,7 @@ func codeOf(err error) connect.Code {
 		errors.Is(err, engine.ErrInvalidDataSource), errors.Is(err, host.ErrModule),
 		errors.Is(err, host.ErrInputTooLarge):
 		return connect.CodeInvalidArgument
-	case errors.Is(err, host.ErrExhausted), errors.Is(err, extism.ErrLimit):
+	case errors.Is(err, host.ErrExhausted), errors.Is(err, extism.ErrLimit), errors.Is(err, engine.ErrMailboxFull):
 		return connect.CodeResourceExhausted
 	case errors.Is(err, engine.ErrFeatureNotFound), errors.Is(err, extism.ErrNotApplied):
 		return connect.CodeNotFound

@@ -60,8 +60,10 @@ func benchEngine(b *testing.B, st engine.State, clock func() time.Time, send fun
 			return engine.ProgramResult{Value: call.Message.Value}, nil
 		}),
 	}
+	// All of a run's messages are sent before any is delivered: one sender's mailbox holds
+	// b.N of them, past the default limit.
 	opts := []engine.Option{engine.WithPrograms(progs), engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		engine.WithDelivery(engine.Delivery{Poll: -1})}
+		engine.WithDelivery(engine.Delivery{Poll: -1}), engine.WithMaxMailbox(max(b.N, engine.DefaultMaxMailbox))}
 	if clock != nil {
 		opts = append(opts, engine.WithClock(clock))
 	}

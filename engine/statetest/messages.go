@@ -272,6 +272,62 @@ func testMailboxAtomic(e *env) {
 	e.release(s, f, k, "A", ids(got), nil, time.Time{})
 }
 
+// testMailboxFull: a commit whose sends would leave more messages in the mailbox than
+// MaxMailbox, pending and in flight, applies nothing (its value and storage included) and
+// fails with ErrMailboxFull; a send that replaces a pending token adds none, a cancellation
+// in the same commit makes room, a commit that sends nothing is never refused, and delivered
+// messages free their places.
+func testMailboxFull(e *env) {
+	s := e.messageState()
+	f := e.feature("mailbox_full", engine.PrimitiveInt)
+	k := e.keys(f, "a")
+	now := ms(e.now)
+	msg := func(v int64, tok string) engine.Envelope {
+		env := engine.Envelope{To: engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}, Value: engine.Int(v), Timestamp: now, Hops: 1}
+		if tok != "" {
+			env.Token, env.Due = tok, now.Add(time.Hour)
+		}
+		return env
+	}
+	full := func(what string, c engine.StorageCommit) {
+		e.Helper()
+		if _, _, err := s.CommitStorage(e.ctx, f, k, c); !errors.Is(err, engine.ErrMailboxFull) {
+			e.Fatalf("%s: %v, want ErrMailboxFull", what, err)
+		}
+	}
+	const limit = 3
+	v, _ := e.commit(s, f, k, engine.StorageCommit{MaxMailbox: limit, Set: map[string]engine.StoredValue{"n": {Value: engine.Int(1)}},
+		Send: []engine.Envelope{msg(1, ""), msg(2, "t")}})
+	// Two held: one more fits, two do not, even when one replaces a token sent in the same commit.
+	full("two more", engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(3, ""), msg(4, "")}})
+	full("a new token twice and one more", engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(3, "u"), msg(4, "u"), msg(5, "")}})
+	full("with a write", engine.StorageCommit{Version: v, MaxMailbox: limit, Write: &engine.StorageWrite{Value: engine.Int(7), Timestamp: e.now},
+		Set: map[string]engine.StoredValue{"n": {Value: engine.Int(2)}}, Send: []engine.Envelope{msg(3, ""), msg(4, "")}})
+	if snap := e.load(s, f, k, now); snap.Version != v || !snap.Values["n"].Value.Equal(engine.Int(1)) {
+		e.Fatalf("a refused commit changed the storage: version %q (want %q), n = %v", snap.Version, v, snap.Values["n"].Value)
+	}
+	if _, _, found, err := e.st.Get(e.ctx, f, k, 0); err != nil || found {
+		e.Fatalf("a refused commit wrote its value: found %v, %v", found, err)
+	}
+	// A replacement of the pending token adds nothing; a cancellation makes room for one.
+	v, _ = e.commit(s, f, k, engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(20, "t"), msg(3, "")}})
+	full("a fourth", engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(4, "")}})
+	v, _ = e.commit(s, f, k, engine.StorageCommit{Version: v, MaxMailbox: limit, Cancel: []string{"t"}, Send: []engine.Envelope{msg(4, "")}})
+	v, _ = e.commit(s, f, k, engine.StorageCommit{Version: v, MaxMailbox: limit, Cancel: []string{"absent"}})
+	full("a cancelled token sent again", engine.StorageCommit{Version: v, MaxMailbox: limit, Cancel: []string{"t"}, Send: []engine.Envelope{msg(5, "t")}})
+	// In flight still counts; delivered does not.
+	got := e.claim(s, f, k, "A", now, 10)
+	e.wantValues("the full mailbox", got, engine.Int(1), engine.Int(3), engine.Int(4))
+	full("while in flight", engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(5, "")}})
+	e.release(s, f, k, "A", ids(got[:2]), nil, time.Time{})
+	v, _ = e.commit(s, f, k, engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(5, ""), msg(6, "")}})
+	full("full again", engine.StorageCommit{Version: v, MaxMailbox: limit, Send: []engine.Envelope{msg(7, "")}})
+	e.commit(s, f, k, engine.StorageCommit{Version: v, Send: []engine.Envelope{msg(7, "")}}) // no limit asked
+	got = e.claim(s, f, k, "A", now, 10)
+	e.wantValues("in order", got, engine.Int(4), engine.Int(5), engine.Int(6), engine.Int(7))
+	e.release(s, f, k, "A", ids(got), nil, time.Time{})
+}
+
 // testMailboxDrop: Drop removes the feature's mailboxes, pending and in flight.
 func testMailboxDrop(e *env) {
 	s := e.messageState()

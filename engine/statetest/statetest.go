@@ -144,6 +144,7 @@ var tests = []struct {
 	{"MailboxRetry", testMailboxRetry},
 	{"MailboxAtomic", testMailboxAtomic},
 	{"MailboxDrop", testMailboxDrop},
+	{"MailboxFull", testMailboxFull},
 	{"MailboxFlightOrder", testMailboxFlightOrder},
 	{"MailboxDefer", testMailboxDefer},
 }

@@ -152,6 +152,40 @@ func (m *mailboxes) enqueue(key mailboxKey, sends []engine.Envelope, cancels []s
 	m.schedule(b, b.next())
 }
 
+// held returns how many messages the mailbox of key would hold, pending and in flight,
+// after enqueue(key, sends, cancels): a cancellation of a pending token removes one, a send
+// whose token is pending replaces it.
+func (m *mailboxes) held(key mailboxKey, sends []engine.Envelope, cancels []string) int {
+	b := m.boxes[key]
+	n := 0
+	if b != nil {
+		n = len(b.pending) + len(b.inflight)
+	}
+	known := map[string]bool{} // tokens the commit already cancelled (false) or sent (true)
+	pending := func(tok string) bool {
+		if p, ok := known[tok]; ok {
+			return p
+		}
+		return b != nil && b.tokens[tok] != nil
+	}
+	for _, tok := range cancels {
+		if pending(tok) {
+			n--
+		}
+		known[tok] = false
+	}
+	for i := range sends {
+		tok := sends[i].Token
+		if tok == "" || !pending(tok) {
+			n++
+		}
+		if tok != "" {
+			known[tok] = true
+		}
+	}
+	return n
+}
+
 // position returns where a message due at with id goes in pending.
 func position(pending []*engine.Envelope, at time.Time, id string) int {
 	i, _ := slices.BinarySearchFunc(pending, at, func(p *engine.Envelope, at time.Time) int {

@@ -36,7 +36,7 @@ func (s *State) LoadStorage(_ context.Context, f *engine.Feature, keys string, n
 }
 
 // CommitStorage applies c under the entity's lock when the address's version is still
-// c.Version: the value write first (as Update writes it; if it fails nothing is applied),
+// c.Version and its sends fit in the mailbox (c.MaxMailbox): the value write first (as Update writes it; if it fails nothing is applied),
 // then the storage's sets, clears and new expiries, and the mailbox's sends and
 // cancellations (mailbox.go). A Blind commit skips the version.
 func (s *State) CommitStorage(_ context.Context, f *engine.Feature, keys string, c engine.StorageCommit) (string, engine.Written, error) {
@@ -58,6 +58,17 @@ func (s *State) CommitStorage(_ context.Context, f *engine.Feature, keys string,
 	}
 	if cur := versionText(version); cur != c.Version && !c.Blind {
 		return "", w, fmt.Errorf("memory: commit storage %s: version %q, not %q: %w", f.FQN, cur, c.Version, engine.ErrConflict)
+	}
+	if c.MaxMailbox > 0 && len(c.Send) > 0 {
+		// Deliveries only take messages out between this count and the enqueue below (the
+		// commits of the address hold the shard's lock), so the count is an upper bound.
+		s.mail.mu.Lock()
+		n := s.mail.held(mailboxKey{f.FQN, keys}, c.Send, c.Cancel)
+		s.mail.mu.Unlock()
+		if n > c.MaxMailbox {
+			return "", w, fmt.Errorf("memory: commit storage %s: %w: its %d sends would leave %d undelivered messages in the mailbox of %s (at most %d)",
+				f.FQN, engine.ErrMailboxFull, len(c.Send), n, keys, c.MaxMailbox)
+		}
 	}
 	if c.Write != nil {
 		var err error

@@ -64,9 +64,15 @@ func blindArg(b bool) string {
 	return "0"
 }
 
-// appendMailboxArgs appends a commit's cancellations and sends to the commit script's ARGV.
+// appendMailboxArgs appends a commit's mailbox part to the commit script's ARGV: the index
+// member, the most messages the mailbox may hold after it (0: no limit), the cancellations
+// and the sends.
 func appendMailboxArgs(args []any, member string, c engine.StorageCommit) ([]any, error) {
-	args = append(args, member, len(c.Cancel))
+	limit := 0
+	if len(c.Send) > 0 {
+		limit = max(c.MaxMailbox, 0)
+	}
+	args = append(args, member, limit, len(c.Cancel))
 	for _, tok := range c.Cancel {
 		args = append(args, tok)
 	}

@@ -274,8 +274,9 @@ return {fmt(sum), fmt(count), fmt(mn), fmt(mx), upd}
 // (count, then name and packed value for each), the clears (count, names) and the touches
 // (count, then name and new expiry as tsHex for each).
 //
-// Reply {'c', version} (the version moved: nothing written), {'o', sum} (the window add
-// would overflow: neither the bucket nor the storage written), or {'k', new version, the
+// Reply {'c', version} (the version moved: nothing written), {'f', n} (the sends would
+// leave n messages in the mailbox, more than it may hold: nothing written), {'o', sum} (the
+// window add would overflow: neither the bucket nor the storage written), or {'k', new version, the
 // write's own reply…}. The new version is empty when no live value is left: the key is then
 // deleted, version and all, as if never written (State.CommitStorage says why versions are
 // random tokens).
@@ -294,6 +295,11 @@ local wr = {}
 local i = 8 + n
 local idx = false
 if ARGV[i] ~= '' then idx = KEYS[#KEYS] end
+local limit = tonumber(ARGV[i + 1])
+if limit > 0 then
+  local h = held(KEYS[3], KEYS[4], i)
+  if h > limit then return {'f', string.format('%d', h)} end
+end
 if op ~= '' then
   local wk, wa = {}, {}
   local last = #KEYS
@@ -363,8 +369,9 @@ return out
 `)
 
 // luaMailbox is the mailbox's Lua (mailbox.go): enqueue applies a commit's cancellations and
-// sends, read from ARGV at i (the index member or ”, a count of tokens, the tokens, a count
-// of sends, then each send's due ms, token and encoding), indexes them — or removes the
+// sends, read from ARGV at i (the index member or ”, the most messages the mailbox may hold
+// after them — held counts them — or 0, a count of tokens, the tokens, a count of sends,
+// then each send's due ms, token and encoding), indexes them — or removes the
 // entry of a mailbox its cancellations emptied — when it can reach the index (idx, the key,
 // or false on a Cluster), and returns the ARGV index after them; nextOf returns when the
 // mailbox next needs attention (Unix ms; 0: at once, whatever the clock that asks; -1: empty).
@@ -377,9 +384,35 @@ local function dropToken(m, M, k, tok)
     redis.call('HDEL', k, 't:' .. tok, 'i:' .. id)
   end
 end
+-- held returns how many messages the mailbox (M, k) would hold, pending and in flight,
+-- after enqueue's part at i: a cancellation of a pending token removes one, a send whose
+-- token is pending replaces it.
+local function held(M, k, i)
+  local n = redis.call('HLEN', M) - redis.call('HEXISTS', M, '#n')
+  local known = {}
+  local function pending(tok)
+    local p = known[tok]
+    if p ~= nil then return p end
+    return redis.call('HEXISTS', k, 't:' .. tok) == 1
+  end
+  i = i + 2
+  local c = tonumber(ARGV[i])
+  for j = i + 1, i + c do
+    if pending(ARGV[j]) then n = n - 1 end
+    known[ARGV[j]] = false
+  end
+  i = i + 1 + c
+  c = tonumber(ARGV[i])
+  for j = i + 1, i + 3 * c, 3 do
+    local tok = ARGV[j + 1]
+    if tok == '' or not pending(tok) then n = n + 1 end
+    if tok ~= '' then known[tok] = true end
+  end
+  return n
+end
 local function enqueue(m, M, k, idx, i, nowms)
   local member = ARGV[i]
-  i = i + 1
+  i = i + 2
   local c = tonumber(ARGV[i])
   for j = i + 1, i + c do dropToken(m, M, k, ARGV[j]) end
   if c > 0 and redis.call('HLEN', M) == 1 then

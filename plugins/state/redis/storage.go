@@ -39,7 +39,8 @@ func (s *State) LoadStorage(ctx context.Context, f *engine.Feature, keys string,
 }
 
 // CommitStorage applies c in one script (commitStorageScript) when the address's version is
-// still c.Version: the value write first, by the same Lua Set, Append or WindowAdd run (if
+// still c.Version and its sends fit in the mailbox (c.MaxMailbox, else
+// engine.ErrMailboxFull): the value write first, by the same Lua Set, Append or WindowAdd run (if
 // the State refuses it, nothing is applied), then the storage's sets, clears and new
 // expiries, a new version, and the hash's TTL, and the mailbox's cancellations and sends
 // (mailbox.go; on a Cluster the index entry is added after the script, and a failure there
@@ -122,6 +123,9 @@ func (s *State) CommitStorage(ctx context.Context, f *engine.Feature, keys strin
 	switch {
 	case len(r) == 2 && r[0] == "c":
 		return "", w, fmt.Errorf("redis: commit storage %s: version %q, not %q: %w", f.FQN, r[1], c.Version, engine.ErrConflict)
+	case len(r) == 2 && r[0] == "f":
+		return "", w, fmt.Errorf("redis: commit storage %s: %w: its %d sends would leave %s undelivered messages in the mailbox of %s (at most %d)",
+			f.FQN, engine.ErrMailboxFull, len(c.Send), r[1], keys, c.MaxMailbox)
 	case len(r) == 2 && r[0] == "o":
 		x, _ := c.Write.Value.Number()
 		return "", w, wrap("commit storage", f, windowAdded(x, r))

@@ -7,6 +7,10 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+
+	"github.com/osprey-ml/osprey/engine"
+	"github.com/osprey-ml/osprey/host"
+	"github.com/osprey-ml/osprey/host/extism"
 )
 
 // TestUnavailableCauses: a state or registry store out of reach, or whose connection
@@ -17,6 +21,17 @@ func TestUnavailableCauses(t *testing.T) {
 		err := fmt.Errorf("get f: state: redis: get f: %w", cause)
 		if got := codeOf(err); got != connect.CodeUnavailable {
 			t.Errorf("codeOf(%v) = %v, want unavailable", err, got)
+		}
+	}
+}
+
+// TestResourceExhaustedCauses: limits a caller hits and can back off from are
+// ResourceExhausted, wherever they are wrapped.
+func TestResourceExhaustedCauses(t *testing.T) {
+	for _, cause := range []error{engine.ErrMailboxFull, host.ErrExhausted, extism.ErrLimit} {
+		err := fmt.Errorf("ingest s: 3 of 9 values written: state: %w", cause)
+		if got := codeOf(err); got != connect.CodeResourceExhausted {
+			t.Errorf("codeOf(%v) = %v, want resource_exhausted", err, got)
 		}
 	}
 }
