@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/osprey-ml/osprey/host/internal/wasmbuild"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbin"
 )
 
 // startExport is the name under which prepare exports a module's start function.
@@ -49,23 +51,23 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 	var startFn uint32
 	for _, s := range secs {
 		switch s.id {
-		case secImport:
+		case wasmbin.SecImport:
 			m, err := importsMemory(wasm, s.body, s.end)
 			if err != nil {
 				return nil, false, err
 			}
 			hasMemory = hasMemory || m
-		case secMemory:
+		case wasmbin.SecMemory:
 			if n, _, ok := readU32(wasm, s.body, s.end); ok && n > 0 {
 				hasMemory = true
 			}
-		case secStart:
+		case wasmbin.SecStart:
 			fn, _, ok := readU32(wasm, s.body, s.end)
 			if !ok {
 				return nil, false, fmt.Errorf("start section at byte offset %d: malformed", s.start)
 			}
 			hasStart, startFn = true, fn
-		case secExport:
+		case wasmbin.SecExport:
 			haveExports = true
 		}
 	}
@@ -81,24 +83,24 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 	entry = wasmbuild.AppendULEB128(entry, uint64(startFn))
 	memDone, expDone := hasMemory, !hasStart || haveExports
 	addMissing := func(rank int) {
-		if !memDone && rank > sectionRank(secMemory) {
-			out = append(out, secMemory, 4, 1, 0x01, 0, 0) // one memory: min 0, max 0
+		if !memDone && rank > sectionRank(wasmbin.SecMemory) {
+			out = append(out, wasmbin.SecMemory, 4, 1, 0x01, 0, 0) // one memory: min 0, max 0
 			memDone = true
 		}
-		if !expDone && rank > sectionRank(secExport) {
+		if !expDone && rank > sectionRank(wasmbin.SecExport) {
 			body := append([]byte{1}, entry...)
-			out = appendSection(out, secExport, body)
+			out = appendSection(out, wasmbin.SecExport, body)
 			expDone = true
 		}
 	}
 	for _, s := range secs {
-		if s.id != secCustom {
+		if s.id != wasmbin.SecCustom {
 			addMissing(sectionRank(s.id))
 		}
 		switch {
-		case s.id == secStart:
+		case s.id == wasmbin.SecStart:
 			// dropped: exported as startExport
-		case s.id == secExport && hasStart:
+		case s.id == wasmbin.SecExport && hasStart:
 			n, p, ok := readU32(wasm, s.body, s.end)
 			if !ok {
 				return nil, false, fmt.Errorf("export section at byte offset %d: malformed", s.start)
@@ -106,9 +108,9 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 			body := wasmbuild.AppendULEB128(nil, uint64(n+1))
 			body = append(body, wasm[p:s.end]...)
 			body = append(body, entry...)
-			out = appendSection(out, secExport, body)
-		case s.id == secMemory && !hasMemory: // an empty memory section: ours instead
-			out = append(out, secMemory, 4, 1, 0x01, 0, 0)
+			out = appendSection(out, wasmbin.SecExport, body)
+		case s.id == wasmbin.SecMemory && !hasMemory: // an empty memory section: ours instead
+			out = append(out, wasmbin.SecMemory, 4, 1, 0x01, 0, 0)
 			memDone = true
 		default:
 			out = append(out, wasm[s.start:s.end]...)
@@ -118,39 +120,11 @@ func prepare(wasm []byte) (out []byte, hasStart bool, err error) {
 	return out, hasStart, nil
 }
 
-// Section ids.
-const (
-	secCustom    = 0
-	secType      = 1
-	secImport    = 2
-	secFunction  = 3
-	secTable     = 4
-	secMemory    = 5
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secElement   = 9
-	secCode      = 10
-	secData      = 11
-	secDataCount = 12
-	secTag       = 13
-)
-
-// sectionRank is the position of a non-custom section in a module's section order.
+// sectionRank is the position of a non-custom section in a module's section order; an
+// unknown id sorts last.
 func sectionRank(id byte) int {
-	switch id {
-	case secType, secImport, secFunction, secTable, secMemory:
-		return int(id)
-	case secTag:
-		return 6
-	case secGlobal, secExport, secStart, secElement:
-		return int(id) + 1
-	case secDataCount:
-		return 11
-	case secCode:
-		return 12
-	case secData:
-		return 13
+	if r := wasmbin.SectionRank(id); r > 0 {
+		return r
 	}
 	return 1 << 30
 }

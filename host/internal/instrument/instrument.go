@@ -40,6 +40,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbin"
 )
 
 // StopExport is the name of the exported global the host sets to 1 to stop the guest.
@@ -79,13 +81,13 @@ type Import struct {
 // KindName names an import kind.
 func KindName(kind byte) string {
 	switch kind {
-	case kindFunc:
+	case wasmbin.KindFunc:
 		return "function"
-	case kindTable:
+	case wasmbin.KindTable:
 		return "table"
-	case kindMemory:
+	case wasmbin.KindMemory:
 		return "memory"
-	case kindGlobal:
+	case wasmbin.KindGlobal:
 		return "global"
 	}
 	return fmt.Sprintf("kind %#x", kind)
@@ -109,68 +111,28 @@ type Stats struct {
 	CompileWork uint64
 }
 
-// Section ids of the binary format.
-const (
-	secCustom    = 0
-	secType      = 1
-	secImport    = 2
-	secFunction  = 3
-	secTable     = 4
-	secMemory    = 5
-	secGlobal    = 6
-	secExport    = 7
-	secStart     = 8
-	secElement   = 9
-	secCode      = 10
-	secData      = 11
-	secDataCount = 12
-	secTag       = 13
-)
-
-// External kinds of imports and exports.
-const (
-	kindFunc   = 0x00
-	kindTable  = 0x01
-	kindMemory = 0x02
-	kindGlobal = 0x03
-)
-
 // sectionRank is the position a non-custom section must take in a module (sections appear
-// at most once, in increasing rank), or 0 for an unknown or unsupported id.
+// at most once, in increasing rank), or 0 for an unknown or unsupported id (the tag section
+// of the exception-handling proposal, which the instrumenter does not rewrite).
 func sectionRank(id byte) int {
-	switch id {
-	case secType, secImport, secFunction, secTable, secMemory:
-		return int(id)
-	case secGlobal:
-		return 7 // after the tag section (13) of the exception-handling proposal, rank 6
-	case secExport:
-		return 8
-	case secStart:
-		return 9
-	case secElement:
-		return 10
-	case secDataCount:
-		return 11
-	case secCode:
-		return 12
-	case secData:
-		return 13
+	if id == wasmbin.SecTag {
+		return 0
 	}
-	return 0
+	return wasmbin.SectionRank(id)
 }
 
 // hasVector reports whether a section's contents are a vector (a count, then the entries).
 func hasVector(id byte) bool {
 	switch id {
-	case secType, secImport, secFunction, secTable, secMemory, secGlobal, secExport, secElement, secCode, secData:
+	case wasmbin.SecType, wasmbin.SecImport, wasmbin.SecFunction, wasmbin.SecTable, wasmbin.SecMemory, wasmbin.SecGlobal, wasmbin.SecExport, wasmbin.SecElement, wasmbin.SecCode, wasmbin.SecData:
 		return true
 	}
 	return false
 }
 
 var (
-	rankGlobal = sectionRank(secGlobal)
-	rankExport = sectionRank(secExport)
+	rankGlobal = sectionRank(wasmbin.SecGlobal)
+	rankExport = sectionRank(wasmbin.SecExport)
 )
 
 // maxU32LEB is the longest unsigned LEB128 encoding of a u32.
@@ -270,9 +232,9 @@ func (ins *instrumenter) sections() error {
 		}
 		pos = p
 		end := p + int(size)
-		if id != secCustom {
+		if id != wasmbin.SecCustom {
 			rank := sectionRank(id)
-			if id == secTag {
+			if id == wasmbin.SecTag {
 				return fmt.Errorf("instrument: section id 13 (tag, exception handling) at byte offset %d is not supported", start)
 			}
 			if rank == 0 {
@@ -295,37 +257,37 @@ func (ins *instrumenter) sections() error {
 		}
 		var err error
 		switch id {
-		case secCustom:
+		case wasmbin.SecCustom:
 			err = ins.custom(start, pos, end)
-		case secImport:
+		case wasmbin.SecImport:
 			err = ins.imports(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
-		case secFunction:
+		case wasmbin.SecFunction:
 			err = ins.functions(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
-		case secGlobal:
+		case wasmbin.SecGlobal:
 			err = ins.globals(pos, end)
-		case secExport:
+		case wasmbin.SecExport:
 			err = ins.exports(pos, end)
-		case secStart:
+		case wasmbin.SecStart:
 			if !ins.lim.AllowStart {
 				err = fmt.Errorf("instrument: the module has a start section (byte offset %d): a start function is not allowed: initialise in _initialize", start)
 			} else {
 				ins.out = append(ins.out, in[start:end]...)
 			}
-		case secCode:
+		case wasmbin.SecCode:
 			err = ins.code(pos, end)
-		case secMemory:
+		case wasmbin.SecMemory:
 			if n, p := readU32(in, pos, end); p >= 0 && n > 0 {
 				ins.hasMemory = true
 			}
 			ins.out = append(ins.out, in[start:end]...)
-		case secType:
+		case wasmbin.SecType:
 			err = ins.types(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
-		case secTable:
+		case wasmbin.SecTable:
 			err = ins.tables(pos, end)
-		case secElement:
+		case wasmbin.SecElement:
 			err = ins.elements(pos, end)
 			ins.out = append(ins.out, in[start:end]...)
 		default: // data count, data
@@ -350,7 +312,7 @@ func (ins *instrumenter) sections() error {
 func (ins *instrumenter) addMissing(rank int) error {
 	if !ins.globalDone && rank > rankGlobal {
 		ins.defineStop(ins.importedGlobals)
-		at := ins.beginSection(secGlobal)
+		at := ins.beginSection(wasmbin.SecGlobal)
 		ins.out = append(ins.out, instrumentGlobals)
 		ins.out = appendStopGlobal(ins.out)
 		if err := ins.endSection(at); err != nil {
@@ -359,7 +321,7 @@ func (ins *instrumenter) addMissing(rank int) error {
 	}
 	if !ins.exportDone && rank > rankExport {
 		ins.exportDone = true
-		at := ins.beginSection(secExport)
+		at := ins.beginSection(wasmbin.SecExport)
 		ins.out = append(ins.out, 1)
 		ins.out = ins.appendStopExport(ins.out)
 		if err := ins.endSection(at); err != nil {
@@ -413,7 +375,7 @@ func appendStopGlobal(b []byte) []byte {
 func (ins *instrumenter) appendStopExport(b []byte) []byte {
 	b = appendU32(b, uint32(len(StopExport)))
 	b = append(b, StopExport...)
-	b = append(b, kindGlobal)
+	b = append(b, wasmbin.KindGlobal)
 	return appendU32(b, ins.stop)
 }
 
@@ -480,7 +442,7 @@ func (ins *instrumenter) imports(pos, end int) error {
 		ins.importList = append(ins.importList, imp)
 		p++
 		switch kind {
-		case kindFunc:
+		case wasmbin.KindFunc:
 			p = skipLEB(in, p, end, maxU32LEB)
 			if imp.Module == "wasi_snapshot_preview1" {
 				if c, ok := hostCharges[imp.Name]; ok {
@@ -488,13 +450,13 @@ func (ins *instrumenter) imports(pos, end int) error {
 				}
 			}
 			ins.importedFuncs++
-		case kindTable:
+		case wasmbin.KindTable:
 			p = skipValType(in, p, end)
 			p = skipLimits(in, p, end)
-		case kindMemory:
+		case wasmbin.KindMemory:
 			p = skipLimits(in, p, end)
 			ins.hasMemory = true
-		case kindGlobal:
+		case wasmbin.KindGlobal:
 			p = skipValType(in, p, end)
 			if p >= 0 {
 				p = skipByte(p, end) // mutability
@@ -585,7 +547,7 @@ func (ins *instrumenter) globals(pos, end int) error {
 		return fmt.Errorf("instrument: global section at byte offset %d: too many globals (%d)", pos, idx)
 	}
 	ins.defineStop(uint32(idx))
-	at := ins.beginSection(secGlobal)
+	at := ins.beginSection(wasmbin.SecGlobal)
 	body := p
 	for i := uint32(0); i < count; i++ {
 		at := p
@@ -636,7 +598,7 @@ func (ins *instrumenter) exports(pos, end int) error {
 		return fmt.Errorf("instrument: export section at byte offset %d: %d bytes left over after %d exports", pos, end-p, count)
 	}
 	ins.exportDone = true
-	at := ins.beginSection(secExport)
+	at := ins.beginSection(wasmbin.SecExport)
 	ins.out = appendU32(ins.out, count+1)
 	ins.out = append(ins.out, in[body:end]...)
 	ins.out = ins.appendStopExport(ins.out)
@@ -659,7 +621,7 @@ func (ins *instrumenter) code(pos, end int) error {
 	if lim := ins.lim.MaxCompileWork; lim > 0 && ins.stats.CompileWork > lim {
 		return fmt.Errorf("%w: the module is too complex to compile (compile work over %d: many globals and functions)", ErrLimit, lim)
 	}
-	at := ins.beginSection(secCode)
+	at := ins.beginSection(wasmbin.SecCode)
 	ins.out = appendU32(ins.out, count)
 	ins.inserted = make([][][2]int, 0, count)
 	for i := uint32(0); i < count; i++ {

@@ -23,6 +23,8 @@ import (
 
 	"github.com/osprey-ml/osprey/abi"
 	wb "github.com/osprey-ml/osprey/host/internal/wasmbuild"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbin"
 )
 
 // memoryLimitPages bounds the fixtures' memory (the memory bombs stop there).
@@ -430,17 +432,17 @@ func TestImportedGlobals(t *testing.T) {
 	env.ExportGlobal("g", env.Global(wb.I32, false, wb.I32Const(42)))
 
 	w := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
-	w = appendSec(w, secType, 1, 0x60, 0, 1, 0x7f) // () -> i32
-	w = appendSec(w, secImport, 1, 3, 'e', 'n', 'v', 1, 'g', kindGlobal, 0x7f, 0x00)
-	w = appendSec(w, secFunction, 1, 0)
-	w = appendSec(w, secGlobal, 2, 0x7f, 0x00, 0x41, 0x05, 0x0b, 0x7e, 0x01, 0x42, 0x00, 0x0b)
-	w = appendSec(w, secExport, 1, 1, 'f', kindFunc, 0)
+	w = appendSec(w, wasmbin.SecType, 1, 0x60, 0, 1, 0x7f) // () -> i32
+	w = appendSec(w, wasmbin.SecImport, 1, 3, 'e', 'n', 'v', 1, 'g', wasmbin.KindGlobal, 0x7f, 0x00)
+	w = appendSec(w, wasmbin.SecFunction, 1, 0)
+	w = appendSec(w, wasmbin.SecGlobal, 2, 0x7f, 0x00, 0x41, 0x05, 0x0b, 0x7e, 0x01, 0x42, 0x00, 0x0b)
+	w = appendSec(w, wasmbin.SecExport, 1, 1, 'f', wasmbin.KindFunc, 0)
 	body := wb.Seq(
 		[]byte{1, 1, 0x7f}, // one i32 local
 		wb.Loop(wb.BlockEmpty,
 			wb.LocalGet(0), wb.I32Const(1), wb.I32Add(), wb.LocalTee(0), wb.I32Const(10), wb.I32LtU(), wb.BrIf(0)),
 		wb.GlobalGet(0), wb.GlobalGet(1), wb.I32Add(), wb.LocalGet(0), wb.I32Add(), []byte{0x0b})
-	w = appendSec(w, secCode, slices.Concat([]byte{1}, wb.ULEB128(uint64(len(body))), body)...)
+	w = appendSec(w, wasmbin.SecCode, slices.Concat([]byte{1}, wb.ULEB128(uint64(len(body))), body)...)
 
 	res, err := Instrument(w, Limits{})
 	if err != nil {
@@ -684,9 +686,9 @@ func TestMalformed(t *testing.T) {
 	header := []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 	body := func(b ...byte) []byte {
 		return slices.Concat(header,
-			appendSec(nil, secType, 1, 0x60, 0, 0),
-			appendSec(nil, secFunction, 1, 0),
-			appendSec(nil, secCode, slices.Concat([]byte{1}, wb.ULEB128(uint64(len(b))), b)...))
+			appendSec(nil, wasmbin.SecType, 1, 0x60, 0, 0),
+			appendSec(nil, wasmbin.SecFunction, 1, 0),
+			appendSec(nil, wasmbin.SecCode, slices.Concat([]byte{1}, wb.ULEB128(uint64(len(b))), b)...))
 	}
 	for name, tt := range map[string]struct {
 		wasm []byte
@@ -695,14 +697,14 @@ func TestMalformed(t *testing.T) {
 		"short":            {[]byte{0x00, 'a', 's'}, "not a WebAssembly"},
 		"magic":            {[]byte("\x00wasm\x01\x00\x00\x00"), "not a WebAssembly"},
 		"version":          {[]byte("\x00asm\x02\x00\x00\x00"), "version"},
-		"sectionSize":      {slices.Concat(header, []byte{secType, 0x05, 0x00}), "runs past the end"},
-		"sectionSizeLEB":   {slices.Concat(header, []byte{secType, 0x80, 0x80}), "malformed size"},
+		"sectionSize":      {slices.Concat(header, []byte{wasmbin.SecType, 0x05, 0x00}), "runs past the end"},
+		"sectionSizeLEB":   {slices.Concat(header, []byte{wasmbin.SecType, 0x80, 0x80}), "malformed size"},
 		"unknownSection":   {slices.Concat(header, []byte{14, 0x00}), "unknown section id 14"},
-		"tagSection":       {slices.Concat(header, []byte{secTag, 0x00}), "not supported"},
-		"order":            {slices.Concat(header, appendSec(nil, secFunction, 0), appendSec(nil, secType, 0)), "out of order"},
-		"duplicate":        {slices.Concat(header, appendSec(nil, secType, 0), appendSec(nil, secType, 0)), "duplicated"},
-		"noCode":           {slices.Concat(header, appendSec(nil, secType, 1, 0x60, 0, 0), appendSec(nil, secFunction, 1, 0)), "no code section"},
-		"countMismatch":    {slices.Concat(header, appendSec(nil, secCode, 1, 2, 0, 0x0b)), "function section declares 0"},
+		"tagSection":       {slices.Concat(header, []byte{wasmbin.SecTag, 0x00}), "not supported"},
+		"order":            {slices.Concat(header, appendSec(nil, wasmbin.SecFunction, 0), appendSec(nil, wasmbin.SecType, 0)), "out of order"},
+		"duplicate":        {slices.Concat(header, appendSec(nil, wasmbin.SecType, 0), appendSec(nil, wasmbin.SecType, 0)), "duplicated"},
+		"noCode":           {slices.Concat(header, appendSec(nil, wasmbin.SecType, 1, 0x60, 0, 0), appendSec(nil, wasmbin.SecFunction, 1, 0)), "no code section"},
+		"countMismatch":    {slices.Concat(header, appendSec(nil, wasmbin.SecCode, 1, 2, 0, 0x0b)), "function section declares 0"},
 		"noEnd":            {body(0x00, 0x01), "does not end with `end`"},
 		"emptyBody":        {body(), "locals"},
 		"badLocals":        {body(0x01, 0x01, 0x55, 0x0b), "locals"},
@@ -710,15 +712,15 @@ func TestMalformed(t *testing.T) {
 		"longLEB":          {body(0x00, 0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b), "opcode 0x20"},
 		"badBlockType":     {body(0x00, 0x03, 0x50, 0x0b, 0x0b), "opcode 0x03"},
 		"brTable":          {body(0x00, 0x0e, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x0b), "opcode 0x0e"},
-		"bodySize":         {slices.Concat(header, appendSec(nil, secType, 1, 0x60, 0, 0), appendSec(nil, secFunction, 1, 0), appendSec(nil, secCode, 1, 9, 0, 0x0b)), "body size"},
-		"leftOver":         {slices.Concat(header, appendSec(nil, secType, 1, 0x60, 0, 0), appendSec(nil, secFunction, 1, 0), appendSec(nil, secCode, 1, 2, 0, 0x0b, 0x00)), "left over"},
-		"importKind":       {slices.Concat(header, appendSec(nil, secImport, 1, 1, 'a', 1, 'b', 0x05, 0x00)), "import kind"},
-		"importTruncated":  {slices.Concat(header, appendSec(nil, secImport, 1, 1, 'a', 1, 'b', kindMemory, 0x01, 0x00)), "import 0"},
-		"exportTruncated":  {slices.Concat(header, appendSec(nil, secExport, 1, 9, 'a')), "export 0"},
-		"customName":       {slices.Concat(header, appendSec(nil, secCustom, 5, 'a')), "custom section"},
-		"functionSection":  {slices.Concat(header, appendSec(nil, secFunction, 2, 0x80, 0x80)), "function section"},
-		"hugeCount":        {slices.Concat(header, appendSec(nil, secData, 0x81, 0x81, 0x81, 0x30, 0)), "100679809 entries cannot fit in its 1 bytes"},
-		"globalCount":      {slices.Concat(header, appendSec(nil, secGlobal, 0x80)), "global section"},
+		"bodySize":         {slices.Concat(header, appendSec(nil, wasmbin.SecType, 1, 0x60, 0, 0), appendSec(nil, wasmbin.SecFunction, 1, 0), appendSec(nil, wasmbin.SecCode, 1, 9, 0, 0x0b)), "body size"},
+		"leftOver":         {slices.Concat(header, appendSec(nil, wasmbin.SecType, 1, 0x60, 0, 0), appendSec(nil, wasmbin.SecFunction, 1, 0), appendSec(nil, wasmbin.SecCode, 1, 2, 0, 0x0b, 0x00)), "left over"},
+		"importKind":       {slices.Concat(header, appendSec(nil, wasmbin.SecImport, 1, 1, 'a', 1, 'b', 0x05, 0x00)), "import kind"},
+		"importTruncated":  {slices.Concat(header, appendSec(nil, wasmbin.SecImport, 1, 1, 'a', 1, 'b', wasmbin.KindMemory, 0x01, 0x00)), "import 0"},
+		"exportTruncated":  {slices.Concat(header, appendSec(nil, wasmbin.SecExport, 1, 9, 'a')), "export 0"},
+		"customName":       {slices.Concat(header, appendSec(nil, wasmbin.SecCustom, 5, 'a')), "custom section"},
+		"functionSection":  {slices.Concat(header, appendSec(nil, wasmbin.SecFunction, 2, 0x80, 0x80)), "function section"},
+		"hugeCount":        {slices.Concat(header, appendSec(nil, wasmbin.SecData, 0x81, 0x81, 0x81, 0x30, 0)), "100679809 entries cannot fit in its 1 bytes"},
+		"globalCount":      {slices.Concat(header, appendSec(nil, wasmbin.SecGlobal, 0x80)), "global section"},
 		"unknownImmediate": {body(0x00, 0xfd, 0xe2, 0x01, 0x0b), "unknown opcode 0xfd 226"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -835,17 +837,17 @@ func affordable(wasm []byte) bool {
 		}
 		end := p + int(size)
 		switch id {
-		case secCustom:
+		case wasmbin.SecCustom:
 			if n, q := readU32(wasm, p, end); q < 0 || int64(n) > int64(end-q) || string(wasm[q:q+int(n)]) == "name" {
 				return false
 			}
-		case secType, secElement, secData:
+		case wasmbin.SecType, wasmbin.SecElement, wasmbin.SecData:
 			for i := p; i+1 < end; i++ {
 				if wasm[i] >= 0x80 && wasm[i+1] >= 0x80 { // a LEB128 number of 2^14 or more
 					return false
 				}
 			}
-		case secCode:
+		case wasmbin.SecCode:
 			count, q := readU32(wasm, p, end)
 			for range count {
 				var bodySize uint32
@@ -1064,7 +1066,7 @@ func sectionsOf(t testing.TB, wasm []byte) []section {
 		pos++
 		size := int(readTestULEB(t, wasm, &pos))
 		s := section{id: id, payload: wasm[pos : pos+size], end: pos + size}
-		if id == secCustom {
+		if id == wasmbin.SecCustom {
 			p := 0
 			n := int(readTestULEB(t, s.payload, &p))
 			s.name = string(s.payload[p : p+n])
@@ -1080,7 +1082,7 @@ func sectionsOf(t testing.TB, wasm []byte) []section {
 func codeBodies(t testing.TB, wasm []byte) [][]byte {
 	t.Helper()
 	for _, s := range sectionsOf(t, wasm) {
-		if s.id != secCode {
+		if s.id != wasmbin.SecCode {
 			continue
 		}
 		p := 0
@@ -1105,7 +1107,7 @@ func bodyRange(t testing.TB, wasm []byte, i int) (int, int) {
 		id := wasm[p]
 		p++
 		size := int(readTestULEB(t, wasm, &p))
-		if id != secCode {
+		if id != wasmbin.SecCode {
 			p += size
 			continue
 		}
@@ -1131,11 +1133,11 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 	is, outs := sectionsOf(t, in), sectionsOf(t, res.Wasm)
 	hasMemory := false
 	for _, s := range is {
-		hasMemory = hasMemory || (s.id == secMemory && len(s.payload) > 0 && s.payload[0] != 0)
+		hasMemory = hasMemory || (s.id == wasmbin.SecMemory && len(s.payload) > 0 && s.payload[0] != 0)
 	}
 	_ = hasMemory
 	stopGlobal := appendStopGlobal(nil) // stop, countdown, scratch
-	stopExport := slices.Concat(wb.ULEB128(uint64(len(StopExport))), []byte(StopExport), []byte{kindGlobal}, wb.ULEB128(uint64(res.StopGlobal)))
+	stopExport := slices.Concat(wb.ULEB128(uint64(len(StopExport))), []byte(StopExport), []byte{wasmbin.KindGlobal}, wb.ULEB128(uint64(res.StopGlobal)))
 	// appended checks that out is in's vector with k more elements, e.
 	appended := func(what string, in, out, e []byte) {
 		k := uint64(1)
@@ -1153,20 +1155,20 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 	}
 	haveGlobal, haveExport := false, false
 	for _, s := range is {
-		haveGlobal = haveGlobal || s.id == secGlobal
-		haveExport = haveExport || s.id == secExport
+		haveGlobal = haveGlobal || s.id == wasmbin.SecGlobal
+		haveExport = haveExport || s.id == wasmbin.SecExport
 	}
 	j := 0
 	for _, s := range is {
-		if s.id == secCustom && strings.HasPrefix(s.name, ".debug") {
+		if s.id == wasmbin.SecCustom && strings.HasPrefix(s.name, ".debug") {
 			continue
 		}
-		if s.id != secCustom {
+		if s.id != wasmbin.SecCustom {
 			for _, add := range []struct {
 				id   byte
 				have bool
 				e    []byte
-			}{{secGlobal, haveGlobal, stopGlobal}, {secExport, haveExport, stopExport}} {
+			}{{wasmbin.SecGlobal, haveGlobal, stopGlobal}, {wasmbin.SecExport, haveExport, stopExport}} {
 				if !add.have && sectionRank(s.id) > sectionRank(add.id) && j < len(outs) && outs[j].id == add.id {
 					appended(fmt.Sprint("new ", add.id), nil, outs[j].payload, add.e)
 					j++
@@ -1179,11 +1181,11 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 		o := outs[j]
 		j++
 		switch s.id {
-		case secGlobal:
+		case wasmbin.SecGlobal:
 			appended("global", s.payload, o.payload, stopGlobal)
-		case secExport:
+		case wasmbin.SecExport:
 			appended("export", s.payload, o.payload, stopExport)
-		case secCode:
+		case wasmbin.SecCode:
 			ib := codeBodies(t, in)
 			if len(res.inserted) != len(ib) {
 				t.Fatalf("%d bodies instrumented; %d in the input", len(res.inserted), len(ib))
@@ -1219,7 +1221,7 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 		id   byte
 		have bool
 		e    []byte
-	}{{secGlobal, haveGlobal, stopGlobal}, {secExport, haveExport, stopExport}} {
+	}{{wasmbin.SecGlobal, haveGlobal, stopGlobal}, {wasmbin.SecExport, haveExport, stopExport}} {
 		if !add.have && j < len(outs) && outs[j].id == add.id {
 			appended(fmt.Sprint("new ", add.id), nil, outs[j].payload, add.e)
 			j++
@@ -1228,8 +1230,8 @@ func checkCopied(t testing.TB, in []byte, res Result) {
 	if j != len(outs) {
 		t.Fatalf("output has %d sections; %d expected", len(outs), j)
 	}
-	if !haveGlobal && !slices.ContainsFunc(outs, func(s section) bool { return s.id == secGlobal }) ||
-		!haveExport && !slices.ContainsFunc(outs, func(s section) bool { return s.id == secExport }) {
+	if !haveGlobal && !slices.ContainsFunc(outs, func(s section) bool { return s.id == wasmbin.SecGlobal }) ||
+		!haveExport && !slices.ContainsFunc(outs, func(s section) bool { return s.id == wasmbin.SecExport }) {
 		t.Fatal("global or export section not created")
 	}
 }

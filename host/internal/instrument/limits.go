@@ -3,6 +3,8 @@ package instrument
 import (
 	"errors"
 	"fmt"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbin"
 )
 
 // ErrLimit is wrapped by the errors of a module that exceeds a structural limit (or uses a
@@ -90,7 +92,7 @@ func (ins *instrumenter) tables(pos, end int) error {
 	if lim > 0 && mins > lim {
 		return fmt.Errorf("%w: the tables declare %d entries at least; the limit is %d (8 bytes an entry per instance)", ErrLimit, mins, lim)
 	}
-	at := ins.beginSection(secTable)
+	at := ins.beginSection(wasmbin.SecTable)
 	ins.out = appendU32(ins.out, count)
 	var spare uint64
 	if lim > 0 && count > 0 {

@@ -15,6 +15,8 @@ package wasmbuild
 import (
 	"fmt"
 	"slices"
+
+	"github.com/osprey-ml/osprey/host/internal/wasmbin"
 )
 
 // ValType is a WebAssembly value type, as encoded in the binary format.
@@ -44,27 +46,6 @@ const (
 type FuncType struct {
 	Params, Results []ValType
 }
-
-// Section ids of the binary format.
-const (
-	secCustom   = 0
-	secType     = 1
-	secImport   = 2
-	secFunction = 3
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secCode     = 10
-	secData     = 11
-)
-
-// External kinds of imports and exports.
-const (
-	kindFunc   = 0x00
-	kindMemory = 0x02
-	kindGlobal = 0x03
-)
 
 const opEnd = 0x0b
 
@@ -191,17 +172,17 @@ func (m *Module) Global(t ValType, mutable bool, init ...[]byte) uint32 {
 
 // ExportFunc exports function idx under name. idx is not checked.
 func (m *Module) ExportFunc(name string, idx uint32) {
-	m.exports = append(m.exports, export{name: name, kind: kindFunc, idx: idx})
+	m.exports = append(m.exports, export{name: name, kind: wasmbin.KindFunc, idx: idx})
 }
 
 // ExportMemory exports memory 0 under name.
 func (m *Module) ExportMemory(name string) {
-	m.exports = append(m.exports, export{name: name, kind: kindMemory, idx: 0})
+	m.exports = append(m.exports, export{name: name, kind: wasmbin.KindMemory, idx: 0})
 }
 
 // ExportGlobal exports global idx under name. idx is not checked.
 func (m *Module) ExportGlobal(name string, idx uint32) {
-	m.exports = append(m.exports, export{name: name, kind: kindGlobal, idx: idx})
+	m.exports = append(m.exports, export{name: name, kind: wasmbin.KindGlobal, idx: idx})
 }
 
 // Start makes function idx the module's start function, run during instantiation.
@@ -230,7 +211,7 @@ func (m *Module) Bytes() []byte {
 			b = appendValTypes(b, t.Params)
 			b = appendValTypes(b, t.Results)
 		}
-		out = appendSection(out, secType, b)
+		out = appendSection(out, wasmbin.SecType, b)
 	}
 
 	if len(m.imports) > 0 {
@@ -238,10 +219,10 @@ func (m *Module) Bytes() []byte {
 		for _, im := range m.imports {
 			b = appendName(b, im.module)
 			b = appendName(b, im.name)
-			b = append(b, kindFunc)
+			b = append(b, wasmbin.KindFunc)
 			b = AppendULEB128(b, uint64(im.typeIdx))
 		}
-		out = appendSection(out, secImport, b)
+		out = appendSection(out, wasmbin.SecImport, b)
 	}
 
 	if len(m.funcs) > 0 {
@@ -249,7 +230,7 @@ func (m *Module) Bytes() []byte {
 		for _, f := range m.funcs {
 			b = AppendULEB128(b, uint64(f.typeIdx))
 		}
-		out = appendSection(out, secFunction, b)
+		out = appendSection(out, wasmbin.SecFunction, b)
 	}
 
 	if len(m.tables) > 0 {
@@ -278,7 +259,7 @@ func (m *Module) Bytes() []byte {
 			b = AppendULEB128(b, uint64(m.memory.min))
 			b = AppendULEB128(b, uint64(*m.memory.max))
 		}
-		out = appendSection(out, secMemory, b)
+		out = appendSection(out, wasmbin.SecMemory, b)
 	}
 
 	if len(m.globals) > 0 {
@@ -293,7 +274,7 @@ func (m *Module) Bytes() []byte {
 			b = append(b, g.init...)
 			b = append(b, opEnd)
 		}
-		out = appendSection(out, secGlobal, b)
+		out = appendSection(out, wasmbin.SecGlobal, b)
 	}
 
 	if len(m.exports) > 0 {
@@ -303,11 +284,11 @@ func (m *Module) Bytes() []byte {
 			b = append(b, e.kind)
 			b = AppendULEB128(b, uint64(e.idx))
 		}
-		out = appendSection(out, secExport, b)
+		out = appendSection(out, wasmbin.SecExport, b)
 	}
 
 	if m.start != nil {
-		out = appendSection(out, secStart, AppendULEB128(nil, uint64(*m.start)))
+		out = appendSection(out, wasmbin.SecStart, AppendULEB128(nil, uint64(*m.start)))
 	}
 
 	if len(m.funcs) > 0 {
@@ -319,7 +300,7 @@ func (m *Module) Bytes() []byte {
 			b = AppendULEB128(b, uint64(len(code)))
 			b = append(b, code...)
 		}
-		out = appendSection(out, secCode, b)
+		out = appendSection(out, wasmbin.SecCode, b)
 	}
 
 	if len(m.data) > 0 {
@@ -331,11 +312,11 @@ func (m *Module) Bytes() []byte {
 			b = AppendULEB128(b, uint64(len(d.b)))
 			b = append(b, d.b...)
 		}
-		out = appendSection(out, secData, b)
+		out = appendSection(out, wasmbin.SecData, b)
 	}
 
 	for _, c := range m.custom {
-		out = appendSection(out, secCustom, append(appendName(nil, c.name), c.payload...))
+		out = appendSection(out, wasmbin.SecCustom, append(appendName(nil, c.name), c.payload...))
 	}
 	return out
 }
