@@ -108,6 +108,8 @@ response, so both send the same bytes), with the same load, in the same run:
   2. Get, open loop: --rate requests/s, whatever the latency; latency percentiles.
   3. GetMany of --many selectors × 1 entity, open loop at the same rate, against the
      baseline's Get (and, for reference, its GetMany).
+  4. Get and that GetMany in turn in one open loop (the rate in all, half each), so that
+     the two latencies are measured in the same minutes.
 
 Each loop runs --duration per target, in rounds that alternate between the two. Prints the
 ratios and the issue's targets (PASS/FAIL); exits 1 when a target fails or more than 1 %
@@ -618,6 +620,7 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 
 	// 3. GetMany, open loop.
 	var many runPair
+	var mixed [2]runPair // phase 4: the Gets, then the GetManys
 	if o.many > 0 {
 		gm := getManyCall(manyReq)
 		if o.warmup > 0 {
@@ -633,11 +636,28 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 			return nil, err
 		}
 		rep.Phases = append(rep.Phases, many.phase(fmt.Sprintf("GetMany %d×1", o.many), "open", 0, rate))
+
+		// 4. Get and GetMany in turn in one open loop: the two p99s under the same
+		// conditions (phases 2 and 3 run minutes apart on a machine whose tail moves).
+		progress("Get and GetMany %d×1 in turn, open loop, %g/s in all: %d rounds of %v per target", o.many, rate, o.rounds, round)
+		mixed = [2]runPair{{newRunResult(), newRunResult()}, {newRunResult(), newRunResult()}}
+		rounds(ctx, o.rounds, pair, func(t *benchTarget) *runResult {
+			i := slices.Index(pair[:], t)
+			got := openLoopMix(ctx, t, []benchCall{get, gm}, rate, round, benchInflightConn*o.connections)
+			mixed[0][i].merge(got[0])
+			mixed[1][i].merge(got[1])
+			return got[0]
+		})
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rep.Phases = append(rep.Phases, mixed[0].phase("Get, in turn with GetMany", "open", 0, rate/2),
+			mixed[1].phase(fmt.Sprintf("GetMany %d×1, in turn with Get", o.many), "open", 0, rate/2))
 	}
 
 	// The verdicts.
 	if o.redis != "" {
-		rep.Targets = redisTargets(o, closed, open, many, rate)
+		rep.Targets = redisTargets(o, closed, open, many, mixed, rate)
 		rep.TotalSeconds = time.Since(began).Seconds()
 		return rep, nil
 	}
@@ -782,7 +802,17 @@ func closedLoop(ctx context.Context, t *benchTarget, call benchCall, n int, d ti
 // millisecond timeout), which is the load generator's noise, not the server's. Both
 // measures are kept: lat (the one reported) and intended (from the due time, always).
 func openLoop(ctx context.Context, t *benchTarget, call benchCall, rate float64, d time.Duration, inflight int) *runResult {
-	res := newRunResult()
+	return openLoopMix(ctx, t, []benchCall{call}, rate, d, inflight)[0]
+}
+
+// openLoopMix is openLoop over several calls in turn — the i-th send is calls[i%len(calls)]
+// — at rate sends/s in all, and returns each call's results: calls that share the loop
+// share the machine's conditions, so that their latencies compare.
+func openLoopMix(ctx context.Context, t *benchTarget, calls []benchCall, rate float64, d time.Duration, inflight int) []*runResult {
+	out := make([]*runResult, len(calls))
+	for i := range out {
+		out[i] = newRunResult()
+	}
 	interval := time.Duration(float64(time.Second) / rate)
 	total := max(int64(d/interval), 1)
 	start := time.Now().Add(5 * time.Millisecond) // let the workers start
@@ -800,6 +830,7 @@ func openLoop(ctx context.Context, t *benchTarget, call benchCall, rate float64,
 				if i >= total || cctx.Err() != nil {
 					return
 				}
+				call, res := calls[i%int64(len(calls))], out[i%int64(len(calls))]
 				due := start.Add(time.Duration(i) * interval)
 				sent := time.Now()
 				if wait := due.Sub(sent); wait > 0 {
@@ -828,9 +859,11 @@ func openLoop(ctx context.Context, t *benchTarget, call benchCall, rate float64,
 		})
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.roundRates = []float64{float64(res.calls.Load()) / d.Seconds()}
-	return res
+	for _, res := range out {
+		res.elapsed = time.Since(start)
+		res.roundRates = []float64{float64(res.calls.Load()) / d.Seconds()}
+	}
+	return out
 }
 
 // histogram is a log-linear histogram of durations (HDR-style): exact below 256 ns, then

@@ -75,8 +75,13 @@ func TestBench(t *testing.T) {
 	if !rep.Found || rep.GetResponseBytes == 0 || rep.GetManyResponseBytes <= rep.GetResponseBytes {
 		t.Errorf("setup: found=%v, Get %d B, GetMany %d B", rep.Found, rep.GetResponseBytes, rep.GetManyResponseBytes)
 	}
-	if len(rep.Phases) != 3 || len(rep.Targets) != 4 {
-		t.Fatalf("%d phases, %d targets; want 3 and 4", len(rep.Phases), len(rep.Targets))
+	if len(rep.Phases) != 5 || len(rep.Targets) != 4 {
+		t.Fatalf("%d phases, %d targets; want 5 and 4", len(rep.Phases), len(rep.Targets))
+	}
+	// The loop of Gets and GetManys in turn sends as many of each (one more Get in a round
+	// of an odd number of sends).
+	if g, m := rep.Phases[3].Osprey.Calls, rep.Phases[4].Osprey.Calls; m == 0 || g < m || g-m > int64(o.rounds) {
+		t.Errorf("in turn: %d Gets and %d GetManys, want as many of each", g, m)
 	}
 	for _, p := range rep.Phases {
 		for who, s := range map[string]benchStats{"baseline": p.Baseline, "osprey": p.Osprey} {
@@ -102,7 +107,7 @@ func TestBench(t *testing.T) {
 	var text bytes.Buffer
 	rep.writeText(&text)
 	t.Log("\n" + text.String())
-	for _, want := range []string{"Get closed c=4", "Get open 500/s", "GetMany 10×1 open 500/s", "osprey/baseline", "PASS"} {
+	for _, want := range []string{"Get closed c=4", "Get open 500/s", "GetMany 10×1 open 500/s", "GetMany 10×1, in turn with Get open 250/s", "osprey/baseline", "PASS"} {
 		if want == "PASS" {
 			if !strings.Contains(text.String(), "PASS") && !strings.Contains(text.String(), "FAIL") {
 				t.Errorf("no verdicts:\n%s", text.String())
