@@ -111,27 +111,20 @@ func (r *Registry) resolvePluginModule(st *applyStep, provided map[string][]byte
 			"%s: Plugin %s: this server has no plugin host: it applies features and data sources only", st.m.Pos, p.FQN)}
 	}
 	name := p.Module
-	field := "modules[" + strconv.Quote(name) + "]"
-	b, ok := provided[name]
-	switch {
-	case ok && moduleref.Is(name):
-		if got := moduleref.Of(b); got != name {
-			return &FieldError{Field: field, Err: fmt.Errorf("the bytes have digest %s, not the one they are sent under", got)}
-		}
-	case ok:
-	case moduleref.Is(name):
+	b, ok, err := providedModule(at, name, provided)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		if b, ok = r.modules[name]; !ok {
 			b, ok = r.pluginModule(name)
 		}
 		if !ok {
-			return &kindError{kind: ErrModuleUnknown, msg: fmt.Sprintf(
-				"%s: module %s is not in this server's registry; send its bytes in %s", at, name, field)}
+			return unknownModule(at, name)
 		}
-	default:
-		return &FieldError{Field: field, Err: fmt.Errorf("missing: %s names it; send the module's bytes under that key", at)}
 	}
 	if len(b) == 0 {
-		return &FieldError{Field: field, Err: fmt.Errorf("empty: %s names it; send the plugin's Wasm module", at)}
+		return &FieldError{Field: moduleField(name), Err: fmt.Errorf("empty: %s names it; send the plugin's Wasm module", at)}
 	}
 	ref := moduleref.Of(b)
 	p.Module = ref

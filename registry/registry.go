@@ -463,23 +463,17 @@ func (r *Registry) resolveModules(st *applyStep, provided map[string][]byte, hol
 			return &kindError{kind: ErrNoModules, msg: fmt.Sprintf(
 				"%s: names the Wasm module %q, but this server has no Wasm host: it applies sourceless features and native middlewares only", at, name)}
 		}
-		field := "modules[" + strconv.Quote(name) + "]"
-		b, ok := provided[name]
+		field := moduleField(name)
+		b, ok, err := providedModule(at, name, provided)
 		switch {
-		case ok && moduleref.Is(name):
-			if got := moduleref.Of(b); got != name {
-				return &FieldError{Field: field, Err: fmt.Errorf("the bytes have digest %s, not the one they are sent under", got)}
-			}
-		case ok:
-		case moduleref.Is(name):
+		case err != nil:
+			return err
+		case !ok:
 			// A module the registry should already have.
 			hold(name)
 			if b, ok = r.modules[name]; !ok && r.store != nil {
-				return &kindError{kind: ErrModuleUnknown, msg: fmt.Sprintf(
-					"%s: module %s is not in this server's registry; send its bytes in %s", at, name, field)}
+				return unknownModule(at, name)
 			}
-		default:
-			return &FieldError{Field: field, Err: fmt.Errorf("missing: %s names it; send the module's bytes under that key", at)}
 		}
 		if ok {
 			hold(moduleref.Of(b)) // before Modules has it: no sweep may drop it in between
@@ -497,6 +491,35 @@ func (r *Registry) resolveModules(st *applyStep, provided map[string][]byte, hol
 		}
 	}
 	return nil
+}
+
+// moduleField is the request field that carries the bytes of the module a manifest names.
+func moduleField(name string) string { return "modules[" + strconv.Quote(name) + "]" }
+
+// providedModule returns the bytes of the module a manifest names at at, as the request
+// provides them (ok), or ok false for a digest the request does not provide (the caller
+// looks for it in what the registry holds, or fails with unknownModule). A name that is not
+// a digest must be provided; bytes sent under a digest must have it.
+func providedModule(at, name string, provided map[string][]byte) (b []byte, ok bool, err error) {
+	b, ok = provided[name]
+	switch {
+	case ok && moduleref.Is(name):
+		if got := moduleref.Of(b); got != name {
+			return nil, false, &FieldError{Field: moduleField(name), Err: fmt.Errorf("the bytes have digest %s, not the one they are sent under", got)}
+		}
+	case ok:
+	case moduleref.Is(name):
+	default:
+		return nil, false, &FieldError{Field: moduleField(name), Err: fmt.Errorf("missing: %s names it; send the module's bytes under that key", at)}
+	}
+	return b, ok, nil
+}
+
+// unknownModule is the error for a digest a manifest names at at that neither the request
+// nor the registry has.
+func unknownModule(at, name string) error {
+	return &kindError{kind: ErrModuleUnknown, msg: fmt.Sprintf(
+		"%s: module %s is not in this server's registry; send its bytes in %s", at, name, moduleField(name))}
 }
 
 // decideActions compares each object with the applied one of the same name.
