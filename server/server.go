@@ -242,7 +242,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if h, err = withCORS(cfg.CORSOrigins, h); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.handler = s.recoverHTTP(h)
+	s.handler = withGrownStack(s.recoverHTTP(h))
 
 	if cfg.Notifier != nil {
 		s.watch = newWatchHub(cfg.Notifier, "watch-"+strings.ToLower(rand.Text()), s.log)
