@@ -34,7 +34,7 @@ func (s *State) ReadBatch(ctx context.Context, reads []engine.Read) []engine.Rea
 	if s.cluster {
 		for i := range b.cells {
 			if c := &b.cells[i]; c.op != opNone {
-				c.cmd = b.command(ctx, pipe, c)
+				c.cmd = c.queue(ctx, pipe)
 			}
 		}
 	} else {
@@ -46,7 +46,7 @@ func (s *State) ReadBatch(ctx context.Context, reads []engine.Read) []engine.Rea
 				c.slot = len(args) - 1
 				args = append(args, c.key)
 			case opIndex:
-				c.cmd = b.command(ctx, pipe, c)
+				c.cmd = c.queue(ctx, pipe)
 			}
 		}
 		if len(args) > 1 {
@@ -188,8 +188,8 @@ func (b *batch) plan(now time.Time) {
 // suffix is the key suffix each operation reads.
 var suffix = [...]string{opGet: sufValue, opWindow: sufWindow, opIndex: sufPrev}
 
-// command queues c's own command on pipe.
-func (b *batch) command(ctx context.Context, pipe goredis.Pipeliner, c *batchCell) *goredis.StringCmd {
+// queue queues c's own command on pipe.
+func (c *batchCell) queue(ctx context.Context, pipe goredis.Pipeliner) *goredis.StringCmd {
 	if c.op == opIndex {
 		return pipe.LIndex(ctx, c.key, c.index)
 	}
