@@ -83,8 +83,7 @@ func replicaApplying(t *testing.T, addr string, prog engine.Program, wait time.D
 	if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "timers.rows", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
 		t.Fatal(err)
 	}
-	f := &engine.Feature{FQN: "timers.fired", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
-		Timeout: 5 * time.Second, DataSource: "timers.rows", Builder: engine.Builder{Kind: "wasm", Module: "x"}, Messages: engine.PrimitiveInt}
+	f := timersFired()
 	if err := e.Apply(ctx, f); err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +100,29 @@ func replicaApplying(t *testing.T, addr string, prog engine.Program, wait time.D
 
 // waitFor polls cond until it holds, failing the test after a generous bound (no timing
 // assertion: the bound only keeps a broken build from hanging).
+// sourcelessInt is a sourceless int feature keyed by id.
+func sourcelessInt(fqn string) *engine.Feature {
+	return &engine.Feature{FQN: fqn, Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+}
+
+// timersFired is the feature the timer programs run for: fed by timers.rows, receiving
+// int messages.
+func timersFired() *engine.Feature {
+	return &engine.Feature{FQN: "timers.fired", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
+		Timeout: 5 * time.Second, DataSource: "timers.rows", Builder: engine.Builder{Kind: "wasm", Module: "x"}, Messages: engine.PrimitiveInt}
+}
+
+// standaloneState is a State on a redis-server of its own, and its client.
+func standaloneState(t *testing.T) (*redis.State, goredis.UniversalClient) {
+	t.Helper()
+	srv := redistest.Standalone(t)
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
+	st := redis.New(c)
+	t.Cleanup(func() { st.Close() })
+	return st, c
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -264,8 +286,7 @@ func TestConcurrentDeliveriesOfOneEngine(t *testing.T) {
 	if err := e.ApplyDataSource(ctx, &engine.DataSource{FQN: "timers.rows", Kind: "rest", KeyFields: []string{"id"}}); err != nil {
 		t.Fatal(err)
 	}
-	f := &engine.Feature{FQN: "timers.fired", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
-		Timeout: 5 * time.Second, DataSource: "timers.rows", Builder: engine.Builder{Kind: "wasm", Module: "x"}, Messages: engine.PrimitiveInt}
+	f := timersFired()
 	if err := e.Apply(ctx, f); err != nil {
 		t.Fatal(err)
 	}
@@ -293,13 +314,9 @@ func TestConcurrentDeliveriesOfOneEngine(t *testing.T) {
 // TestEmptiedMailboxLeavesNoKeys: a mailbox emptied by a cancel, or by a claim finding
 // nothing, leaves no key behind (its :M hash kept the last ID's number for ever).
 func TestEmptiedMailboxLeavesNoKeys(t *testing.T) {
-	srv := redistest.Standalone(t)
-	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
-	st := redis.New(c)
-	t.Cleanup(func() { st.Close() })
+	st, c := standaloneState(t)
 	ctx := context.Background()
-	f := &engine.Feature{FQN: "leak.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
-		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	f := sourcelessInt("leak.f")
 	now := time.Now()
 	timer := engine.Envelope{To: engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}, Value: engine.Int(1), Token: "t", Due: now.Add(time.Second), Timestamp: now, Hops: 1}
 	for _, c := range []engine.StorageCommit{{Blind: true, Send: []engine.Envelope{timer}}, {Blind: true, Cancel: []string{"t"}}} {
@@ -346,8 +363,7 @@ func TestClusterCommitStandsWithoutIndex(t *testing.T) {
 	if err := client.Set(ctx, "osp:mbox", "not a sorted set", 0).Err(); err != nil { // every ZADD to the index fails
 		t.Fatal(err)
 	}
-	f := &engine.Feature{FQN: "index.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
-		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	f := sourcelessInt("index.f")
 	msg := engine.Envelope{To: engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}, Value: engine.Int(1), Timestamp: time.Now(), Hops: 1}
 	version, _, err := st.CommitStorage(ctx, f, "a", engine.StorageCommit{
 		Set: map[string]engine.StoredValue{"n": {Value: engine.Int(1)}}, Send: []engine.Envelope{msg}})
@@ -374,13 +390,9 @@ func TestClusterCommitStandsWithoutIndex(t *testing.T) {
 // that meets it, with an error naming it, and the mailbox's other messages are claimed next:
 // it does not block its mailbox.
 func TestCorruptMessageDropped(t *testing.T) {
-	srv := redistest.Standalone(t)
-	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}})
-	st := redis.New(c)
-	t.Cleanup(func() { st.Close() })
+	st, c := standaloneState(t)
 	ctx := context.Background()
-	f := &engine.Feature{FQN: "corrupt.f", Primitive: engine.PrimitiveInt, Keys: []string{"id"}, Freshness: time.Hour, Staleness: 24 * time.Hour,
-		Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	f := sourcelessInt("corrupt.f")
 	now := time.Now()
 	to := engine.Address{FQN: f.FQN, Keys: engine.Keys{"id": "b"}}
 	sends := []engine.Envelope{{To: to, Value: engine.Int(1), Timestamp: now, Hops: 1}, {To: to, Value: engine.Int(2), Timestamp: now, Hops: 1}}
