@@ -222,8 +222,12 @@ func TestHistoryToMinIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	// A flush puts its objects one at a time (one per feature): wait for every feature's
+	// writes, not only the balances', or a poll between two Puts sees half a flush.
 	recs := waitHistory(t, store, "every write in MinIO", func(recs []historian.Record) bool {
 		return len(a.missing(recs)) == 0 && countKind(recs, "fraud.amount", historian.KindBucketSnapshot) > 0 &&
+			countKind(recs, "fraud.amount", historian.KindWrite) >= 3 &&
+			countKind(recs, "hist.clicks", historian.KindWrite) >= 5 &&
 			countKind(recs, "hist.clicks", historian.KindBucketFinal) > 0
 	})
 	var clicks int64
@@ -238,7 +242,12 @@ func TestHistoryToMinIO(t *testing.T) {
 		}
 	}
 	if clicks != 15 {
-		t.Errorf("hist.clicks adds sum to %d, want 15", clicks)
+		t.Errorf("hist.clicks adds sum to %d, want 15; its records:", clicks)
+		for _, r := range recs {
+			if r.FQN == "hist.clicks" {
+				t.Logf("  %+v", r)
+			}
+		}
 	}
 	adds := 0
 	for _, r := range recs {
