@@ -29,6 +29,9 @@ type Engine struct {
 	stateBlocks bool
 	aggregator  WindowAggregator // state's push-down of windowed reads, or nil
 	batch       BatchReader      // state's batch reads, or nil
+	batchWrites BatchWriter      // state's batch writes, or nil
+	publishes   BatchPublisher   // notifier's batch publishes, or nil
+	depth       int              // WithPipelineDepth
 	storage     StorageState     // state's program storage, or nil
 	shared      bool             // the state's values are shared with other processes (Sharer)
 	observer    Observer         // nil: none
@@ -86,9 +89,27 @@ func WithMaxTimeout(d time.Duration) Option {
 	}
 }
 
+// DefaultPipelineDepth is the most plain writes of an Ingest the engine hands a BatchWriter
+// in one batch unless WithPipelineDepth says otherwise (BENCHMARKS.md, "Ingest pipelined",
+// measures the depths).
+const DefaultPipelineDepth = 256
+
+// MaxPipelineDepth is the deepest pipeline WithPipelineDepth takes: a batch's commands and
+// replies are all held in memory at once.
+const MaxPipelineDepth = 4096
+
+// WithPipelineDepth sets how many plain writes of an Ingest — values whose program changed
+// no storage and sent nothing — the engine hands a BatchWriter State in one batch (and their
+// notifications a BatchPublisher Notifier): the pipeline's depth. n ≤ 1 writes them one at a
+// time, and more than MaxPipelineDepth is MaxPipelineDepth; a State or Notifier without
+// batches is always called one write at a time.
+func WithPipelineDepth(n int) Option {
+	return func(e *Engine) { e.depth = min(max(n, 1), MaxPipelineDepth) }
+}
+
 // New returns an Engine over state.
 func New(state State, opts ...Option) *Engine {
-	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops, chainBudget: DefaultChainBudget, maxMailbox: DefaultMaxMailbox}
+	e := &Engine{state: state, now: time.Now, log: slog.Default(), defaultNS: DefaultNamespace, maxTimeout: DefaultMaxTimeout, maxHops: DefaultMaxHops, chainBudget: DefaultChainBudget, maxMailbox: DefaultMaxMailbox, depth: DefaultPipelineDepth}
 	for _, o := range opts {
 		o(e)
 	}
@@ -96,6 +117,8 @@ func New(state State, opts ...Option) *Engine {
 	e.stateBlocks = !ok || !b.NonBlocking()
 	e.aggregator, _ = state.(WindowAggregator)
 	e.batch, _ = state.(BatchReader)
+	e.batchWrites, _ = state.(BatchWriter)
+	e.publishes, _ = e.notifier.(BatchPublisher)
 	e.storage, _ = state.(StorageState)
 	e.messages, _ = state.(MessageState)
 	sh, ok := state.(Sharer)
@@ -885,100 +908,114 @@ func (e *Engine) writeInvoked(ctx context.Context, op Op, p *plan, keys Keys, ek
 
 // write is writeInvoked without its observation.
 func (e *Engine) write(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time, inv *Invocation) (WriteResult, error) {
-	f := p.f
-	res := WriteResult{FQN: f.FQN, Timestamp: ts, Outcome: WriteApplied}
-	var call *Call
-	if pre := p.stages[StagePreSet]; len(pre) > 0 {
-		call = &Call{Op: op, Stage: StagePreSet, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
-		want := v.kind
-		var err error
-		if v, err = e.runSteps(ctx, p, call, pre, v); err != nil {
-			return res, err
-		}
-		if v.kind != want {
-			return res, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, v.kind, want)
-		}
+	s, err := e.preSet(ctx, op, p, keys, ekeys, v, ts, now)
+	if err != nil {
+		return s.res, err
 	}
-	n := Notification{Kind: NotifyWrite, Op: op, FQN: f.FQN, EncodedKeys: ekeys, Timestamp: ts, Written: now}
 	var w Written
-	var added Value // a window add's number, for the notification
-	var err error
 	commit, stateful := StorageCommit{}, false
 	if inv != nil {
-		commit, stateful = inv.commit(&StorageWrite{Value: v, Timestamp: ts})
+		commit, stateful = inv.commit(&StorageWrite{Value: s.v, Timestamp: ts})
 	}
-	switch {
-	case stateful:
-		if f.Windowed() {
-			id := BucketID(ts, f.Granularity)
-			if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
-				return res, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
-			}
-		}
+	if stateful {
 		var version string
-		version, w, err = e.storage.CommitStorage(ctx, f, ekeys, commit)
-		if err == nil {
+		if version, w, err = e.storage.CommitStorage(ctx, p.f, ekeys, commit); err == nil {
 			inv.committed = version
 			inv.sent()
-			if f.Windowed() {
-				x, _ := v.Number()
-				id := BucketID(ts, f.Granularity)
-				added = Float(x)
-				n.Windowed, n.Bucket = true, id
-				n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
-			}
 		}
-	case f.Windowed():
-		id := BucketID(ts, f.Granularity)
-		if !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
-			return res, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
-		}
-		x, _ := v.Number()
-		if err = e.state.WindowAdd(ctx, f, ekeys, x, ts); err == nil {
-			added = Float(x)
-			n.Windowed, n.Bucket = true, id
-			n.ActiveBucket = AliveSpan(now, f.Staleness, f.Granularity).Contains(id)
-		}
-	case op == OpSet:
-		w, err = e.state.Set(ctx, f, ekeys, v, ts)
-	case op == OpAppend:
-		w.Value, err = e.state.Append(ctx, f, ekeys, v, ts)
-	case op == OpIncr:
-		w.Value, err = e.state.Incr(ctx, f, ekeys, v, ts)
-	default:
-		w, err = e.state.Update(ctx, f, ekeys, v, ts)
+	} else {
+		o := s.write().Apply(ctx, e.state)
+		w, err = o.Written, o.Err
 	}
 	if err != nil {
-		return res, fmt.Errorf("state: %w", err)
+		return s.res, fmt.Errorf("state: %w", err)
 	}
-	out := w.Value
-	if w.Superseded {
-		res.Outcome, res.Current, res.Kept = WriteSuperseded, w.Current, w.Kept
-	}
-	n.Outcome = res.Outcome
-	if post := p.stages[StagePostSet]; len(post) > 0 {
-		if call == nil {
-			call = &Call{Op: op, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
-		}
-		c := *call
-		c.Stage = StagePostSet
-		if out, err = e.runSteps(ctx, p, &c, post, out); err != nil {
-			return res, &writtenError{err}
-		}
-	}
-	res.Value, n.Value = out, out
-	if n.Windowed {
-		n.Value = added
+	n, err := e.postSet(ctx, &s, w)
+	if err != nil {
+		return s.res, err
 	}
 	if e.notifier != nil {
 		if err := e.notifier.Publish(ctx, n); err != nil {
-			return res, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}
+			return s.res, &writtenError{fmt.Errorf("written, but not published for the historian: %w", err)}
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return res, &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
+		return s.res, &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
 	}
-	return res, nil
+	return s.res, nil
+}
+
+// staged is a write past its preSet middlewares, on its way to the State.
+type staged struct {
+	op      Op
+	p       *plan
+	keys    Keys
+	ekeys   string
+	v       Value // as the preSet middlewares returned it
+	ts, now time.Time
+	call    *Call // the middlewares' call, once one ran
+	res     WriteResult
+}
+
+// preSet runs p's preSet middlewares on a write and refuses what no State may take (a
+// window add older than the kept span).
+func (e *Engine) preSet(ctx context.Context, op Op, p *plan, keys Keys, ekeys string, v Value, ts, now time.Time) (staged, error) {
+	f := p.f
+	s := staged{op: op, p: p, keys: keys, ekeys: ekeys, v: v, ts: ts, now: now,
+		res: WriteResult{FQN: f.FQN, Timestamp: ts, Outcome: WriteApplied}}
+	if pre := p.stages[StagePreSet]; len(pre) > 0 {
+		s.call = &Call{Op: op, Stage: StagePreSet, Feature: f, Keys: keys, EncodedKeys: ekeys, Timestamp: ts}
+		var err error
+		if s.v, err = e.runSteps(ctx, p, s.call, pre, v); err != nil {
+			return s, err
+		}
+		if s.v.kind != v.kind {
+			return s, fmt.Errorf("%w: preSet middlewares returned %s, want %s", ErrTypeMismatch, s.v.kind, v.kind)
+		}
+	}
+	if f.Windowed() {
+		if id := BucketID(ts, f.Granularity); !KeptSpan(now, f.Staleness, f.Granularity).Contains(id) {
+			return s, fmt.Errorf("%w: %s is older than the window (%v) plus the grace period (%v)", ErrOutOfWindow, ts.UTC().Format(time.RFC3339), f.Staleness, DeadGracePeriod)
+		}
+	}
+	return s, nil
+}
+
+// write is the State write s stands for.
+func (s *staged) write() Write {
+	return Write{Op: s.op, Feature: s.p.f, Keys: s.ekeys, Value: s.v, Timestamp: s.ts}
+}
+
+// postSet records in s.res what the State wrote (w), runs the postSet middlewares on it and
+// returns the write's notification. An error is a writtenError: the value is written.
+func (e *Engine) postSet(ctx context.Context, s *staged, w Written) (Notification, error) {
+	f := s.p.f
+	n := Notification{Kind: NotifyWrite, Op: s.op, FQN: f.FQN, EncodedKeys: s.ekeys, Timestamp: s.ts, Written: s.now}
+	out := w.Value
+	if w.Superseded {
+		s.res.Outcome, s.res.Current, s.res.Kept = WriteSuperseded, w.Current, w.Kept
+	}
+	n.Outcome = s.res.Outcome
+	if post := s.p.stages[StagePostSet]; len(post) > 0 {
+		c := Call{Op: s.op, Feature: f, Keys: s.keys, EncodedKeys: s.ekeys, Timestamp: s.ts}
+		if s.call != nil {
+			c = *s.call
+		}
+		c.Stage = StagePostSet
+		var err error
+		if out, err = e.runSteps(ctx, s.p, &c, post, out); err != nil {
+			return n, &writtenError{err}
+		}
+	}
+	s.res.Value, n.Value = out, out
+	if f.Windowed() {
+		// The notification carries the number added (the historian records the add).
+		x, _ := s.v.Number()
+		id := BucketID(s.ts, f.Granularity)
+		n.Value, n.Windowed, n.Bucket = Float(x), true, id
+		n.ActiveBucket = AliveSpan(s.now, f.Staleness, f.Granularity).Contains(id)
+	}
+	return n, nil
 }
 
 // writtenError is the error of a write that reached the State but failed afterwards (a

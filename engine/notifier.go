@@ -103,6 +103,16 @@ type BatchSubscriber interface {
 		handle func(ctx context.Context, batch []Notification, done func(error))) error
 }
 
+// BatchPublisher is implemented by a Notifier that can enqueue many notifications in fewer
+// round trips than one each (Redis: one pipeline of XADDs). The engine uses it for the
+// notifications of an Ingest's plain writes, a pipeline's worth at a time.
+type BatchPublisher interface {
+	// PublishBatch enqueues ns, in order, each as Publish would. It returns nil once every
+	// one is durably accepted; on an error some may have been accepted (and are delivered)
+	// and others not, as when a Publish fails.
+	PublishBatch(ctx context.Context, ns []Notification) error
+}
+
 // BatchOptions bound a SubscribeBatches.
 type BatchOptions struct {
 	// MaxBatch bounds a batch (0: 1,024).

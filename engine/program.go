@@ -320,7 +320,11 @@ type IngestResult struct {
 // first every program runs on every row and every result is checked (types, keys); if any
 // fails, nothing is written and the error lists the failures (each an *IngestError). Then
 // the values are written through each feature's pipeline; a failure there (the State, a
-// middleware) is returned with the values written before it counted in the result.
+// middleware) is returned with the values written before it counted in the result. Plain
+// values — a program's that changed no storage and sent nothing — go to a State that is a
+// BatchWriter up to the pipeline depth at a time (WithPipelineDepth), in row order: one
+// the State refuses there does not stop the others of its batch, and Written counts every
+// value written, before and after it.
 //
 // Ingest stops as soon as ctx ends — the caller went away or its deadline passed — checking
 // before each program run and before each write, and returns an error wrapping ctx's. Ended
@@ -389,7 +393,14 @@ rows:
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("ingest %s: nothing written: stopped after the last row: %w", name, err)
 	}
-	for i := range writes {
+	for i := 0; i < len(writes); i++ {
+		if j := e.plainRun(writes, i); j > i {
+			if err := e.ingestPipeline(ctx, writes[i:j], &res); err != nil {
+				return res, fmt.Errorf("ingest %s: %d of %d values written: %w", name, res.Written, len(writes), err)
+			}
+			i = j - 1
+			continue
+		}
 		out, written, err := e.ingestWrite(ctx, writes[i])
 		for attempt := 1; errors.Is(err, ErrConflict) && attempt < maxConflictRetries; attempt++ {
 			// Another invocation of the entity committed first: run this row and the later

@@ -194,6 +194,78 @@ type ReadResult struct {
 	Err error
 }
 
+// BatchWriter is implemented by a State that can apply many writes at once, in fewer round
+// trips than one per write (the Redis State: one pipeline, so one round trip per node). The
+// engine uses it for the plain writes of an Ingest — values whose program changed no
+// storage and sent nothing — up to its pipeline depth at a time (WithPipelineDepth), and
+// the single calls otherwise.
+//
+// WriteBatch returns one WriteReport per Write, in the same order; it never returns fewer.
+// Each write has the semantics of the single call it stands for (Write.Apply), exactly,
+// atomicity included; the writes of one entity apply in the batch's order, as if made one
+// after the other, while writes of different entities may apply in any order. Errors are
+// per write: a write that fails (a value of the wrong type, an expired bucket, an overflow)
+// carries the error its single call would have returned, and the others are unaffected — a
+// failed write does not stop the ones after it. A failure of the whole batch (the server
+// out of reach, ctx ended) is reported in every write it touched; as for a single call that
+// fails so, such a write may or may not have been applied. WriteBatch honours ctx as the
+// single calls do.
+type BatchWriter interface {
+	WriteBatch(ctx context.Context, writes []Write) []WriteReport
+}
+
+// Write is one write of a BatchWriter's batch.
+type Write struct {
+	// Op is OpSet, OpAppend, OpIncr or OpUpdate. A windowed feature's write is a window
+	// add, whatever its Op.
+	Op Op
+	// Feature written, as the engine applied it.
+	Feature *Feature
+	// Keys of the entity, encoded (EncodeKeys).
+	Keys string
+	// Value is the value set, the list appended, the number added (Incr's by, the window
+	// add's x), with the feature's type.
+	Value Value
+	// Timestamp is the write's event time.
+	Timestamp time.Time
+}
+
+// WriteReport is what became of one Write.
+type WriteReport struct {
+	// Written is the single call's report: Set's and Update's Written, the value after an
+	// Append or an Incr in Written.Value, nothing for a window add.
+	Written Written
+	// Err is the write's error; Written is then zero.
+	Err error
+}
+
+// Apply makes w with s's single calls — WindowAdd, Set, Append, Incr or Update — and reports
+// it as a BatchWriter reports each write of a batch: what a batch's write stands for.
+func (w Write) Apply(ctx context.Context, s State) WriteReport {
+	f := w.Feature
+	var out WriteReport
+	switch {
+	case f.Windowed():
+		if x, ok := w.Value.Number(); ok {
+			out.Err = s.WindowAdd(ctx, f, w.Keys, x, w.Timestamp)
+		} else { // refused as Update refuses it
+			out.Written, out.Err = s.Update(ctx, f, w.Keys, w.Value, w.Timestamp)
+		}
+	case w.Op == OpSet:
+		out.Written, out.Err = s.Set(ctx, f, w.Keys, w.Value, w.Timestamp)
+	case w.Op == OpAppend:
+		out.Written.Value, out.Err = s.Append(ctx, f, w.Keys, w.Value, w.Timestamp)
+	case w.Op == OpIncr:
+		out.Written.Value, out.Err = s.Incr(ctx, f, w.Keys, w.Value, w.Timestamp)
+	default:
+		out.Written, out.Err = s.Update(ctx, f, w.Keys, w.Value, w.Timestamp)
+	}
+	if out.Err != nil {
+		out.Written = Written{}
+	}
+	return out
+}
+
 // UpdateVia implements State.Update with s's own WindowAdd, Append and Set: the dispatch by
 // the feature's type that every provider shares. A windowed feature's v must be a number
 // (ErrTypeMismatch, prefixed with name, otherwise).

@@ -256,10 +256,15 @@ func rowFromProto(path string, s *structpb.Struct) (engine.Row, error) {
 func rowFromTyped(path string, r *ospreyv1.Row) (engine.Row, error) {
 	fields := r.GetFields()
 	row := make(engine.Row, len(fields))
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		v, err := valueFromTyped(fields[name])
+	for name, tv := range fields {
+		v, err := valueFromTyped(tv)
 		if err != nil {
-			return nil, &fieldError{field: path + "." + name, err: err}
+			// Name the first bad field in name order, whatever the map's order.
+			for _, name := range slices.Sorted(maps.Keys(fields)) {
+				if _, err := valueFromTyped(fields[name]); err != nil {
+					return nil, &fieldError{field: path + "." + name, err: err}
+				}
+			}
 		}
 		row[name] = v
 	}

@@ -54,6 +54,7 @@ type serveConfig struct {
 	MemoryBudget    string        `yaml:"memory-budget"`
 	RestoreTimeout  time.Duration `yaml:"restore-timeout"`
 	MaxTimeout      time.Duration `yaml:"max-timeout"`
+	PipelineDepth   int           `yaml:"pipeline-depth"`
 	DebugListen     string        `yaml:"debug-listen"`
 	History         string        `yaml:"history"`
 	HistoryConfig   string        `yaml:"history-config"`
@@ -88,6 +89,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	c.Egress.register(fs)
 	fs.BoolVar(&c.NoMetrics, "no-metrics", false, "do not serve Prometheus metrics at /metrics (env OSPREY_NO_METRICS); traces follow the OTEL_* environment (docs/observability.md)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
+	fs.IntVar(&c.PipelineDepth, "pipeline-depth", engine.DefaultPipelineDepth, "the most plain writes of an Ingest sent to the state in one batch (a Redis pipeline); 1 sends them one at a time (env OSPREY_PIPELINE_DEPTH)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
 
@@ -334,6 +336,9 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
 	}
+	if c.PipelineDepth < 1 || c.PipelineDepth > engine.MaxPipelineDepth {
+		return fail(fmt.Errorf("pipeline-depth: %d: want 1 to %d", c.PipelineDepth, engine.MaxPipelineDepth))
+	}
 	if c.MaxTimeout < 0 {
 		return fail(fmt.Errorf("max-timeout: %v is negative", c.MaxTimeout))
 	}
@@ -362,6 +367,7 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	handlers := map[string]http.Handler{"/": console.Handler()} // the web console (package console)
 	s.obs.handlers(handlers)
 	s.engine = engine.New(st, append([]engine.Option{engine.WithNotifier(s.notifier), engine.WithMaxTimeout(c.MaxTimeout),
+		engine.WithPipelineDepth(c.PipelineDepth),
 		engine.WithPrograms(s.plugins.Programs(s.host)),
 		engine.WithMiddlewareResolver(s.plugins.Resolver(s.host.Resolver(plugins.Middlewares))),
 		engine.WithEncoderResolver(s.plugins.Encoders(encoders)), engine.WithEgresses(s.egresses), engine.WithLogger(e.log)}, s.obs.engineOptions()...)...)

@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 		{"BatchesInOrderAcknowledgedOnDone", testBatchesInOrder},
 		{"BatchFailedIsDeliveredAgain", testBatchFailed},
 		{"BatchMaxPendingBounds", testBatchMaxPending},
+		{"PublishBatchInOrder", testPublishBatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
 	}
@@ -149,6 +150,37 @@ func testDeclaredGroups(t *testing.T, h Harness) {
 			if v != int64(i) {
 				t.Fatalf("group %s: got %v, want 0..9 in order", g, got)
 			}
+		}
+	}
+}
+
+// testPublishBatch: a BatchPublisher's batches reach every group as if each notification
+// was published on its own, in order, between the single publishes around them.
+func testPublishBatch(t *testing.T, h Harness) {
+	n := newNotifier(t, h, "historian")
+	bp, ok := n.(engine.BatchPublisher)
+	if !ok {
+		t.Skipf("%T does not implement engine.BatchPublisher", n)
+	}
+	batch := func(from, to int) {
+		t.Helper()
+		var ns []engine.Notification
+		for i := from; i < to; i++ {
+			ns = append(ns, Note(i))
+		}
+		if err := bp.PublishBatch(context.Background(), ns); err != nil {
+			t.Fatalf("PublishBatch(%d..%d): %v", from, to-1, err)
+		}
+	}
+	publish(t, n, 0, 3)
+	batch(3, 50)
+	batch(50, 50) // empty
+	publish(t, n, 50, 51)
+	batch(51, 52) // one
+	got := Collect(t, n, "historian", 52, nil)
+	for i, v := range got {
+		if v != int64(i) {
+			t.Fatalf("got %v, want 0..51 in order", got)
 		}
 	}
 }

@@ -135,6 +135,7 @@ var tests = []struct {
 	{"ConcurrentAppend", testConcurrentAppend},
 	{"ConcurrentEntities", testConcurrentEntities},
 	{"BatchRead", testBatchRead},
+	{"BatchWrite", testBatchWrite},
 	{"Storage", testStorage},
 	{"StorageWrite", testStorageWrite},
 	{"StorageConcurrentCommits", testStorageConcurrentCommits},

@@ -96,7 +96,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -351,40 +350,7 @@ func (s *State) Set(ctx context.Context, f *engine.Feature, keys string, v engin
 	if err := check("set", f, false); err != nil {
 		return engine.Written{}, err
 	}
-	if v.Kind() != engine.Kind(f.Primitive) {
-		return engine.Written{}, typeError("set", f, v)
-	}
-	tag := entityTag(f.FQN, keys)
-	r, err := setScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev}, setArgs(f, v, ts, time.Now())...).StringSlice()
-	if err != nil {
-		return engine.Written{}, wrap("set", f, err)
-	}
-	w, err := setWritten(v, r)
-	if err != nil {
-		return engine.Written{}, wrap("set", f, err)
-	}
-	return w, nil
-}
-
-// setArgs returns setScript's ARGV for a Set of v at ts, at now.
-func setArgs(f *engine.Feature, v engine.Value, ts, now time.Time) []any {
-	keep, versions, over := retention(f)
-	return []any{kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
-		tsHex(now.UnixNano() - int64(keep)), tsHex(now.UnixNano() - int64(over)), versions,
-		ms(keep), ms(over), now.UnixMilli()}
-}
-
-// setWritten turns setScript's reply r to a Set of v into its Written.
-func setWritten(v engine.Value, r []string) (engine.Written, error) {
-	w := engine.Written{Value: v}
-	if len(r) == 3 && r[0] == "s" {
-		cur, err := parseTsHex(r[1])
-		if err != nil {
-			return engine.Written{}, err
-		}
-		w.Superseded, w.Current, w.Kept = true, time.Unix(0, cur).UTC(), r[2] == "1"
-	}
-	return w, nil
+	return s.write(ctx, engine.Write{Op: engine.OpSet, Feature: f, Keys: keys, Value: v, Timestamp: ts})
 }
 
 // Append appends the list v to the current value in one script.
@@ -392,37 +358,8 @@ func (s *State) Append(ctx context.Context, f *engine.Feature, keys string, v en
 	if err := check("append", f, false); err != nil {
 		return engine.Null, err
 	}
-	if !f.Primitive.IsList() {
-		return engine.Null, fmt.Errorf("redis: append %s: %w: the feature is %s, not a list", f.FQN, engine.ErrUnsupported, f.Primitive)
-	}
-	if v.Kind() != engine.Kind(f.Primitive) {
-		return engine.Null, typeError("append", f, v)
-	}
-	tag := entityTag(f.FQN, keys)
-	r, err := appendScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev}, appendArgs(f, v, ts, time.Now())...).StringSlice()
-	if err != nil {
-		return engine.Null, wrap("append", f, err)
-	}
-	out, err := appended(f, r)
-	if err != nil {
-		return engine.Null, wrap("append", f, err)
-	}
-	return out, nil
-}
-
-// appendArgs returns appendScript's ARGV for an Append of v at ts, at now.
-func appendArgs(f *engine.Feature, v engine.Value, ts, now time.Time) []any {
-	keep, versions, over := retention(f)
-	return []any{kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(v),
-		tsHex(ts.UnixNano() - int64(f.Staleness)), versions, ms(keep), ms(over), now.UnixMilli()}
-}
-
-// appended decodes the list appendScript replied (r).
-func appended(f *engine.Feature, r []string) (engine.Value, error) {
-	if len(r) != 2 {
-		return engine.Null, fmt.Errorf("%w: script replied %d values", errCorrupt, len(r))
-	}
-	return decodeValue(f.Primitive, r[1])
+	w, err := s.write(ctx, engine.Write{Op: engine.OpAppend, Feature: f, Keys: keys, Value: v, Timestamp: ts})
+	return w.Value, err
 }
 
 // Incr adds by to the current value in one script, refusing a result out of range with
@@ -431,39 +368,8 @@ func (s *State) Incr(ctx context.Context, f *engine.Feature, keys string, by eng
 	if err := check("incr", f, false); err != nil {
 		return engine.Null, err
 	}
-	if !f.Primitive.IsNumeric() {
-		return engine.Null, fmt.Errorf("redis: incr %s: %w: %w: the feature is %s, not int or float", f.FQN, engine.ErrUnsupported, engine.ErrTypeMismatch, f.Primitive)
-	}
-	if by.Kind() != engine.Kind(f.Primitive) {
-		return engine.Null, typeError("incr", f, by)
-	}
-	if x := by.Float(); math.IsInf(x, 0) || math.IsNaN(x) {
-		return engine.Null, fmt.Errorf("redis: incr %s: %w: %v is not a finite float", f.FQN, engine.ErrOverflow, x)
-	}
-	isInt := "0"
-	if f.Primitive == engine.PrimitiveInt {
-		isInt = "1"
-	}
-	now := time.Now()
-	keep, versions, over := retention(f)
-	tag := entityTag(f.FQN, keys)
-	r, err := incrScript.Run(ctx, s.c, []string{tag + sufValue, tag + sufPrev, tag + sufScratch},
-		kindByte(f.Primitive), tsHex(ts.UnixNano()), encodeValue(by),
-		tsHex(ts.UnixNano()-int64(f.Staleness)), versions, ms(keep), ms(over), now.UnixMilli(), isInt).StringSlice()
-	if err != nil {
-		return engine.Null, wrap("incr", f, err)
-	}
-	switch {
-	case len(r) == 2 && r[0] == "o":
-		return engine.Null, fmt.Errorf("redis: incr %s: %w: %s + %s does not fit the feature's type", f.FQN, engine.ErrOverflow, r[1], encodeValue(by))
-	case len(r) != 3:
-		return engine.Null, wrap("incr", f, fmt.Errorf("%w: script replied %d values", errCorrupt, len(r)))
-	}
-	out, err := decodeValue(f.Primitive, r[2])
-	if err != nil {
-		return engine.Null, wrap("incr", f, err)
-	}
-	return out, nil
+	w, err := s.write(ctx, engine.Write{Op: engine.OpIncr, Feature: f, Keys: keys, Value: by, Timestamp: ts})
+	return w.Value, err
 }
 
 // Update writes v the way the feature's type calls for (engine.UpdateVia: WindowAdd, Append
@@ -482,48 +388,18 @@ func (s *State) WindowAdd(ctx context.Context, f *engine.Feature, keys string, x
 	if err := check("window add", f, true); err != nil {
 		return err
 	}
-	args, err := windowAddArgs(f, x, ts, time.Now())
+	_, err := s.write(ctx, engine.Write{Op: engine.OpUpdate, Feature: f, Keys: keys, Value: engine.Float(x), Timestamp: ts})
+	return err
+}
+
+// write makes one write with its script (planWrite).
+func (s *State) write(ctx context.Context, w engine.Write) (engine.Written, error) {
+	c, err := planWrite(w, time.Now())
 	if err != nil {
-		return wrap("window add", f, err)
+		return engine.Written{}, err
 	}
-	r, err := windowAddScript.Run(ctx, s.c, []string{entityTag(f.FQN, keys) + sufWindow}, args...).StringSlice()
-	if err != nil {
-		return wrap("window add", f, err)
-	}
-	return wrapped("window add", f, windowAdded(x, r))
-}
-
-// windowAddArgs returns windowAddScript's ARGV for a WindowAdd of x at ts, at now, or the
-// error refusing it: x not finite (engine.ErrTypeMismatch), or its bucket expired
-// (engine.ErrOutOfWindow).
-func windowAddArgs(f *engine.Feature, x float64, ts, now time.Time) ([]any, error) {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return nil, fmt.Errorf("%w: %v is not a value", engine.ErrTypeMismatch, x)
-	}
-	id := engine.BucketID(ts, f.Granularity)
-	keep := firstKept(now, f)
-	if id < keep {
-		return nil, fmt.Errorf("%w: bucket of %s expired", engine.ErrOutOfWindow, ts.UTC().Format(time.RFC3339Nano))
-	}
-	exp := engine.BucketExpiry(id, f.Staleness, f.Granularity)
-	return []any{idBytes(id), strconv.FormatFloat(x, 'g', -1, 64), idBytes(ts.UnixNano()), idBytes(keep),
-		exp.Add(time.Millisecond - 1).UnixMilli()}, nil
-}
-
-// windowAdded reports the overflow windowAddScript's reply r refuses, or nil.
-func windowAdded(x float64, r []string) error {
-	if len(r) == 2 && r[0] == "o" {
-		return fmt.Errorf("%w: the bucket's sum %s + %v is not a finite float", engine.ErrOverflow, r[1], x)
-	}
-	return nil
-}
-
-// wrapped is wrap for an error that may be nil.
-func wrapped(op string, f *engine.Feature, err error) error {
-	if err == nil {
-		return nil
-	}
-	return wrap(op, f, err)
+	r, err := c.script.Run(ctx, s.c, c.keys, c.args...).StringSlice()
+	return c.read(r, err)
 }
 
 // WindowBuckets returns the entity's unexpired buckets in span, sorted by ID, with one GET.

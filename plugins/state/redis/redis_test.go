@@ -197,6 +197,16 @@ func TestUnavailable(t *testing.T) {
 		{"ReadBatch pipeline", 2 * time.Second, func(ctx context.Context) error {
 			return batchErr(s.ReadBatch(ctx, []engine.Read{{Feature: f, Keys: "a"}, {Feature: kept, Keys: "a", Version: 1}}))
 		}},
+		{"WriteBatch", 2 * time.Second, func(ctx context.Context) error {
+			w := engine.Write{Op: engine.OpSet, Feature: f, Keys: "a", Value: engine.Int(3), Timestamp: time.Now()}
+			out := s.WriteBatch(ctx, []engine.Write{w, w, w})
+			for i, r := range out {
+				if r.Err == nil {
+					return fmt.Errorf("write %d of %d succeeded with the server stopped", i, len(out))
+				}
+			}
+			return out[len(out)-1].Err
+		}},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {
@@ -231,6 +241,29 @@ func TestUnavailable(t *testing.T) {
 			t.Fatalf("not serving 2 s after the server came back: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWriteBatchAfterScriptFlush: a server that lost its scripts (SCRIPT FLUSH, a restart)
+// answers a batch's EVALSHAs with NOSCRIPT, runs none of them, and the batch sends them again
+// with EVAL, in order: every write is made once.
+func TestWriteBatchAfterScriptFlush(t *testing.T) {
+	srv := redistest.Standalone(t)
+	s := New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srv.Addr()}}))
+	defer s.Close()
+	ctx := t.Context()
+	f := &engine.Feature{FQN: "flush.n", Primitive: engine.PrimitiveInt, Freshness: time.Minute, Staleness: time.Hour,
+		Timeout: time.Second, Keys: []string{"id"}, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
+	incr := engine.Write{Op: engine.OpIncr, Feature: f, Keys: "a", Value: engine.Int(1), Timestamp: time.Now()}
+	for round := range 2 {
+		if err := s.c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range s.WriteBatch(ctx, []engine.Write{incr, incr, incr}) {
+			if want := int64(3*round + i + 1); r.Err != nil || r.Written.Value.Int() != want {
+				t.Errorf("round %d, incr %d = %v, %v; want %d", round, i, r.Written.Value, r.Err, want)
+			}
+		}
 	}
 }
 
