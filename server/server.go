@@ -266,7 +266,7 @@ func (s *Server) routes(auth *authenticator) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle(ospreyv1connect.NewEngineServiceHandler(&engineService{s: s}, opts...))
 	mux.Handle(ospreyv1connect.NewRegistryServiceHandler(&registryService{s: s}, opts...))
-	mux.Handle(ospreyv1connect.NewIngestServiceHandler(&ingestService{s: s}, opts...))
+	mux.Handle(ingestHandler(&ingestService{s: s}, opts...))
 
 	infra := []connect.HandlerOption{connect.WithReadMaxBytes(s.maxBytes), connect.WithRecover(s.recovered)}
 	reflector := grpcreflect.NewStaticReflector(append(serviceNames, grpchealth.HealthV1ServiceName)...)

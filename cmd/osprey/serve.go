@@ -89,7 +89,7 @@ func (c *serveConfig) register(fs *flag.FlagSet, dataDir string) *string {
 	c.Egress.register(fs)
 	fs.BoolVar(&c.NoMetrics, "no-metrics", false, "do not serve Prometheus metrics at /metrics (env OSPREY_NO_METRICS); traces follow the OTEL_* environment (docs/observability.md)")
 	fs.DurationVar(&c.MaxTimeout, "max-timeout", engine.DefaultMaxTimeout, "the longest spec.timeout a feature may have; one asking for more is refused; 0 is the default (env OSPREY_MAX_TIMEOUT)")
-	fs.IntVar(&c.PipelineDepth, "pipeline-depth", engine.DefaultPipelineDepth, "the most plain writes of an Ingest sent to the state in one batch (a Redis pipeline); 1 sends them one at a time (env OSPREY_PIPELINE_DEPTH)")
+	fs.IntVar(&c.PipelineDepth, "pipeline-depth", engine.DefaultPipelineDepth, "the most plain writes of an Ingest sent to the state in one batch (a Redis pipeline); 1 sends them one at a time; 0 is the default (env OSPREY_PIPELINE_DEPTH)")
 	return fs.String("config", os.Getenv("OSPREY_CONFIG"), "YAML config file with the same keys as the flags (env OSPREY_CONFIG)")
 }
 
@@ -336,8 +336,11 @@ func newStack(ctx context.Context, e *env, c *serveConfig) (*stack, error) {
 	if s.host, err = host.New(ctx, e.log, hostOpts...); err != nil {
 		return fail(err)
 	}
-	if c.PipelineDepth < 1 || c.PipelineDepth > engine.MaxPipelineDepth {
-		return fail(fmt.Errorf("pipeline-depth: %d: want 1 to %d", c.PipelineDepth, engine.MaxPipelineDepth))
+	if c.PipelineDepth < 0 || c.PipelineDepth > engine.MaxPipelineDepth {
+		return fail(fmt.Errorf("pipeline-depth: %d: want 1 to %d (0: the default, %d)", c.PipelineDepth, engine.MaxPipelineDepth, engine.DefaultPipelineDepth))
+	}
+	if c.PipelineDepth == 0 {
+		c.PipelineDepth = engine.DefaultPipelineDepth
 	}
 	if c.MaxTimeout < 0 {
 		return fail(fmt.Errorf("max-timeout: %v is negative", c.MaxTimeout))
