@@ -39,7 +39,8 @@
 // (engine.BatchReader, a GetMany's feature vector) is one round trip: off a Cluster, its
 // GETs are one MGET and its LINDEXes ride in the same pipeline; on a Cluster, where an MGET
 // cannot span slots, each cell is its own command in a pipeline that the client splits per
-// node: one round trip per node for the batch.
+// node: one round trip per node for the batch. A batch of writes (engine.BatchWriter, an
+// Ingest's values) is likewise one pipeline of the scripts the single writes run.
 //
 // A bucket record is 48 bytes: the bucket ID and the latest update's Unix ns as 8
 // big-endian bytes with the sign bit flipped (so that they compare as byte strings, exactly,
