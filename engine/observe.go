@@ -55,17 +55,18 @@ const (
 	StatePing
 	StateLoadStorage
 	StateCommitStorage
+	StateWriteBatch
 )
 
 var stateOpNames = [...]string{StateGet: "get", StateSet: "set", StateAppend: "append", StateIncr: "incr", StateUpdate: "update",
 	StateWindowAdd: "window_add", StateWindowBuckets: "window_buckets", StateWindowAggregate: "window_aggregate",
 	StateDeadWindowBuckets: "dead_window_buckets", StateReadBatch: "read_batch", StateDrop: "drop", StatePing: "ping",
-	StateLoadStorage: "load_storage", StateCommitStorage: "commit_storage"}
+	StateLoadStorage: "load_storage", StateCommitStorage: "commit_storage", StateWriteBatch: "write_batch"}
 
 // StateOps lists every StateOp, in order.
 func StateOps() []StateOp {
 	out := make([]StateOp, 0, len(stateOpNames)-1)
-	for op := StateGet; op <= StateCommitStorage; op++ {
+	for op := StateGet; op <= StateWriteBatch; op++ {
 		out = append(out, op)
 	}
 	return out
@@ -239,7 +240,28 @@ func (o observedBatch) ReadBatch(ctx context.Context, reads []Read) []ReadResult
 	return out
 }
 
-// instrument wraps the engine's State, window aggregator and batch reader for its Observer
+// observedBatchWriter is the State's BatchWriter, observed: one write_batch call (its error
+// the first write's that failed), whatever the batch holds.
+type observedBatchWriter struct {
+	s *observed
+	b BatchWriter
+}
+
+func (o observedBatchWriter) WriteBatch(ctx context.Context, writes []Write) []WriteReport {
+	ctx, end, start := o.s.begin(ctx, StateWriteBatch, "")
+	out := o.b.WriteBatch(ctx, writes)
+	var err error
+	for i := range out {
+		if out[i].Err != nil {
+			err = out[i].Err
+			break
+		}
+	}
+	o.s.done(StateWriteBatch, end, start, err)
+	return out
+}
+
+// instrument wraps the engine's State, window aggregator, batch reader and writer for its Observer
 // and Tracer, when it has either.
 func (e *Engine) instrument() {
 	if e.observer == nil && e.tracer == nil {
@@ -252,6 +274,9 @@ func (e *Engine) instrument() {
 	}
 	if e.batch != nil {
 		e.batch = observedBatch{s: s, b: e.batch}
+	}
+	if e.batchWrites != nil {
+		e.batchWrites = observedBatchWriter{s: s, b: e.batchWrites}
 	}
 	if e.storage != nil {
 		e.storage = observedStorage{s: s, st: e.storage}

@@ -34,24 +34,31 @@ func (e *Engine) plainRun(writes []ingested, i int) int {
 // wrote. It stops before the first write whose preSet middlewares fail (the writes before
 // it are written); a write the State refuses does not stop the ones after it, already on
 // their way, and every write the State took is finished (postSet, notification) and
-// counted, whatever failed. It returns the first error, in row order.
+// counted, whatever failed. It returns the error of the first write that failed, in row
+// order.
+//
+// The batch is one State call (and one PublishBatch), bounded by the longest timeout of
+// the features it writes: a feature with a short timeout must not fail the writes of the
+// others beside it.
 func (e *Engine) ingestPipeline(ctx context.Context, run []ingested, res *IngestResult) error {
-	var first error
-	fail := func(err error) {
-		if first == nil {
-			first = err
+	firstAt, first := len(run), error(nil)
+	fail := func(i int, fqn string, err error) {
+		if i < firstAt {
+			firstAt, first = i, fmt.Errorf("%s %s: %w", OpUpdate, fqn, err)
 		}
 	}
 	ready := make([]staged, 0, len(run))
 	for i := range run {
 		w := &run[i]
 		if err := ctx.Err(); err != nil {
-			fail(err)
+			if i < firstAt {
+				firstAt, first = i, err
+			}
 			break
 		}
 		s, err := e.stagePlain(ctx, w)
 		if err != nil {
-			fail(fmt.Errorf("%s %s: %w", OpUpdate, w.p.f.FQN, err))
+			fail(i, w.p.f.FQN, err)
 			if w.p.obs != nil {
 				w.p.obs.Write(OpUpdate, s.res, err)
 			}
@@ -64,11 +71,11 @@ func (e *Engine) ingestPipeline(ctx context.Context, run []ingested, res *Ingest
 	}
 
 	writes := make([]Write, len(ready))
-	timeout := time.Duration(0) // the shortest timeout of the features written, if any is timed
+	timeout := time.Duration(0) // the longest timeout of the features written, if any is timed
 	for i := range ready {
 		writes[i] = ready[i].write()
-		if p := ready[i].p; p.timed && (timeout == 0 || p.f.Timeout < timeout) {
-			timeout = p.f.Timeout
+		if p := ready[i].p; p.timed {
+			timeout = max(timeout, p.f.Timeout)
 		}
 	}
 	bctx, cancel := ctx, context.CancelFunc(func() {})
@@ -83,13 +90,13 @@ func (e *Engine) ingestPipeline(ctx context.Context, run []ingested, res *Ingest
 	}
 
 	notes := make([]Notification, 0, len(ready))
-	done := make([]*staged, 0, len(ready)) // written, in row order
-	errs := make([]error, 0, len(ready))   // done[i]'s postSet error, or nil
+	done := make([]int, 0, len(ready))   // the writes written, in row order
+	errs := make([]error, 0, len(ready)) // done[k]'s postSet error, or nil
 	for i := range ready {
 		s := &ready[i]
 		if err := reports[i].Err; err != nil {
 			err = fmt.Errorf("state: %w", err)
-			fail(fmt.Errorf("%s %s: %w", OpUpdate, s.p.f.FQN, err))
+			fail(i, s.p.f.FQN, err)
 			if s.p.obs != nil {
 				s.p.obs.Write(OpUpdate, s.res, err)
 			}
@@ -103,11 +110,11 @@ func (e *Engine) ingestPipeline(ctx context.Context, run []ingested, res *Ingest
 			res.Superseded++
 		}
 		if err != nil {
-			fail(fmt.Errorf("%s %s: %w", OpUpdate, s.p.f.FQN, err))
+			fail(i, s.p.f.FQN, err)
 		} else {
 			notes = append(notes, n)
 		}
-		done, errs = append(done, s), append(errs, err)
+		done, errs = append(done, i), append(errs, err)
 	}
 	var after error // what failed for all of them after the State: the notifier, the deadline
 	if err := e.publishAll(ctx, notes, timeout); err != nil {
@@ -115,11 +122,11 @@ func (e *Engine) ingestPipeline(ctx context.Context, run []ingested, res *Ingest
 	} else if err := ctx.Err(); err != nil {
 		after = &writtenError{fmt.Errorf("written, but past the deadline: %w", err)}
 	}
-	for i, s := range done {
-		err := errs[i]
+	for k, i := range done {
+		s, err := &ready[i], errs[k]
 		if err == nil && after != nil {
 			err = after
-			fail(fmt.Errorf("%s %s: %w", OpUpdate, s.p.f.FQN, err))
+			fail(i, s.p.f.FQN, err)
 		}
 		if s.p.obs != nil {
 			s.p.obs.Write(OpUpdate, s.res, err)

@@ -242,6 +242,22 @@ func TestIngestPipelineFailures(t *testing.T) {
 			t.Errorf("%d notifications, want one per value written (17)", len(rec.ns))
 		}
 	})
+	t.Run("the first failure in row order", func(t *testing.T) {
+		// Row 1's window add is refused by the State, row 3's status by a preSet
+		// middleware (found first, before the batch is sent): the error is row 1's.
+		rows := pipelineRows(6)
+		rows[1]["card"] = engine.String("bad")
+		rows[3]["status"] = engine.String("deny")
+		st := &batchState{State: pipeMemory(), refuse: refuse}
+		e := pipelineEngine(t, st, &batchRecorder{})
+		res, err := e.Ingest(ctx, "pipe.rows", rows)
+		if !errors.Is(err, boom) || errors.Is(err, engine.ErrRejected) {
+			t.Fatalf("err = %v, want row 1's", err)
+		}
+		if res.Written != 9 { // rows 0 to 2 and row 3's pipe.count, less row 1's pipe.sum
+			t.Errorf("written = %d, want 9", res.Written)
+		}
+	})
 	t.Run("preSet refuses one", func(t *testing.T) {
 		for _, depth := range []int{1, engine.DefaultPipelineDepth} {
 			rows := pipelineRows(6)
@@ -272,4 +288,61 @@ func TestIngestPipelineFailures(t *testing.T) {
 			t.Fatalf("ingest = %+v, %v", res, err)
 		}
 	})
+}
+
+// countingObserver counts State calls by op and writes by feature.
+type countingObserver struct {
+	mu     sync.Mutex
+	state  map[engine.StateOp]int
+	writes map[string]int
+}
+
+func (o *countingObserver) Feature(f *engine.Feature) engine.FeatureObserver {
+	return countingFeature{o: o, fqn: f.FQN}
+}
+func (o *countingObserver) Forget(string) {}
+func (o *countingObserver) State(op engine.StateOp, _ time.Duration, _ error) {
+	o.mu.Lock()
+	o.state[op]++
+	o.mu.Unlock()
+}
+
+type countingFeature struct {
+	o   *countingObserver
+	fqn string
+}
+
+func (c countingFeature) Read(engine.Result, error) {}
+func (c countingFeature) Write(_ engine.Op, _ engine.WriteResult, err error) {
+	if err == nil {
+		c.o.mu.Lock()
+		c.o.writes[c.fqn]++
+		c.o.mu.Unlock()
+	}
+}
+func (c countingFeature) Middleware(int, engine.Stage, time.Duration, error) {}
+func (c countingFeature) Program(time.Duration, error)                       {}
+
+// TestIngestPipelineObserved: an Observer sees each batch as one write_batch State call and
+// every value of it as a write of its feature.
+func TestIngestPipelineObserved(t *testing.T) {
+	obs := &countingObserver{state: map[engine.StateOp]int{}, writes: map[string]int{}}
+	st := &batchState{State: pipeMemory()}
+	e := pipelineEngine(t, st, &batchRecorder{}, engine.WithObserver(obs), engine.WithPipelineDepth(4))
+	if _, err := e.Ingest(ctx, "pipe.rows", pipelineRows(10)); err != nil {
+		t.Fatal(err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if got := obs.state[engine.StateWriteBatch]; got != len(st.batches) || got == 0 {
+		t.Errorf("%d write_batch calls observed, %d batches made", got, len(st.batches))
+	}
+	if got := obs.state[engine.StateCommitStorage]; got != 2 {
+		t.Errorf("%d commit_storage calls observed, want 2 (rows 4 and 9)", got)
+	}
+	for _, fqn := range []string{"pipe.sum", "pipe.last", "pipe.count"} {
+		if obs.writes[fqn] != 10 {
+			t.Errorf("%s: %d writes observed, want 10", fqn, obs.writes[fqn])
+		}
+	}
 }

@@ -117,7 +117,11 @@ type Config struct {
 	// Logger receives the server's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Interceptors wrap every API procedure, outermost first, outside the server's own
-	// logging: tracing (otelconnect) and metrics (metrics.Metrics.RPC).
+	// logging: tracing (otelconnect) and metrics (metrics.Metrics.RPC). One exception to
+	// the generated types: Ingest's request message (Request.Any) is the server's own type,
+	// which embeds an ospreyv1.IngestRequest (a proto.Message all the same, with its
+	// source and rows) but, over the binary codec, holds typed_rows already decoded, not
+	// in the message: an interceptor should not read or rewrite them there.
 	Interceptors []connect.Interceptor
 	// Handlers are more HTTP endpoints served on the same port, by http.ServeMux pattern
 	// ("GET /metrics", "/" for the web console). They are served as they are: without the

@@ -265,6 +265,31 @@ func TestWriteBatchAfterScriptFlush(t *testing.T) {
 			}
 		}
 	}
+
+	// Only the set script loaded again (by another client, say): the batch's incr of b
+	// answers NOSCRIPT, its later set of b runs. Sent again, the incr would land after the
+	// set; it fails instead, and b holds what the set wrote.
+	if err := s.c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now()
+	if _, err := s.Set(ctx, f, "other", engine.Int(0), ts); err != nil {
+		t.Fatal(err)
+	}
+	out := s.WriteBatch(ctx, []engine.Write{
+		{Op: engine.OpIncr, Feature: f, Keys: "b", Value: engine.Int(1), Timestamp: ts},
+		{Op: engine.OpSet, Feature: f, Keys: "b", Value: engine.Int(5), Timestamp: ts},
+		{Op: engine.OpIncr, Feature: f, Keys: "c", Value: engine.Int(1), Timestamp: ts}, // no later write: sent again
+	})
+	if out[0].Err == nil || !strings.Contains(out[0].Err.Error(), "lost its scripts") {
+		t.Errorf("incr of b before a set that ran: %v, %v; want refused", out[0].Written.Value, out[0].Err)
+	}
+	if out[1].Err != nil || out[2].Err != nil || out[2].Written.Value.Int() != 1 {
+		t.Errorf("set of b: %v; incr of c: %v, %v", out[1].Err, out[2].Written.Value, out[2].Err)
+	}
+	if v, _, _, err := s.Get(ctx, f, "b", 0); err != nil || v.Int() != 5 {
+		t.Errorf("b = %v, %v; want 5, the set's alone", v, err)
+	}
 }
 
 // batchErr returns the last cell's error of a ReadBatch, after checking that every cell

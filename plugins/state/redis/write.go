@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,6 +28,7 @@ type scriptWrite struct {
 	kind   writeKind
 	op     string // for errors: "set", "append", "incr", "window add"
 	f      *engine.Feature
+	entity string       // the entity's tag (entityTag)
 	v      engine.Value // the value written (Set's Written.Value, Incr's by)
 	script *goredis.Script
 	keys   []string
@@ -36,8 +38,15 @@ type scriptWrite struct {
 // planWrite checks w as its single call (engine.Write.Apply) does and returns the script
 // call that makes it at now, or the error that call returns without sending anything.
 func planWrite(w engine.Write, now time.Time) (scriptWrite, error) {
+	tag := entityTag(w.Feature.FQN, w.Keys)
+	c, err := planScript(w, tag, now)
+	c.entity = tag
+	return c, err
+}
+
+// planScript is planWrite but for the entity's tag, which it is given.
+func planScript(w engine.Write, tag string, now time.Time) (scriptWrite, error) {
 	f, v, ts := w.Feature, w.Value, w.Timestamp
-	tag := entityTag(f.FQN, w.Keys)
 	switch {
 	case f.Windowed():
 		x, ok := v.Number()
@@ -107,7 +116,8 @@ func (c *scriptWrite) read(r []string, err error) (engine.Written, error) {
 	case writeIncr:
 		w.Value, err = incremented(c.f, c.v, r)
 	case writeWindow:
-		err = windowAdded(c.v.Float(), r)
+		x, _ := c.v.Number()
+		err = windowAdded(x, r)
 	}
 	if err != nil {
 		return engine.Written{}, wrap(c.op, c.f, err)
@@ -203,7 +213,9 @@ func wrapped(op string, f *engine.Feature, err error) error {
 // writes of one entity apply in the batch's order. A write its single call would refuse
 // fails alone, without a command. A server that lost its scripts (restarted, SCRIPT FLUSH)
 // answers NOSCRIPT without running them; those writes are sent again, in order, with EVAL,
-// which loads the script. See RATIONALE.md, "Ingest pipelined".
+// which loads the script — unless a later write of the same entity did run (the script
+// was loaded again in between), in which case the write fails instead of landing out of
+// order. See RATIONALE.md, "Ingest pipelined".
 func (s *State) WriteBatch(ctx context.Context, writes []engine.Write) []engine.WriteReport {
 	out := make([]engine.WriteReport, len(writes))
 	calls := make([]scriptWrite, len(writes))
@@ -224,24 +236,58 @@ func (s *State) WriteBatch(ctx context.Context, writes []engine.Write) []engine.
 	}
 	// Exec's error is the first failed command's; each command carries its own.
 	_, _ = pipe.Exec(ctx)
-	var again goredis.Pipeliner
-	for i, cmd := range cmds {
-		if cmd != nil && goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			if again == nil {
-				again = s.c.Pipeline()
-			}
-			cmds[i] = calls[i].script.Eval(ctx, again, calls[i].keys, calls[i].args...)
-		}
-	}
-	if again != nil {
+	lost := make([]error, len(cmds)) // writes not sent again (see again)
+	if again := s.again(ctx, calls, cmds, lost); again != nil {
 		_, _ = again.Exec(ctx)
 	}
 	for i, cmd := range cmds {
+		switch {
+		case cmd == nil:
+		case lost[i] != nil:
+			out[i].Err = wrap(calls[i].op, calls[i].f, lost[i])
+		default:
+			r, err := cmd.StringSlice()
+			out[i].Written, out[i].Err = calls[i].read(r, err)
+		}
+	}
+	return out
+}
+
+// again queues, on a new pipeline it returns (nil: none needed), an EVAL of each write the
+// server answered NOSCRIPT — it lost its scripts (restarted, SCRIPT FLUSH) and ran none of
+// them — replacing its command in cmds. Only when no later write of the same entity ran in
+// the first pipeline (another client may have loaded the script in between): sending it
+// again then would apply it after that later one. Such a write is not sent again and its
+// error goes in lost.
+func (s *State) again(ctx context.Context, calls []scriptWrite, cmds []*goredis.Cmd, lost []error) goredis.Pipeliner {
+	if !slices.ContainsFunc(cmds, func(c *goredis.Cmd) bool { return c != nil && goredis.HasErrorPrefix(c.Err(), "NOSCRIPT") }) {
+		return nil
+	}
+	ran := map[string]bool{} // entities with a later write that ran, or may have
+	resend := make([]bool, len(cmds))
+	for i := len(cmds) - 1; i >= 0; i-- {
+		cmd := cmds[i]
 		if cmd == nil {
 			continue
 		}
-		r, err := cmd.StringSlice()
-		out[i].Written, out[i].Err = calls[i].read(r, err)
+		entity := calls[i].entity
+		switch {
+		case !goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT"):
+			ran[entity] = true
+		case ran[entity]:
+			lost[i] = fmt.Errorf("the server lost its scripts during the batch and ran a later write of the entity: not sent again, so that the entity's writes stay in order: %w", cmd.Err())
+		default:
+			resend[i] = true
+		}
 	}
-	return out
+	pipe := s.c.Pipeline()
+	for i, ok := range resend {
+		if ok {
+			cmds[i] = calls[i].script.Eval(ctx, pipe, calls[i].keys, calls[i].args...)
+		}
+	}
+	if pipe.Len() == 0 {
+		return nil
+	}
+	return pipe
 }

@@ -42,7 +42,11 @@ type IngestServiceClient interface {
 	// Ingest runs the programs of every feature fed by a data source on each row, then writes
 	// what they computed. Bad input never leaves a partial write: when any row fails (a
 	// program error, a wrong type, a missing key), nothing is written and the error lists the
-	// failures.
+	// failures. A failure while writing (the state store out of reach, a value it refuses) is
+	// another matter: the values are written in batches (the server's pipeline depth), and
+	// the error, which says how many were written, may leave values of rows on both sides of
+	// the one that failed written; sending the request again writes those again (counters,
+	// lists and windows count them twice).
 	Ingest(context.Context, *connect.Request[v1.IngestRequest]) (*connect.Response[v1.IngestResponse], error)
 }
 
@@ -81,7 +85,11 @@ type IngestServiceHandler interface {
 	// Ingest runs the programs of every feature fed by a data source on each row, then writes
 	// what they computed. Bad input never leaves a partial write: when any row fails (a
 	// program error, a wrong type, a missing key), nothing is written and the error lists the
-	// failures.
+	// failures. A failure while writing (the state store out of reach, a value it refuses) is
+	// another matter: the values are written in batches (the server's pipeline depth), and
+	// the error, which says how many were written, may leave values of rows on both sides of
+	// the one that failed written; sending the request again writes those again (counters,
+	// lists and windows count them twice).
 	Ingest(context.Context, *connect.Request[v1.IngestRequest]) (*connect.Response[v1.IngestResponse], error)
 }
 
