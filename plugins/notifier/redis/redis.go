@@ -476,8 +476,9 @@ func (n *Notifier) ensureDeclared(ctx context.Context) error {
 
 // Subscribe delivers notifications to handle until ctx ends (see engine.Notifier). handle
 // is called from one goroutine at a time. A group first named by Subscribe starts at the
-// oldest entry still in the streams. An entry is acknowledged after handle returned nil; one
-// whose handle failed is delivered again after the retry delay; entries another consumer
+// oldest entry still in the streams. An entry is acknowledged after handle returned nil —
+// the entries of one read together, with one XACK after the last of them — and one whose
+// handle failed is delivered again after the retry delay; entries another consumer
 // left pending for the claim idle time are taken over. While Redis is out of reach,
 // Subscribe logs and retries; it returns ctx's error when ctx ends, engine.ErrGroupDeleted
 // when DeleteGroup removed the group, ErrClosed when the Notifier is closed.
@@ -734,16 +735,23 @@ func (s *oneByOne) redeliver(context.Context, string) error { return nil }
 func (s *oneByOne) settle(time.Time)                        {}
 func (s *oneByOne) unused(int64)                            {}
 func (s *oneByOne) retryAt() time.Time                      { return time.Time{} }
+// deliver hands each entry of a read to the handler in turn and acknowledges those it
+// handled with one XACK, after the last (a watch hub reading every write of every replica
+// sent one XACK per entry, a Redis command per write per replica).
 func (s *oneByOne) deliver(ctx context.Context, key string, ids []string, notes []engine.Notification) (failed bool) {
+	handled := make([]string, 0, len(ids))
 	for i, note := range notes {
 		if herr := s.handle(ctx, note); herr != nil {
 			failed = true
 			if ctx.Err() != nil {
-				return true
+				break
 			}
 			continue
 		}
-		s.n.ack(ctx, key, s.group, ids[i])
+		handled = append(handled, ids[i])
+	}
+	if len(handled) > 0 {
+		s.n.ack(ctx, key, s.group, handled...)
 	}
 	return failed
 }
