@@ -735,6 +735,7 @@ func (s *oneByOne) redeliver(context.Context, string) error { return nil }
 func (s *oneByOne) settle(time.Time)                        {}
 func (s *oneByOne) unused(int64)                            {}
 func (s *oneByOne) retryAt() time.Time                      { return time.Time{} }
+
 // deliver hands each entry of a read to the handler in turn and acknowledges those it
 // handled with one XACK, after the last (a watch hub reading every write of every replica
 // sent one XACK per entry, a Redis command per write per replica).
