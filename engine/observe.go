@@ -229,15 +229,18 @@ type observedBatch struct {
 func (o observedBatch) ReadBatch(ctx context.Context, reads []Read) []ReadResult {
 	ctx, end, start := o.s.begin(ctx, StateReadBatch, "")
 	out := o.b.ReadBatch(ctx, reads)
-	var err error
-	for i := range out {
-		if out[i].Err != nil {
-			err = out[i].Err
-			break
+	o.s.done(StateReadBatch, end, start, firstErr(out, func(r ReadResult) error { return r.Err }))
+	return out
+}
+
+// firstErr returns the first error of a batch's results, or nil.
+func firstErr[T any](out []T, errOf func(T) error) error {
+	for _, r := range out {
+		if err := errOf(r); err != nil {
+			return err
 		}
 	}
-	o.s.done(StateReadBatch, end, start, err)
-	return out
+	return nil
 }
 
 // observedBatchWriter is the State's BatchWriter, observed: one write_batch call (its error
@@ -250,14 +253,7 @@ type observedBatchWriter struct {
 func (o observedBatchWriter) WriteBatch(ctx context.Context, writes []Write) []WriteReport {
 	ctx, end, start := o.s.begin(ctx, StateWriteBatch, "")
 	out := o.b.WriteBatch(ctx, writes)
-	var err error
-	for i := range out {
-		if out[i].Err != nil {
-			err = out[i].Err
-			break
-		}
-	}
-	o.s.done(StateWriteBatch, end, start, err)
+	o.s.done(StateWriteBatch, end, start, firstErr(out, func(r WriteReport) error { return r.Err }))
 	return out
 }
 
