@@ -62,6 +62,7 @@ type benchOptions struct {
 	warmup      time.Duration
 	rate        float64 // requests/s of the open-loop phases; 0: half the lower closed-loop throughput
 	many        int     // selectors per GetMany; 0: no GetMany phase
+	scalar      string  // a scalar feature's selector: the windowed phase against it; "": none
 	output      string
 	setup       bool
 	cpuProfile  string
@@ -89,6 +90,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "closed-loop warm-up per target and call before measuring")
 	fs.StringVar(&rate, "rate", "1000", "open loop: requests/s (e.g. 2000 or 2000/s; auto: half the lower closed-loop throughput)")
 	fs.IntVar(&o.many, "many", 50, "GetMany phase: selectors per call (--selector repeated N times, one entity); 0 skips it")
+	fs.StringVar(&o.scalar, "scalar", "", "a scalar feature (e.g. fraud.limit): a last loop compares --selector's windowed feature, read with each of its aggregations over a full window, with Gets of this one")
 	fs.StringVar(&o.output, "output", "text", "output format: text or json")
 	fs.BoolVar(&o.setup, "setup", true, "before measuring, Update the selector's feature with 1 for the entity (errors ignored)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and baseline) to this file")
@@ -108,8 +110,12 @@ response, so both send the same bytes), with the same load, in the same run:
   2. Get, open loop: --rate requests/s, whatever the latency; latency percentiles.
   3. GetMany of --many selectors × 1 entity, open loop at the same rate, against the
      baseline's Get (and, for reference, its GetMany).
-  4. Get and that GetMany in turn in one open loop (the rate in all, half each), so that
-     the two latencies are measured in the same minutes.
+  4. Get and that GetMany in one open loop, in alternating blocks of 250 ms at the rate,
+     so that the two latencies are measured under the same conditions.
+  5. With --scalar: on the host only, Gets of --selector's windowed feature with each of
+     its aggregations, in blocks alternating with Gets of the scalar feature. Before the
+     first loop, --setup writes one value into each bucket of the entity's window (and
+     sets the scalar), so that every read of the run merges a full window.
 
 Each loop runs --duration per target, in rounds that alternate between the two. Prints the
 ratios and the issue's targets (PASS/FAIL); exits 1 when a target fails or more than 1 %
@@ -195,6 +201,8 @@ func (o *benchOptions) validate() error {
 		return errors.New("--many: want 0 to 1000")
 	case o.selector == "":
 		return errors.New("--selector: want a feature selector")
+	case o.scalar != "" && selectorFQN(o.scalar) == selectorFQN(o.selector):
+		return fmt.Errorf("--scalar %s: want a scalar feature, not --selector's own", o.scalar)
 	case o.rounds < 1:
 		return errors.New("rounds: want at least 1")
 	case o.http1 && o.protocol != "connect" && o.protocol != "connect-json":
@@ -530,6 +538,12 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 			rep.Notes = append(rep.Notes, fmt.Sprintf("setup: Update %s: %v (ignored)", selectorFQN(o.selector), serverError(err)))
 		}
 	}
+	var win *benchWindow // the windowed phase's plan, its window filled
+	if o.scalar != "" {
+		if win, err = prepareWindow(ctx, c0, o); err != nil {
+			return nil, err
+		}
+	}
 	getReq := &ospreyv1.GetRequest{Selector: o.selector, Keys: keys}
 	getRes, err := c0.Get(callCtx, connect.NewRequest(getReq))
 	if err != nil {
@@ -637,13 +651,14 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 		}
 		rep.Phases = append(rep.Phases, many.phase(fmt.Sprintf("GetMany %d×1", o.many), "open", 0, rate))
 
-		// 4. Get and GetMany in turn in one open loop: the two p99s under the same
-		// conditions (phases 2 and 3 run minutes apart on a machine whose tail moves).
-		progress("Get and GetMany %d×1 in turn, open loop, %g/s in all: %d rounds of %v per target", o.many, rate, o.rounds, round)
+		// 4. Get and GetMany in alternating blocks of one open loop: the two p99s under
+		// the same conditions (phases 2 and 3 run a minute apart on a machine whose tail
+		// moves), and neither behind the other's calls.
+		progress("Get and GetMany %d×1 in blocks of %v, open loop, %g/s: %d rounds of %v per target and call", o.many, benchBlock, rate, o.rounds, round)
 		mixed = [2]runPair{{newRunResult(), newRunResult()}, {newRunResult(), newRunResult()}}
 		rounds(ctx, o.rounds, pair, func(t *benchTarget) *runResult {
 			i := slices.Index(pair[:], t)
-			got := openLoopMix(ctx, t, []benchCall{get, gm}, rate, round, benchInflightConn*o.connections)
+			got := openLoopBlocks(ctx, t, []benchCall{get, gm}, rate, round, benchInflightConn*o.connections)
 			mixed[0][i].merge(got[0])
 			mixed[1][i].merge(got[1])
 			return got[0]
@@ -651,33 +666,55 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		rep.Phases = append(rep.Phases, mixed[0].phase("Get, in turn with GetMany", "open", 0, rate/2),
-			mixed[1].phase(fmt.Sprintf("GetMany %d×1, in turn with Get", o.many), "open", 0, rate/2))
+		rep.Phases = append(rep.Phases, mixed[0].phase("Get, in blocks with GetMany", "open", 0, rate),
+			mixed[1].phase(fmt.Sprintf("GetMany %d×1, in blocks with Get", o.many), "open", 0, rate))
+	}
+
+	// 5. A windowed Get against a scalar one, on the host.
+	var window *benchVerdict
+	if win != nil {
+		progress("windowed %s against scalar %s, in blocks of %v, open loop, %g/s", win.fqn, o.scalar, benchBlock, rate)
+		phase, v, note := windowPhase(ctx, target, o, win, rate)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		rep.Phases = append(rep.Phases, phase)
+		rep.Notes = append(rep.Notes, note)
+		window = &v
 	}
 
 	// The verdicts.
 	if o.redis != "" {
 		rep.Targets = redisTargets(o, closed, open, many, mixed, rate)
-		rep.TotalSeconds = time.Since(began).Seconds()
-		return rep, nil
+	} else {
+		rep.Targets = baselineTargets(o, closed, open, many, rate)
 	}
+	if window != nil {
+		rep.Targets = append(rep.Targets, *window)
+	}
+	rep.TotalSeconds = time.Since(began).Seconds()
+	return rep, nil
+}
+
+// baselineTargets are issue 4's verdicts: the host against a bare connect-go handler.
+func baselineTargets(o *benchOptions, closed, open, many runPair, rate float64) []benchVerdict {
+	var v []benchVerdict
 	b, t := closed[0], closed[1]
-	rep.Targets = append(rep.Targets, verdict(
+	v = append(v, verdict(
 		fmt.Sprintf("Get throughput ≥ %.0f %% of baseline (closed loop, concurrency %d)", 100*targetGetThroughput, o.concurrency),
 		t.throughput()/b.throughput(), targetGetThroughput, true))
 	b, t = open[0], open[1]
-	rep.Targets = append(rep.Targets,
+	v = append(v,
 		verdict(fmt.Sprintf("Get p50 ≤ %g× baseline (open loop, %g/s)", targetGetLatency, rate),
 			float64(t.lat.quantile(0.5))/float64(b.lat.quantile(0.5)), targetGetLatency, false),
 		verdict(fmt.Sprintf("Get p99 ≤ %g× baseline (open loop, %g/s)", targetGetLatency, rate),
 			float64(t.lat.quantile(0.99))/float64(b.lat.quantile(0.99)), targetGetLatency, false))
 	if o.many > 0 {
-		rep.Targets = append(rep.Targets, verdict(
+		v = append(v, verdict(
 			fmt.Sprintf("GetMany %d×1 p99 ≤ %g× baseline Get p99 (open loop, %g/s)", o.many, targetManyP99, rate),
 			float64(many[1].lat.quantile(0.99))/float64(b.lat.quantile(0.99)), targetManyP99, false))
 	}
-	rep.TotalSeconds = time.Since(began).Seconds()
-	return rep, nil
+	return v
 }
 
 // rounds runs f for the baseline and the target, n times, alternating which goes first,
@@ -802,17 +839,7 @@ func closedLoop(ctx context.Context, t *benchTarget, call benchCall, n int, d ti
 // millisecond timeout), which is the load generator's noise, not the server's. Both
 // measures are kept: lat (the one reported) and intended (from the due time, always).
 func openLoop(ctx context.Context, t *benchTarget, call benchCall, rate float64, d time.Duration, inflight int) *runResult {
-	return openLoopMix(ctx, t, []benchCall{call}, rate, d, inflight)[0]
-}
-
-// openLoopMix is openLoop over several calls in turn — the i-th send is calls[i%len(calls)]
-// — at rate sends/s in all, and returns each call's results: calls that share the loop
-// share the machine's conditions, so that their latencies compare.
-func openLoopMix(ctx context.Context, t *benchTarget, calls []benchCall, rate float64, d time.Duration, inflight int) []*runResult {
-	out := make([]*runResult, len(calls))
-	for i := range out {
-		out[i] = newRunResult()
-	}
+	res := newRunResult()
 	interval := time.Duration(float64(time.Second) / rate)
 	total := max(int64(d/interval), 1)
 	start := time.Now().Add(5 * time.Millisecond) // let the workers start
@@ -830,7 +857,6 @@ func openLoopMix(ctx context.Context, t *benchTarget, calls []benchCall, rate fl
 				if i >= total || cctx.Err() != nil {
 					return
 				}
-				call, res := calls[i%int64(len(calls))], out[i%int64(len(calls))]
 				due := start.Add(time.Duration(i) * interval)
 				sent := time.Now()
 				if wait := due.Sub(sent); wait > 0 {
@@ -859,9 +885,30 @@ func openLoopMix(ctx context.Context, t *benchTarget, calls []benchCall, rate fl
 		})
 	}
 	wg.Wait()
-	for _, res := range out {
-		res.elapsed = time.Since(start)
-		res.roundRates = []float64{float64(res.calls.Load()) / d.Seconds()}
+	res.elapsed = time.Since(start)
+	res.roundRates = []float64{float64(res.calls.Load()) / d.Seconds()}
+	return res
+}
+
+// benchBlock is how long each block of openLoopBlocks lasts.
+const benchBlock = 250 * time.Millisecond
+
+// openLoopBlocks runs openLoop for each call in turn, a block of benchBlock at a time and
+// each at the full rate, until each has run for d, and returns each call's results. The
+// calls share the machine's conditions (they alternate four times a second, where loops
+// run one after the other are seconds or minutes apart on a machine whose tail moves) but
+// never each other's: a block ends when its last call has returned, so no call of one is
+// in flight during the other's block. See RATIONALE.md, "Latencies compared in blocks".
+func openLoopBlocks(ctx context.Context, t *benchTarget, calls []benchCall, rate float64, d time.Duration, inflight int) []*runResult {
+	out := make([]*runResult, len(calls))
+	for i := range out {
+		out[i] = newRunResult()
+	}
+	for ran := time.Duration(0); ran < d && ctx.Err() == nil; ran += benchBlock {
+		block := min(benchBlock, d-ran)
+		for i, call := range calls {
+			out[i].merge(openLoop(ctx, t, call, rate, block, inflight))
+		}
 	}
 	return out
 }
@@ -992,6 +1039,17 @@ type benchPhase struct {
 	Rate        float64    `json:"rate,omitempty"`
 	Baseline    benchStats `json:"baseline"`
 	Osprey      benchStats `json:"osprey"`
+	// Sides names the two columns when they are not the baseline and the host: the
+	// windowed phase's scalar and windowed Gets, both on the host.
+	Sides []string `json:"sides,omitempty"`
+}
+
+// sides returns the names of p's two columns and of their ratio.
+func (p benchPhase) sides() (string, string, string) {
+	if len(p.Sides) == 2 {
+		return p.Sides[0], p.Sides[1], p.Sides[1] + "/" + p.Sides[0]
+	}
+	return "baseline", "osprey", "osprey/baseline"
 }
 
 type benchStats struct {
@@ -1020,6 +1078,8 @@ type benchVerdict struct {
 	Limit   float64 `json:"limit"`
 	Pass    bool    `json:"pass"`
 	AtLeast bool    `json:"at_least"` // the ratio must be at least the limit, not at most
+	// Reference marks a ratio printed for comparison, not a target: Pass is not counted.
+	Reference bool `json:"reference,omitempty"`
 }
 
 func verdict(target string, ratio, limit float64, atLeast bool) benchVerdict {
@@ -1063,13 +1123,14 @@ func (rs runPair) phase(call, loop string, concurrency int, rate float64) benchP
 // err fails the run when more than 1 % of any loop's calls failed.
 func (r *benchReport) err() error {
 	for _, p := range r.Phases {
+		first, second, _ := p.sides()
 		for _, s := range []struct {
 			name string
 			st   benchStats
-		}{{"baseline", p.Baseline}, {"osprey", p.Osprey}} {
+		}{{first, p.Baseline}, {second, p.Osprey}} {
 			total := s.st.Calls + s.st.Errors
 			if total > 0 && float64(s.st.Errors)/float64(total) > benchMaxErrorRate {
-				return fmt.Errorf("%s %s loop against %s: %d of %d calls failed; the first: %s",
+				return fmt.Errorf("%s %s loop, %s: %d of %d calls failed; the first: %s",
 					p.Call, p.Loop, s.name, s.st.Errors, total, s.st.FirstError)
 			}
 		}
@@ -1080,13 +1141,18 @@ func (r *benchReport) err() error {
 // failedTargets fails the run when a target (a verdict) failed, naming those that did.
 func (r *benchReport) failedTargets() error {
 	var failed []string
+	targets := 0
 	for _, v := range r.Targets {
+		if v.Reference {
+			continue
+		}
+		targets++
 		if !v.Pass {
 			failed = append(failed, v.Target)
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d targets failed: %s", len(failed), len(r.Targets), strings.Join(failed, "; "))
+		return fmt.Errorf("%d of %d targets failed: %s", len(failed), targets, strings.Join(failed, "; "))
 	}
 	return nil
 }
@@ -1140,15 +1206,16 @@ func (r *benchReport) writeText(w io.Writer) {
 		if p.Loop == "open" {
 			name = fmt.Sprintf("%s open %g/s", p.Call, p.Rate)
 		}
+		first, second, ratio := p.sides()
 		for _, s := range []struct {
 			who string
 			st  benchStats
-		}{{"baseline", p.Baseline}, {"osprey", p.Osprey}} {
+		}{{first, p.Baseline}, {second, p.Osprey}} {
 			fmt.Fprintf(tw, "%s\t%s\t%9.0f\t%8s\t%8s\t%8s\t%8s\t%6d\n", name, s.who, s.st.Throughput,
 				fmtDur(s.st.P50US), fmtDur(s.st.P99US), fmtDur(s.st.P999US), fmtDur(s.st.MaxUS), s.st.Errors)
 			name = ""
 		}
-		fmt.Fprintf(tw, "\t%s\t%9s\t%8s\t%8s\t%8s\t\t\n", "osprey/baseline", fmtRatio(p.Osprey.Throughput, p.Baseline.Throughput),
+		fmt.Fprintf(tw, "\t%s\t%9s\t%8s\t%8s\t%8s\t\t\n", ratio, fmtRatio(p.Osprey.Throughput, p.Baseline.Throughput),
 			fmtRatio(p.Osprey.P50US, p.Baseline.P50US), fmtRatio(p.Osprey.P99US, p.Baseline.P99US),
 			fmtRatio(p.Osprey.P999US, p.Baseline.P999US))
 	}
@@ -1167,10 +1234,11 @@ func (r *benchReport) writeText(w io.Writer) {
 		fmt.Fprintln(tw, "phase\tserver\tp50 from due\tp99 from due\tsend lag p50\tsend lag p99\theld back")
 		for _, p := range open {
 			name := fmt.Sprintf("%s open %g/s", p.Call, p.Rate)
+			first, second, _ := p.sides()
 			for _, s := range []struct {
 				who string
 				st  benchStats
-			}{{"baseline", p.Baseline}, {"osprey", p.Osprey}} {
+			}{{first, p.Baseline}, {second, p.Osprey}} {
 				fmt.Fprintf(tw, "%s\t%s\t%12s\t%12s\t%12s\t%12s\t%9d\n", name, s.who, fmtDur(s.st.FromDueP50US), fmtDur(s.st.FromDueP99US),
 					fmtDur(s.st.LagP50US), fmtDur(s.st.LagP99US), s.st.Late)
 				name = ""
@@ -1183,7 +1251,10 @@ func (r *benchReport) writeText(w io.Writer) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range r.Targets {
 		verdict := "FAIL"
-		if v.Pass {
+		switch {
+		case v.Reference:
+			verdict = "(reference)"
+		case v.Pass:
 			verdict = "PASS"
 		}
 		value := fmt.Sprintf("%.2f×", v.Ratio)

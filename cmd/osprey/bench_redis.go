@@ -117,12 +117,14 @@ func redisTargets(o *benchOptions, closed, open, many runPair, mixed [2]runPair,
 	v = append(v, verdict(fmt.Sprintf("Get p99 ≤ %g× the Redis baseline (open loop, %g/s)", targetRedisGetP99, rate),
 		float64(t.lat.quantile(0.99))/float64(b.lat.quantile(0.99)), targetRedisGetP99, false))
 	if o.many > 0 {
+		// The verdict compares the two latencies measured in blocks of one loop; the
+		// ratio of the separate loops (a minute apart) is printed for reference.
+		ref := verdict(fmt.Sprintf("GetMany %d×1 p99 against osprey's Get p99 in separate loops (open loop, %g/s)", o.many, rate),
+			float64(many[1].lat.quantile(0.99))/float64(t.lat.quantile(0.99)), targetRedisManyP99, false)
+		ref.Reference = true
 		v = append(v, verdict(
-			fmt.Sprintf("GetMany %d×1 p99 ≤ %g× osprey's own Get p99 (open loop, %g/s)", o.many, targetRedisManyP99, rate),
-			float64(many[1].lat.quantile(0.99))/float64(t.lat.quantile(0.99)), targetRedisManyP99, false),
-			verdict(
-				fmt.Sprintf("the same, the two in turn in one loop (%g/s each)", rate/2),
-				float64(mixed[1][1].lat.quantile(0.99))/float64(mixed[0][1].lat.quantile(0.99)), targetRedisManyP99, false))
+			fmt.Sprintf("GetMany %d×1 p99 ≤ %g× osprey's own Get p99 (open loop, %g/s, in blocks of one loop)", o.many, targetRedisManyP99, rate),
+			float64(mixed[1][1].lat.quantile(0.99))/float64(mixed[0][1].lat.quantile(0.99)), targetRedisManyP99, false), ref)
 	}
 	return v
 }

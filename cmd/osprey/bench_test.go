@@ -20,7 +20,7 @@ import (
 )
 
 // startBenchStack serves an in-process host (in-memory state, the sourceless example
-// features applied) on 127.0.0.1 and returns its address.
+// features shop.spend and the bench ones applied) on 127.0.0.1 and returns its address.
 func startBenchStack(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,7 +34,7 @@ func startBenchStack(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, m := range ms {
-		if m.Feature != nil && m.Feature.FQN == "shop.spend" {
+		if m.Feature != nil && (m.Feature.FQN == "shop.spend" || strings.HasPrefix(m.Feature.FQN, "bench.")) {
 			if err := s.engine.Apply(ctx, m.Feature); err != nil {
 				t.Fatal(err)
 			}
@@ -78,10 +78,9 @@ func TestBench(t *testing.T) {
 	if len(rep.Phases) != 5 || len(rep.Targets) != 4 {
 		t.Fatalf("%d phases, %d targets; want 5 and 4", len(rep.Phases), len(rep.Targets))
 	}
-	// The loop of Gets and GetManys in turn sends as many of each (one more Get in a round
-	// of an odd number of sends).
-	if g, m := rep.Phases[3].Osprey.Calls, rep.Phases[4].Osprey.Calls; m == 0 || g < m || g-m > int64(o.rounds) {
-		t.Errorf("in turn: %d Gets and %d GetManys, want as many of each", g, m)
+	// The loop of Gets and GetManys in blocks sends as many of each.
+	if g, m := rep.Phases[3].Osprey.Calls, rep.Phases[4].Osprey.Calls; m == 0 || g != m {
+		t.Errorf("in blocks: %d Gets and %d GetManys, want as many of each", g, m)
 	}
 	for _, p := range rep.Phases {
 		for who, s := range map[string]benchStats{"baseline": p.Baseline, "osprey": p.Osprey} {
@@ -107,7 +106,7 @@ func TestBench(t *testing.T) {
 	var text bytes.Buffer
 	rep.writeText(&text)
 	t.Log("\n" + text.String())
-	for _, want := range []string{"Get closed c=4", "Get open 500/s", "GetMany 10×1 open 500/s", "GetMany 10×1, in turn with Get open 250/s", "osprey/baseline", "PASS"} {
+	for _, want := range []string{"Get closed c=4", "Get open 500/s", "GetMany 10×1 open 500/s", "GetMany 10×1, in blocks with Get open 500/s", "osprey/baseline", "PASS"} {
 		if want == "PASS" {
 			if !strings.Contains(text.String(), "PASS") && !strings.Contains(text.String(), "FAIL") {
 				t.Errorf("no verdicts:\n%s", text.String())
@@ -233,5 +232,84 @@ func TestBenchIngestFlags(t *testing.T) {
 	err := runBench(context.Background(), e, []string{"--ingest", "x.jsonl", "--ingest-batch", "0"})
 	if err == nil || !strings.Contains(err.Error(), "--ingest-batch") {
 		t.Fatalf("batch 0: %v, want an --ingest-batch error", err)
+	}
+}
+
+func TestBenchWindow(t *testing.T) {
+	addr := startBenchStack(t)
+	o := &benchOptions{addr: addr, protocol: "connect", selector: "bench.window+avg", scalar: "bench.scalar", keys: keysFlag{"card_id": "w1"},
+		concurrency: 2, connections: 1, duration: 500 * time.Millisecond, warmup: 20 * time.Millisecond,
+		rate: 400, output: "json", setup: true, rounds: 1}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	rep, err := bench(context.Background(), o, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if err := rep.err(); err != nil {
+		t.Fatal(err)
+	}
+	p := rep.Phases[len(rep.Phases)-1]
+	if first, second, _ := p.sides(); first != "scalar" || second != "windowed" || !strings.Contains(p.Call, "bench.window+{sum,count,min,max,avg}") {
+		t.Fatalf("last phase %q, sides %q %q", p.Call, first, second)
+	}
+	// Half the sends are scalar, the other half spread over the five aggregations.
+	if s, w := p.Baseline.Calls, p.Osprey.Calls; s == 0 || s != w || p.Baseline.Errors+p.Osprey.Errors != 0 {
+		t.Errorf("scalar %d calls, windowed %d calls, %d + %d errors", s, w, p.Baseline.Errors, p.Osprey.Errors)
+	}
+	v := rep.Targets[len(rep.Targets)-1]
+	if !strings.Contains(v.Target, "windowed Get p99") || !strings.Contains(v.Target, "60 buckets filled") || !(v.Ratio > 0) || v.Reference {
+		t.Errorf("verdict %+v", v)
+	}
+	if note := strings.Join(rep.Notes, "\n"); !strings.Contains(note, "+min") || !strings.Contains(note, "+avg") {
+		t.Errorf("notes %q: want each aggregation's p99", note)
+	}
+	// The set-up filled the window: one value per bucket (1 … 60), and the bench's own 1.
+	target, err := newBenchTarget("osprey", addr, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.close()
+	for sel, want := range map[string]float64{"bench.window+count": 61, "bench.window+min": 1, "bench.window+max": 60, "bench.window+sum": 1831} {
+		res, err := target.clients[0].Get(context.Background(), connect.NewRequest(&ospreyv1.GetRequest{Selector: sel, Keys: o.keys}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Msg.GetValue().GetFloatValue(); got != want {
+			t.Errorf("%s = %v, want %v", sel, got, want)
+		}
+	}
+	var text bytes.Buffer
+	rep.writeText(&text)
+	if !strings.Contains(text.String(), "windowed/scalar") {
+		t.Errorf("text lacks the windowed/scalar ratio:\n%s", text.String())
+	}
+}
+
+func TestBenchWindowRefused(t *testing.T) {
+	addr := startBenchStack(t)
+	for _, c := range []struct{ selector, scalar, want string }{
+		{"bench.scalar", "shop.spend", "--selector bench.scalar is not a windowed feature"},
+		{"bench.window+avg", "shop.spend", "--scalar shop.spend is a windowed feature"},
+		{"bench.window+avg", "nope.nothing", "--scalar nope.nothing"},
+		{"nope.nothing+avg", "bench.scalar", "--selector nope.nothing+avg"},
+	} {
+		o := &benchOptions{addr: addr, protocol: "connect", selector: c.selector, scalar: c.scalar, keys: keysFlag{"card_id": "c1"}, connections: 1}
+		target, err := newBenchTarget("osprey", addr, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = planWindow(context.Background(), target.clients[0], o)
+		target.close()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("--selector %s --scalar %s: %v, want %q", c.selector, c.scalar, err, c.want)
+		}
+	}
+	o := &benchOptions{protocol: "connect", selector: "bench.window+avg", scalar: "bench.window+sum", concurrency: 1, connections: 1,
+		duration: time.Second, rounds: 1, output: "text"}
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "--scalar") {
+		t.Errorf("--scalar naming --selector's feature: %v", err)
 	}
 }
