@@ -56,11 +56,10 @@ func startBenchStack(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-func TestBench(t *testing.T) {
-	addr := startBenchStack(t)
-	o := &benchOptions{addr: addr, protocol: "connect", selector: "shop.spend+avg", keys: keysFlag{"card_id": "c1"},
-		concurrency: 4, connections: 2, duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond,
-		rate: 500, many: 10, output: "json", setup: true, rounds: 2}
+// benchOK validates o and runs the bench, failing t on any error of the run or of its
+// report.
+func benchOK(t *testing.T, o *benchOptions) *benchReport {
+	t.Helper()
 	if err := o.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +71,15 @@ func TestBench(t *testing.T) {
 	if err := rep.err(); err != nil {
 		t.Fatal(err)
 	}
+	return rep
+}
+
+func TestBench(t *testing.T) {
+	addr := startBenchStack(t)
+	o := &benchOptions{addr: addr, protocol: "connect", selector: "shop.spend+avg", keys: keysFlag{"card_id": "c1"},
+		concurrency: 4, connections: 2, duration: 300 * time.Millisecond, warmup: 50 * time.Millisecond,
+		rate: 500, many: 10, output: "json", setup: true, rounds: 2}
+	rep := benchOK(t, o)
 	if !rep.Found || rep.GetResponseBytes == 0 || rep.GetManyResponseBytes <= rep.GetResponseBytes {
 		t.Errorf("setup: found=%v, Get %d B, GetMany %d B", rep.Found, rep.GetResponseBytes, rep.GetManyResponseBytes)
 	}
@@ -240,17 +248,7 @@ func TestBenchWindow(t *testing.T) {
 	o := &benchOptions{addr: addr, protocol: "connect", selector: "bench.window+avg", scalar: "bench.scalar", keys: keysFlag{"card_id": "w1"},
 		concurrency: 2, connections: 1, duration: 500 * time.Millisecond, warmup: 20 * time.Millisecond,
 		rate: 400, output: "json", setup: true, rounds: 1}
-	if err := o.validate(); err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	rep, err := bench(context.Background(), o, &log)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, log.String())
-	}
-	if err := rep.err(); err != nil {
-		t.Fatal(err)
-	}
+	rep := benchOK(t, o)
 	p := rep.Phases[len(rep.Phases)-1]
 	if first, second, _ := p.sides(); first != "scalar" || second != "windowed" || !strings.Contains(p.Call, "bench.window+{sum,count,min,max,avg}") {
 		t.Fatalf("last phase %q, sides %q %q", p.Call, first, second)
