@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -74,13 +75,21 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 	reads := make([]Read, 0, n)
 	pf.ekeys = make([]string, 0, n)
 	for i, keys := range entities {
+		// The features of a vector mostly share their key names: the entity's keys are
+		// encoded once per run of selectors with the same ones.
+		var lastKeys []string
+		var ekeys string
+		var kerr error
 		for j, s := range sels {
 			if s.p == nil {
 				continue
 			}
 			f := s.p.f
-			ekeys, err := EncodeKeys(f.Keys, keys)
-			if err != nil {
+			if lastKeys == nil || !slices.Equal(f.Keys, lastKeys) {
+				lastKeys = f.Keys
+				ekeys, kerr = EncodeKeys(f.Keys, keys)
+			}
+			if kerr != nil {
 				continue
 			}
 			r := Read{Feature: f, Keys: ekeys, Version: s.sel.Version}
@@ -120,6 +129,18 @@ func (e *Engine) Prefetch(ctx context.Context, selectors []string, entities []Ke
 // middlewares and no program run on request.
 func batchable(p *plan) bool {
 	return len(p.stages[StagePreGet]) == 0 && len(p.stages[StagePostGet]) == 0 && !p.onRequest
+}
+
+// Resolved returns what Engine.Resolve returns for selector j of the Prefetch — the FQN of
+// the feature it names and that feature's timeout — when the batch read it (ok), without
+// parsing it again. ok is false for a selector the batch left out (or when pf is nil):
+// resolve it with Engine.Resolve.
+func (pf *Prefetched) Resolved(j int) (fqn string, timeout time.Duration, ok bool) {
+	if pf == nil || j < 0 || j >= len(pf.sels) || pf.sels[j].p == nil {
+		return "", 0, false
+	}
+	f := pf.sels[j].p.f
+	return f.FQN, f.Timeout, true
 }
 
 // Len returns the number of cells read in the batch (0 for nil).

@@ -100,30 +100,38 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 			return nil, err
 		}
 	}
-	// Resolve each selector once: its FQN names the cells that fail, its timeout bounds the call.
-	fqns := make([]string, len(sels))
-	var bound time.Duration
-	for j, sel := range sels {
-		if fqn, timeout, err := es.s.eng.Resolve(sel); err == nil {
-			fqns[j] = fqn
-			bound = max(bound, timeout)
-		}
-	}
-	if bound == 0 { // no selector names an applied feature: every cell fails at once
-		bound = engine.DefaultTimeout
-	}
-	gctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
-
 	// With a State that reads in batches, the cells a State read alone can serve are read
-	// at once first (one round trip per Redis node for the whole vector); the workers then
-	// serve those and read the others (features with get middlewares or computed on
-	// request) one by one. See engine.Engine.Prefetch.
+	// at once first (one round trip per Redis node for the whole vector), bounded by the
+	// largest timeout of their features; the workers then serve those and read the others
+	// (features with get middlewares or computed on request) one by one. See
+	// engine.Engine.Prefetch.
+	start := time.Now()
 	entKeys := make([]engine.Keys, len(ents))
 	for i, ent := range ents {
 		entKeys[i] = engine.Keys(ent.GetKeys())
 	}
-	pre := es.s.eng.Prefetch(gctx, sels, entKeys)
+	pre := es.s.eng.Prefetch(ctx, sels, entKeys)
+
+	// Resolve each selector once (the batch resolved its own): its FQN names the cells that
+	// fail, its timeout bounds the call.
+	fqns := make([]string, len(sels))
+	var bound time.Duration
+	for j, sel := range sels {
+		fqn, timeout, ok := pre.Resolved(j)
+		if !ok {
+			var err error
+			if fqn, timeout, err = es.s.eng.Resolve(sel); err != nil {
+				continue
+			}
+		}
+		fqns[j] = fqn
+		bound = max(bound, timeout)
+	}
+	if bound == 0 { // no selector names an applied feature: every cell fails at once
+		bound = engine.DefaultTimeout
+	}
+	gctx, cancel := context.WithDeadline(ctx, start.Add(bound))
+	defer cancel()
 
 	// cells[i*len(sels)+j] is set when entity i's selector j has been read. Workers may
 	// still be finishing a cell after the deadline; the reply takes what is set by then.
@@ -133,18 +141,13 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 	slots := make([]ospreyv1.FeatureResult, len(cells))
 	stamps := make([]timestamppb.Timestamp, len(cells))
 	read := func(i int) {
-		keys := entKeys[i]
+		row := cellRow{keys: entKeys[i], pre: pre, i: i, values: newValueSlab(len(sels))}
 		for j, sel := range sels {
 			if gctx.Err() != nil {
 				return
 			}
 			k := i*len(sels) + j
-			cells[k].Store(es.cell(gctx, &slots[k], &stamps[k], sel, fqns[j], func(ctx context.Context) (engine.Result, error) {
-				if res, ok, err := pre.Get(ctx, i, j); ok {
-					return res, err
-				}
-				return es.s.eng.Get(ctx, sel, keys)
-			}))
+			cells[k].Store(es.cell(gctx, &slots[k], &stamps[k], &row, j, sel, fqns[j]))
 		}
 	}
 	if pre.Len() == len(cells) {
@@ -160,17 +163,22 @@ func (es *engineService) GetMany(ctx context.Context, req *connect.Request[ospre
 	if err := ctx.Err(); err != nil {
 		return nil, es.s.fail(ctx, req.Spec().Procedure, err, readFields)
 	}
-	late := connect.NewError(connect.CodeDeadlineExceeded,
-		fmt.Errorf("not read within the call's deadline (%v, the largest timeout of the features read)", bound)).Error()
+	var late string // the error of a cell not read by the deadline, made once when needed
 	results := make([]*ospreyv1.EntityResult, len(ents))
+	rows := make([]ospreyv1.EntityResult, len(ents))
 	for i := range ents {
 		row := make([]*ospreyv1.FeatureResult, len(sels))
 		for j, sel := range sels {
 			if row[j] = cells[i*len(sels)+j].Load(); row[j] == nil {
+				if late == "" {
+					late = connect.NewError(connect.CodeDeadlineExceeded,
+						fmt.Errorf("not read within the call's deadline (%v, the largest timeout of the features read)", bound)).Error()
+				}
 				row[j] = &ospreyv1.FeatureResult{Selector: sel, Fqn: fqns[j], Error: late}
 			}
 		}
-		results[i] = &ospreyv1.EntityResult{Features: row}
+		rows[i].Features = row
+		results[i] = &rows[i]
 	}
 	return connect.NewResponse(&ospreyv1.GetManyResponse{Results: results}), nil
 }
@@ -208,11 +216,30 @@ feed:
 	}
 }
 
-// cell reads one selector for one entity of a GetMany with get (a prefetched cell or a Get)
-// into slot, with its timestamp in ts, and returns it (a new result after a panic); fqn is the feature the selector
-// names, or "" when it names none.
-func (es *engineService) cell(ctx context.Context, slot *ospreyv1.FeatureResult, ts *timestamppb.Timestamp, sel, fqn string,
-	get func(context.Context) (engine.Result, error)) (out *ospreyv1.FeatureResult) {
+// cellRow is what the cells of one entity of a GetMany share: the entity's keys, the
+// batch read (nil when none) and its index there, and the slab its values are made in. A
+// row is read by one goroutine.
+type cellRow struct {
+	keys   engine.Keys
+	pre    *engine.Prefetched
+	i      int
+	values *valueSlab
+}
+
+// get reads the row's selector j, sel: served from the batch read when it holds the cell,
+// else with a Get.
+func (es *engineService) get(ctx context.Context, row *cellRow, j int, sel string) (engine.Result, error) {
+	if res, ok, err := row.pre.Get(ctx, row.i, j); ok {
+		return res, err
+	}
+	return es.s.eng.Get(ctx, sel, row.keys)
+}
+
+// cell reads one selector (sel, the row's j-th) for the row's entity into slot, with its
+// timestamp in ts, and returns it (a new result after a panic); fqn is the feature the
+// selector names, or "" when it names none.
+func (es *engineService) cell(ctx context.Context, slot *ospreyv1.FeatureResult, ts *timestamppb.Timestamp, row *cellRow, j int,
+	sel, fqn string) (out *ospreyv1.FeatureResult) {
 	out = slot
 	out.Selector = sel
 	// Cells run on worker goroutines, beyond the reach of connect's recovery.
@@ -223,7 +250,7 @@ func (es *engineService) cell(ctx context.Context, slot *ospreyv1.FeatureResult,
 			out = &ospreyv1.FeatureResult{Selector: sel, Fqn: fqn, Error: connect.NewError(connect.CodeInternal, errors.New("internal error")).Error()}
 		}
 	}()
-	res, err := get(ctx)
+	res, err := es.get(ctx, row, j, sel)
 	if err != nil {
 		out.Error = rpcError(err, readFields).Error()
 		out.Fqn = fqn
@@ -231,7 +258,7 @@ func (es *engineService) cell(ctx context.Context, slot *ospreyv1.FeatureResult,
 	}
 	out.Fqn, out.Found = res.FQN, res.Found()
 	if res.Found() {
-		out.Value, out.Fresh = valueToProto(res.Value), res.Fresh
+		out.Value, out.Fresh = row.values.value(res.Value), res.Fresh
 		if !res.Timestamp.IsZero() {
 			ts.Seconds, ts.Nanos = res.Timestamp.Unix(), int32(res.Timestamp.Nanosecond())
 			out.Timestamp = ts
