@@ -94,7 +94,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&o.output, "output", "text", "output format: text or json")
 	fs.BoolVar(&o.setup, "setup", true, "before measuring, Update the selector's feature with 1 for the entity (errors ignored)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (load generator and baseline) to this file")
-	fs.BoolVar(&o.process, "baseline-process", false, "serve the baseline from a child process (this binary), like the host, instead of from this one")
+	fs.BoolVar(&o.process, "baseline-process", false, "serve the baseline from a child process (this binary), like the host, instead of from this one (default true with --baseline-redis, false otherwise)")
 	fs.StringVar(&o.redis, "baseline-redis", "", "HOST:PORT of a Redis: the baseline does one go-redis GET per call of a key holding the host's response bytes (issue 10's targets)")
 	o.ingest.register(fs)
 	listen := fs.String("baseline-listen", "", "serve only the baseline, with a copy of the host's Get response, on this address until interrupted: for an external load generator (wrk)")
@@ -125,7 +125,8 @@ Open-loop latency counts from the call's due time when the in-flight cap held it
 a slow server's backlog is counted), else from its actual send: Go's timers wake up to
 ~1 ms late, which is the generator's noise. The from-due figures and the send lag are
 printed too. --baseline-process serves the baseline from a child process instead, which,
-like the host, then has to be woken across processes.
+like the host, then has to be woken across processes; the Redis baseline (--baseline-redis)
+is served so unless --baseline-process=false.
 
 Flags:`)
 		fs.PrintDefaults()
@@ -137,11 +138,14 @@ Flags:`)
 		return fmt.Errorf("unexpected argument %q (run `osprey bench -h`)", fs.Arg(0))
 	}
 	if *serve {
-		return serveBaseline(ctx, e.stdin, e.stdout)
+		return serveBaseline(ctx, o.redis, e.stdin, e.stdout)
 	}
 	var err error
 	if o.rate, err = parseRate(rate); err != nil {
 		return err
+	}
+	if o.redis != "" && !flagSet(fs, "baseline-process") {
+		o.process = true // the Redis baseline is a service of its own, as the host is
 	}
 	if len(o.keys) == 0 {
 		o.keys = keysFlag{"card_id": "c1"}
@@ -408,13 +412,18 @@ func startBaselineAt(c ospreyv1connect.EngineServiceHandler, addr string) (strin
 
 // spawnBaseline serves c from a child process, `osprey bench --serve-baseline`, which reads
 // the constants from its standard input and prints its address; it stops when its standard
-// input closes.
-func spawnBaseline(c *constEngine, stderr io.Writer) (string, func(), error) {
+// input closes. With redis (HOST:PORT) the child serves the Redis baseline
+// (startRedisBaseline) instead of answering the constants from memory.
+func spawnBaseline(c *constEngine, redis string, stderr io.Writer) (string, func(), error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(exe, "-log-level", "error", "bench", "--serve-baseline")
+	args := []string{"-log-level", "error", "bench", "--serve-baseline"}
+	if redis != "" {
+		args = append(args, "--baseline-redis", redis)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -472,8 +481,9 @@ func spawnBaseline(c *constEngine, stderr io.Writer) (string, func(), error) {
 	}
 }
 
-// serveBaseline is the child of spawnBaseline.
-func serveBaseline(ctx context.Context, in io.Reader, out io.Writer) error {
+// serveBaseline is the child of spawnBaseline; redis, when set, is the Redis of the
+// Redis baseline.
+func serveBaseline(ctx context.Context, redis string, in io.Reader, out io.Writer) error {
 	c := &constEngine{get: &ospreyv1.GetResponse{}}
 	for i, m := range []proto.Message{c.get, &ospreyv1.GetManyResponse{}} {
 		var n [4]byte
@@ -491,7 +501,11 @@ func serveBaseline(ctx context.Context, in io.Reader, out io.Writer) error {
 			c.many = m.(*ospreyv1.GetManyResponse)
 		}
 	}
-	addr, stop, err := startBaseline(c)
+	start := startBaseline
+	if redis != "" {
+		start = func(c *constEngine) (string, func(), error) { return startRedisBaseline(ctx, c, redis) }
+	}
+	addr, stop, err := start(c)
 	if err != nil {
 		return err
 	}
@@ -578,10 +592,10 @@ func bench(ctx context.Context, o *benchOptions, log io.Writer) (*benchReport, e
 
 	start := startBaseline
 	switch {
+	case o.process:
+		start = func(c *constEngine) (string, func(), error) { return spawnBaseline(c, o.redis, log) }
 	case o.redis != "":
 		start = func(c *constEngine) (string, func(), error) { return startRedisBaseline(ctx, c, o.redis) }
-	case o.process:
-		start = func(c *constEngine) (string, func(), error) { return spawnBaseline(c, log) }
 	}
 	baseAddr, stop, err := start(konst)
 	if err != nil {
@@ -1192,7 +1206,7 @@ func (r *benchReport) writeText(w io.Writer) {
 		where = "in a child process"
 	}
 	if r.BaselineRedis != "" {
-		fmt.Fprintf(w, "\nbaseline: a bare connect-go handler in this process doing one go-redis GET per call (Redis %s) of a copy of the same response\n", r.BaselineRedis)
+		fmt.Fprintf(w, "\nbaseline: a bare connect-go handler %s doing one go-redis GET per call (Redis %s) of a copy of the same response\n", where, r.BaselineRedis)
 	} else {
 		fmt.Fprintf(w, "\nbaseline: a bare connect-go handler %s answering a copy of the same response\n", where)
 	}
