@@ -63,22 +63,28 @@ func valueToProto(v engine.Value) *ospreyv1.Value {
 // windowToProto sets the aggregations r.Aggrs names, and only those.
 func windowToProto(r engine.WindowResult) *ospreyv1.WindowResult {
 	out := &ospreyv1.WindowResult{}
+	fillWindow(out, r, func(x float64) *float64 { return &x })
+	return out
+}
+
+// fillWindow sets in out the aggregations r.Aggrs names, and only those, each in a float64
+// that num returns holding it.
+func fillWindow(out *ospreyv1.WindowResult, r engine.WindowResult, num func(float64) *float64) {
 	for _, a := range r.Aggrs.Fns() {
-		x := r.Get(a)
+		x := num(r.Get(a))
 		switch a {
 		case engine.AggrSum:
-			out.Sum = &x
+			out.Sum = x
 		case engine.AggrCount:
-			out.Count = &x
+			out.Count = x
 		case engine.AggrMin:
-			out.Min = &x
+			out.Min = x
 		case engine.AggrMax:
-			out.Max = &x
+			out.Max = x
 		case engine.AggrAvg:
-			out.Avg = &x
+			out.Avg = x
 		}
 	}
-	return out
 }
 
 // timeToProto converts a timestamp; the zero time becomes nil (unset).

@@ -11,13 +11,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/osprey-ml/osprey/engine"
 	ospreyv1 "github.com/osprey-ml/osprey/gen/osprey/v1"
 	"github.com/osprey-ml/osprey/gen/osprey/v1/ospreyv1connect"
-	"github.com/osprey-ml/osprey/internal/redistest"
-	redisstate "github.com/osprey-ml/osprey/plugins/state/redis"
 )
 
 // BenchmarkGetManyStack is a feature vector of 50 features (40 float scalars and 10 windows
@@ -30,12 +27,8 @@ import (
 //	go test -run '^$' -bench GetManyStack -benchmem -count 5 ./server/
 func BenchmarkGetManyStack(b *testing.B) {
 	ctx := context.Background()
-	srvRedis := redistest.Standalone(b)
-	st := redisstate.New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srvRedis.Addr()}, ContextTimeoutEnabled: true}))
-	b.Cleanup(func() { st.Close() })
+	eng := redisBenchEngine(b)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng := engine.New(st, engine.WithLogger(quiet))
-	b.Cleanup(func() { eng.Close() })
 	now := time.Now()
 	keys := engine.Keys{"card_id": "c1"}
 	var sels []string

@@ -19,6 +19,17 @@ import (
 	redisstate "github.com/osprey-ml/osprey/plugins/state/redis"
 )
 
+// redisBenchEngine returns an engine, closed with b, on a Redis state over a redis-server the
+// harness starts for b.
+func redisBenchEngine(b *testing.B) *engine.Engine {
+	srvRedis := redistest.Standalone(b)
+	st := redisstate.New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srvRedis.Addr()}, ContextTimeoutEnabled: true}))
+	b.Cleanup(func() { st.Close() })
+	eng := engine.New(st, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	b.Cleanup(func() { eng.Close() })
+	return eng
+}
+
 // BenchmarkGetStack is a Get over Connect and HTTP/2 (h2c, loopback) from parallel callers,
 // on a Redis state (a redis-server the harness starts), served with the stack grown at the top of each request
 // ("grown", what the server does) and without ("bare"), in the same run:
@@ -26,11 +37,7 @@ import (
 //	go test -run '^$' -bench GetStack -benchmem -count 5 ./server/
 func BenchmarkGetStack(b *testing.B) {
 	ctx := context.Background()
-	srvRedis := redistest.Standalone(b)
-	st := redisstate.New(goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{srvRedis.Addr()}, ContextTimeoutEnabled: true}))
-	b.Cleanup(func() { st.Close() })
-	eng := engine.New(st, engine.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	b.Cleanup(func() { eng.Close() })
+	eng := redisBenchEngine(b)
 	f := &engine.Feature{FQN: "bench.scalar", Primitive: engine.PrimitiveFloat, Keys: []string{"id"}, Freshness: time.Hour,
 		Staleness: 24 * time.Hour, Timeout: time.Second, Builder: engine.Builder{Kind: engine.BuilderSourceless}}
 	if err := eng.Apply(ctx, f); err != nil {

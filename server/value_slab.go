@@ -39,57 +39,34 @@ func take[T any](s *[]T, n int) *T {
 
 // value converts v as valueToProto does.
 func (vs *valueSlab) value(v engine.Value) *ospreyv1.Value {
-	var out *ospreyv1.Value
+	switch v.Kind() {
+	case engine.KindInt, engine.KindFloat, engine.KindString, engine.KindBool, engine.KindWindow:
+	default: // null, timestamps and lists: rarer, and sized by the value
+		return valueToProto(v)
+	}
+	out := take(&vs.values, vs.n)
 	switch v.Kind() {
 	case engine.KindInt:
 		k := take(&vs.ints, vs.n)
-		k.IntValue = v.Int()
-		out = take(&vs.values, vs.n)
-		out.Kind = k
+		k.IntValue, out.Kind = v.Int(), k
 	case engine.KindFloat:
 		k := take(&vs.floats, vs.n)
-		k.FloatValue = v.Float()
-		out = take(&vs.values, vs.n)
-		out.Kind = k
+		k.FloatValue, out.Kind = v.Float(), k
 	case engine.KindString:
 		k := take(&vs.strs, vs.n)
-		k.StringValue = v.Str()
-		out = take(&vs.values, vs.n)
-		out.Kind = k
+		k.StringValue, out.Kind = v.Str(), k
 	case engine.KindBool:
 		k := take(&vs.bools, vs.n)
-		k.BoolValue = v.Bool()
-		out = take(&vs.values, vs.n)
-		out.Kind = k
+		k.BoolValue, out.Kind = v.Bool(), k
 	case engine.KindWindow:
 		k := take(&vs.windows, vs.n)
-		k.Window = vs.window(v.Window())
-		out = take(&vs.values, vs.n)
+		k.Window = take(&vs.results, vs.n)
+		fillWindow(k.Window, v.Window(), func(x float64) *float64 {
+			p := take(&vs.aggrs, 5*vs.n)
+			*p = x
+			return p
+		})
 		out.Kind = k
-	default: // null, timestamps and lists: rarer, and sized by the value
-		out = valueToProto(v)
-	}
-	return out
-}
-
-// window converts r as windowToProto does.
-func (vs *valueSlab) window(r engine.WindowResult) *ospreyv1.WindowResult {
-	out := take(&vs.results, vs.n)
-	for _, a := range r.Aggrs.Fns() {
-		x := take(&vs.aggrs, 5*vs.n)
-		*x = r.Get(a)
-		switch a {
-		case engine.AggrSum:
-			out.Sum = x
-		case engine.AggrCount:
-			out.Count = x
-		case engine.AggrMin:
-			out.Min = x
-		case engine.AggrMax:
-			out.Max = x
-		case engine.AggrAvg:
-			out.Avg = x
-		}
 	}
 	return out
 }
